@@ -1,0 +1,1 @@
+"""Interfaces: the `regbatch` CLI (api.cli) and, later, the REST API."""
