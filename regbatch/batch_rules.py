@@ -1,0 +1,101 @@
+"""How a batch's status follows from its jobs: the seed's rule, `paused`, and the breaker.
+
+The seed's `calculateBatchStatus` has a gap: a finished batch with some failures below the 50 %
+threshold (its own example: 2 completed, 1 failed) falls through to 'pending'. Its example and
+DOMAIN.md say 'completed with the failures counted', and that is what `final_status` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from regbatch.statuses import BatchStatus
+
+FAILURE_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    """How many of a batch's jobs are in each state (skipped jobs count as successes)."""
+
+    total: int
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    skipped: int = 0
+    in_progress: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed + self.cancelled + self.skipped
+
+    @property
+    def unfinished(self) -> int:
+        return self.total - self.finished
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """Trip when over `threshold` of finished jobs failed, once `min_finished` have finished."""
+
+    threshold: float = FAILURE_THRESHOLD
+    min_finished: int = 3
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(
+                f"breaker threshold {self.threshold} must be between 0 and 1, e.g. 0.5"
+            )
+        if self.min_finished < 1:
+            raise ValueError(f"breaker min_finished {self.min_finished} must be at least 1")
+
+
+def final_status(counts: JobCounts) -> BatchStatus:
+    """The status of a batch whose jobs have all finished (the seed's rule, its gap filled).
+
+    completed if all jobs completed; failed if all failed or more than half failed; otherwise
+    completed with the failures counted. A batch of only cancelled jobs is cancelled.
+    """
+    if counts.unfinished:
+        raise ValueError(
+            f"{counts.unfinished} of {counts.total} jobs are unfinished; "
+            "final_status applies to finished batches only"
+        )
+    if counts.total == 0 or counts.cancelled == counts.total:
+        return BatchStatus.CANCELLED
+    if counts.failed == counts.total:
+        return BatchStatus.FAILED
+    if counts.failed / counts.total > FAILURE_THRESHOLD:
+        return BatchStatus.FAILED
+    return BatchStatus.COMPLETED
+
+
+def current_status(
+    counts: JobCounts, *, cancelled: bool = False, paused: bool = False, started: bool = True
+) -> BatchStatus:
+    """The status a batch shows now: the seed's calculation with `paused` added."""
+    if cancelled:
+        return BatchStatus.CANCELLED
+    if counts.total and counts.unfinished == 0:
+        return final_status(counts)
+    if paused:
+        return BatchStatus.PAUSED
+    if started:
+        return BatchStatus.IN_PROGRESS
+    return BatchStatus.PENDING
+
+
+def breaker_trips(failed: int, finished: int, policy: BreakerPolicy) -> bool:
+    """True when the breaker must stop dispatching: enough finished, and too many of them failed."""
+    if not policy.enabled or finished < policy.min_finished or finished == 0:
+        return False
+    return failed / finished > policy.threshold
+
+
+def breaker_reason(failed: int, finished: int, policy: BreakerPolicy) -> str:
+    """The pause reason recorded when the breaker trips."""
+    return (
+        f"breaker tripped: {failed} of {finished} finished restaurants failed "
+        f"({failed / finished:.0%} > {policy.threshold:.0%}); resume, cancel or retry the failed"
+    )

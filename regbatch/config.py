@@ -1,0 +1,197 @@
+"""The per-restaurant registration configuration, its defaults, and the merge of batch settings.
+
+`build_config(restaurant, common, override)` derives every default from the restaurant record,
+lays the batch's common settings over it, then the restaurant's own override, and validates the
+result. The result is what a job stores as `execution_config` and what every step reads. The
+owner's password is never part of it: the account step decrypts it from the restaurant row.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from regbatch.errors import Problem
+from regbatch.formats import slugify
+from regbatch.restaurant import Menu, RestaurantType, Theme
+from regbatch.steps import StepKey
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AccountConfig(_Section):
+    create_account: bool = True
+    email: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    existing_account_id: str | None = None
+
+
+class RestaurantConfig(_Section):
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    address: str | None = None
+    city: str | None = None
+    country: str = "NZ"
+    opening_hours: dict[str, Any] | None = None
+    cuisine: str | None = None
+    restaurant_type: RestaurantType = RestaurantType.RESTAURANT
+    subdomain: str | None = None
+
+
+class WebsiteConfig(_Section):
+    theme: Theme = Theme.LIGHT
+    primary_color: str | None = None
+    secondary_color: str | None = None
+    logo_url: str | None = None
+    header_text: str | None = None
+
+
+class ServicesConfig(_Section):
+    pickup: bool = True
+    delivery: bool = False
+    delivery_radius_km: float = Field(default=5.0, ge=0, le=100)
+    minimum_order: Decimal = Field(default=Decimal("0"), ge=0)
+    prep_time_minutes: int = Field(default=20, ge=0, le=240)
+
+
+class PaymentConfig(_Section):
+    provider: Literal["stripe", "cash"] = "stripe"
+    stripe_connect: bool = True
+    currency: str = Field(default="NZD", pattern=r"^[A-Z]{3}$")
+
+
+class MenuConfig(_Section):
+    import_menu: bool = False
+    upload_images: bool = False
+    create_option_sets: bool = False
+    create_item_tags: bool = False
+    menu_ref: str | None = None
+    data: Menu | None = None
+
+
+class OnboardingConfig(_Section):
+    create_user: bool = False
+    sync: bool = False
+
+
+class StepPolicy(_Section):
+    """Per-step overrides of the graph's retry policy and timeout."""
+
+    retries: int | None = Field(default=None, ge=0, le=10)
+    retry_delays_s: list[float] | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=6 * 3600)
+
+
+class RegistrationConfig(_Section):
+    """Everything the twelve steps of one restaurant need, except the owner's password."""
+
+    account: AccountConfig = Field(default_factory=AccountConfig)
+    restaurant: RestaurantConfig = Field(default_factory=RestaurantConfig)
+    website: WebsiteConfig = Field(default_factory=WebsiteConfig)
+    services: ServicesConfig = Field(default_factory=ServicesConfig)
+    payment: PaymentConfig = Field(default_factory=PaymentConfig)
+    menu: MenuConfig = Field(default_factory=MenuConfig)
+    onboarding: OnboardingConfig = Field(default_factory=OnboardingConfig)
+    steps: dict[StepKey, bool] = Field(default_factory=dict)
+    """Per-step enable flags; a step set to false is skipped with that reason."""
+    policies: dict[StepKey, StepPolicy] = Field(default_factory=dict)
+
+    def step_enabled(self, key: StepKey) -> bool:
+        return self.steps.get(key, True)
+
+
+def defaults_from_restaurant(restaurant: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration a restaurant record implies, before any batch setting is applied."""
+    menu = restaurant.get("menu")
+    parsed = Menu.model_validate(menu) if menu else None
+    return {
+        "account": {
+            "email": restaurant.get("email"),
+            "name": restaurant.get("contact_name") or restaurant.get("name"),
+            "phone": restaurant.get("phone"),
+        },
+        "restaurant": {
+            "name": restaurant.get("name"),
+            "email": restaurant.get("email"),
+            "phone": restaurant.get("phone"),
+            "address": restaurant.get("address"),
+            "city": restaurant.get("city"),
+            "country": restaurant.get("country") or "NZ",
+            "opening_hours": restaurant.get("opening_hours"),
+            "cuisine": restaurant.get("cuisine"),
+            "restaurant_type": restaurant.get("restaurant_type") or RestaurantType.RESTAURANT,
+            "subdomain": restaurant.get("subdomain")
+            or slugify(restaurant.get("name") or "", restaurant.get("city") or ""),
+        },
+        "website": {
+            "theme": restaurant.get("theme") or Theme.LIGHT,
+            "primary_color": restaurant.get("primary_color"),
+            "secondary_color": restaurant.get("secondary_color"),
+            "logo_url": restaurant.get("logo_url"),
+            "header_text": restaurant.get("name"),
+        },
+        "menu": {
+            "import_menu": parsed is not None,
+            "upload_images": bool(parsed and parsed.has_images),
+            "create_option_sets": bool(parsed and parsed.option_sets),
+            "create_item_tags": bool(parsed and parsed.has_tags),
+            "menu_ref": str(restaurant.get("id")) if parsed else None,
+            "data": parsed.model_dump(mode="json") if parsed else None,
+        },
+    }
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """`overlay` laid over `base`: nested objects merge key by key, anything else replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def build_config(
+    restaurant: Mapping[str, Any],
+    common: Mapping[str, Any] | None = None,
+    override: Mapping[str, Any] | None = None,
+) -> RegistrationConfig:
+    """Defaults from the restaurant, then the batch's common settings, then the override."""
+    merged = deep_merge(defaults_from_restaurant(restaurant), common or {})
+    merged = deep_merge(merged, override or {})
+    return RegistrationConfig.model_validate(merged)
+
+
+def settings_problems(settings: Mapping[str, Any], prefix: str = "settings") -> list[Problem]:
+    """Every invalid field of a batch's common settings, checked against an empty restaurant."""
+    try:
+        RegistrationConfig.model_validate(deep_merge({}, settings))
+    except ValidationError as exc:
+        return problems_from_validation(exc, prefix)
+    return []
+
+
+def problems_from_validation(
+    exc: ValidationError,
+    prefix: str,
+    unknown: str = "is not a known setting; check its spelling against RegistrationConfig",
+) -> list[Problem]:
+    """One Problem per pydantic error, with a dotted field path under `prefix`."""
+    problems = []
+    for error in exc.errors():
+        parts = (prefix, *error["loc"])
+        path = ".".join(str(part) for part in parts if part not in ("", "[key]"))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = unknown
+        problems.append(Problem(field=path or "value", message=message))
+    return problems

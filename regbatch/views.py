@@ -1,0 +1,87 @@
+"""Read models of batches, jobs and steps, shared by the CLI, the REST API and the Python API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class StepView(_View):
+    step_number: int
+    step_key: str
+    status: str
+    attempts: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_ms: int | None
+    result_data: dict[str, Any] | None
+    error_message: str | None
+    error_details: dict[str, Any] | None
+    skip_reason: str | None
+    blocked_by_step: int | None
+    carried_over: bool
+
+
+class JobView(_View):
+    id: uuid.UUID
+    restaurant_id: uuid.UUID
+    restaurant_name: str
+    position: int
+    status: str
+    current_step: int | None
+    error_message: str | None
+    error_details: dict[str, Any] | None
+    retry_of_job_id: uuid.UUID | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    steps: list[StepView] = []
+
+
+class BatchSummary(_View):
+    """One line of a batch list (the seed's `{id, name, status, total, completed, failed}`)."""
+
+    id: uuid.UUID
+    name: str
+    status: str
+    execution_mode: str
+    concurrency: int
+    total: int
+    completed: int
+    failed: int
+    cancelled: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    retry_of_batch_id: uuid.UUID | None
+
+
+class BatchView(BatchSummary):
+    organisation_id: uuid.UUID
+    settings: dict[str, Any]
+    created_by: str | None
+    breaker_threshold: float
+    breaker_min_finished: int
+    requested_action: str | None
+    pause_reason: str | None
+    error_message: str | None
+    paused_at: datetime | None
+    cancelled_at: datetime | None
+    updated_at: datetime
+
+
+class BatchDetail(BatchView):
+    jobs: list[JobView] = []
+
+
+class BatchPage(BaseModel):
+    """A page of batches, newest first; pass `next_cursor` to get the next page."""
+
+    items: list[BatchSummary]
+    next_cursor: str | None
