@@ -1,0 +1,1 @@
+"""Persistence: models, migrations, engines, and data functions that take a session."""

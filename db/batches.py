@@ -1,0 +1,463 @@
+"""Batches: creation (all checks first, then one job and twelve steps per restaurant), reads,
+listing with a cursor, and counters derived from job rows under the batch's row lock."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from db.models import Batch, Job, JobStep, Restaurant
+from db.oplog import append_log
+from db.restaurants import restaurant_record
+from regbatch.audit import Operation
+from regbatch.batch_rules import JobCounts
+from regbatch.config import build_config, problems_from_validation, settings_problems
+from regbatch.errors import InvalidInputError, NotFoundError, Problem
+from regbatch.preflight import preflight
+from regbatch.statuses import (
+    BATCH_FINISHED,
+    JOB_FINISHED,
+    BatchStatus,
+    ExecutionMode,
+    JobStatus,
+    StepStatus,
+)
+from regbatch.steps import STEPS
+from regbatch.views import BatchDetail, BatchPage, BatchSummary, JobView, StepView
+
+
+def _check_options(
+    name: str,
+    restaurant_ids: Sequence[uuid.UUID],
+    execution_mode: str,
+    concurrency: int,
+    breaker_threshold: float,
+    breaker_min_finished: int,
+    max_size: int,
+) -> list[Problem]:
+    problems = []
+    if not name.strip():
+        problems.append(Problem("name", "is empty; give the batch a name, e.g. 'Auckland Q4'"))
+    elif len(name) > 200:
+        problems.append(Problem("name", f"has {len(name)} characters; use at most 200"))
+    if not restaurant_ids:
+        problems.append(Problem("restaurant_ids", "is empty; pass at least one restaurant id"))
+    if len(restaurant_ids) > max_size:
+        problems.append(
+            Problem(
+                "restaurant_ids",
+                f"has {len(restaurant_ids)} restaurants, more than the maximum of {max_size}; "
+                "split the batch or raise REGBATCH_MAX_BATCH_SIZE",
+            )
+        )
+    seen: set[uuid.UUID] = set()
+    for rid in restaurant_ids:
+        if rid in seen:
+            problems.append(Problem("restaurant_ids", "is listed twice; list it once", str(rid)))
+        seen.add(rid)
+    if execution_mode not in set(ExecutionMode):
+        problems.append(
+            Problem(
+                "execution_mode",
+                f"{execution_mode!r} is not a mode; use one of {', '.join(ExecutionMode)}",
+            )
+        )
+    if not 1 <= concurrency <= 200:
+        problems.append(Problem("concurrency", f"{concurrency} is out of range; use 1 to 200"))
+    if execution_mode == ExecutionMode.SEQUENTIAL and concurrency != 1:
+        problems.append(
+            Problem(
+                "concurrency",
+                f"is {concurrency} but sequential mode runs one "
+                "restaurant at a time; use parallel mode or concurrency 1",
+            )
+        )
+    if not 0 <= breaker_threshold <= 1:
+        problems.append(
+            Problem(
+                "breaker_threshold",
+                f"{breaker_threshold} is not a fraction; use a value from 0 to 1, e.g. 0.5",
+            )
+        )
+    if breaker_min_finished < 1:
+        problems.append(
+            Problem("breaker_min_finished", f"{breaker_min_finished} is below 1; use at least 1")
+        )
+    return problems
+
+
+def _active_elsewhere(session: Session, restaurant_ids: Sequence[uuid.UUID]) -> list[Problem]:
+    query = (
+        select(Job.restaurant_id, Job.batch_id, Batch.status)
+        .join(Batch, Batch.id == Job.batch_id)
+        .where(Job.restaurant_id.in_(restaurant_ids))
+        .where(Job.status.in_([JobStatus.PENDING, JobStatus.IN_PROGRESS]))
+        .where(Batch.status.not_in(list(BATCH_FINISHED)))
+    )
+    return [
+        Problem(
+            "restaurant_ids",
+            f"is already in unfinished batch {batch_id} ({status}); wait "
+            "for it to finish or cancel it",
+            str(rid),
+        )
+        for rid, batch_id, status in session.execute(query)
+    ]
+
+
+def create_batch(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    name: str,
+    restaurant_ids: Sequence[uuid.UUID],
+    settings: Mapping[str, Any] | None = None,
+    overrides: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
+    execution_mode: str = ExecutionMode.SEQUENTIAL,
+    concurrency: int = 1,
+    breaker_threshold: float = 0.5,
+    breaker_min_finished: int = 3,
+    created_by: str | None = None,
+    max_size: int = 1000,
+    status: BatchStatus = BatchStatus.DRAFT,
+    retry_of_batch_id: uuid.UUID | None = None,
+) -> Batch:
+    """A new batch with one job and twelve pending steps per restaurant, or InvalidInputError.
+
+    Every check runs before anything is written, and the error lists every offending id.
+    """
+    settings = dict(settings or {})
+    overrides = overrides or {}
+    problems = _check_options(
+        name,
+        restaurant_ids,
+        execution_mode,
+        concurrency,
+        breaker_threshold,
+        breaker_min_finished,
+        max_size,
+    )
+    problems += settings_problems(settings)
+    unique_ids = list(dict.fromkeys(restaurant_ids))
+    restaurants: dict[uuid.UUID, Restaurant] = {}
+    if unique_ids:
+        found = session.scalars(
+            select(Restaurant).where(
+                Restaurant.id.in_(unique_ids), Restaurant.organisation_id == organisation_id
+            )
+        )
+        restaurants = {r.id: r for r in found}
+        problems += [
+            Problem(
+                "restaurant_ids",
+                "does not exist in this organisation; check the id with "
+                "`regbatch restaurants list`",
+                str(rid),
+            )
+            for rid in unique_ids
+            if rid not in restaurants
+        ]
+        problems += _active_elsewhere(session, list(restaurants))
+
+    configs: dict[uuid.UUID, dict[str, Any]] = {}
+    if not any(p.field == "settings" or p.field.startswith("settings.") for p in problems):
+        for rid, restaurant in restaurants.items():
+            subject = f"{rid} ({restaurant.name})"
+            try:
+                config = build_config(restaurant_record(restaurant), settings, overrides.get(rid))
+            except ValidationError as exc:
+                problems += [
+                    Problem(p.field, p.message, subject)
+                    for p in problems_from_validation(exc, "config")
+                ]
+                continue
+            problems += [Problem(p.field, p.message, subject) for p in preflight(config)]
+            configs[rid] = config.model_dump(mode="json")
+
+    if problems:
+        offending = sorted({p.subject for p in problems if p.subject})
+        summary = "batch not created: " + (
+            f"{len(offending)} restaurant(s) cannot be registered: {', '.join(offending)}"
+            if offending
+            else "invalid batch options"
+        )
+        raise InvalidInputError(summary, problems)
+
+    batch = Batch(
+        organisation_id=organisation_id,
+        name=name.strip(),
+        execution_mode=execution_mode,
+        concurrency=concurrency,
+        status=status,
+        total_restaurants=len(unique_ids),
+        settings=settings,
+        created_by=created_by,
+        retry_of_batch_id=retry_of_batch_id,
+        breaker_threshold=Decimal(str(breaker_threshold)),
+        breaker_min_finished=breaker_min_finished,
+    )
+    session.add(batch)
+    session.flush()
+    job_rows, step_rows = [], []
+    for position, rid in enumerate(unique_ids):
+        job_id = uuid.uuid4()
+        job_rows.append(
+            {
+                "id": job_id,
+                "organisation_id": organisation_id,
+                "batch_id": batch.id,
+                "restaurant_id": rid,
+                "position": position,
+                "status": JobStatus.PENDING,
+                "execution_config": configs[rid],
+                "idempotency_root": job_id,
+                "dispatch_attempts": 0,
+            }
+        )
+        step_rows += [
+            {
+                "id": uuid.uuid4(),
+                "organisation_id": organisation_id,
+                "job_id": job_id,
+                "step_number": spec.number,
+                "step_key": spec.key,
+                "status": StepStatus.PENDING,
+                "attempts": 0,
+                "carried_over": False,
+            }
+            for spec in STEPS
+        ]
+    session.execute(insert(Job), job_rows)
+    session.execute(insert(JobStep), step_rows)
+    append_log(
+        session,
+        organisation_id=organisation_id,
+        batch_id=batch.id,
+        operation=Operation.BATCH_CREATED,
+        actor=created_by or "system",
+        details={
+            "restaurants": len(unique_ids),
+            "execution_mode": execution_mode,
+            "concurrency": concurrency,
+            "retry_of_batch_id": str(retry_of_batch_id) if retry_of_batch_id else None,
+        },
+    )
+    return batch
+
+
+def get_batch(
+    session: Session,
+    batch_id: uuid.UUID,
+    organisation_id: uuid.UUID | None = None,
+    *,
+    lock: bool = False,
+) -> Batch:
+    """The batch, optionally row-locked; NotFoundError when absent or in another organisation."""
+    query = select(Batch).where(Batch.id == batch_id)
+    if organisation_id is not None:
+        query = query.where(Batch.organisation_id == organisation_id)
+    if lock:
+        query = query.with_for_update()
+    batch = session.scalar(query)
+    if batch is None:
+        raise NotFoundError(
+            f"batch {batch_id} does not exist; list batches with `regbatch batch list --org ORG`"
+        )
+    return batch
+
+
+def lock_batch(session: Session, batch_id: uuid.UUID) -> None:
+    """Take the batch's row lock; every job change that moves counters takes it first."""
+    session.execute(select(Batch.id).where(Batch.id == batch_id).with_for_update())
+
+
+def job_counts(session: Session, batch_id: uuid.UUID) -> JobCounts:
+    """How many of the batch's jobs are in each status, counted by the database."""
+    rows = dict(
+        session.execute(
+            select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
+        ).all()
+    )
+    return JobCounts(
+        total=sum(rows.values()),
+        completed=rows.get(JobStatus.COMPLETED, 0),
+        failed=rows.get(JobStatus.FAILED, 0),
+        cancelled=rows.get(JobStatus.CANCELLED, 0),
+        skipped=rows.get(JobStatus.SKIPPED, 0),
+        in_progress=rows.get(JobStatus.IN_PROGRESS, 0),
+    )
+
+
+def recompute_counters(session: Session, batch_id: uuid.UUID) -> None:
+    """Set the batch's counters from its job rows, in one UPDATE.
+
+    Exact under concurrency when the caller took `lock_batch` before changing the job: the
+    next transaction waits on the lock, then counts with a snapshot that sees this one.
+    """
+
+    def count(*statuses: str) -> Any:
+        return (
+            select(func.count())
+            .select_from(Job)
+            .where(Job.batch_id == batch_id, Job.status.in_(statuses))
+            .scalar_subquery()
+        )
+
+    session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(
+            completed_restaurants=count(JobStatus.COMPLETED, JobStatus.SKIPPED),
+            failed_restaurants=count(JobStatus.FAILED),
+            cancelled_restaurants=count(JobStatus.CANCELLED),
+        )
+    )
+
+
+def _encode_cursor(created_at: datetime, batch_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{batch_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, batch_id = raw.split("|")
+        return datetime.fromisoformat(created), uuid.UUID(batch_id)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInputError(
+            "invalid cursor",
+            [
+                Problem(
+                    "cursor",
+                    f"{cursor!r} is not a cursor from a previous page; "
+                    "pass the next_cursor value exactly, or omit it",
+                )
+            ],
+        ) from None
+
+
+def _summary(batch: Batch) -> BatchSummary:
+    return BatchSummary(
+        id=batch.id,
+        name=batch.name,
+        status=batch.status,
+        execution_mode=batch.execution_mode,
+        concurrency=batch.concurrency,
+        total=batch.total_restaurants,
+        completed=batch.completed_restaurants,
+        failed=batch.failed_restaurants,
+        cancelled=batch.cancelled_restaurants,
+        created_at=batch.created_at,
+        started_at=batch.started_at,
+        completed_at=batch.completed_at,
+        retry_of_batch_id=batch.retry_of_batch_id,
+    )
+
+
+def list_batches(
+    session: Session,
+    organisation_id: uuid.UUID,
+    *,
+    statuses: Sequence[str] = (),
+    created_after: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> BatchPage:
+    """The organisation's batches, newest first, filtered, one page at a time."""
+    problems = [
+        Problem("status", f"{s!r} is not a batch status; use one of {', '.join(BatchStatus)}")
+        for s in statuses
+        if s not in set(BatchStatus)
+    ]
+    if not 1 <= limit <= 500:
+        problems.append(Problem("limit", f"{limit} is out of range; use 1 to 500"))
+    if problems:
+        raise InvalidInputError("invalid batch list filters", problems)
+    query = select(Batch).where(Batch.organisation_id == organisation_id)
+    if statuses:
+        query = query.where(Batch.status.in_(statuses))
+    if created_after is not None:
+        query = query.where(Batch.created_at > created_after)
+    if cursor:
+        created, last_id = _decode_cursor(cursor)
+        query = query.where(tuple_(Batch.created_at, Batch.id) < tuple_(created, last_id))
+    query = query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(query))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id)
+    return BatchPage(items=[_summary(b) for b in rows], next_cursor=next_cursor)
+
+
+def batch_detail(
+    session: Session, batch_id: uuid.UUID, organisation_id: uuid.UUID | None = None
+) -> BatchDetail:
+    """The batch with its jobs and their steps, in three queries whatever the batch's size."""
+    batch = get_batch(session, batch_id, organisation_id)
+    jobs = session.execute(
+        select(Job, Restaurant.name)
+        .join(Restaurant, Restaurant.id == Job.restaurant_id)
+        .where(Job.batch_id == batch_id)
+        .order_by(Job.position)
+    ).all()
+    steps = session.scalars(
+        select(JobStep)
+        .join(Job, Job.id == JobStep.job_id)
+        .where(Job.batch_id == batch_id)
+        .order_by(JobStep.job_id, JobStep.step_number)
+    )
+    steps_by_job: dict[uuid.UUID, list[StepView]] = {}
+    for row in steps:
+        steps_by_job.setdefault(row.job_id, []).append(StepView.model_validate(row))
+    job_views = [
+        JobView(
+            id=job.id,
+            restaurant_id=job.restaurant_id,
+            restaurant_name=restaurant_name,
+            position=job.position,
+            status=job.status,
+            current_step=job.current_step,
+            error_message=job.error_message,
+            error_details=job.error_details,
+            retry_of_job_id=job.retry_of_job_id,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+            steps=steps_by_job.get(job.id, []),
+        )
+        for job, restaurant_name in jobs
+    ]
+    return BatchDetail(
+        **_summary(batch).model_dump(),
+        organisation_id=batch.organisation_id,
+        settings=batch.settings,
+        created_by=batch.created_by,
+        breaker_threshold=float(batch.breaker_threshold),
+        breaker_min_finished=batch.breaker_min_finished,
+        requested_action=batch.requested_action,
+        pause_reason=batch.pause_reason,
+        error_message=batch.error_message,
+        paused_at=batch.paused_at,
+        cancelled_at=batch.cancelled_at,
+        updated_at=batch.updated_at,
+        jobs=job_views,
+    )
+
+
+def unfinished_jobs(session: Session, batch_id: uuid.UUID) -> list[Job]:
+    """The batch's jobs that still have work, in the batch's order."""
+    query = (
+        select(Job)
+        .where(Job.batch_id == batch_id, Job.status.not_in(list(JOB_FINISHED)))
+        .order_by(Job.position)
+    )
+    return list(session.scalars(query))

@@ -1,0 +1,301 @@
+"""SQLAlchemy models of the registration schema: organisations -> batches -> jobs -> steps.
+
+Alembic migrations (db/migrations) are the only thing that creates these tables; a test checks
+that the migrated schema and these models agree. Every CHECK list comes from a Python enum.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.types import JSONType, UTCDateTime, utcnow
+from regbatch.audit import Operation
+from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType, Theme
+from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+def one_of(column: str, enum: type[StrEnum], name: str | None = None) -> CheckConstraint:
+    """CHECK (column IN (...)) built from the enum, so the two cannot drift."""
+    values = ", ".join(f"'{member.value}'" for member in enum)
+    return CheckConstraint(f"{column} IN ({values})", name=name or f"{column}_valid")
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+
+
+def _org_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(default=utcnow)
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _org_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Restaurant(Base):
+    __tablename__ = "restaurants"
+    __table_args__ = (
+        one_of("lead_type", LeadType),
+        one_of("lead_stage", LeadStage),
+        one_of("registration_status", RegistrationStatus),
+        one_of("restaurant_type", RestaurantType),
+        one_of("theme", Theme),
+        CheckConstraint("icp_score BETWEEN 0 AND 10", name="icp_score_range"),
+        Index("ix_restaurants_org_city_stage", "organisation_id", "city", "lead_stage"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _org_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    contact_name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    address: Mapped[str | None] = mapped_column(Text)
+    city: Mapped[str | None] = mapped_column(String(120))
+    country: Mapped[str] = mapped_column(String(2), default="NZ")
+    opening_hours: Mapped[dict[str, Any] | None]
+    cuisine: Mapped[str | None] = mapped_column(String(120))
+    restaurant_type: Mapped[str] = mapped_column(String(20), default=RestaurantType.RESTAURANT)
+    theme: Mapped[str] = mapped_column(String(20), default=Theme.LIGHT)
+    primary_color: Mapped[str | None] = mapped_column(String(7))
+    secondary_color: Mapped[str | None] = mapped_column(String(7))
+    logo_url: Mapped[str | None] = mapped_column(Text)
+    subdomain: Mapped[str | None] = mapped_column(String(63))
+    lead_type: Mapped[str] = mapped_column(String(20), default=LeadType.OUTBOUND)
+    lead_stage: Mapped[str] = mapped_column(String(20), default=LeadStage.COLD)
+    icp_score: Mapped[int] = mapped_column(Integer, default=0)
+    registration_status: Mapped[str] = mapped_column(
+        String(20), default=RegistrationStatus.UNREGISTERED, index=True
+    )
+    menu: Mapped[dict[str, Any] | None]
+    account_password_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class Batch(Base):
+    __tablename__ = "registration_batch_jobs"
+    __table_args__ = (
+        one_of("status", BatchStatus),
+        one_of("execution_mode", ExecutionMode),
+        one_of("requested_action", RequestedAction),
+        CheckConstraint("concurrency >= 1", name="concurrency_positive"),
+        CheckConstraint(
+            "total_restaurants >= 0 AND completed_restaurants >= 0 AND failed_restaurants >= 0 "
+            "AND cancelled_restaurants >= 0 "
+            "AND completed_restaurants + failed_restaurants + cancelled_restaurants "
+            "<= total_restaurants",
+            name="counters_consistent",
+        ),
+        CheckConstraint(
+            "breaker_threshold >= 0 AND breaker_threshold <= 1", name="breaker_threshold_range"
+        ),
+        CheckConstraint("breaker_min_finished >= 1", name="breaker_min_finished_positive"),
+        Index("ix_registration_batch_jobs_created_at", "created_at"),
+        Index("ix_registration_batch_jobs_org_created", "organisation_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _org_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    execution_mode: Mapped[str] = mapped_column(String(20), default=ExecutionMode.SEQUENTIAL)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(20), default=BatchStatus.DRAFT, index=True)
+    total_restaurants: Mapped[int] = mapped_column(Integer, default=0)
+    completed_restaurants: Mapped[int] = mapped_column(Integer, default=0)
+    failed_restaurants: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_restaurants: Mapped[int] = mapped_column(Integer, default=0)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    retry_of_batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("registration_batch_jobs.id", ondelete="SET NULL"), index=True
+    )
+    breaker_threshold: Mapped[Decimal] = mapped_column(Numeric(4, 3), default=Decimal("0.5"))
+    breaker_min_finished: Mapped[int] = mapped_column(Integer, default=3)
+    breaker_window_start: Mapped[datetime | None]
+    requested_action: Mapped[str | None] = mapped_column(String(10))
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    started_at: Mapped[datetime | None]
+    paused_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+
+    jobs: Mapped[list[Job]] = relationship(
+        back_populates="batch",
+        lazy="raise",
+        order_by="Job.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class Job(Base):
+    __tablename__ = "registration_jobs"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "restaurant_id", name="uq_registration_jobs_batch_restaurant"),
+        one_of("status", JobStatus),
+        CheckConstraint(
+            "current_step IS NULL OR current_step BETWEEN 1 AND 12", name="current_step_range"
+        ),
+        Index("ix_registration_jobs_batch_status", "batch_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _org_fk()
+    batch_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registration_batch_jobs.id", ondelete="CASCADE")
+    )
+    restaurant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("restaurants.id", ondelete="RESTRICT"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING)
+    execution_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    current_step: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_details: Mapped[dict[str, Any] | None]
+    retry_of_job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("registration_jobs.id", ondelete="SET NULL")
+    )
+    idempotency_root: Mapped[uuid.UUID] = mapped_column(Uuid)
+    """The job id used in Idempotency-Key headers: the job's own, or its origin's in a retry."""
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    dispatch_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+
+    batch: Mapped[Batch] = relationship(back_populates="jobs", lazy="raise")
+    steps: Mapped[list[JobStep]] = relationship(
+        back_populates="job",
+        lazy="raise",
+        order_by="JobStep.step_number",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+    restaurant: Mapped[Restaurant] = relationship(lazy="raise")
+
+
+class JobStep(Base):
+    __tablename__ = "registration_job_steps"
+    __table_args__ = (
+        UniqueConstraint("job_id", "step_number", name="uq_registration_job_steps_job_step"),
+        one_of("status", StepStatus),
+        CheckConstraint("step_number BETWEEN 1 AND 12", name="step_number_range"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        CheckConstraint(
+            "blocked_by_step IS NULL OR blocked_by_step BETWEEN 1 AND 12",
+            name="blocked_by_step_range",
+        ),
+        Index("ix_registration_job_steps_status", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _org_fk()
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registration_jobs.id", ondelete="CASCADE")
+    )
+    step_number: Mapped[int] = mapped_column(Integer)
+    step_key: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), default=StepStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    result_data: Mapped[dict[str, Any] | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_details: Mapped[dict[str, Any] | None]
+    skip_reason: Mapped[str | None] = mapped_column(Text)
+    blocked_by_step: Mapped[int | None] = mapped_column(Integer)
+    carried_over: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = _updated()
+
+    job: Mapped[Job] = relationship(back_populates="steps", lazy="raise")
+
+
+class OperationLog(Base):
+    __tablename__ = "batch_operation_logs"
+    __table_args__ = (
+        one_of("operation", Operation),
+        Index("ix_batch_operation_logs_batch_created", "batch_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    organisation_id: Mapped[uuid.UUID] = _org_fk()
+    batch_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("registration_batch_jobs.id", ondelete="CASCADE")
+    )
+    job_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("registration_jobs.id", ondelete="CASCADE")
+    )
+    operation: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()

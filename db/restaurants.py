@@ -1,0 +1,105 @@
+"""Restaurants: import (all rows valid or nothing), listing, and the record steps are built from."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Restaurant
+from regbatch import passwords
+from regbatch.config import problems_from_validation
+from regbatch.errors import InvalidInputError, Problem
+from regbatch.restaurant import RestaurantIn
+
+RECORD_FIELDS = tuple(name for name in RestaurantIn.model_fields if name != "account_password")
+
+
+def validate_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[RestaurantIn], list[Problem]]:
+    """Every row parsed, and every problem of every row (subject: 'row N', 1-based)."""
+    parsed: list[RestaurantIn] = []
+    problems: list[Problem] = []
+    for position, row in enumerate(rows, start=1):
+        subject = f"row {position}"
+        if not isinstance(row, Mapping):
+            problems.append(Problem("row", "is not an object of column: value", subject))
+            continue
+        try:
+            parsed.append(RestaurantIn.model_validate(dict(row)))
+        except ValidationError as exc:
+            unknown = "is not a restaurants column; check its spelling"
+            for problem in problems_from_validation(exc, prefix="", unknown=unknown):
+                problems.append(Problem(problem.field, problem.message, subject))
+    return parsed, problems
+
+
+def import_restaurants(
+    session: Session, organisation_id: uuid.UUID, rows: Sequence[Mapping[str, Any]]
+) -> list[Restaurant]:
+    """Insert every row, or none: any bad row raises InvalidInputError listing all problems."""
+    if not rows:
+        raise InvalidInputError("the import file holds no restaurants; add at least one row")
+    parsed, problems = validate_rows(rows)
+    if problems:
+        raise InvalidInputError(
+            f"{len({p.subject for p in problems})} of {len(rows)} rows are invalid; "
+            "nothing was imported, fix them and import again",
+            problems,
+        )
+    restaurants = []
+    for item in parsed:
+        data = item.model_dump(mode="json", exclude={"account_password"})
+        password = (
+            item.account_password.get_secret_value()
+            if item.account_password
+            else passwords.generate_password()
+        )
+        restaurant = Restaurant(
+            organisation_id=organisation_id,
+            account_password_encrypted=passwords.encrypt(password),
+            **data,
+        )
+        restaurants.append(restaurant)
+    session.add_all(restaurants)
+    session.flush()
+    return restaurants
+
+
+def list_restaurants(
+    session: Session,
+    organisation_id: uuid.UUID,
+    *,
+    city: str | None = None,
+    lead_stage: str | None = None,
+    lead_type: str | None = None,
+    min_icp_score: int | None = None,
+    registration_status: str | None = None,
+    limit: int | None = None,
+) -> list[Restaurant]:
+    """The organisation's restaurants matching every given filter, best ICP score first."""
+    query = select(Restaurant).where(Restaurant.organisation_id == organisation_id)
+    if city:
+        query = query.where(Restaurant.city == city)
+    if lead_stage:
+        query = query.where(Restaurant.lead_stage == lead_stage)
+    if lead_type:
+        query = query.where(Restaurant.lead_type == lead_type)
+    if min_icp_score is not None:
+        query = query.where(Restaurant.icp_score >= min_icp_score)
+    if registration_status:
+        query = query.where(Restaurant.registration_status == registration_status)
+    query = query.order_by(Restaurant.icp_score.desc(), Restaurant.name, Restaurant.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def restaurant_record(restaurant: Restaurant) -> dict[str, Any]:
+    """The restaurant as the mapping `regbatch.config.build_config` derives defaults from."""
+    record = {name: getattr(restaurant, name) for name in RECORD_FIELDS}
+    record["id"] = str(restaurant.id)
+    return record
