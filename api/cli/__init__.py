@@ -1,0 +1,46 @@
+"""The `regbatch` command line: one sub-app per area, errors as one clear line on stderr."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regbatch.offline import apply_offline_defaults
+
+apply_offline_defaults()  # before anything imports Prefect
+
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from api.cli import batch_cmd, db_cmd, org_cmd, restaurants_cmd  # noqa: E402
+from api.cli._output import report_error  # noqa: E402
+from regbatch.errors import RegbatchError  # noqa: E402
+
+
+class _ReportingGroup(TyperGroup):
+    """Turns a RegbatchError anywhere below into one clear stderr report and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RegbatchError as exc:
+            report_error(exc)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="regbatch",
+    cls=_ReportingGroup,
+    help="Register many restaurants on the ordering platform in one batch, with Prefect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(org_cmd.app, name="org")
+app.add_typer(restaurants_cmd.app, name="restaurants")
+app.add_typer(batch_cmd.app, name="batch")
+
+
+def main() -> None:
+    """Entry point of the `regbatch` console script."""
+    app()

@@ -1,0 +1,47 @@
+"""Output helpers shared by every command: --json, tables, and errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from regbatch.errors import InvalidInputError, RegbatchError
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+console = Console()
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> None:
+    """Print `data` as JSON when asked, else run the human renderer (or print it plainly)."""
+    if as_json or human is None:
+        sys.stdout.write(json.dumps(_plain(data), indent=2, default=str) + "\n")
+    else:
+        human()
+
+
+def report_error(exc: RegbatchError) -> None:
+    """One clear line on stderr; for rejected input, one more line per problem."""
+    if isinstance(exc, InvalidInputError):
+        err_console.print(f"error: {exc.summary}", markup=False)
+        for problem in exc.problems:
+            err_console.print(f"  - {problem}", markup=False)
+    else:
+        err_console.print(f"error: {exc}", markup=False)

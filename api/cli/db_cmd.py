@@ -1,0 +1,28 @@
+"""`regbatch db ...`: schema migrations."""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli._output import JsonFlag, emit
+
+app = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade(as_json: JsonFlag = False) -> None:
+    """Migrate the database named by REGBATCH_DATABASE_URL to the newest schema."""
+    from sqlalchemy.engine import make_url
+
+    from db import migrate
+    from db.engine import check_connection, database_url
+
+    check_connection()
+    migrate.upgrade()
+    revision = migrate.current_revision()
+    where = make_url(database_url()).render_as_string(hide_password=True)
+    emit(
+        {"revision": revision, "database": where},
+        as_json,
+        lambda: typer.echo(f"database {where} is at revision {revision}"),
+    )

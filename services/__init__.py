@@ -1,0 +1,1 @@
+"""Operations behind every interface (CLI, REST, Python API, flows): each owns its transaction."""

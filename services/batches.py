@@ -1,0 +1,111 @@
+"""Batch operations that read or create batches; each call is one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from db import batches as batch_data
+from db.engine import session_scope
+from db.organisations import find_organisation
+from regbatch.errors import InvalidInputError, Problem
+from regbatch.settings import get_settings
+from regbatch.statuses import ExecutionMode
+from regbatch.views import BatchDetail, BatchPage
+
+
+def parse_uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:
+    """`value` as a UUID, or InvalidInputError naming what it was meant to identify."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidInputError(
+            f"{what} {value!r} is not an id",
+            [Problem(what, f"{value!r} is not a UUID; copy the id from the list command")],
+        ) from None
+
+
+def create_batch(
+    organisation: str | uuid.UUID,
+    *,
+    name: str,
+    restaurant_ids: Sequence[str | uuid.UUID],
+    settings: Mapping[str, Any] | None = None,
+    overrides: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
+    execution_mode: str = ExecutionMode.SEQUENTIAL,
+    concurrency: int | None = None,
+    breaker_threshold: float = 0.5,
+    breaker_min_finished: int = 3,
+    created_by: str | None = None,
+) -> uuid.UUID:
+    """Create a batch in `draft`; nothing is written when any check fails."""
+    bad_ids = []
+    ids: list[uuid.UUID] = []
+    for raw in restaurant_ids:
+        try:
+            ids.append(parse_uuid(raw, "restaurant_ids"))
+        except InvalidInputError:
+            bad_ids.append(Problem("restaurant_ids", "is not a UUID", str(raw)))
+    if bad_ids:
+        raise InvalidInputError("batch not created: some restaurant ids are malformed", bad_ids)
+    if concurrency is None:
+        concurrency = (
+            1 if execution_mode == ExecutionMode.SEQUENTIAL else get_settings().default_concurrency
+        )
+    with session_scope() as session:
+        org_id = _organisation_id(session, organisation)
+        batch = batch_data.create_batch(
+            session,
+            organisation_id=org_id,
+            name=name,
+            restaurant_ids=ids,
+            settings=settings,
+            overrides=overrides,
+            execution_mode=execution_mode,
+            concurrency=concurrency,
+            breaker_threshold=breaker_threshold,
+            breaker_min_finished=breaker_min_finished,
+            created_by=created_by,
+            max_size=get_settings().max_batch_size,
+        )
+        return batch.id
+
+
+def get_batch(
+    batch_id: str | uuid.UUID, organisation: str | uuid.UUID | None = None
+) -> BatchDetail:
+    """The batch with its jobs and steps; NotFoundError when it is not in `organisation`."""
+    with session_scope() as session:
+        org_id = _organisation_id(session, organisation) if organisation else None
+        return batch_data.batch_detail(session, parse_uuid(batch_id, "batch_id"), org_id)
+
+
+def list_batches(
+    organisation: str | uuid.UUID,
+    *,
+    statuses: Sequence[str] = (),
+    created_after: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> BatchPage:
+    """One page of the organisation's batches, newest first."""
+    with session_scope() as session:
+        org_id = _organisation_id(session, organisation)
+        return batch_data.list_batches(
+            session,
+            org_id,
+            statuses=statuses,
+            created_after=created_after,
+            limit=limit,
+            cursor=cursor,
+        )
+
+
+def _organisation_id(session: Any, organisation: str | uuid.UUID) -> uuid.UUID:
+    if isinstance(organisation, uuid.UUID):
+        return organisation
+    return find_organisation(session, organisation).id
