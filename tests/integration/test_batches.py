@@ -1,0 +1,160 @@
+"""Batch creation, reads and listing on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, func, select
+
+from db import batches
+from db.engine import get_engine, session_scope
+from db.models import Batch, Job, JobStep, OperationLog
+from db.types import utcnow
+from regbatch.errors import InvalidInputError
+from tests.factories import make_org, make_restaurants
+
+
+def new_batch(org_id: uuid.UUID, ids: list[uuid.UUID], **options: object) -> uuid.UUID:
+    with session_scope() as session:
+        return batches.create_batch(
+            session, organisation_id=org_id, name="Auckland Q4", restaurant_ids=ids, **options
+        ).id
+
+
+def row_counts() -> tuple[int, int, int, int]:
+    with session_scope() as session:
+        return tuple(
+            session.scalar(select(func.count()).select_from(model)) or 0
+            for model in (Batch, Job, JobStep, OperationLog)
+        )  # type: ignore[return-value]
+
+
+def test_creation_makes_one_job_and_twelve_steps_per_restaurant(org_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, 3)
+    batch_id = new_batch(org_id, ids, settings={"onboarding": {"create_user": True}})
+    with session_scope() as session:
+        detail = batches.batch_detail(session, batch_id)
+        log = session.scalars(select(OperationLog).where(OperationLog.batch_id == batch_id)).all()
+    assert detail.status == "draft" and detail.total == 3
+    assert [j.restaurant_id for j in detail.jobs] == ids  # the batch keeps the given order
+    for job in detail.jobs:
+        assert [s.step_number for s in job.steps] == list(range(1, 13))
+        assert {s.status for s in job.steps} == {"pending"}
+    assert [entry.operation for entry in log] == ["batch_created"]
+
+
+def test_bad_input_writes_nothing_and_names_every_bad_id(org_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        good, no_email = make_restaurants(session, org_id, 2)
+        other_org = make_org(session)
+        foreign = make_restaurants(session, other_org, 1)[0]
+    with session_scope() as session:
+        from db.models import Restaurant
+
+        session.get(Restaurant, no_email).email = None  # type: ignore[union-attr]
+    unknown = uuid.uuid4()
+    before = row_counts()
+    with pytest.raises(InvalidInputError) as caught:
+        new_batch(org_id, [good, unknown, foreign, good, no_email])
+    assert row_counts() == before
+    message = str(caught.value)
+    for bad in (unknown, foreign, no_email):
+        assert str(bad) in message
+    subjects = {p.subject: p for p in caught.value.problems}
+    assert "does not exist in this organisation" in subjects[str(unknown)].message
+    assert "does not exist in this organisation" in subjects[str(foreign)].message
+    assert "is listed twice" in subjects[str(good)].message
+    assert any(
+        p.field == "restaurants.email" and str(no_email) in (p.subject or "")
+        for p in caught.value.problems
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "message"),
+    [
+        ({"restaurant_ids": []}, "restaurant_ids", "is empty"),
+        ({"execution_mode": "turbo"}, "execution_mode", "'turbo' is not a mode"),
+        ({"concurrency": 0, "execution_mode": "parallel"}, "concurrency", "0 is out of range"),
+        ({"concurrency": 4}, "concurrency", "sequential mode runs one restaurant at a time"),
+        ({"settings": {"paymnt": {}}}, "settings.paymnt", "is not a known setting"),
+        ({"breaker_threshold": 2.0}, "breaker_threshold", "is not a fraction"),
+    ],
+)
+def test_bad_options_are_rejected(
+    org_id: uuid.UUID, options: dict, field: str, message: str
+) -> None:
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, 1)
+    options = {"restaurant_ids": ids, **options}
+    before = row_counts()
+    with pytest.raises(InvalidInputError) as caught, session_scope() as session:
+        batches.create_batch(session, organisation_id=org_id, name="x", **options)
+    assert any(p.field == field and message in p.message for p in caught.value.problems), (
+        caught.value.problems
+    )
+    assert row_counts() == before
+
+
+def test_more_than_the_maximum_is_rejected(org_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, 3)
+    with pytest.raises(InvalidInputError, match="more than the maximum of 2"):
+        new_batch(org_id, ids, max_size=2)
+
+
+def test_a_restaurant_in_an_unfinished_batch_cannot_join_another(org_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, 1)
+    first = new_batch(org_id, ids)
+    with pytest.raises(InvalidInputError, match=f"is already in unfinished batch {first}"):
+        new_batch(org_id, ids)
+
+
+def test_list_filters_and_pages_with_a_cursor(org_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, 5)
+    created = [new_batch(org_id, [rid]) for rid in ids]
+    with session_scope() as session:
+        session.get(Batch, created[0]).status = "failed"  # type: ignore[union-attr]
+    with session_scope() as session:
+        first = batches.list_batches(session, org_id, limit=2)
+        second = batches.list_batches(session, org_id, limit=2, cursor=first.next_cursor)
+        third = batches.list_batches(session, org_id, limit=2, cursor=second.next_cursor)
+        failed = batches.list_batches(session, org_id, statuses=["failed"])
+        recent = batches.list_batches(session, org_id, created_after=utcnow() + timedelta(hours=1))
+    listed = [b.id for page in (first, second, third) for b in page.items]
+    assert listed == list(reversed(created))  # newest first, no gaps, no repeats
+    assert third.next_cursor is None
+    assert [b.id for b in failed.items] == [created[0]]
+    assert recent.items == []
+
+
+def test_list_rejects_bad_filters(org_id: uuid.UUID) -> None:
+    with pytest.raises(InvalidInputError) as caught, session_scope() as session:
+        batches.list_batches(session, org_id, statuses=["running"], limit=0, cursor=None)
+    assert {p.field for p in caught.value.problems} == {"status", "limit"}
+    with pytest.raises(InvalidInputError, match="is not a cursor"), session_scope() as session:
+        batches.list_batches(session, org_id, cursor="garbage!")
+
+
+def test_detail_costs_the_same_few_queries_whatever_the_size(org_id: uuid.UUID) -> None:
+    def queries_for(size: int) -> int:
+        with session_scope() as session:
+            ids = make_restaurants(session, org_id, size)
+        batch_id = new_batch(org_id, ids)
+        statements: list[str] = []
+        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(get_engine(), "before_cursor_execute", listener)
+        try:
+            with session_scope() as session:
+                detail = batches.batch_detail(session, batch_id)
+        finally:
+            event.remove(get_engine(), "before_cursor_execute", listener)
+        assert len(detail.jobs) == size and all(len(j.steps) == 12 for j in detail.jobs)
+        return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
+
+    assert queries_for(1) == queries_for(8) == 3

@@ -1,0 +1,237 @@
+"""The migrated schema on PostgreSQL: migrations both ways, CHECKs equal to the enums, the
+database itself refusing bad rows, cascades, and models that match the migrations."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from db import migrate
+from db.models import Base
+from regbatch.audit import Operation
+from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType, Theme
+from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
+from tests.conftest import drop_schema, make_schema
+
+TABLES = {
+    "organisations",
+    "api_keys",
+    "restaurants",
+    "registration_batch_jobs",
+    "registration_jobs",
+    "registration_job_steps",
+    "batch_operation_logs",
+}
+
+
+@pytest.fixture()
+def empty_schema() -> Iterator[str]:
+    schema = f"regbatch_empty_{secrets.token_hex(4)}"
+    yield make_schema(schema)
+    from db.engine import dispose_engines
+
+    dispose_engines()
+    drop_schema(schema)
+
+
+@pytest.fixture()
+def engine(pg_url: str) -> Iterator[Engine]:
+    engine = create_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+def test_migrations_run_up_and_down_on_an_empty_database(empty_schema: str) -> None:
+    migrate.upgrade(empty_schema)
+    assert migrate.current_revision(empty_schema) == migrate.head_revision()
+    check = create_engine(empty_schema)
+    assert set(inspect(check).get_table_names()) >= TABLES
+    migrate.downgrade(empty_schema)
+    assert set(inspect(check).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(empty_schema)  # and up again after coming down
+    assert set(inspect(check).get_table_names()) >= TABLES
+    check.dispose()
+
+
+def test_models_match_the_migrations(engine: Engine) -> None:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def _check_values(engine: Engine, table: str, column: str) -> set[str]:
+    query = text("""
+        SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+        JOIN pg_class t ON t.oid = c.conrelid
+        JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = current_schema()
+        WHERE t.relname = :table AND c.contype = 'c' AND c.conname = :name
+    """)
+    with engine.connect() as connection:
+        definition = connection.execute(
+            query, {"table": table, "name": f"ck_{table}_{column}_valid"}
+        ).scalar_one()
+    return set(re.findall(r"'([^']*)'::", definition))
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "enum"),
+    [
+        ("registration_batch_jobs", "status", BatchStatus),
+        ("registration_batch_jobs", "execution_mode", ExecutionMode),
+        ("registration_batch_jobs", "requested_action", RequestedAction),
+        ("registration_jobs", "status", JobStatus),
+        ("registration_job_steps", "status", StepStatus),
+        ("batch_operation_logs", "operation", Operation),
+        ("restaurants", "lead_type", LeadType),
+        ("restaurants", "lead_stage", LeadStage),
+        ("restaurants", "registration_status", RegistrationStatus),
+        ("restaurants", "restaurant_type", RestaurantType),
+        ("restaurants", "theme", Theme),
+    ],
+)
+def test_enums_equal_the_migrated_check_lists(
+    engine: Engine, table: str, column: str, enum: type
+) -> None:
+    assert _check_values(engine, table, column) == {m.value for m in enum}
+
+
+@pytest.fixture()
+def batch_rows(engine: Engine) -> dict[str, uuid.UUID]:
+    """An organisation, a restaurant, a batch, a job and one step, inserted with plain SQL."""
+    ids = {k: uuid.uuid4() for k in ("org", "restaurant", "batch", "job", "step")}
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO organisations (id, name, created_at, updated_at) "
+                "VALUES (:org, :name, now(), now())"
+            ),
+            {"org": ids["org"], "name": f"org-{ids['org']}"},
+        )
+        c.execute(
+            text("""INSERT INTO restaurants (id, organisation_id, name, country,
+            restaurant_type, theme, lead_type, lead_stage, icp_score, registration_status,
+            account_password_encrypted, created_at, updated_at) VALUES (:restaurant, :org, 'R',
+            'NZ', 'cafe', 'light', 'inbound', 'hot', 5, 'unregistered', 'x', now(), now())"""),
+            ids,
+        )
+        c.execute(
+            text("""INSERT INTO registration_batch_jobs (id, organisation_id, name,
+            execution_mode, concurrency, status, total_restaurants, completed_restaurants,
+            failed_restaurants, cancelled_restaurants, settings, breaker_threshold,
+            breaker_min_finished, created_at, updated_at) VALUES (:batch, :org, 'B', 'sequential',
+            1, 'draft', 1, 0, 0, 0, '{}', 0.5, 3, now(), now())"""),
+            ids,
+        )
+        c.execute(
+            text("""INSERT INTO registration_jobs (id, organisation_id, batch_id,
+            restaurant_id, position, status, execution_config, idempotency_root,
+            dispatch_attempts, created_at, updated_at) VALUES (:job, :org, :batch, :restaurant, 0,
+            'pending', '{}', :job, 0, now(), now())"""),
+            ids,
+        )
+        c.execute(
+            text("""INSERT INTO registration_job_steps (id, organisation_id, job_id,
+            step_number, step_key, status, attempts, carried_over, updated_at) VALUES (:step, :org,
+            :job, 1, 'account_registration', 'pending', 0, false, now())"""),
+            ids,
+        )
+        c.execute(
+            text("""INSERT INTO batch_operation_logs (organisation_id, batch_id, job_id,
+            operation, actor, details, created_at) VALUES (:org, :batch, :job, 'batch_created',
+            'system', '{}', now())"""),
+            ids,
+        )
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("statement", "constraint"),
+    [
+        (
+            "UPDATE registration_batch_jobs SET status = 'running' WHERE id = :batch",
+            "ck_registration_batch_jobs_status_valid",
+        ),
+        (
+            "UPDATE registration_jobs SET status = 'done' WHERE id = :job",
+            "ck_registration_jobs_status_valid",
+        ),
+        (
+            "UPDATE registration_job_steps SET status = 'ok' WHERE id = :step",
+            "ck_registration_job_steps_status_valid",
+        ),
+        (
+            "UPDATE registration_job_steps SET step_number = 13 WHERE id = :step",
+            "ck_registration_job_steps_step_number_range",
+        ),
+        (
+            "UPDATE registration_batch_jobs SET completed_restaurants = 2 WHERE id = :batch",
+            "ck_registration_batch_jobs_counters_consistent",
+        ),
+        (
+            "UPDATE restaurants SET icp_score = 11 WHERE id = :restaurant",
+            "ck_restaurants_icp_score_range",
+        ),
+        (
+            """INSERT INTO registration_jobs (id, organisation_id, batch_id, restaurant_id, position,
+            status, execution_config, idempotency_root, dispatch_attempts, created_at, updated_at)
+            VALUES (gen_random_uuid(), :org, :batch, :restaurant, 1, 'pending', '{}',
+            gen_random_uuid(), 0, now(), now())""",
+            "uq_registration_jobs_batch_restaurant",
+        ),
+        (
+            """INSERT INTO registration_job_steps (id, organisation_id, job_id, step_number, step_key,
+            status, attempts, carried_over, updated_at) VALUES (gen_random_uuid(), :org, :job, 1,
+            'account_registration', 'pending', 0, false, now())""",
+            "uq_registration_job_steps_job_step",
+        ),
+    ],
+)
+def test_the_database_rejects_bad_rows(
+    engine: Engine, batch_rows: dict, statement: str, constraint: str
+) -> None:
+    with pytest.raises(IntegrityError, match=constraint), engine.begin() as c:
+        c.execute(text(statement), batch_rows)
+
+
+def test_operation_log_rows_cannot_be_updated(engine: Engine, batch_rows: dict) -> None:
+    with pytest.raises(Exception, match="append-only"), engine.begin() as c:
+        c.execute(
+            text("UPDATE batch_operation_logs SET actor = 'someone' WHERE batch_id = :batch"),
+            batch_rows,
+        )
+
+
+def test_deleting_a_batch_cascades_to_jobs_steps_and_logs(engine: Engine, batch_rows: dict) -> None:
+    with engine.begin() as c:
+        c.execute(text("DELETE FROM registration_batch_jobs WHERE id = :batch"), batch_rows)
+    with engine.connect() as c:
+        for table, column, key in (
+            ("registration_jobs", "id", "job"),
+            ("registration_job_steps", "id", "step"),
+            ("batch_operation_logs", "batch_id", "batch"),
+        ):
+            count = c.execute(
+                text(f"SELECT count(*) FROM {table} WHERE {column} = :v"), {"v": batch_rows[key]}
+            ).scalar_one()
+            assert count == 0, table
+        # the restaurant stays: it is an input, not part of the batch
+        assert (
+            c.execute(
+                text("SELECT count(*) FROM restaurants WHERE id = :restaurant"), batch_rows
+            ).scalar_one()
+            == 1
+        )
+
+
+def test_timestamps_are_timezone_aware(engine: Engine) -> None:
+    columns = inspect(engine).get_columns("registration_job_steps")
+    started = next(c for c in columns if c["name"] == "started_at")
+    assert started["type"].timezone is True
