@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +24,15 @@ import pytest
 from cryptography.fernet import Fernet
 
 _TMP = Path(tempfile.mkdtemp(prefix="regbatch-tests-"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+PREFECT_PORT = free_port()
 os.environ.update(
     {
         "REGBATCH_DATA_DIR": str(_TMP / "data"),
@@ -28,8 +43,17 @@ os.environ.update(
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "PREFECT_CLI_PROMPT": "false",
+        # Every Prefect client in the tests talks to the server `prefect_server` starts here.
+        "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+        "PREFECT_UI_URL": f"http://127.0.0.1:{PREFECT_PORT}",
+        "PREFECT_SERVER_UI_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+        # Steps retry after 2 s, 4 s, 8 s in production; 20, 40, 80 ms here.
+        "REGBATCH_RETRY_DELAY_SCALE": "0.01",
+        "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": "0",
+        "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
     }
 )
+os.environ.pop("PREFECT_PROFILE", None)
 
 PG_BASE_URL = os.environ.get(
     "REGBATCH_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -77,3 +101,74 @@ def pg_url() -> Iterator[str]:
     yield url
     dispose_engines()
     drop_schema(schema)
+
+
+PREFECT_DATABASE = os.environ.get(
+    "REGBATCH_TEST_PREFECT_DATABASE_URL",
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/regbatch_prefect_test",
+)
+
+
+def _ensure_database(asyncpg_url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(asyncpg_url)
+    admin = create_engine(url.set(drivername="postgresql+psycopg", database="postgres"),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                    {"n": url.database}).scalar()
+        if not exists:
+            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+    admin.dispose()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"prefect server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"prefect server at {url} was not healthy within {timeout_s} s")
+
+
+def _drain_prefect_workers() -> None:
+    """Ship the logs and events still queued in this process before the server goes away."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)
+    EventsWorker.drain_all(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A real `prefect server start` on PostgreSQL (its own database), for the whole session."""
+    _ensure_database(PREFECT_DATABASE)
+    log = open(_TMP / "prefect-server.log", "wb")  # noqa: SIM115 - closed at teardown
+    env = {**os.environ, "PREFECT_SERVER_DATABASE_CONNECTION_URL": PREFECT_DATABASE,
+           "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host",
+         "127.0.0.1", "--port", str(PREFECT_PORT)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    api_url = os.environ["PREFECT_API_URL"]
+    try:
+        _wait_healthy(api_url, process, timeout_s=90)
+        yield api_url
+    finally:
+        _drain_prefect_workers()
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()

@@ -1,0 +1,276 @@
+"""The step ledger: every attempt of every step, as it happens.
+
+A step row is the truth about a step: `in_progress` with its attempt number while a call is out,
+`retrying` with the previous error, then `completed` with `result_data` and `duration_ms`, or
+`failed` with the error, or `skipped` with the reason. Later steps read the `result_data` of their
+dependencies from here, so they can run in a later process than the steps they depend on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from db.jobs import set_job_status
+from db.models import Batch, Job, JobStep, Restaurant
+from db.oplog import append_log
+from db.types import utcnow
+from regbatch.audit import Operation
+from regbatch.config import RegistrationConfig
+from regbatch.errors import NotFoundError, PlatformError
+from regbatch.planning import StepState, job_outcome, steps_to_rerun
+from regbatch.statuses import (
+    JOB_FINISHED,
+    STEP_ACTIVE,
+    STEP_FINISHED,
+    JobStatus,
+    StepStatus,
+    check_transition,
+)
+from regbatch.steps import BY_NUMBER, StepKey, step
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What the restaurant subflow needs to drive one job."""
+
+    job_id: uuid.UUID
+    batch_id: uuid.UUID
+    organisation_id: uuid.UUID
+    restaurant_id: uuid.UUID
+    restaurant_name: str
+    status: JobStatus
+    config: RegistrationConfig
+    states: dict[StepKey, StepState]
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """What one attempt of a step needs: ids, configuration and its dependencies' results."""
+
+    organisation_id: uuid.UUID
+    restaurant_id: uuid.UUID
+    idempotency_key: str
+    attempt: int
+    config: RegistrationConfig
+    results: dict[StepKey, dict[str, Any]]
+    encrypted_password: str | None
+
+
+def _steps(session: Session, job_id: uuid.UUID) -> list[JobStep]:
+    query = select(JobStep).where(JobStep.job_id == job_id).order_by(JobStep.step_number)
+    return list(session.scalars(query.execution_options(populate_existing=True)))
+
+
+def _state(row: JobStep) -> StepState:
+    blocked = BY_NUMBER[row.blocked_by_step].key if row.blocked_by_step else None
+    return StepState(StepStatus(row.status), row.result_data, blocked)
+
+
+def _step_row(session: Session, job_id: uuid.UUID, key: StepKey) -> JobStep:
+    row = session.scalar(
+        select(JobStep).where(JobStep.job_id == job_id, JobStep.step_number == step(key).number)
+        .with_for_update().execution_options(populate_existing=True)
+    )
+    if row is None:
+        raise NotFoundError(f"job {job_id} has no step {key}")
+    return row
+
+
+def _job(session: Session, job_id: uuid.UUID) -> Job:
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist; see the batch's jobs with "
+                            "`regbatch batch show BATCH_ID`")
+    return job
+
+
+def load_plan(session: Session, job_id: uuid.UUID) -> JobPlan:
+    """The job, its configuration and the state of its twelve steps."""
+    job = _job(session, job_id)
+    name = session.scalar(select(Restaurant.name).where(Restaurant.id == job.restaurant_id))
+    return JobPlan(
+        job_id=job.id, batch_id=job.batch_id, organisation_id=job.organisation_id,
+        restaurant_id=job.restaurant_id, restaurant_name=name or str(job.restaurant_id),
+        status=JobStatus(job.status),
+        config=RegistrationConfig.model_validate(job.execution_config),
+        states={StepKey(r.step_key): _state(r) for r in _steps(session, job_id)},
+    )
+
+
+def begin_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> JobPlan:
+    """Make the job runnable and return its plan.
+
+    A failed job gets exactly its failed steps (and the steps skipped because of them) back to
+    pending; a step left in progress by a crashed runner is run again (same idempotency key).
+    A finished job is returned as it is.
+    """
+    job = _job(session, job_id)
+    if job.status in JOB_FINISHED and job.status != JobStatus.FAILED:
+        return load_plan(session, job_id)
+    rows = _steps(session, job_id)
+    if job.status == JobStatus.FAILED:
+        rerun = steps_to_rerun({StepKey(r.step_key): _state(r) for r in rows})
+        for row in rows:
+            if StepKey(row.step_key) in rerun:
+                _reset(row)
+    if job.status != JobStatus.IN_PROGRESS:
+        set_job_status(session, job_id, JobStatus.IN_PROGRESS)
+        append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
+                   job_id=job_id, operation=Operation.JOB_STARTED, actor=actor)
+    session.flush()
+    return load_plan(session, job_id)
+
+
+def _reset(row: JobStep) -> None:
+    check_transition("step", row.status, StepStatus.PENDING, f"step {row.step_key}")
+    row.status = StepStatus.PENDING
+    row.error_message = row.error_details = row.skip_reason = None
+    row.blocked_by_step = None
+    row.started_at = row.completed_at = row.duration_ms = None
+
+
+def start_attempt(session: Session, job_id: uuid.UUID, key: StepKey) -> StepInputs:
+    """Record a new attempt (`in_progress`, attempt n) and return what the attempt needs."""
+    row = _step_row(session, job_id, key)
+    check_transition("step", row.status, StepStatus.IN_PROGRESS, f"step {key}")
+    now = utcnow()
+    if row.status == StepStatus.PENDING or row.started_at is None:
+        row.started_at = now
+    row.status = StepStatus.IN_PROGRESS
+    row.attempts += 1
+    job = _job(session, job_id)
+    job.current_step = step(key).number
+    results = {
+        StepKey(r.step_key): r.result_data or {}
+        for r in _steps(session, job_id) if r.status == StepStatus.COMPLETED
+    }
+    password = None
+    if key == StepKey.ACCOUNT_REGISTRATION:
+        password = session.scalar(select(Restaurant.account_password_encrypted)
+                                  .where(Restaurant.id == job.restaurant_id))
+    return StepInputs(
+        organisation_id=job.organisation_id, restaurant_id=job.restaurant_id,
+        idempotency_key=f"{job.idempotency_root}:{key}", attempt=row.attempts,
+        config=RegistrationConfig.model_validate(job.execution_config), results=results,
+        encrypted_password=password,
+    )
+
+
+def error_record(error: BaseException) -> tuple[str, dict[str, Any]]:
+    """The message and details stored for an error: never the request, never a secret."""
+    if isinstance(error, PlatformError):
+        return str(error), {"status_code": error.status_code, "code": error.code,
+                            "transient": error.transient, **error.details}
+    return (f"{type(error).__name__}: {error}"[:1000],
+            {"code": "INTERNAL_ERROR", "transient": False, "type": type(error).__name__})
+
+
+def record_retrying(session: Session, job_id: uuid.UUID, key: StepKey,
+                    error: BaseException) -> None:
+    """The attempt failed transiently and another one will follow."""
+    row = _step_row(session, job_id, key)
+    check_transition("step", row.status, StepStatus.RETRYING, f"step {key}")
+    row.status = StepStatus.RETRYING
+    row.error_message, row.error_details = error_record(error)
+    job = _job(session, job_id)
+    append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
+               job_id=job_id, operation=Operation.STEP_RETRIED, actor="system",
+               details={"step": key, "attempt": row.attempts, "error": row.error_message})
+
+
+def record_completed(session: Session, job_id: uuid.UUID, key: StepKey,
+                     result: dict[str, Any]) -> None:
+    """The step succeeded; its result is what later steps and resumes read."""
+    row = _step_row(session, job_id, key)
+    check_transition("step", row.status, StepStatus.COMPLETED, f"step {key}")
+    now = utcnow()
+    row.status = StepStatus.COMPLETED
+    row.result_data = result
+    row.completed_at = now
+    row.duration_ms = int((now - (row.started_at or now)).total_seconds() * 1000)
+    row.error_message = row.error_details = None
+
+
+def record_failed(session: Session, job_id: uuid.UUID, key: StepKey,
+                  error: BaseException) -> bool:
+    """The step failed for good. Returns False when the row had already finished (idempotent)."""
+    row = _step_row(session, job_id, key)
+    if row.status in STEP_FINISHED:
+        return False
+    check_transition("step", row.status, StepStatus.FAILED, f"step {key}")
+    row.status = StepStatus.FAILED
+    row.completed_at = utcnow()
+    row.error_message, row.error_details = error_record(error)
+    job = _job(session, job_id)
+    append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
+               job_id=job_id, operation=Operation.STEP_FAILED, actor="system",
+               details={"step": key, "attempts": row.attempts, "error": row.error_message})
+    return True
+
+
+def record_skipped(session: Session, job_id: uuid.UUID, key: StepKey, reason: str,
+                   blocked_by: StepKey | None = None) -> None:
+    """The step will not run, for `reason` (and because `blocked_by` failed, if given)."""
+    row = _step_row(session, job_id, key)
+    check_transition("step", row.status, StepStatus.SKIPPED, f"step {key}")
+    row.status = StepStatus.SKIPPED
+    row.skip_reason = reason
+    row.blocked_by_step = step(blocked_by).number if blocked_by else None
+
+
+def finish_job(session: Session, job_id: uuid.UUID) -> JobStatus:
+    """End the job from its steps' outcome (completed or failed), with the batch's counters."""
+    rows = _steps(session, job_id)
+    outcome = job_outcome({StepKey(r.step_key): _state(r) for r in rows})
+    if outcome is None:
+        unfinished = [r.step_key for r in rows if r.status not in STEP_FINISHED]
+        raise RuntimeError(f"job {job_id} cannot finish: steps {unfinished} are unfinished")
+    failed = next((r for r in rows if r.status == StepStatus.FAILED), None)
+    message = details = None
+    if failed is not None:
+        message = f"{step(failed.step_key).label} failed: {failed.error_message}"
+        details = {"step": failed.step_key, **(failed.error_details or {})}
+    job = set_job_status(session, job_id, outcome, error_message=message, error_details=details)
+    operation = {JobStatus.COMPLETED: Operation.JOB_COMPLETED, JobStatus.FAILED:
+                 Operation.JOB_FAILED, JobStatus.CANCELLED: Operation.JOB_CANCELLED}[outcome]
+    append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
+               job_id=job_id, operation=operation, actor="system",
+               details={"error": message} if message else {})
+    return outcome
+
+
+def hold_job(session: Session, job_id: uuid.UUID) -> None:
+    """Pause: the job goes back to pending with its finished steps kept; it resumes from them."""
+    job = _job(session, job_id)
+    if job.status == JobStatus.IN_PROGRESS:
+        set_job_status(session, job_id, JobStatus.PENDING)
+
+
+def cancel_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> bool:
+    """Cancel the job's unfinished steps and the job itself; False if it had already finished."""
+    job = _job(session, job_id)
+    if job.status in JOB_FINISHED:
+        return False
+    session.execute(
+        update(JobStep).where(JobStep.job_id == job_id,
+                              JobStep.status.in_([StepStatus.PENDING, *STEP_ACTIVE]))
+        .values(status=StepStatus.CANCELLED, completed_at=utcnow())
+    )
+    set_job_status(session, job_id, JobStatus.CANCELLED)
+    append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
+               job_id=job_id, operation=Operation.JOB_CANCELLED, actor=actor)
+    return True
+
+
+def requested_action(session: Session, batch_id: uuid.UUID) -> str | None:
+    """What the batch's users asked its runners to do at the next step boundary, if anything."""
+    row = session.execute(select(Batch.requested_action, Batch.status)
+                          .where(Batch.id == batch_id)).one()
+    if row.status == "cancelled":
+        return "cancel"
+    return row.requested_action

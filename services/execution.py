@@ -1,0 +1,91 @@
+"""What flows and step tasks read and write while a job runs.
+
+Each function runs one transaction in a worker thread, so the event loop that drives Prefect's
+async flows and tasks never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from db import steps as ledger
+from db.engine import session_scope
+from db.steps import JobPlan, StepInputs
+from regbatch.statuses import JobStatus
+from regbatch.steps import StepKey
+
+T = TypeVar("T")
+
+# Enough threads for every step of a few dozen concurrent restaurants; each holds a connection
+# for one short transaction only.
+_EXECUTOR = ThreadPoolExecutor(max_workers=24, thread_name_prefix="regbatch-db")
+
+
+def _in_transaction(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    with session_scope() as session:
+        return fn(session, *args, **kwargs)
+
+
+async def transact(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `fn(session, *args, **kwargs)` in one transaction on a database thread."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_EXECUTOR, partial(_in_transaction, fn, *args, **kwargs))
+
+
+async def begin_job(job_id: uuid.UUID) -> JobPlan:
+    return await transact(ledger.begin_job, job_id)
+
+
+async def load_plan(job_id: uuid.UUID) -> JobPlan:
+    return await transact(ledger.load_plan, job_id)
+
+
+async def start_attempt(job_id: uuid.UUID, key: StepKey) -> StepInputs:
+    return await transact(ledger.start_attempt, job_id, key)
+
+
+async def record_retrying(job_id: uuid.UUID, key: StepKey, error: BaseException) -> None:
+    await transact(ledger.record_retrying, job_id, key, error)
+
+
+async def record_completed(job_id: uuid.UUID, key: StepKey, result: dict[str, Any]) -> None:
+    await transact(ledger.record_completed, job_id, key, result)
+
+
+async def record_failed(job_id: uuid.UUID, key: StepKey, error: BaseException) -> bool:
+    return await transact(ledger.record_failed, job_id, key, error)
+
+
+async def record_skipped(job_id: uuid.UUID, key: StepKey, reason: str,
+                         blocked_by: StepKey | None) -> None:
+    await transact(ledger.record_skipped, job_id, key, reason, blocked_by)
+
+
+async def finish_job(job_id: uuid.UUID) -> JobStatus:
+    return await transact(ledger.finish_job, job_id)
+
+
+async def hold_job(job_id: uuid.UUID) -> None:
+    await transact(ledger.hold_job, job_id)
+
+
+async def cancel_job(job_id: uuid.UUID) -> bool:
+    return await transact(ledger.cancel_job, job_id)
+
+
+async def requested_action(batch_id: uuid.UUID) -> str | None:
+    return await transact(ledger.requested_action, batch_id)
+
+
+def restaurant_name_for_job(job_id: uuid.UUID) -> str:
+    """The restaurant's name (blocking; used to name flow runs)."""
+    def read(session: Session) -> str:
+        return ledger.load_plan(session, job_id).restaurant_name
+    return _in_transaction(read)

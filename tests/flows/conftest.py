@@ -1,0 +1,68 @@
+"""Flow tests: PostgreSQL + the sandbox platform over real HTTP + Prefect really running."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from db import batches
+from db.engine import session_scope
+from regbatch.settings import reset_settings
+from sandbox.control import SandboxControl
+from sandbox.server import SandboxServer
+from tests.factories import make_org, make_restaurants
+
+pytestmark = pytest.mark.flow
+
+ALL_STEPS_ON = {"onboarding": {"create_user": True, "sync": True}}
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(pg_url: str, prefect_server: str) -> Iterator[SandboxServer]:
+    key = os.environ["REGBATCH_PLATFORM_SERVICE_KEY"]
+    with SandboxServer(key, account_spacing_s=0, image_processing_s=0.05) as server:
+        os.environ["REGBATCH_PLATFORM_URL"] = server.url
+        reset_settings()
+        yield server
+
+
+@pytest.fixture()
+def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxControl]:
+    """The sandbox's control API, reset before the test (state, faults, latency, ledger)."""
+    control = SandboxControl(sandbox_server.url, os.environ["REGBATCH_PLATFORM_SERVICE_KEY"])
+    control.reset()
+    control.set_account_spacing(0)
+    yield control
+    control.clear_faults()
+
+
+@pytest.fixture()
+def org_id(pg_url: str) -> uuid.UUID:
+    with session_scope() as session:
+        return make_org(session)
+
+
+def new_batch(org_id: uuid.UUID, count: int = 1, settings: dict[str, Any] | None = None,
+              **options: Any) -> tuple[uuid.UUID, list[uuid.UUID], list[uuid.UUID]]:
+    """A draft batch of `count` fresh sample restaurants: (batch id, job ids, restaurant ids)."""
+    with session_scope() as session:
+        restaurant_ids = make_restaurants(session, org_id, count)
+        batch = batches.create_batch(session, organisation_id=org_id, name="flow test",
+                                     restaurant_ids=restaurant_ids,
+                                     settings=settings if settings is not None else ALL_STEPS_ON,
+                                     **options)
+        job_ids = [j.id for j in batches.unfinished_jobs(session, batch.id)]
+    return batch.id, job_ids, restaurant_ids
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def ledger_for(control: SandboxControl, restaurant_id: uuid.UUID) -> list[dict[str, Any]]:
+    return [e for e in control.ledger() if e["restaurant"] == str(restaurant_id)]
