@@ -73,8 +73,10 @@ def _state(row: JobStep) -> StepState:
 
 def _step_row(session: Session, job_id: uuid.UUID, key: StepKey) -> JobStep:
     row = session.scalar(
-        select(JobStep).where(JobStep.job_id == job_id, JobStep.step_number == step(key).number)
-        .with_for_update().execution_options(populate_existing=True)
+        select(JobStep)
+        .where(JobStep.job_id == job_id, JobStep.step_number == step(key).number)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if row is None:
         raise NotFoundError(f"job {job_id} has no step {key}")
@@ -84,8 +86,9 @@ def _step_row(session: Session, job_id: uuid.UUID, key: StepKey) -> JobStep:
 def _job(session: Session, job_id: uuid.UUID) -> Job:
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
-        raise NotFoundError(f"job {job_id} does not exist; see the batch's jobs with "
-                            "`regbatch batch show BATCH_ID`")
+        raise NotFoundError(
+            f"job {job_id} does not exist; see the batch's jobs with `regbatch batch show BATCH_ID`"
+        )
     return job
 
 
@@ -94,8 +97,11 @@ def load_plan(session: Session, job_id: uuid.UUID) -> JobPlan:
     job = _job(session, job_id)
     name = session.scalar(select(Restaurant.name).where(Restaurant.id == job.restaurant_id))
     return JobPlan(
-        job_id=job.id, batch_id=job.batch_id, organisation_id=job.organisation_id,
-        restaurant_id=job.restaurant_id, restaurant_name=name or str(job.restaurant_id),
+        job_id=job.id,
+        batch_id=job.batch_id,
+        organisation_id=job.organisation_id,
+        restaurant_id=job.restaurant_id,
+        restaurant_name=name or str(job.restaurant_id),
         status=JobStatus(job.status),
         config=RegistrationConfig.model_validate(job.execution_config),
         states={StepKey(r.step_key): _state(r) for r in _steps(session, job_id)},
@@ -120,8 +126,14 @@ def begin_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> Job
                 _reset(row)
     if job.status != JobStatus.IN_PROGRESS:
         set_job_status(session, job_id, JobStatus.IN_PROGRESS)
-        append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
-                   job_id=job_id, operation=Operation.JOB_STARTED, actor=actor)
+        append_log(
+            session,
+            organisation_id=job.organisation_id,
+            batch_id=job.batch_id,
+            job_id=job_id,
+            operation=Operation.JOB_STARTED,
+            actor=actor,
+        )
     session.flush()
     return load_plan(session, job_id)
 
@@ -147,16 +159,21 @@ def start_attempt(session: Session, job_id: uuid.UUID, key: StepKey) -> StepInpu
     job.current_step = step(key).number
     results = {
         StepKey(r.step_key): r.result_data or {}
-        for r in _steps(session, job_id) if r.status == StepStatus.COMPLETED
+        for r in _steps(session, job_id)
+        if r.status == StepStatus.COMPLETED
     }
     password = None
     if key == StepKey.ACCOUNT_REGISTRATION:
-        password = session.scalar(select(Restaurant.account_password_encrypted)
-                                  .where(Restaurant.id == job.restaurant_id))
+        password = session.scalar(
+            select(Restaurant.account_password_encrypted).where(Restaurant.id == job.restaurant_id)
+        )
     return StepInputs(
-        organisation_id=job.organisation_id, restaurant_id=job.restaurant_id,
-        idempotency_key=f"{job.idempotency_root}:{key}", attempt=row.attempts,
-        config=RegistrationConfig.model_validate(job.execution_config), results=results,
+        organisation_id=job.organisation_id,
+        restaurant_id=job.restaurant_id,
+        idempotency_key=f"{job.idempotency_root}:{key}",
+        attempt=row.attempts,
+        config=RegistrationConfig.model_validate(job.execution_config),
+        results=results,
         encrypted_password=password,
     )
 
@@ -164,27 +181,41 @@ def start_attempt(session: Session, job_id: uuid.UUID, key: StepKey) -> StepInpu
 def error_record(error: BaseException) -> tuple[str, dict[str, Any]]:
     """The message and details stored for an error: never the request, never a secret."""
     if isinstance(error, PlatformError):
-        return str(error), {"status_code": error.status_code, "code": error.code,
-                            "transient": error.transient, **error.details}
-    return (f"{type(error).__name__}: {error}"[:1000],
-            {"code": "INTERNAL_ERROR", "transient": False, "type": type(error).__name__})
+        return str(error), {
+            "status_code": error.status_code,
+            "code": error.code,
+            "transient": error.transient,
+            **error.details,
+        }
+    return (
+        f"{type(error).__name__}: {error}"[:1000],
+        {"code": "INTERNAL_ERROR", "transient": False, "type": type(error).__name__},
+    )
 
 
-def record_retrying(session: Session, job_id: uuid.UUID, key: StepKey,
-                    error: BaseException) -> None:
+def record_retrying(
+    session: Session, job_id: uuid.UUID, key: StepKey, error: BaseException
+) -> None:
     """The attempt failed transiently and another one will follow."""
     row = _step_row(session, job_id, key)
     check_transition("step", row.status, StepStatus.RETRYING, f"step {key}")
     row.status = StepStatus.RETRYING
     row.error_message, row.error_details = error_record(error)
     job = _job(session, job_id)
-    append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
-               job_id=job_id, operation=Operation.STEP_RETRIED, actor="system",
-               details={"step": key, "attempt": row.attempts, "error": row.error_message})
+    append_log(
+        session,
+        organisation_id=job.organisation_id,
+        batch_id=job.batch_id,
+        job_id=job_id,
+        operation=Operation.STEP_RETRIED,
+        actor="system",
+        details={"step": key, "attempt": row.attempts, "error": row.error_message},
+    )
 
 
-def record_completed(session: Session, job_id: uuid.UUID, key: StepKey,
-                     result: dict[str, Any]) -> None:
+def record_completed(
+    session: Session, job_id: uuid.UUID, key: StepKey, result: dict[str, Any]
+) -> None:
     """The step succeeded; its result is what later steps and resumes read."""
     row = _step_row(session, job_id, key)
     check_transition("step", row.status, StepStatus.COMPLETED, f"step {key}")
@@ -196,8 +227,7 @@ def record_completed(session: Session, job_id: uuid.UUID, key: StepKey,
     row.error_message = row.error_details = None
 
 
-def record_failed(session: Session, job_id: uuid.UUID, key: StepKey,
-                  error: BaseException) -> bool:
+def record_failed(session: Session, job_id: uuid.UUID, key: StepKey, error: BaseException) -> bool:
     """The step failed for good. Returns False when the row had already finished (idempotent)."""
     row = _step_row(session, job_id, key)
     if row.status in STEP_FINISHED:
@@ -207,14 +237,25 @@ def record_failed(session: Session, job_id: uuid.UUID, key: StepKey,
     row.completed_at = utcnow()
     row.error_message, row.error_details = error_record(error)
     job = _job(session, job_id)
-    append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
-               job_id=job_id, operation=Operation.STEP_FAILED, actor="system",
-               details={"step": key, "attempts": row.attempts, "error": row.error_message})
+    append_log(
+        session,
+        organisation_id=job.organisation_id,
+        batch_id=job.batch_id,
+        job_id=job_id,
+        operation=Operation.STEP_FAILED,
+        actor="system",
+        details={"step": key, "attempts": row.attempts, "error": row.error_message},
+    )
     return True
 
 
-def record_skipped(session: Session, job_id: uuid.UUID, key: StepKey, reason: str,
-                   blocked_by: StepKey | None = None) -> None:
+def record_skipped(
+    session: Session,
+    job_id: uuid.UUID,
+    key: StepKey,
+    reason: str,
+    blocked_by: StepKey | None = None,
+) -> None:
     """The step will not run, for `reason` (and because `blocked_by` failed, if given)."""
     row = _step_row(session, job_id, key)
     check_transition("step", row.status, StepStatus.SKIPPED, f"step {key}")
@@ -236,11 +277,20 @@ def finish_job(session: Session, job_id: uuid.UUID) -> JobStatus:
         message = f"{step(failed.step_key).label} failed: {failed.error_message}"
         details = {"step": failed.step_key, **(failed.error_details or {})}
     job = set_job_status(session, job_id, outcome, error_message=message, error_details=details)
-    operation = {JobStatus.COMPLETED: Operation.JOB_COMPLETED, JobStatus.FAILED:
-                 Operation.JOB_FAILED, JobStatus.CANCELLED: Operation.JOB_CANCELLED}[outcome]
-    append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
-               job_id=job_id, operation=operation, actor="system",
-               details={"error": message} if message else {})
+    operation = {
+        JobStatus.COMPLETED: Operation.JOB_COMPLETED,
+        JobStatus.FAILED: Operation.JOB_FAILED,
+        JobStatus.CANCELLED: Operation.JOB_CANCELLED,
+    }[outcome]
+    append_log(
+        session,
+        organisation_id=job.organisation_id,
+        batch_id=job.batch_id,
+        job_id=job_id,
+        operation=operation,
+        actor="system",
+        details={"error": message} if message else {},
+    )
     return outcome
 
 
@@ -257,20 +307,27 @@ def cancel_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> bo
     if job.status in JOB_FINISHED:
         return False
     session.execute(
-        update(JobStep).where(JobStep.job_id == job_id,
-                              JobStep.status.in_([StepStatus.PENDING, *STEP_ACTIVE]))
+        update(JobStep)
+        .where(JobStep.job_id == job_id, JobStep.status.in_([StepStatus.PENDING, *STEP_ACTIVE]))
         .values(status=StepStatus.CANCELLED, completed_at=utcnow())
     )
     set_job_status(session, job_id, JobStatus.CANCELLED)
-    append_log(session, organisation_id=job.organisation_id, batch_id=job.batch_id,
-               job_id=job_id, operation=Operation.JOB_CANCELLED, actor=actor)
+    append_log(
+        session,
+        organisation_id=job.organisation_id,
+        batch_id=job.batch_id,
+        job_id=job_id,
+        operation=Operation.JOB_CANCELLED,
+        actor=actor,
+    )
     return True
 
 
 def requested_action(session: Session, batch_id: uuid.UUID) -> str | None:
     """What the batch's users asked its runners to do at the next step boundary, if anything."""
-    row = session.execute(select(Batch.requested_action, Batch.status)
-                          .where(Batch.id == batch_id)).one()
+    row = session.execute(
+        select(Batch.requested_action, Batch.status).where(Batch.id == batch_id)
+    ).one()
     if row.status == "cancelled":
         return "cancel"
     return row.requested_action

@@ -38,8 +38,13 @@ class Paused(Exception):
     """Raised inside the flow when the batch asked to pause; the job is held, not finished."""
 
 
-@flow(name="register-restaurant", flow_run_name=_run_name, retries=0, persist_result=False,
-      validate_parameters=True)
+@flow(
+    name="register-restaurant",
+    flow_run_name=_run_name,
+    retries=0,
+    persist_result=False,
+    validate_parameters=True,
+)
 async def register_restaurant(job_id: uuid.UUID) -> State[Any]:
     """Register one restaurant: run its steps in dependency order, resuming from the ledger."""
     logger = get_run_logger()
@@ -56,10 +61,12 @@ async def register_restaurant(job_id: uuid.UUID) -> State[Any]:
         if stop is None:
             for decision in _decide(states, plan.config):
                 if isinstance(decision, Skip):
-                    await execution.record_skipped(job_id, decision.key, decision.reason,
-                                                   decision.blocked_by)
-                    states[decision.key] = StepState(StepStatus.SKIPPED,
-                                                     blocked_by=decision.blocked_by)
+                    await execution.record_skipped(
+                        job_id, decision.key, decision.reason, decision.blocked_by
+                    )
+                    states[decision.key] = StepState(
+                        StepStatus.SKIPPED, blocked_by=decision.blocked_by
+                    )
                 else:
                     states[decision.key] = StepState(StepStatus.IN_PROGRESS)
                     task = step_task(decision.key, plan.config)
@@ -74,13 +81,17 @@ async def register_restaurant(job_id: uuid.UUID) -> State[Any]:
     unstarted = any(s.status == StepStatus.PENDING for s in states.values())
     if unstarted and stop == RequestedAction.CANCEL:
         await execution.cancel_job(job_id)
-        return Cancelled(message=f"{plan.restaurant_name}: batch cancelled; unfinished steps "
-                         "cancelled")
+        return Cancelled(
+            message=f"{plan.restaurant_name}: batch cancelled; unfinished steps cancelled"
+        )
     if unstarted and stop == RequestedAction.PAUSE:
         await execution.hold_job(job_id)
         done_count = sum(s.status == StepStatus.COMPLETED for s in states.values())
-        return Cancelled(name="Paused", message=f"{plan.restaurant_name}: batch paused after "
-                         f"{done_count} completed steps; resume continues from there")
+        return Cancelled(
+            name="Paused",
+            message=f"{plan.restaurant_name}: batch paused after "
+            f"{done_count} completed steps; resume continues from there",
+        )
     outcome = await execution.finish_job(job_id)
     if outcome == JobStatus.FAILED:
         failed = [step(k).label for k, s in states.items() if s.status == StepStatus.FAILED]
@@ -98,7 +109,9 @@ def _decide(states: dict[StepKey, StepState], config: RegistrationConfig) -> lis
         for decision in batch:
             projected[decision.key] = (
                 StepState(StepStatus.SKIPPED, blocked_by=decision.blocked_by)
-                if isinstance(decision, Skip) else StepState(StepStatus.IN_PROGRESS))
+                if isinstance(decision, Skip)
+                else StepState(StepStatus.IN_PROGRESS)
+            )
     return decisions
 
 

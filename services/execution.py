@@ -63,8 +63,9 @@ async def record_failed(job_id: uuid.UUID, key: StepKey, error: BaseException) -
     return await transact(ledger.record_failed, job_id, key, error)
 
 
-async def record_skipped(job_id: uuid.UUID, key: StepKey, reason: str,
-                         blocked_by: StepKey | None) -> None:
+async def record_skipped(
+    job_id: uuid.UUID, key: StepKey, reason: str, blocked_by: StepKey | None
+) -> None:
     await transact(ledger.record_skipped, job_id, key, reason, blocked_by)
 
 
@@ -86,6 +87,8 @@ async def requested_action(batch_id: uuid.UUID) -> str | None:
 
 def restaurant_name_for_job(job_id: uuid.UUID) -> str:
     """The restaurant's name (blocking; used to name flow runs)."""
+
     def read(session: Session) -> str:
         return ledger.load_plan(session, job_id).restaurant_name
+
     return _in_transaction(read)

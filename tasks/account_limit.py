@@ -36,12 +36,14 @@ async def ensure_limit(name: str, spacing_s: float) -> None:
         except ObjectNotFound:
             # another process may create it at the same moment
             with contextlib.suppress(ObjectAlreadyExists):
-                await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(
-                    name=name, limit=1, slot_decay_per_second=decay))
+                await client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=1, slot_decay_per_second=decay)
+                )
         else:
             if current.limit != 1 or current.slot_decay_per_second != decay:
-                await client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(
-                    limit=1, slot_decay_per_second=decay))
+                await client.update_global_concurrency_limit(
+                    name, GlobalConcurrencyLimitUpdate(limit=1, slot_decay_per_second=decay)
+                )
     _ensured[name] = spacing_s
 
 

@@ -42,21 +42,33 @@ def _attempt() -> tuple[int, int]:
     return context.task_run.run_count, context.task.retries + 1
 
 
-async def _call_platform(key: StepKey, payload: dict[str, Any], organisation_id: str,
-                         idempotency_key: str, timeout_s: float) -> dict[str, Any]:
+async def _call_platform(
+    key: StepKey,
+    payload: dict[str, Any],
+    organisation_id: str,
+    idempotency_key: str,
+    timeout_s: float,
+) -> dict[str, Any]:
     """One attempt: the platform call, with 429s waited out until the step's timeout is spent."""
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()
         try:
             return await platform_client().run_step(
-                key, payload, organisation_id=organisation_id,
-                idempotency_key=idempotency_key, timeout_s=max(remaining, 0.001))
+                key,
+                payload,
+                organisation_id=organisation_id,
+                idempotency_key=idempotency_key,
+                timeout_s=max(remaining, 0.001),
+            )
         except RateLimitedError as exc:
             if exc.retry_after >= deadline - time.monotonic():
                 raise
-            get_run_logger().info("%s: platform rate limit, waiting %.1f s as asked (Retry-After)",
-                                  step(key).label, exc.retry_after)
+            get_run_logger().info(
+                "%s: platform rate limit, waiting %.1f s as asked (Retry-After)",
+                step(key).label,
+                exc.retry_after,
+            )
             await asyncio.sleep(exc.retry_after)
 
 
@@ -72,24 +84,35 @@ async def execute_step(job_id: uuid.UUID, key: StepKey) -> dict[str, Any]:
     """Run one attempt of a step and record it; returns the step's result."""
     attempt, most = _attempt()
     inputs = await execution.start_attempt(job_id, key)
-    password = (passwords.decrypt(inputs.encrypted_password)
-                if key == StepKey.ACCOUNT_REGISTRATION and inputs.encrypted_password else None)
+    password = (
+        passwords.decrypt(inputs.encrypted_password)
+        if key == StepKey.ACCOUNT_REGISTRATION and inputs.encrypted_password
+        else None
+    )
     try:
-        payload = build_request(key, inputs.config, inputs.results,
-                                restaurant_id=str(inputs.restaurant_id), password=password)
+        payload = build_request(
+            key,
+            inputs.config,
+            inputs.results,
+            restaurant_id=str(inputs.restaurant_id),
+            password=password,
+        )
         timeout_s = step_timeout(key, inputs.config)
         if key == StepKey.ACCOUNT_REGISTRATION:
             async with account_creation_slot():
-                result = await _call_platform(key, payload, str(inputs.organisation_id),
-                                              inputs.idempotency_key, timeout_s)
+                result = await _call_platform(
+                    key, payload, str(inputs.organisation_id), inputs.idempotency_key, timeout_s
+                )
         else:
-            result = await _call_platform(key, payload, str(inputs.organisation_id),
-                                          inputs.idempotency_key, timeout_s)
+            result = await _call_platform(
+                key, payload, str(inputs.organisation_id), inputs.idempotency_key, timeout_s
+            )
     except TransientPlatformError as exc:
         if attempt < most:
             await execution.record_retrying(job_id, key, exc)
-            get_run_logger().warning("%s attempt %d of %d failed, will retry: %s",
-                                     step(key).label, attempt, most, exc)
+            get_run_logger().warning(
+                "%s attempt %d of %d failed, will retry: %s", step(key).label, attempt, most, exc
+            )
         else:
             await execution.record_failed(job_id, key, exc)
         raise
@@ -117,8 +140,9 @@ def _delays(policy: RetryPolicy) -> list[float]:
 
 
 @lru_cache(maxsize=256)
-def _build(key: StepKey, retries: int, delays: tuple[float, ...], timeout_s: float
-           ) -> Task[Any, Any]:
+def _build(
+    key: StepKey, retries: int, delays: tuple[float, ...], timeout_s: float
+) -> Task[Any, Any]:
     spec = step(key)
 
     async def run(job_id: uuid.UUID) -> dict[str, Any]:
@@ -127,10 +151,16 @@ def _build(key: StepKey, retries: int, delays: tuple[float, ...], timeout_s: flo
     run.__name__ = f"step_{key}"
     run.__doc__ = f"Step {spec.number}: {spec.does}."
     return task(
-        run, name=spec.label, task_run_name=spec.label, retries=retries,
-        retry_delay_seconds=list(delays), retry_jitter_factor=None,
-        retry_condition_fn=_retry_transient, timeout_seconds=timeout_s + TASK_TIMEOUT_MARGIN_S,
-        cache_policy=NO_CACHE, persist_result=False,
+        run,
+        name=spec.label,
+        task_run_name=spec.label,
+        retries=retries,
+        retry_delay_seconds=list(delays),
+        retry_jitter_factor=None,
+        retry_condition_fn=_retry_transient,
+        timeout_seconds=timeout_s + TASK_TIMEOUT_MARGIN_S,
+        cache_policy=NO_CACHE,
+        persist_result=False,
     )
 
 
@@ -144,4 +174,3 @@ def step_task(key: StepKey, config: RegistrationConfig) -> Task[Any, Any]:
     elif override is not None and override.retry_delays_s is not None:
         policy = RetryPolicy(policy.retries, tuple(override.retry_delays_s))
     return _build(key, policy.retries, tuple(_delays(policy)), step_timeout(key, config))
-

@@ -114,11 +114,13 @@ def _ensure_database(asyncpg_url: str) -> None:
     from sqlalchemy.engine import make_url
 
     url = make_url(asyncpg_url)
-    admin = create_engine(url.set(drivername="postgresql+psycopg", database="postgres"),
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        url.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
-        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                    {"n": url.database}).scalar()
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}
+        ).scalar()
         if not exists:
             connection.execute(text(f'CREATE DATABASE "{url.database}"'))
     admin.dispose()
@@ -153,12 +155,25 @@ def prefect_server() -> Iterator[str]:
     """A real `prefect server start` on PostgreSQL (its own database), for the whole session."""
     _ensure_database(PREFECT_DATABASE)
     log = open(_TMP / "prefect-server.log", "wb")  # noqa: SIM115 - closed at teardown
-    env = {**os.environ, "PREFECT_SERVER_DATABASE_CONNECTION_URL": PREFECT_DATABASE,
-           "PREFECT_SERVER_LOGGING_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": PREFECT_DATABASE,
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    }
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host",
-         "127.0.0.1", "--port", str(PREFECT_PORT)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).with_name("prefect")),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PREFECT_PORT),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     api_url = os.environ["PREFECT_API_URL"]
     try:

@@ -11,14 +11,16 @@ BIN = Path(sys.executable).parent
 
 
 def test_ruff_finds_nothing() -> None:
-    result = subprocess.run([str(BIN / "ruff"), "check", "."], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [str(BIN / "ruff"), "check", "."], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.slow
 def test_mypy_finds_nothing() -> None:
     packages = ["regbatch", "db", "services", "api", "flows", "tasks", "deployments", "sandbox"]
-    result = subprocess.run([str(BIN / "mypy"), *packages], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [str(BIN / "mypy"), *packages], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

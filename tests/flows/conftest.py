@@ -47,15 +47,20 @@ def org_id(pg_url: str) -> uuid.UUID:
         return make_org(session)
 
 
-def new_batch(org_id: uuid.UUID, count: int = 1, settings: dict[str, Any] | None = None,
-              **options: Any) -> tuple[uuid.UUID, list[uuid.UUID], list[uuid.UUID]]:
+def new_batch(
+    org_id: uuid.UUID, count: int = 1, settings: dict[str, Any] | None = None, **options: Any
+) -> tuple[uuid.UUID, list[uuid.UUID], list[uuid.UUID]]:
     """A draft batch of `count` fresh sample restaurants: (batch id, job ids, restaurant ids)."""
     with session_scope() as session:
         restaurant_ids = make_restaurants(session, org_id, count)
-        batch = batches.create_batch(session, organisation_id=org_id, name="flow test",
-                                     restaurant_ids=restaurant_ids,
-                                     settings=settings if settings is not None else ALL_STEPS_ON,
-                                     **options)
+        batch = batches.create_batch(
+            session,
+            organisation_id=org_id,
+            name="flow test",
+            restaurant_ids=restaurant_ids,
+            settings=settings if settings is not None else ALL_STEPS_ON,
+            **options,
+        )
         job_ids = [j.id for j in batches.unfinished_jobs(session, batch.id)]
     return batch.id, job_ids, restaurant_ids
 

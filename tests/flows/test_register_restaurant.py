@@ -48,13 +48,15 @@ def test_happy_path_runs_all_twelve_steps_once(org_id, sandbox: SandboxControl) 
     assert len({e["idempotency_key"] for e in entries}) == 12
     with session_scope() as session:
         from db.models import Batch
+
         assert session.get(Batch, batch_id).completed_restaurants == 1  # type: ignore[union-attr]
 
 
 def test_transient_faults_are_retried_with_attempts_on_the_step_row(org_id, sandbox) -> None:
     batch_id, (job_id,), (restaurant_id,) = new_batch(org_id)
-    sandbox.set_faults([{"restaurant": str(restaurant_id), "step": "menu_import",
-                         "kind": "transient", "times": 2}])
+    sandbox.set_faults(
+        [{"restaurant": str(restaurant_id), "step": "menu_import", "kind": "transient", "times": 2}]
+    )
     state = run(register_restaurant(job_id, return_state=True))
     assert state.is_completed(), state
     menu = steps_of(batch_id)["menu_import"]
@@ -87,35 +89,42 @@ def test_a_permanent_failure_fails_at_once_without_retry(org_id, sandbox, kind: 
         assert steps[key].status == "skipped"
         assert steps[key].skip_reason == "09-menu_import failed"
         assert steps[key].blocked_by_step == 9
-    for key in ("website_configuration", "services_configuration", "payment_configuration",
-                "onboarding_sync"):
+    for key in (
+        "website_configuration",
+        "services_configuration",
+        "payment_configuration",
+        "onboarding_sync",
+    ):
         assert steps[key].status == "completed", key
 
 
 def test_already_existing_account_is_a_success(org_id, sandbox) -> None:
-    _, (first_job,), (first,) = new_batch(org_id)
+    first_batch, (first_job,), _ = new_batch(org_id)
     run(register_restaurant(first_job, return_state=True))
-    email = steps_of(_)["account_registration"].result_data["email"]
+    first_account = steps_of(first_batch)["account_registration"].result_data
+    email = first_account["email"]
     # a second restaurant of the same owner: the platform already has the account
-    batch_id, (job_id,), (restaurant_id,) = new_batch(org_id, settings={
-        "onboarding": {"create_user": True, "sync": True},
-        "account": {"email": email}})
+    batch_id, (job_id,), (restaurant_id,) = new_batch(
+        org_id,
+        settings={"onboarding": {"create_user": True, "sync": True}, "account": {"email": email}},
+    )
     state = run(register_restaurant(job_id, return_state=True))
     assert state.is_completed(), state
     account = steps_of(batch_id)["account_registration"]
     assert account.status == "completed"
     assert account.result_data["already_existed"] is True
-    assert account.result_data["account_id"] == steps_of(_)["account_registration"].result_data[
-        "account_id"]
-    entry = next(e for e in ledger_for(sandbox, restaurant_id)
-                 if e["step"] == "account_registration")
+    assert account.result_data["account_id"] == first_account["account_id"]
+    entry = next(
+        e for e in ledger_for(sandbox, restaurant_id) if e["step"] == "account_registration"
+    )
     assert entry["replay"] is True
 
 
 def test_account_failure_blocks_every_step_that_needs_it(org_id, sandbox) -> None:
     batch_id, (job_id,), (restaurant_id,) = new_batch(org_id)
-    sandbox.set_faults([{"restaurant": str(restaurant_id), "step": "account_registration",
-                         "kind": "permanent"}])
+    sandbox.set_faults(
+        [{"restaurant": str(restaurant_id), "step": "account_registration", "kind": "permanent"}]
+    )
     assert run(register_restaurant(job_id, return_state=True)).is_failed()
     steps = steps_of(batch_id)
     assert steps["account_registration"].status == "failed"
@@ -130,26 +139,31 @@ def test_account_failure_blocks_every_step_that_needs_it(org_id, sandbox) -> Non
 
 
 def test_steps_disabled_by_configuration_are_skipped_with_a_reason(org_id, sandbox) -> None:
-    batch_id, (job_id,), (restaurant_id,) = new_batch(org_id, settings={
-        "steps": {"payment_configuration": False}, "menu": {"create_item_tags": False}})
+    batch_id, (job_id,), (restaurant_id,) = new_batch(
+        org_id,
+        settings={"steps": {"payment_configuration": False}, "menu": {"create_item_tags": False}},
+    )
     assert run(register_restaurant(job_id, return_state=True)).is_completed()
     steps = steps_of(batch_id)
     assert steps["payment_configuration"].skip_reason == (
-        "disabled by configuration (steps.payment_configuration is false)")
+        "disabled by configuration (steps.payment_configuration is false)"
+    )
     assert steps["item_tags"].skip_reason == (
-        "item tags are not requested (menu.create_item_tags is false)")
+        "item tags are not requested (menu.create_item_tags is false)"
+    )
     assert steps["onboarding_user"].skip_reason == (
-        "onboarding is not requested (onboarding.create_user is false)")
+        "onboarding is not requested (onboarding.create_user is false)"
+    )
     assert steps["onboarding_sync"].status == "skipped"
     called = {e["step"] for e in ledger_for(sandbox, restaurant_id)}
-    assert not called & {"payment_configuration", "item_tags", "onboarding_user",
-                         "onboarding_sync"}
+    assert not called & {"payment_configuration", "item_tags", "onboarding_user", "onboarding_sync"}
 
 
 def test_running_a_failed_job_again_repeats_only_what_failed(org_id, sandbox) -> None:
     batch_id, (job_id,), (restaurant_id,) = new_batch(org_id)
-    sandbox.set_faults([{"restaurant": str(restaurant_id), "step": "menu_import",
-                         "kind": "permanent"}])
+    sandbox.set_faults(
+        [{"restaurant": str(restaurant_id), "step": "menu_import", "kind": "permanent"}]
+    )
     assert run(register_restaurant(job_id, return_state=True)).is_failed()
     before = Counter(e["step"] for e in ledger_for(sandbox, restaurant_id))
     sandbox.clear_faults()
@@ -165,19 +179,34 @@ def test_platform_rate_limit_is_waited_out_not_failed(org_id, sandbox) -> None:
     _, job_ids, restaurant_ids = new_batch(org_id, count=2, settings={})
     for job_id in job_ids:
         assert run(register_restaurant(job_id, return_state=True)).is_completed()
-    accounts = [e for e in sandbox.ledger() if e["step"] == "account_registration"
-                and e["restaurant"] in {str(r) for r in restaurant_ids}]
+    accounts = [
+        e
+        for e in sandbox.ledger()
+        if e["step"] == "account_registration"
+        and e["restaurant"] in {str(r) for r in restaurant_ids}
+    ]
     assert len(accounts) == 2 and not any(e["replay"] for e in accounts)
 
 
 def test_a_timed_out_call_is_retried_as_a_replay(org_id, sandbox) -> None:
-    batch_id, (job_id,), (restaurant_id,) = new_batch(org_id, settings={
-        "policies": {"restaurant_registration": {"timeout_s": 1.0}}})
-    sandbox.set_faults([{"restaurant": str(restaurant_id), "step": "restaurant_registration",
-                         "kind": "timeout", "times": 1, "delay_s": 5}])
+    batch_id, (job_id,), (restaurant_id,) = new_batch(
+        org_id, settings={"policies": {"restaurant_registration": {"timeout_s": 1.0}}}
+    )
+    sandbox.set_faults(
+        [
+            {
+                "restaurant": str(restaurant_id),
+                "step": "restaurant_registration",
+                "kind": "timeout",
+                "times": 1,
+                "delay_s": 5,
+            }
+        ]
+    )
     assert run(register_restaurant(job_id, return_state=True)).is_completed()
     registration = steps_of(batch_id)["restaurant_registration"]
     assert registration.attempts == 2
-    entries = [e for e in ledger_for(sandbox, restaurant_id)
-               if e["step"] == "restaurant_registration"]
+    entries = [
+        e for e in ledger_for(sandbox, restaurant_id) if e["step"] == "restaurant_registration"
+    ]
     assert [e["replay"] for e in entries] == [False, True]

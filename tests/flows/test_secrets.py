@@ -41,13 +41,16 @@ async def prefect_records(flow_run_id: uuid.UUID) -> str:
         for _ in range(60):
             task_runs = await client.read_task_runs(flow_run_filter=runs)
             logs = await client.read_logs(
-                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            if len(task_runs) >= 12 and any("Finished in state" in log.message
-                                            for log in logs if log.task_run_id is None):
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+            if len(task_runs) >= 12 and any(
+                "Finished in state" in log.message for log in logs if log.task_run_id is None
+            ):
                 break
             await asyncio.sleep(0.5)
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     assert len(task_runs) == 12 and logs
     parts = [flow_run.model_dump_json()]
     parts += [t.model_dump_json() for t in task_runs]
@@ -62,10 +65,19 @@ def database_records(batch_id: uuid.UUID) -> str:
         steps = session.scalars(select(JobStep).where(JobStep.job_id.in_([j.id for j in jobs])))
         logs = session.scalars(select(OperationLog).where(OperationLog.batch_id == batch_id))
         rows = [
-            *({"config": j.execution_config, "error": j.error_message,
-               "details": j.error_details} for j in jobs),
-            *({"result": s.result_data, "error": s.error_message, "details": s.error_details,
-               "skip": s.skip_reason} for s in steps),
+            *(
+                {"config": j.execution_config, "error": j.error_message, "details": j.error_details}
+                for j in jobs
+            ),
+            *(
+                {
+                    "result": s.result_data,
+                    "error": s.error_message,
+                    "details": s.error_details,
+                    "skip": s.skip_reason,
+                }
+                for s in steps
+            ),
             *({"details": entry.details, "actor": entry.actor} for entry in logs),
         ]
     return json.dumps(rows, default=str)
@@ -73,15 +85,22 @@ def database_records(batch_id: uuid.UUID) -> str:
 
 def test_no_secret_in_parameters_logs_rows_or_artifacts(org_id, sandbox) -> None:
     with session_scope() as session:
-        (restaurant,) = import_restaurants(session, org_id, [restaurant_row(
-            0, account_password=PASSWORD)])
+        (restaurant,) = import_restaurants(
+            session, org_id, [restaurant_row(0, account_password=PASSWORD)]
+        )
         stored = session.get(Restaurant, restaurant.id).account_password_encrypted  # type: ignore[union-attr]
-        batch = batches.create_batch(session, organisation_id=org_id, name="secrets",
-                                     restaurant_ids=[restaurant.id], settings=ALL_STEPS_ON)
+        batch = batches.create_batch(
+            session,
+            organisation_id=org_id,
+            name="secrets",
+            restaurant_ids=[restaurant.id],
+            settings=ALL_STEPS_ON,
+        )
         job_id = batches.unfinished_jobs(session, batch.id)[0].id
     # one failing step too, so errors and retries are logged and stored
-    sandbox.set_faults([{"restaurant": str(restaurant.id), "step": "menu_import",
-                         "kind": "transient", "times": 1}])
+    sandbox.set_faults(
+        [{"restaurant": str(restaurant.id), "step": "menu_import", "kind": "transient", "times": 1}]
+    )
     state = run(register_restaurant(job_id, return_state=True))
     assert state.is_completed(), state
     service_key = os.environ["REGBATCH_PLATFORM_SERVICE_KEY"]
