@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import Select, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from db.models import Batch, Job, JobStep, Restaurant
@@ -461,3 +461,8 @@ def unfinished_jobs(session: Session, batch_id: uuid.UUID) -> list[Job]:
         .order_by(Job.position)
     )
     return list(session.scalars(query))
+
+
+def select_jobs(batch_id: uuid.UUID) -> Select[tuple[Job]]:
+    """The query of a batch's jobs in the batch's order."""
+    return select(Job).where(Job.batch_id == batch_id).order_by(Job.position)

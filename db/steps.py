@@ -124,6 +124,9 @@ def begin_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> Job
         for row in rows:
             if StepKey(row.step_key) in rerun:
                 _reset(row)
+    for row in rows:
+        if row.status in STEP_ACTIVE:  # left in flight by a runner that died: run it again
+            row.status = StepStatus.PENDING
     if job.status != JobStatus.IN_PROGRESS:
         set_job_status(session, job_id, JobStatus.IN_PROGRESS)
         append_log(

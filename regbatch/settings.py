@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     embedded_max_concurrency: int = Field(default=3, ge=1)
     """Cap on concurrent restaurant subflows when Prefect runs on its embedded SQLite server."""
 
+    restaurant_deployment: str = "register-restaurant/register-restaurant"
+    """The deployment (flow/deployment) distributed batches submit each restaurant to."""
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from db import batches as batch_data
 from db.engine import session_scope
+from db.models import Restaurant
 from db.organisations import find_organisation
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.settings import get_settings
@@ -105,7 +106,41 @@ def list_batches(
         )
 
 
+def batch_name(batch_id: str | uuid.UUID) -> str:
+    """The batch's name (used to name its flow runs)."""
+    with session_scope() as session:
+        return batch_data.get_batch(session, parse_uuid(batch_id, "batch_id")).name
+
+
 def _organisation_id(session: Any, organisation: str | uuid.UUID) -> uuid.UUID:
     if isinstance(organisation, uuid.UUID):
         return organisation
     return find_organisation(session, organisation).id
+
+
+def create_single(
+    organisation: str | uuid.UUID,
+    restaurant_id: str | uuid.UUID,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    created_by: str | None = None,
+) -> uuid.UUID:
+    """A batch of one restaurant, named "Single: <restaurant name>" (the one code path)."""
+    rid = parse_uuid(restaurant_id, "restaurant_id")
+    with session_scope() as session:
+        org_id = _organisation_id(session, organisation)
+        restaurant = session.get(Restaurant, rid)
+        name = (
+            f"Single: {restaurant.name}"
+            if restaurant is not None and restaurant.organisation_id == org_id
+            else "Single"
+        )
+        return batch_data.create_batch(
+            session,
+            organisation_id=org_id,
+            name=name[:200],
+            restaurant_ids=[rid],
+            settings=settings,
+            created_by=created_by,
+            max_size=1,
+        ).id

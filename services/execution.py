@@ -10,16 +10,21 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db import steps as ledger
+from db.batches import batch_detail, job_counts
 from db.engine import session_scope
+from db.models import Job, Restaurant
 from db.steps import JobPlan, StepInputs
-from regbatch.statuses import JobStatus
+from regbatch.statuses import JOB_FINISHED, JobStatus
 from regbatch.steps import StepKey
+from regbatch.views import BatchDetail
 
 T = TypeVar("T")
 
@@ -92,3 +97,69 @@ def restaurant_name_for_job(job_id: uuid.UUID) -> str:
         return ledger.load_plan(session, job_id).restaurant_name
 
     return _in_transaction(read)
+
+
+async def batch_detail_async(batch_id: uuid.UUID) -> BatchDetail:
+    return await transact(batch_detail, batch_id)
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A job as the batch flow dispatches it."""
+
+    id: uuid.UUID
+    position: int
+    status: str
+    restaurant_name: str
+    flow_run_id: uuid.UUID | None
+
+
+def _job_refs(session: Session, batch_id: uuid.UUID, unfinished_only: bool) -> list[JobRef]:
+    query = (
+        select(Job.id, Job.position, Job.status, Restaurant.name, Job.flow_run_id)
+        .join(Restaurant, Restaurant.id == Job.restaurant_id)
+        .where(Job.batch_id == batch_id)
+        .order_by(Job.position)
+    )
+    if unfinished_only:
+        query = query.where(Job.status.not_in(list(JOB_FINISHED)))
+    return [JobRef(*row) for row in session.execute(query)]
+
+
+async def unfinished_jobs(batch_id: uuid.UUID) -> list[JobRef]:
+    """The batch's jobs that still have work, in the batch's order."""
+    return await transact(_job_refs, batch_id, True)
+
+
+async def job_status(job_id: uuid.UUID) -> JobStatus:
+    def read(session: Session) -> JobStatus:
+        return JobStatus(session.scalar(select(Job.status).where(Job.id == job_id)))
+
+    return await transact(read)
+
+
+async def mark_dispatched(job_id: uuid.UUID) -> None:
+    """Count one more dispatch of the job."""
+
+    def write(session: Session) -> None:
+        session.execute(
+            update(Job).where(Job.id == job_id).values(dispatch_attempts=Job.dispatch_attempts + 1)
+        )
+
+    await transact(write)
+
+
+async def remember_flow_run(job_id: uuid.UUID, flow_run_id: uuid.UUID) -> None:
+    """The flow run that runs the job elsewhere (distributed mode), for takeovers and cancel."""
+
+    def write(session: Session) -> None:
+        session.execute(update(Job).where(Job.id == job_id).values(flow_run_id=flow_run_id))
+
+    await transact(write)
+
+
+async def finished_count(batch_id: uuid.UUID) -> int:
+    def read(session: Session) -> int:
+        return job_counts(session, batch_id).finished
+
+    return await transact(read)

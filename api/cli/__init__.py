@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from regbatch.offline import apply_offline_defaults
 
 apply_offline_defaults()  # before anything imports Prefect
+# The CLI shows its own live progress; Prefect's console handler keeps warnings and errors
+# (flow-run logs still reach the Prefect API and its UI in full).
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
-from api.cli import batch_cmd, db_cmd, org_cmd, restaurants_cmd  # noqa: E402
+from api.cli import batch_cmd, db_cmd, org_cmd, restaurants_cmd, run_cmd, sandbox_cmd  # noqa: E402
 from api.cli._output import report_error  # noqa: E402
 from regbatch.errors import RegbatchError  # noqa: E402
 
@@ -39,6 +43,9 @@ app.add_typer(db_cmd.app, name="db")
 app.add_typer(org_cmd.app, name="org")
 app.add_typer(restaurants_cmd.app, name="restaurants")
 app.add_typer(batch_cmd.app, name="batch")
+app.add_typer(sandbox_cmd.app, name="sandbox")
+app.command("register")(run_cmd.register)
+app.command("recover")(run_cmd.recover)
 
 
 def main() -> None:

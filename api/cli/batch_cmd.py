@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from api.cli._output import JsonFlag, console, emit
+from api.cli.progress import BatchWatcher
 from regbatch.errors import InvalidInputError
 from regbatch.statuses import ExecutionMode
 from regbatch.views import BatchDetail
@@ -136,3 +137,125 @@ def render_detail(detail: BatchDetail) -> None:
             (failed.error_message or "") if failed else "",
         )
     console.print(view)
+
+
+def run_here(batch_id: str, as_json: bool, steps: bool = False) -> None:
+    """Run the batch in this process with live progress; exit 0 only if it completed."""
+    from services.batches import get_batch, parse_uuid
+    from services.runs import run_batch
+
+    batch_uuid = parse_uuid(batch_id, "batch_id")
+    get_batch(batch_uuid)  # a clear "does not exist" before Prefect starts
+    with BatchWatcher(batch_uuid, steps=steps, show=not as_json):
+        detail = run_batch(batch_uuid, started_by="user:cli")
+    if as_json:
+        emit(detail, True)
+    else:
+        console.print(outcome_line(detail), markup=False)
+        if detail.failed and detail.status != "paused":
+            console.print(f"retry the failed ones: regbatch batch retry-failed {detail.id}")
+        if detail.status == "paused":
+            console.print(f"resume with: regbatch batch resume {detail.id}")
+    raise typer.Exit(0 if detail.status == "completed" else 1)
+
+
+def outcome_line(detail: BatchDetail) -> str:
+    """'Auckland Q4: completed - 2 ok, 1 failed, 0 cancelled of 3 (47m 23s)'."""
+    from regbatch.reporting import duration_text
+
+    end = detail.completed_at or detail.paused_at or detail.cancelled_at
+    took = (
+        duration_text((end - detail.started_at).total_seconds())
+        if end and detail.started_at
+        else ""
+    )
+    line = (
+        f"{detail.name}: {detail.status} - {detail.completed} ok, {detail.failed} failed, "
+        f"{detail.cancelled} cancelled of {detail.total}"
+    )
+    if detail.status == "paused" and detail.pause_reason:
+        line += f"; {detail.pause_reason}"
+    return f"{line} ({took})" if took else line
+
+
+@app.command("run")
+def run(batch_id: str, as_json: JsonFlag = False) -> None:
+    """Run a batch here with live progress (exit 0 only if it completes).
+
+    Takes over a stalled batch (its runner's lease expired); refuses one that a live runner holds.
+    """
+    run_here(batch_id, as_json)
+
+
+@app.command("pause")
+def pause(batch_id: str, as_json: JsonFlag = False) -> None:
+    """Pause a running batch at its next step boundary (running steps finish)."""
+    from services.lifecycle import pause_batch
+
+    detail = pause_batch(batch_id, actor="user:cli")
+    emit(
+        {
+            "batch_id": str(detail.id),
+            "status": detail.status,
+            "requested_action": detail.requested_action,
+            "paused_at": detail.paused_at,
+        },
+        as_json,
+        lambda: typer.echo(f"pause requested; batch {detail.id} stops at its next step boundary"),
+    )
+
+
+@app.command("resume")
+def resume(
+    batch_id: str,
+    no_run: Annotated[bool, typer.Option("--no-run", help="Only mark it runnable.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Resume a paused batch and run it here from exactly where it stopped."""
+    from services.lifecycle import resume_batch
+
+    detail = resume_batch(batch_id, actor="user:cli")
+    if no_run or detail.status == "in_progress":
+        emit(
+            {"batch_id": str(detail.id), "status": detail.status},
+            as_json,
+            lambda: typer.echo(f"batch {detail.id} is {detail.status}"),
+        )
+        return
+    run_here(batch_id, as_json)
+
+
+@app.command("cancel")
+def cancel(batch_id: str, as_json: JsonFlag = False) -> None:
+    """Cancel a batch: unfinished steps and restaurants end cancelled."""
+    from services.lifecycle import cancel_batch
+
+    detail = cancel_batch(batch_id, actor="user:cli")
+    message = (
+        f"batch {detail.id} cancelled"
+        if detail.status == "cancelled"
+        else f"cancel requested; batch {detail.id} stops at its next step boundary"
+    )
+    emit(
+        {"batch_id": str(detail.id), "status": detail.status, "cancelled_at": detail.cancelled_at},
+        as_json,
+        lambda: typer.echo(message),
+    )
+
+
+@app.command("retry-failed")
+def retry_failed(
+    batch_id: str,
+    no_run: Annotated[bool, typer.Option("--no-run", help="Only create the retry batch.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a batch of the failed restaurants (linked to this one) and run it here."""
+    from services.lifecycle import retry_failed as make_retry
+
+    new_id = make_retry(batch_id, actor="user:cli")
+    if no_run:
+        emit({"new_batch_id": str(new_id)}, as_json, lambda: typer.echo(str(new_id)))
+        return
+    if not as_json:
+        console.print(f"retry batch {new_id}")
+    run_here(str(new_id), as_json)

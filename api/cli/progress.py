@@ -1,0 +1,147 @@
+"""Live progress for commands that run or watch a batch: a progress bar and a line per restaurant,
+or (for a single restaurant) a line per step as it finishes. It reads the database, so it shows
+the same thing whether the batch runs in this process or anywhere else."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+from rich.console import Group
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.cli._output import console
+from regbatch.reporting import STATUS_MARK, current_step, failing_step
+from regbatch.steps import BY_NUMBER
+from regbatch.views import BatchDetail
+from services.batches import get_batch
+
+FINISHED_STATUSES = {"completed", "failed", "cancelled", "paused"}
+
+
+def render(detail: BatchDetail, progress: Progress, task_id: int) -> Group:
+    finished = detail.completed + detail.failed + detail.cancelled
+    progress.update(
+        task_id,
+        completed=finished,
+        total=max(detail.total, 1),
+        description=f"{detail.name} [{detail.status}]",
+    )
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("restaurant", no_wrap=True)
+    table.add_column("status")
+    table.add_column("step / error", overflow="fold")
+    for job in detail.jobs:
+        info = failing_step(job) or current_step(job)
+        table.add_row(job.restaurant_name, STATUS_MARK.get(job.status, job.status), info)
+    return Group(progress, table)
+
+
+class BatchWatcher:
+    """Polls the batch every `interval_s` and shows it live until `stop()`."""
+
+    def __init__(
+        self, batch_id: uuid.UUID, interval_s: float = 0.5, steps: bool = False, show: bool = True
+    ) -> None:
+        self.batch_id, self.interval_s, self.steps, self.show = batch_id, interval_s, steps, show
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="batch-watcher")
+        self.latest: BatchDetail | None = None
+
+    def __enter__(self) -> BatchWatcher:
+        if self.show:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        if self.steps:
+            self._print_steps()
+        else:
+            self._live()
+
+    def _read(self) -> BatchDetail | None:
+        # the display must never break the run: on an error, try again next tick
+        with contextlib.suppress(Exception):
+            self.latest = get_batch(self.batch_id)
+        return self.latest
+
+    def _live(self) -> None:
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        task_id = progress.add_task("", total=1)
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                detail = self._read()
+                if detail is not None:
+                    live.update(render(detail, progress, task_id))
+                if self._stop.wait(self.interval_s):
+                    detail = self._read()
+                    if detail is not None:
+                        live.update(render(detail, progress, task_id))
+                    break
+        console.print()
+
+    def _print_steps(self) -> None:
+        seen: dict[tuple[uuid.UUID, int], str] = {}
+
+        def emit(detail: BatchDetail) -> None:
+            for job in detail.jobs:
+                for step in job.steps:
+                    key = (job.id, step.step_number)
+                    if step.status == seen.get(key) or step.status in ("pending", "in_progress"):
+                        continue
+                    seen[key] = step.status
+                    label = BY_NUMBER[step.step_number].label
+                    extra = {
+                        "completed": f"{(step.duration_ms or 0) / 1000:.1f}s",
+                        "retrying": f"attempt {step.attempts} failed: {step.error_message}",
+                        "failed": step.error_message or "",
+                        "skipped": step.skip_reason or "",
+                    }.get(step.status, "")
+                    mark = {"completed": "✓", "failed": "✗", "skipped": "–", "retrying": "↻"}.get(
+                        step.status, "·"
+                    )
+                    console.print(
+                        f"{mark} {label:<28} {step.status:<10} {extra}",
+                        markup=False,
+                        highlight=False,
+                    )
+
+        while not self._stop.wait(self.interval_s):
+            detail = self._read()
+            if detail is not None:
+                emit(detail)
+        detail = self._read()
+        if detail is not None:
+            emit(detail)
+
+
+def watch_until_finished(
+    batch_id: uuid.UUID,
+    interval_s: float = 1.0,
+    on_tick: Callable[[BatchDetail], None] | None = None,
+) -> BatchDetail:
+    """Block until the batch reaches completed, failed, cancelled or paused."""
+    while True:
+        detail = get_batch(batch_id)
+        if on_tick:
+            on_tick(detail)
+        if detail.status in FINISHED_STATUSES:
+            return detail
+        time.sleep(interval_s)

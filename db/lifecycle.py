@@ -1,0 +1,309 @@
+"""A batch's lifecycle: starting a run (with its lease), pause, resume, cancel, and finishing.
+
+Users' requests (pause, cancel) are stored on the batch; the runner honours them at step
+boundaries. A running batch holds a lease that its runner renews; a batch `in_progress` whose
+lease expired is stalled, and the next runner takes it over.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from db.batches import get_batch, job_counts, recompute_counters
+from db.models import Batch, Job, JobStep
+from db.oplog import append_log
+from db.types import utcnow
+from regbatch.audit import Operation
+from regbatch.batch_rules import BreakerPolicy, final_status
+from regbatch.errors import ConflictError, LeaseHeldError
+from regbatch.statuses import (
+    BATCH_FINISHED,
+    STEP_ACTIVE,
+    BatchStatus,
+    JobStatus,
+    RequestedAction,
+    StepStatus,
+    check_transition,
+)
+
+RUNNABLE = (BatchStatus.DRAFT, BatchStatus.PENDING, BatchStatus.PAUSED, BatchStatus.IN_PROGRESS)
+
+
+def _log(
+    session: Session, batch: Batch, operation: Operation, actor: str, **details: object
+) -> None:
+    append_log(
+        session,
+        organisation_id=batch.organisation_id,
+        batch_id=batch.id,
+        operation=operation,
+        actor=actor,
+        details=details,
+    )
+
+
+def _lease_live(batch: Batch, now: datetime) -> bool:
+    return batch.lease_expires_at is not None and batch.lease_expires_at > now
+
+
+def begin_run(
+    session: Session, batch_id: uuid.UUID, owner: str, lease_seconds: float, actor: str = "system"
+) -> Batch:
+    """Mark the batch in progress under `owner`'s lease, or refuse with the reason.
+
+    Allowed from draft, pending and paused, and from in_progress when the previous runner's
+    lease has expired (a crashed runner: this one takes over).
+    """
+    batch = get_batch(session, batch_id, lock=True)
+    now = utcnow()
+    if batch.status not in RUNNABLE:
+        raise ConflictError(
+            f"batch {batch_id} is {batch.status!r}; only draft, pending, paused "
+            "or stalled batches can run (use retry-failed for failed restaurants)"
+        )
+    if batch.status == BatchStatus.IN_PROGRESS:
+        if _lease_live(batch, now) and batch.lease_owner != owner:
+            raise LeaseHeldError(
+                f"batch {batch_id} is being run by {batch.lease_owner} (lease until "
+                f"{batch.lease_expires_at:%H:%M:%S} UTC); two runners never run one batch: wait "
+                "for it, or let its lease expire if that runner is gone"
+            )
+        _log(
+            session,
+            batch,
+            Operation.LEASE_TAKEN_OVER,
+            actor,
+            previous_owner=batch.lease_owner,
+            new_owner=owner,
+        )
+    else:
+        check_transition("batch", batch.status, BatchStatus.IN_PROGRESS, f"batch {batch_id}")
+        resumed = batch.status == BatchStatus.PAUSED
+        batch.status = BatchStatus.IN_PROGRESS
+        batch.started_at = batch.started_at or now
+        if resumed or batch.breaker_window_start is None:
+            batch.breaker_window_start = now
+        _log(
+            session,
+            batch,
+            Operation.BATCH_RESUMED if resumed else Operation.BATCH_STARTED,
+            actor,
+            owner=owner,
+        )
+    batch.lease_owner = owner
+    batch.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    batch.error_message = None
+    session.flush()
+    return batch
+
+
+def renew_lease(session: Session, batch_id: uuid.UUID, owner: str, lease_seconds: float) -> bool:
+    """Extend `owner`'s lease; False when another runner has taken the batch over."""
+    result = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.lease_owner == owner)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def release_lease(session: Session, batch_id: uuid.UUID, owner: str) -> None:
+    session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+def request_pause(
+    session: Session, batch_id: uuid.UUID, actor: str, organisation_id: uuid.UUID | None = None
+) -> Batch:
+    """Ask the running batch to pause at its next step boundary."""
+    batch = get_batch(session, batch_id, organisation_id, lock=True)
+    if batch.status != BatchStatus.IN_PROGRESS:
+        raise ConflictError(
+            f"batch {batch_id} is {batch.status!r}; only a batch in progress can be paused"
+        )
+    if batch.requested_action is None:
+        batch.requested_action = RequestedAction.PAUSE
+        batch.pause_reason = f"paused by {actor}"
+        _log(session, batch, Operation.BATCH_PAUSE_REQUESTED, actor)
+    return batch
+
+
+def pause_now(session: Session, batch_id: uuid.UUID, reason: str, actor: str) -> Batch:
+    """The runner stopped at a step boundary: the batch is paused, nothing runs until resumed."""
+    batch = get_batch(session, batch_id, lock=True)
+    check_transition("batch", batch.status, BatchStatus.PAUSED, f"batch {batch_id}")
+    batch.status = BatchStatus.PAUSED
+    batch.paused_at = utcnow()
+    batch.pause_reason = reason
+    batch.requested_action = None
+    batch.lease_owner = batch.lease_expires_at = None
+    _log(session, batch, Operation.BATCH_PAUSED, actor, reason=reason)
+    return batch
+
+
+def resume(
+    session: Session, batch_id: uuid.UUID, actor: str, organisation_id: uuid.UUID | None = None
+) -> Batch:
+    """A paused batch becomes pending (ready for a runner); a pending pause request is dropped."""
+    batch = get_batch(session, batch_id, organisation_id, lock=True)
+    if batch.status == BatchStatus.IN_PROGRESS and batch.requested_action == RequestedAction.PAUSE:
+        batch.requested_action = None
+        batch.pause_reason = None
+        _log(session, batch, Operation.BATCH_RESUMED, actor, note="pause request withdrawn")
+        return batch
+    if batch.status != BatchStatus.PAUSED:
+        raise ConflictError(
+            f"batch {batch_id} is {batch.status!r}; only a paused batch can be resumed"
+        )
+    check_transition("batch", batch.status, BatchStatus.PENDING, f"batch {batch_id}")
+    batch.status = BatchStatus.PENDING
+    batch.pause_reason = None
+    batch.breaker_window_start = utcnow()
+    _log(session, batch, Operation.BATCH_RESUMED, actor)
+    return batch
+
+
+def request_cancel(
+    session: Session, batch_id: uuid.UUID, actor: str, organisation_id: uuid.UUID | None = None
+) -> Batch:
+    """Cancel: at once when nothing runs it, else at the runner's next step boundary."""
+    batch = get_batch(session, batch_id, organisation_id, lock=True)
+    if batch.status in BATCH_FINISHED:
+        raise ConflictError(
+            f"batch {batch_id} is already {batch.status!r}; there is nothing to cancel"
+        )
+    running = batch.status == BatchStatus.IN_PROGRESS and _lease_live(batch, utcnow())
+    if running:
+        batch.requested_action = RequestedAction.CANCEL
+        _log(session, batch, Operation.BATCH_CANCEL_REQUESTED, actor)
+        return batch
+    return cancel_now(session, batch_id, actor)
+
+
+def cancel_now(session: Session, batch_id: uuid.UUID, actor: str) -> Batch:
+    """End the batch cancelled: every unfinished step and job becomes cancelled."""
+    batch = get_batch(session, batch_id, lock=True)
+    check_transition("batch", batch.status, BatchStatus.CANCELLED, f"batch {batch_id}")
+    now = utcnow()
+    unfinished = select(Job.id).where(
+        Job.batch_id == batch_id, Job.status.in_([JobStatus.PENDING, JobStatus.IN_PROGRESS])
+    )
+    session.execute(
+        update(JobStep)
+        .where(
+            JobStep.job_id.in_(unfinished), JobStep.status.in_([StepStatus.PENDING, *STEP_ACTIVE])
+        )
+        .values(status=StepStatus.CANCELLED, completed_at=now)
+    )
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(unfinished))
+        .values(status=JobStatus.CANCELLED, completed_at=now, current_step=None)
+    )
+    recompute_counters(session, batch_id)
+    batch.status = BatchStatus.CANCELLED
+    batch.cancelled_at = batch.completed_at = now
+    batch.requested_action = None
+    batch.lease_owner = batch.lease_expires_at = None
+    _log(session, batch, Operation.BATCH_CANCELLED, actor)
+    session.flush()
+    session.refresh(batch)
+    return batch
+
+
+def finish_run(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
+    """The runner is done dispatching: the batch ends (completed or failed), paused or cancelled.
+
+    A batch whose jobs are not all finished stays runnable: it is paused with the reason when a
+    pause was asked (by a user or the breaker), cancelled when a cancel was asked.
+    """
+    batch = get_batch(session, batch_id, lock=True)
+    session.refresh(batch)
+    if batch.requested_action == RequestedAction.CANCEL:
+        return cancel_now(session, batch_id, "system")
+    counts = job_counts(session, batch_id)
+    if counts.unfinished == 0:
+        status = final_status(counts)
+        check_transition("batch", batch.status, status, f"batch {batch_id}")
+        batch.status = status
+        batch.completed_at = utcnow()
+        batch.requested_action = None
+        batch.lease_owner = batch.lease_expires_at = None
+        operation = {
+            BatchStatus.COMPLETED: Operation.BATCH_COMPLETED,
+            BatchStatus.FAILED: Operation.BATCH_FAILED,
+            BatchStatus.CANCELLED: Operation.BATCH_CANCELLED,
+        }[status]
+        _log(
+            session,
+            batch,
+            operation,
+            "system",
+            completed=counts.completed + counts.skipped,
+            failed=counts.failed,
+            total=counts.total,
+        )
+        return batch
+    reason = batch.pause_reason or "paused"
+    return pause_now(session, batch_id, reason, "system")
+
+
+def breaker_window(session: Session, batch_id: uuid.UUID) -> tuple[int, int]:
+    """(failed, finished) among jobs that finished since the batch last started or resumed."""
+    batch = get_batch(session, batch_id)
+    query = select(
+        func.count().filter(Job.status == JobStatus.FAILED),
+        func.count(),
+    ).where(
+        Job.batch_id == batch_id,
+        Job.status.in_([JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SKIPPED]),
+    )
+    if batch.breaker_window_start is not None:
+        query = query.where(Job.completed_at >= batch.breaker_window_start)
+    failed, finished = session.execute(query).one()
+    return int(failed), int(finished)
+
+
+def breaker_policy(batch: Batch) -> BreakerPolicy:
+    return BreakerPolicy(
+        threshold=float(batch.breaker_threshold), min_finished=batch.breaker_min_finished
+    )
+
+
+def trip_breaker(
+    session: Session, batch_id: uuid.UUID, reason: str, failed: int, finished: int
+) -> None:
+    """Stop dispatching: the batch is asked to pause with the breaker's reason (logged)."""
+    batch = get_batch(session, batch_id, lock=True)
+    batch.requested_action = RequestedAction.PAUSE
+    batch.pause_reason = reason
+    _log(
+        session,
+        batch,
+        Operation.BREAKER_TRIPPED,
+        "breaker",
+        reason=reason,
+        failed=failed,
+        finished=finished,
+    )
+
+
+def stalled_batches(session: Session, now: datetime | None = None) -> list[uuid.UUID]:
+    """Batches in progress whose runner's lease has expired (their runner is gone)."""
+    now = now or utcnow()
+    query = (
+        select(Batch.id)
+        .where(
+            Batch.status == BatchStatus.IN_PROGRESS,
+            or_(Batch.lease_expires_at.is_(None), Batch.lease_expires_at < now),
+        )
+        .order_by(Batch.created_at)
+    )
+    return list(session.scalars(query))

@@ -1,0 +1,164 @@
+"""Retry failed: a new batch, linked to the original, holding only its failed restaurants.
+
+Each new job carries over the outputs of its original's completed steps (and the steps skipped
+by configuration) and starts with exactly the failed steps and the steps they blocked. It keeps
+its original's idempotency root, so a step the platform did perform before it failed (a timeout
+after the side effect) is answered as a replay, not performed twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from db.batches import get_batch
+from db.models import Batch, Job, JobStep, Restaurant
+from db.oplog import append_log
+from db.restaurants import restaurant_record
+from regbatch.audit import Operation
+from regbatch.config import build_config, problems_from_validation
+from regbatch.errors import ConflictError, InvalidInputError, Problem
+from regbatch.planning import StepState, steps_to_rerun
+from regbatch.preflight import preflight
+from regbatch.statuses import BatchStatus, JobStatus, StepStatus
+from regbatch.steps import BY_NUMBER, StepKey
+
+RETRYABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.PAUSED, BatchStatus.CANCELLED)
+
+
+def create_retry_batch(
+    session: Session, batch_id: uuid.UUID, actor: str, organisation_id: uuid.UUID | None = None
+) -> Batch:
+    """The linked retry batch (draft); the original only gains a log entry."""
+    original = get_batch(session, batch_id, organisation_id, lock=True)
+    if original.status not in RETRYABLE:
+        raise ConflictError(
+            f"batch {batch_id} is {original.status!r}; retry its failed "
+            "restaurants once it has stopped (completed, failed, paused or "
+            "cancelled)"
+        )
+    failed = session.execute(
+        select(Job, Restaurant)
+        .join(Restaurant, Restaurant.id == Job.restaurant_id)
+        .where(Job.batch_id == batch_id, Job.status == JobStatus.FAILED)
+        .order_by(Job.position)
+    ).all()
+    if not failed:
+        raise ConflictError(f"batch {batch_id} has no failed restaurants to retry")
+    steps = session.scalars(
+        select(JobStep)
+        .where(JobStep.job_id.in_([j.id for j, _ in failed]))
+        .order_by(JobStep.job_id, JobStep.step_number)
+    ).all()
+    by_job: dict[uuid.UUID, list[JobStep]] = {}
+    for row in steps:
+        by_job.setdefault(row.job_id, []).append(row)
+
+    problems: list[Problem] = []
+    configs: dict[uuid.UUID, dict[str, Any]] = {}
+    for job, restaurant in failed:
+        subject = f"{restaurant.id} ({restaurant.name})"
+        try:
+            config = build_config(restaurant_record(restaurant), original.settings)
+        except ValidationError as exc:
+            problems += [
+                Problem(p.field, p.message, subject)
+                for p in problems_from_validation(exc, "config")
+            ]
+            continue
+        problems += [Problem(p.field, p.message, subject) for p in preflight(config)]
+        configs[job.id] = config.model_dump(mode="json")
+    if problems:
+        raise InvalidInputError("retry batch not created: fix these restaurants first", problems)
+
+    retry = Batch(
+        organisation_id=original.organisation_id,
+        name=f"{original.name} - Retry"[:200],
+        execution_mode=original.execution_mode,
+        concurrency=original.concurrency,
+        status=BatchStatus.DRAFT,
+        total_restaurants=len(failed),
+        settings=original.settings,
+        created_by=actor,
+        retry_of_batch_id=original.id,
+        breaker_threshold=original.breaker_threshold,
+        breaker_min_finished=original.breaker_min_finished,
+    )
+    session.add(retry)
+    session.flush()
+    job_rows, step_rows = [], []
+    for position, (job, _) in enumerate(failed):
+        new_id = uuid.uuid4()
+        job_rows.append(
+            {
+                "id": new_id,
+                "organisation_id": job.organisation_id,
+                "batch_id": retry.id,
+                "restaurant_id": job.restaurant_id,
+                "position": position,
+                "status": JobStatus.PENDING,
+                "execution_config": configs[job.id],
+                "retry_of_job_id": job.id,
+                "idempotency_root": job.idempotency_root,
+                "dispatch_attempts": 0,
+            }
+        )
+        step_rows += _carried_steps(by_job[job.id], new_id)
+    session.execute(insert(Job), job_rows)
+    session.execute(insert(JobStep), step_rows)
+    append_log(
+        session,
+        organisation_id=original.organisation_id,
+        batch_id=original.id,
+        operation=Operation.RETRY_BATCH_CREATED,
+        actor=actor,
+        details={"new_batch_id": str(retry.id), "restaurants": len(failed)},
+    )
+    append_log(
+        session,
+        organisation_id=original.organisation_id,
+        batch_id=retry.id,
+        operation=Operation.BATCH_CREATED,
+        actor=actor,
+        details={"restaurants": len(failed), "retry_of_batch_id": str(original.id)},
+    )
+    return retry
+
+
+def _carried_steps(rows: list[JobStep], new_job_id: uuid.UUID) -> list[dict[str, Any]]:
+    states = {
+        StepKey(r.step_key): StepState(
+            StepStatus(r.status),
+            r.result_data,
+            BY_NUMBER[r.blocked_by_step].key if r.blocked_by_step else None,
+        )
+        for r in rows
+    }
+    rerun = steps_to_rerun(states)
+    result = []
+    for row in rows:
+        again = StepKey(row.step_key) in rerun
+        carried = {
+            "id": uuid.uuid4(),
+            "organisation_id": row.organisation_id,
+            "job_id": new_job_id,
+            "step_number": row.step_number,
+            "step_key": row.step_key,
+            "status": StepStatus.PENDING if again else row.status,
+            "attempts": 0 if again else row.attempts,
+            "carried_over": not again,
+        }
+        if not again:
+            carried.update(
+                result_data=row.result_data,
+                started_at=row.started_at,
+                completed_at=row.completed_at,
+                duration_ms=row.duration_ms,
+                skip_reason=row.skip_reason,
+            )
+        result.append(carried)
+    return result

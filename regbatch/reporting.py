@@ -1,0 +1,122 @@
+"""What a batch looks like to people: the results table and the "Batch Results Summary"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from regbatch.steps import BY_NUMBER
+from regbatch.views import BatchDetail, JobView
+
+STATUS_MARK = {
+    "completed": "✓ Complete",
+    "failed": "✗ Failed",
+    "cancelled": "– Cancelled",
+    "skipped": "– Skipped",
+    "in_progress": "⏳ In progress",
+    "pending": "○ Pending",
+}
+BATCH_MARK = {
+    "completed": "✓ Completed",
+    "failed": "✗ Failed",
+    "cancelled": "– Cancelled",
+    "paused": "⏸ Paused",
+    "in_progress": "⏳ In progress",
+    "pending": "○ Pending",
+    "draft": "○ Draft",
+}
+
+
+def duration_text(seconds: float | None) -> str:
+    """'47m 23s', '1h 02m', '5s'."""
+    if seconds is None:
+        return ""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _span(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()
+
+
+def failing_step(job: JobView) -> str | None:
+    """'09-menu_import: <error>' for a failed job, else None."""
+    for step in job.steps:
+        if step.status == "failed":
+            label = BY_NUMBER[step.step_number].label
+            return f"{label}: {step.error_message or 'failed'}"
+    return None
+
+
+def current_step(job: JobView) -> str:
+    if job.current_step is None:
+        return ""
+    return BY_NUMBER[job.current_step].label
+
+
+def table_rows(detail: BatchDetail) -> list[dict[str, str | int]]:
+    """One row per restaurant: status, current step, attempts, duration, error."""
+    rows: list[dict[str, str | int]] = []
+    for job in detail.jobs:
+        rows.append(
+            {
+                "restaurant": job.restaurant_name,
+                "status": job.status,
+                "current_step": current_step(job),
+                "attempts": sum(s.attempts for s in job.steps),
+                "duration": duration_text(_span(job.started_at, job.completed_at)),
+                "error": failing_step(job) or "",
+            }
+        )
+    return rows
+
+
+def summary_markdown(detail: BatchDetail) -> str:
+    """The seed's "Batch Results Summary": totals, each restaurant's result, failures named."""
+    total = detail.total or 1
+    failed_jobs = [j for j in detail.jobs if j.status == "failed"]
+    end = detail.completed_at or detail.paused_at or detail.cancelled_at
+    lines = [
+        f'# Batch: "{detail.name}"  {BATCH_MARK.get(detail.status, detail.status)}',
+        "",
+        f"Duration: {duration_text(_span(detail.started_at, end)) or 'not started'}",
+    ]
+    if detail.pause_reason and detail.status == "paused":
+        lines += ["", f"Paused: {detail.pause_reason}"]
+    lines += [
+        "",
+        "## Summary",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Total | {detail.total} |",
+        f"| Successful | {detail.completed} ({detail.completed / total:.0%}) |",
+        f"| Failed | {detail.failed} ({detail.failed / total:.0%}) |",
+    ]
+    if detail.cancelled:
+        lines.append(f"| Cancelled | {detail.cancelled} ({detail.cancelled / total:.0%}) |")
+    lines += ["", "## Results", "", "| Restaurant | Result |", "|---|---|"]
+    for job in detail.jobs:
+        result = STATUS_MARK.get(job.status, job.status)
+        failure = failing_step(job)
+        if failure:
+            result += f" ({_cell(failure)})"
+        lines.append(f"| {_cell(job.restaurant_name)} | {result} |")
+    if failed_jobs:
+        lines += [
+            "",
+            f"Retry the {len(failed_jobs)} failed restaurant(s): "
+            f"`regbatch batch retry-failed {detail.id}`",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:300]

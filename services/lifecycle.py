@@ -1,0 +1,121 @@
+"""Batch lifecycle operations for users (pause, resume, cancel, retry failed) and for runners
+(begin, lease, breaker, finish). Each call is one transaction."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from sqlalchemy.orm import Session
+
+from db import lifecycle
+from db.batches import batch_detail, get_batch
+from db.engine import session_scope
+from db.retries import create_retry_batch
+from regbatch.batch_rules import breaker_reason, breaker_trips
+from regbatch.views import BatchDetail
+from services.batches import parse_uuid
+from services.execution import transact
+
+
+def runner_identity(flow_run_id: uuid.UUID | str | None = None) -> str:
+    """Who holds a batch's lease: host, process and (if any) the Prefect flow run."""
+    suffix = f":{str(flow_run_id)[:8]}" if flow_run_id else ""
+    return f"{socket.gethostname()}:{os.getpid()}{suffix}"
+
+
+def pause_batch(
+    batch_id: str | uuid.UUID, actor: str = "user", organisation_id: uuid.UUID | None = None
+) -> BatchDetail:
+    """Ask a running batch to pause at its next step boundary."""
+    with session_scope() as session:
+        batch = lifecycle.request_pause(
+            session, parse_uuid(batch_id, "batch_id"), actor, organisation_id
+        )
+        return batch_detail(session, batch.id)
+
+
+def resume_batch(
+    batch_id: str | uuid.UUID, actor: str = "user", organisation_id: uuid.UUID | None = None
+) -> BatchDetail:
+    """Make a paused batch runnable again (it continues from where it stopped when run)."""
+    with session_scope() as session:
+        batch = lifecycle.resume(session, parse_uuid(batch_id, "batch_id"), actor, organisation_id)
+        return batch_detail(session, batch.id)
+
+
+def cancel_batch(
+    batch_id: str | uuid.UUID, actor: str = "user", organisation_id: uuid.UUID | None = None
+) -> BatchDetail:
+    """Cancel now if nothing runs the batch, else at its runner's next step boundary."""
+    with session_scope() as session:
+        batch = lifecycle.request_cancel(
+            session, parse_uuid(batch_id, "batch_id"), actor, organisation_id
+        )
+        return batch_detail(session, batch.id)
+
+
+def retry_failed(
+    batch_id: str | uuid.UUID, actor: str = "user", organisation_id: uuid.UUID | None = None
+) -> uuid.UUID:
+    """Create the linked batch of the failed restaurants; returns its id."""
+    with session_scope() as session:
+        return create_retry_batch(
+            session, parse_uuid(batch_id, "batch_id"), actor, organisation_id
+        ).id
+
+
+def stalled_batches() -> list[uuid.UUID]:
+    with session_scope() as session:
+        return lifecycle.stalled_batches(session)
+
+
+# --- for the runner (async: the batch flow calls these) -------------------------------------
+
+
+async def begin_run(batch_id: uuid.UUID, owner: str, lease_seconds: float, actor: str) -> None:
+    await transact(lifecycle.begin_run, batch_id, owner, lease_seconds, actor)
+
+
+async def request_pause_for(batch_id: uuid.UUID, reason: str) -> None:
+    """The runner asks its own batch to pause (it cannot go on), with the reason."""
+
+    def write(session: Session) -> None:
+        lifecycle.request_pause(session, batch_id, "system")
+        get_batch(session, batch_id).pause_reason = reason
+
+    await transact(write)
+
+
+async def finish_run(batch_id: uuid.UUID, owner: str) -> BatchDetail:
+    def finish(session: Session) -> BatchDetail:
+        batch = lifecycle.finish_run(session, batch_id, owner)
+        return batch_detail(session, batch.id)
+
+    return await transact(finish)
+
+
+async def check_breaker(batch_id: uuid.UUID) -> str | None:
+    """Trip the breaker when too many finished jobs failed; returns the reason if it tripped."""
+
+    def check(session: Session) -> str | None:
+        policy = lifecycle.breaker_policy(get_batch(session, batch_id))
+        failed, finished = lifecycle.breaker_window(session, batch_id)
+        if not breaker_trips(failed, finished, policy):
+            return None
+        reason = breaker_reason(failed, finished, policy)
+        lifecycle.trip_breaker(session, batch_id, reason, failed, finished)
+        return reason
+
+    return await transact(check)
+
+
+def renew_lease(batch_id: uuid.UUID, owner: str, lease_seconds: float) -> bool:
+    with session_scope() as session:
+        return lifecycle.renew_lease(session, batch_id, owner, lease_seconds)
+
+
+def release_lease(batch_id: uuid.UUID, owner: str) -> None:
+    with session_scope() as session:
+        lifecycle.release_lease(session, batch_id, owner)

@@ -1,0 +1,47 @@
+"""Run a batch in this process: the batch flow, called as a plain Python function."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from regbatch.errors import RegbatchError
+from regbatch.views import BatchDetail
+from services.batches import get_batch, parse_uuid
+
+
+async def run_batch_async(batch_id: str | uuid.UUID, started_by: str = "user") -> BatchDetail:
+    """Run the batch flow here until the batch completes, fails, pauses or is cancelled.
+
+    Refusals (a batch already finished, or held by a live runner) raise the same errors as
+    everywhere else, not a failed flow run.
+    """
+    from flows.batch import registration_batch
+
+    batch_uuid = parse_uuid(batch_id, "batch_id")
+    state = await registration_batch(batch_uuid, started_by=started_by, return_state=True)
+    _raise_refusal(state)
+    return get_batch(batch_uuid)
+
+
+def run_batch(batch_id: str | uuid.UUID, started_by: str = "user") -> BatchDetail:
+    """Blocking form of `run_batch_async` (a new event loop)."""
+    return asyncio.run(run_batch_async(batch_id, started_by))
+
+
+def recover(started_by: str = "system") -> list[BatchDetail]:
+    """Run every stalled batch (in progress, its runner's lease expired) to its end, here."""
+    from flows.recovery import recover_stalled_batches
+
+    state = asyncio.run(recover_stalled_batches(return_state=True))
+    _raise_refusal(state)
+    result = state.result(raise_on_failure=False, _sync=True)
+    return [get_batch(batch_id) for batch_id in (result or [])]
+
+
+def _raise_refusal(state: Any) -> None:
+    if state.is_failed() or state.is_crashed():
+        error = state.result(raise_on_failure=False, _sync=True)
+        if isinstance(error, RegbatchError):
+            raise error

@@ -1,0 +1,73 @@
+"""The batch flow run's artifacts in the Prefect UI: progress, restaurants table, summary."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+
+from regbatch.reporting import summary_markdown, table_rows
+from regbatch.views import BatchDetail
+from services.execution import batch_detail_async
+
+
+def artifact_key(batch_id: uuid.UUID, kind: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes: 'batch-<uuid>-progress'."""
+    return f"batch-{batch_id}-{kind}"
+
+
+class ProgressReporter:
+    """Keeps the progress artifact current and refreshes the table as restaurants finish.
+
+    The table is rewritten at most every `table_interval_s` (it holds every restaurant), and
+    always at the end.
+    """
+
+    def __init__(self, batch_id: uuid.UUID, total: int, table_interval_s: float = 2.0) -> None:
+        self.batch_id, self.total = batch_id, max(total, 1)
+        self.table_interval_s = max(table_interval_s, total / 100)
+        self._progress_id: uuid.UUID | None = None
+        self._last_table = 0.0
+
+    async def start(self, finished: int) -> None:
+        self._progress_id = await acreate_progress_artifact(
+            progress=100 * finished / self.total,
+            key=artifact_key(self.batch_id, "progress"),
+            description=f"restaurants finished of {self.total}",
+        )
+        await self.refresh_table(force=True)
+
+    async def job_finished(self, finished: int) -> None:
+        if self._progress_id is not None:
+            await aupdate_progress_artifact(self._progress_id, progress=100 * finished / self.total)
+        await self.refresh_table()
+
+    async def refresh_table(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last_table < self.table_interval_s:
+            return
+        self._last_table = time.monotonic()
+        await self._write_table(await batch_detail_async(self.batch_id))
+
+    async def _write_table(self, detail: BatchDetail) -> None:
+        await acreate_table_artifact(
+            table=table_rows(detail),
+            key=artifact_key(self.batch_id, "restaurants"),
+            description=f"{detail.name}: restaurants",
+        )
+
+    async def finish(self, detail: BatchDetail) -> None:
+        finished = detail.completed + detail.failed + detail.cancelled
+        if self._progress_id is not None:
+            await aupdate_progress_artifact(self._progress_id, progress=100 * finished / self.total)
+        await self._write_table(detail)
+        await acreate_markdown_artifact(
+            markdown=summary_markdown(detail),
+            key=artifact_key(self.batch_id, "summary"),
+            description=f"{detail.name}: results summary",
+        )
