@@ -1,0 +1,107 @@
+"""Distributed mode: each restaurant is a flow run of the `register-restaurant` deployment on a
+work pool, run by two process workers; the batch flow waits and reads outcomes from PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+
+from flows.restaurant import register_restaurant
+from regbatch.settings import reset_settings
+from services.runs import run_batch
+from tests.flows.conftest import new_batch
+
+pytestmark = [pytest.mark.flow, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+async def _deploy(pool: str, name: str) -> str:
+    async with get_client() as client:
+        await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    flow = await register_restaurant.from_source(
+        source=str(ROOT), entrypoint="flows/restaurant.py:register_restaurant"
+    )
+    await flow.deploy(
+        name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False
+    )
+    return f"register-restaurant/{name}"
+
+
+@pytest.fixture(scope="module")
+def deployment_with_two_workers(sandbox_server, tmp_path_factory) -> Iterator[str]:
+    pool = f"regbatch-test-{secrets.token_hex(3)}"
+    deployment = asyncio.run(_deploy(pool, pool))
+    logs = tmp_path_factory.mktemp("workers")
+    workers = [
+        subprocess.Popen(
+            [
+                PREFECT,
+                "worker",
+                "start",
+                "--pool",
+                pool,
+                "--type",
+                "process",
+                "--limit",
+                "3",
+                "--name",
+                f"{pool}-worker-{n}",
+            ],
+            stdout=open(logs / f"worker-{n}.log", "w"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+            start_new_session=True,
+        )
+        for n in (1, 2)
+    ]
+    try:
+        yield deployment
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+
+
+def test_distributed_batch_runs_each_restaurant_on_the_pool(
+    org_id, sandbox, deployment_with_two_workers, monkeypatch
+) -> None:
+    monkeypatch.setenv("REGBATCH_RESTAURANT_DEPLOYMENT", deployment_with_two_workers)
+    reset_settings()
+    batch_id, _, restaurant_ids = new_batch(org_id, 6, execution_mode="distributed", concurrency=4)
+    sandbox.set_faults(
+        [{"restaurant": str(restaurant_ids[3]), "step": "menu_import", "kind": "permanent"}]
+    )
+    detail = run_batch(batch_id)
+    reset_settings()
+    assert (detail.status, detail.completed, detail.failed) == ("completed", 5, 1)
+    assert sandbox.stats()["max_in_flight_restaurants"] <= 4
+
+    async def runs():
+        async with get_client() as client:
+            return [await client.read_flow_run(job.flow_run_id) for job in jobs]
+
+    from db.engine import session_scope
+    from db.models import Job
+
+    with session_scope() as session:
+        jobs = session.query(Job).filter(Job.batch_id == batch_id).order_by(Job.position).all()
+    flow_runs = asyncio.run(runs())
+    assert len({run.id for run in flow_runs}) == 6
+    assert all(run.deployment_id is not None for run in flow_runs)
+    assert [run.state.type.value for run in flow_runs].count("FAILED") == 1
+    assert {run.name for run in flow_runs} == {j.restaurant_name for j in detail.jobs}

@@ -1,0 +1,82 @@
+"""Crash recovery: kill -9 the process running a parallel batch, then `regbatch recover`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections import Counter
+
+import pytest
+
+from db.engine import session_scope
+from db.models import Batch
+from db.types import utcnow
+from services.batches import get_batch
+from tests.cli import REGBATCH, run
+from tests.flows.conftest import new_batch
+from tests.flows.test_batch import wait_for
+
+pytestmark = [pytest.mark.flow, pytest.mark.slow]
+
+
+def lease_expired(batch_id) -> bool:
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        return batch is not None and (
+            batch.lease_expires_at is None or batch.lease_expires_at < utcnow()
+        )
+
+
+def test_kill_9_then_recover_completes_with_no_duplicate_side_effect(
+    org_id, sandbox, tmp_path
+) -> None:
+    sandbox.set_latency(default_ms=150)
+    batch_id, _, _ = new_batch(org_id, 6, execution_mode="parallel", concurrency=3)
+    log = open(tmp_path / "runner.log", "w")  # noqa: SIM115
+    runner = subprocess.Popen(
+        [REGBATCH, "batch", "run", str(batch_id)],
+        env={**os.environ, "REGBATCH_LEASE_SECONDS": "8"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def mid_batch() -> list:
+        detail = get_batch(batch_id)
+        flying = [s for j in detail.jobs for s in j.steps if s.status == "in_progress"]
+        return flying if detail.completed >= 1 and flying else []
+
+    try:
+        wait_for(mid_batch, timeout=120, interval=0.05)
+    finally:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+        log.close()
+    stranded = get_batch(batch_id)
+    assert stranded.status == "in_progress" and stranded.completed < 6
+    # the killed runner left steps in flight: recovery must send them again, not skip them
+    assert any(s.status == "in_progress" for j in stranded.jobs for s in j.steps)
+
+    # the dead runner's lease is still live: a second runner is refused
+    refused = run("batch", "run", str(batch_id), check=False)
+    assert refused.returncode == 1
+    assert "is being run by" in refused.stderr and "two runners never run one batch" in (
+        refused.stderr
+    )
+
+    wait_for(lambda: lease_expired(batch_id), timeout=30, interval=0.5)
+    recovered = run("recover", env={"REGBATCH_LEASE_SECONDS": "8"})
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+
+    final = get_batch(batch_id)
+    assert (final.status, final.completed, final.failed) == ("completed", 6, 0)
+    effects = Counter((e["restaurant"], e["step"]) for e in sandbox.ledger() if not e["replay"])
+    completed_steps = {
+        (str(j.restaurant_id), s.step_key)
+        for j in final.jobs
+        for s in j.steps
+        if s.status == "completed"
+    }
+    assert set(effects) == completed_steps
+    assert set(effects.values()) == {1}, [k for k, v in effects.items() if v > 1]
