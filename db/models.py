@@ -299,3 +299,59 @@ class OperationLog(Base):
     actor: Mapped[str] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = _created()
+
+
+class BatchTemplate(Base):
+    """A saved restaurant selection (filters) and the options of the batches made from it."""
+
+    __tablename__ = "batch_templates"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "name", name="uq_batch_templates_org_name"),
+        one_of("lead_stage", LeadStage),
+        one_of("lead_type", LeadType),
+        one_of("registration_status", RegistrationStatus),
+        one_of("execution_mode", ExecutionMode),
+        CheckConstraint("min_icp_score BETWEEN 0 AND 10", name="min_icp_score_range"),
+        CheckConstraint("max_restaurants BETWEEN 1 AND 1000", name="max_restaurants_range"),
+        CheckConstraint("concurrency >= 1", name="concurrency_positive"),
+        CheckConstraint(
+            "breaker_threshold >= 0 AND breaker_threshold <= 1", name="breaker_threshold_range"
+        ),
+        CheckConstraint("breaker_min_finished >= 1", name="breaker_min_finished_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _org_fk()
+    name: Mapped[str] = mapped_column(String(120))
+    city: Mapped[str | None] = mapped_column(String(120))
+    lead_stage: Mapped[str | None] = mapped_column(String(20))
+    lead_type: Mapped[str | None] = mapped_column(String(20))
+    min_icp_score: Mapped[int | None] = mapped_column(Integer)
+    registration_status: Mapped[str | None] = mapped_column(String(20))
+    # "limit" is an SQL keyword; the column says what it limits.
+    max_restaurants: Mapped[int] = mapped_column(Integer)
+    execution_mode: Mapped[str] = mapped_column(String(20), default=ExecutionMode.SEQUENTIAL)
+    concurrency: Mapped[int] = mapped_column(Integer, default=1)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    breaker_threshold: Mapped[Decimal] = mapped_column(Numeric(4, 3), default=Decimal("0.5"))
+    breaker_min_finished: Mapped[int] = mapped_column(Integer, default=3)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class WebhookSubscription(Base):
+    """Where an organisation wants batch outcomes POSTed, and the secret that signs them."""
+
+    __tablename__ = "webhook_subscriptions"
+    __table_args__ = (
+        CheckConstraint("url LIKE 'http://%' OR url LIKE 'https://%'", name="url_http"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = _org_fk()
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    """The signing secret, Fernet-encrypted like owners' passwords; shown once, at creation."""
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = _created()

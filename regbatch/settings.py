@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     embedded_max_concurrency: int = Field(default=3, ge=1)
     """Cap on concurrent restaurant subflows when Prefect runs on its embedded SQLite server."""
 
+    webhook_attempts: int = Field(default=4, ge=1, le=20)
+    """Delivery attempts per webhook (exponential backoff between them)."""
+
+    webhook_base_delay_seconds: float = Field(default=1.0, ge=0)
+
+    batch_deployment: str = "registration-batch/registration-batch"
+    """The deployment `batch start` (CLI, REST, Python) submits batches to."""
+
     restaurant_deployment: str = "register-restaurant/register-restaurant"
     """The deployment (flow/deployment) distributed batches submit each restaurant to."""
 

@@ -1,0 +1,258 @@
+"""Batch templates: saved restaurant selections of an organisation, and the restaurants they
+pick now ("the next 10 hot leads from Auckland")."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import Batch, BatchTemplate, Job, Restaurant
+from regbatch.config import settings_problems
+from regbatch.errors import InvalidInputError, NotFoundError, Problem
+from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
+from regbatch.statuses import BATCH_FINISHED, ExecutionMode
+
+NAME_MAX = 120  # leaves room for the " YYYY-MM-DD HH:MM" of the batches' names (200 at most)
+LIMIT_MAX = 1000
+DEFAULT_LIMIT = 10
+
+
+def _one_of(field: str, value: str | None, vocabulary: type[StrEnum]) -> list[Problem]:
+    if value is None or value in set(vocabulary):
+        return []
+    return [Problem(field, f"{value!r} is not valid; use one of {', '.join(vocabulary)}")]
+
+
+def _filter_problems(
+    city: str | None,
+    lead_stage: str | None,
+    lead_type: str | None,
+    min_icp_score: int | None,
+    registration_status: str | None,
+    limit: int,
+    max_size: int,
+) -> list[Problem]:
+    problems = _one_of("lead_stage", lead_stage, LeadStage)
+    problems += _one_of("lead_type", lead_type, LeadType)
+    problems += _one_of("registration_status", registration_status, RegistrationStatus)
+    if city is not None and len(city) > 120:
+        problems.append(Problem("city", f"has {len(city)} characters; use at most 120"))
+    if registration_status == RegistrationStatus.REGISTERED:
+        problems.append(
+            Problem(
+                "registration_status",
+                "'registered' never matches: templates pick restaurants not yet registered; "
+                "use unregistered, in_progress or failed, or leave it out",
+            )
+        )
+    if min_icp_score is not None and not 0 <= min_icp_score <= 10:
+        problems.append(Problem("min_icp_score", f"{min_icp_score} is out of range; use 0 to 10"))
+    if not 1 <= limit <= LIMIT_MAX:
+        problems.append(Problem("limit", f"{limit} is out of range; use 1 to {LIMIT_MAX}"))
+    elif limit > max_size:
+        problems.append(
+            Problem(
+                "limit",
+                f"{limit} is above the maximum batch size of {max_size}; "
+                "lower it or raise REGBATCH_MAX_BATCH_SIZE",
+            )
+        )
+    return problems
+
+
+def _option_problems(
+    execution_mode: str, concurrency: int, breaker_threshold: float, breaker_min_finished: int
+) -> list[Problem]:
+    problems = _one_of("execution_mode", execution_mode, ExecutionMode)
+    if not 1 <= concurrency <= 200:
+        problems.append(Problem("concurrency", f"{concurrency} is out of range; use 1 to 200"))
+    elif execution_mode == ExecutionMode.SEQUENTIAL and concurrency != 1:
+        problems.append(
+            Problem(
+                "concurrency",
+                f"is {concurrency} but sequential mode runs one restaurant at a time; "
+                "use parallel mode or concurrency 1",
+            )
+        )
+    if not 0 <= breaker_threshold <= 1:
+        problems.append(
+            Problem(
+                "breaker_threshold",
+                f"{breaker_threshold} is not a fraction; use a value from 0 to 1, e.g. 0.5",
+            )
+        )
+    if breaker_min_finished < 1:
+        problems.append(
+            Problem("breaker_min_finished", f"{breaker_min_finished} is below 1; use at least 1")
+        )
+    return problems
+
+
+def create_template(
+    session: Session,
+    *,
+    organisation_id: uuid.UUID,
+    name: str,
+    city: str | None = None,
+    lead_stage: str | None = None,
+    lead_type: str | None = None,
+    min_icp_score: int | None = None,
+    registration_status: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    execution_mode: str = ExecutionMode.SEQUENTIAL,
+    concurrency: int = 1,
+    settings: Mapping[str, Any] | None = None,
+    breaker_threshold: float = 0.5,
+    breaker_min_finished: int = 3,
+    max_size: int = LIMIT_MAX,
+) -> BatchTemplate:
+    """A new template, or InvalidInputError listing every problem (nothing written then)."""
+    name = name.strip()
+    city = (city or "").strip() or None
+    problems: list[Problem] = []
+    if not name:
+        problems.append(Problem("name", "is empty; name the template, e.g. 'Auckland hot leads'"))
+    elif len(name) > NAME_MAX:
+        problems.append(Problem("name", f"has {len(name)} characters; use at most {NAME_MAX}"))
+    elif _find(session, organisation_id, name) is not None:
+        problems.append(Problem("name", f"{name!r} is taken in this organisation; choose another"))
+    problems += _filter_problems(
+        city, lead_stage, lead_type, min_icp_score, registration_status, limit, max_size
+    )
+    problems += _option_problems(
+        execution_mode, concurrency, breaker_threshold, breaker_min_finished
+    )
+    if settings is not None and not isinstance(settings, Mapping):
+        problems.append(
+            Problem("settings", f"is a {type(settings).__name__}; give an object of settings")
+        )
+    else:
+        problems += settings_problems(dict(settings or {}))
+    if problems:
+        raise InvalidInputError("template not created: invalid template", problems)
+    template = BatchTemplate(
+        organisation_id=organisation_id,
+        name=name,
+        city=city,
+        lead_stage=lead_stage,
+        lead_type=lead_type,
+        min_icp_score=min_icp_score,
+        registration_status=registration_status,
+        max_restaurants=limit,
+        execution_mode=execution_mode,
+        concurrency=concurrency,
+        settings=dict(settings or {}),
+        breaker_threshold=Decimal(str(breaker_threshold)),
+        breaker_min_finished=breaker_min_finished,
+    )
+    try:
+        with session.begin_nested():
+            session.add(template)
+    except IntegrityError:  # a concurrent create took the name between our check and insert
+        raise InvalidInputError(
+            "template not created: invalid template",
+            [Problem("name", f"{name!r} is taken in this organisation; choose another")],
+        ) from None
+    return template
+
+
+def list_templates(session: Session, organisation_id: uuid.UUID) -> list[BatchTemplate]:
+    """The organisation's templates by name."""
+    query = select(BatchTemplate).where(BatchTemplate.organisation_id == organisation_id)
+    return list(session.scalars(query.order_by(BatchTemplate.name)))
+
+
+def _find(session: Session, organisation_id: uuid.UUID, name: str) -> BatchTemplate | None:
+    return session.scalar(
+        select(BatchTemplate).where(
+            BatchTemplate.organisation_id == organisation_id, BatchTemplate.name == name
+        )
+    )
+
+
+def get_template(
+    session: Session,
+    organisation_id: uuid.UUID,
+    ref: str | uuid.UUID,
+    *,
+    lock: bool = False,
+) -> BatchTemplate:
+    """The organisation's template with id or name `ref`; NotFoundError otherwise."""
+    query = select(BatchTemplate).where(BatchTemplate.organisation_id == organisation_id)
+    try:
+        template_id = ref if isinstance(ref, uuid.UUID) else uuid.UUID(ref)
+    except ValueError:
+        query = query.where(BatchTemplate.name == ref)
+    else:
+        query = query.where(BatchTemplate.id == template_id)
+    if lock:
+        query = query.with_for_update()
+    template = session.scalar(query)
+    if template is None:
+        raise NotFoundError(
+            f"template {str(ref)!r} does not exist in this organisation; list them with "
+            "`regbatch template list --org ORG`"
+        )
+    return template
+
+
+def delete_template(
+    session: Session, organisation_id: uuid.UUID, ref: str | uuid.UUID
+) -> BatchTemplate:
+    """Remove the template and return it (batches made from it stay)."""
+    template = get_template(session, organisation_id, ref)
+    session.delete(template)
+    session.flush()
+    return template
+
+
+def _matching(template: BatchTemplate, *columns: Any) -> Select[Any]:
+    in_unfinished_batch = (
+        select(Job.id)
+        .join(Batch, Batch.id == Job.batch_id)
+        .where(Job.restaurant_id == Restaurant.id, Batch.status.not_in(list(BATCH_FINISHED)))
+        .exists()
+    )
+    query = select(*columns).where(
+        Restaurant.organisation_id == template.organisation_id,
+        Restaurant.registration_status != RegistrationStatus.REGISTERED,
+        ~in_unfinished_batch,
+    )
+    if template.city:
+        # Case-insensitive: a saved "auckland" must keep finding "Auckland".
+        query = query.where(func.lower(Restaurant.city) == template.city.lower())
+    if template.lead_stage:
+        query = query.where(Restaurant.lead_stage == template.lead_stage)
+    if template.lead_type:
+        query = query.where(Restaurant.lead_type == template.lead_type)
+    if template.min_icp_score is not None:
+        query = query.where(Restaurant.icp_score >= template.min_icp_score)
+    if template.registration_status:
+        query = query.where(Restaurant.registration_status == template.registration_status)
+    order = (Restaurant.icp_score.desc(), Restaurant.name, Restaurant.id)
+    return query.order_by(*order).limit(template.max_restaurants)
+
+
+def matching_restaurants(session: Session, template: BatchTemplate) -> list[uuid.UUID]:
+    """Ids of the restaurants the template picks now: matching its filters, not registered, in
+    no unfinished batch; best ICP score first, at most its limit."""
+    return list(session.scalars(_matching(template, Restaurant.id)))
+
+
+PREVIEW_COLUMNS = ("name", "city", "lead_stage", "lead_type", "icp_score", "registration_status")
+
+
+def preview_restaurants(session: Session, template: BatchTemplate) -> list[dict[str, Any]]:
+    """The restaurants `matching_restaurants` picks, as plain rows for display."""
+    columns = [Restaurant.id, *(getattr(Restaurant, c) for c in PREVIEW_COLUMNS)]
+    return [
+        {"id": str(row[0]), **dict(zip(PREVIEW_COLUMNS, row[1:], strict=True))}
+        for row in session.execute(_matching(template, *columns))
+    ]

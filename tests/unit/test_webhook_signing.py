@@ -1,0 +1,207 @@
+"""Webhook payloads and signatures: what a receiver gets, and how it checks it came from us."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from regbatch.views import BatchDetail, JobView, StepView
+from regbatch.webhooks import (
+    WebhookEvent,
+    build_payload,
+    event_for_status,
+    event_problems,
+    generate_secret,
+    redact_url,
+    sign,
+    signature_header,
+    url_problems,
+    verify,
+)
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+T1 = datetime(2026, 12, 1, 9, 47, 23, tzinfo=UTC)
+SECRET = "whsec_unit-test-secret"
+
+
+def _step(number: int, key: str, status: str, error: str | None = None) -> StepView:
+    return StepView(
+        step_number=number,
+        step_key=key,
+        status=status,
+        attempts=1,
+        started_at=T0,
+        completed_at=T1,
+        duration_ms=10,
+        result_data=None,
+        error_message=error,
+        error_details=None,
+        skip_reason=None,
+        blocked_by_step=None,
+        carried_over=False,
+    )
+
+
+def _job(
+    position: int, name: str, status: str, steps: list[StepView], error: str | None = None
+) -> JobView:
+    return JobView(
+        id=uuid.uuid4(),
+        restaurant_id=uuid.uuid4(),
+        restaurant_name=name,
+        position=position,
+        status=status,
+        current_step=None,
+        error_message=error,
+        error_details=None,
+        retry_of_job_id=None,
+        started_at=T0,
+        completed_at=T1,
+        steps=steps,
+    )
+
+
+def detail(status: str = "completed", **changes: Any) -> BatchDetail:
+    jobs = [
+        _job(0, "Pizza Palace", "completed", [_step(1, "account_registration", "completed")]),
+        _job(
+            1,
+            "Sushi Bar",
+            "failed",
+            [
+                _step(5, "restaurant_registration", "completed"),
+                _step(9, "menu_import", "failed", "menu CSV rejected: row 3 has no price"),
+            ],
+        ),
+        _job(2, "Taco Truck", "failed", [], error="restaurant has no contact email"),
+    ]
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "name": "Auckland Q4",
+        "status": status,
+        "execution_mode": "parallel",
+        "concurrency": 2,
+        "total": 3,
+        "completed": 1,
+        "failed": 2,
+        "cancelled": 0,
+        "created_at": T0,
+        "started_at": T0,
+        "completed_at": T1,
+        "retry_of_batch_id": None,
+        "organisation_id": uuid.uuid4(),
+        "settings": {},
+        "created_by": "user:cli",
+        "breaker_threshold": 0.5,
+        "breaker_min_finished": 3,
+        "requested_action": None,
+        "pause_reason": None,
+        "error_message": None,
+        "paused_at": None,
+        "cancelled_at": None,
+        "updated_at": T1,
+        "jobs": jobs,
+    }
+    return BatchDetail(**{**values, **changes})
+
+
+def test_the_payload_summarises_the_batch_and_names_each_failure() -> None:
+    batch = detail("failed")
+    retry_id = uuid.uuid4()
+    payload = build_payload(batch, WebhookEvent.BATCH_FAILED, retry_batch_id=retry_id)
+    assert json.loads(json.dumps(payload)) == payload  # JSON types only
+    assert payload["event"] == "batch.failed"
+    assert payload["organisation_id"] == str(batch.organisation_id)
+    assert payload["retry_batch_id"] == str(retry_id)
+    summary = payload["batch"]
+    assert summary["id"] == str(batch.id) and summary["name"] == "Auckland Q4"
+    assert summary["status"] == "failed"
+    assert summary["counts"] == {"total": 3, "completed": 1, "failed": 2, "cancelled": 0}
+    assert summary["started_at"] == "2026-12-01T09:00:00+00:00"
+    assert summary["completed_at"] == "2026-12-01T09:47:23+00:00"
+    assert summary["path"] == f"/registration-batches/{batch.id}"
+    assert "url" not in summary
+    sushi, taco = payload["failed_restaurants"]
+    assert sushi["restaurant_name"] == "Sushi Bar"
+    assert sushi["job_id"] == str(batch.jobs[1].id)
+    assert sushi["step"] == "09-menu_import"
+    assert sushi["error"] == "menu CSV rejected: row 3 has no price"
+    assert sushi["summary"] == "09-menu_import: menu CSV rejected: row 3 has no price"
+    # failed before any step ran (pre-flight at run time): the job's own error
+    assert taco["step"] is None and taco["error"] == "restaurant has no contact email"
+
+
+def test_a_paused_batch_carries_its_reason_and_an_absolute_link_when_asked() -> None:
+    reason = "breaker: 3 of 4 finished restaurants failed (75% > 50%)"
+    batch = detail("paused", pause_reason=reason, paused_at=T1, completed_at=None)
+    payload = build_payload(batch, WebhookEvent.BATCH_PAUSED, base_url="https://ops.example.com/")
+    assert payload["batch"]["pause_reason"] == reason
+    assert payload["batch"]["paused_at"] == T1.isoformat()
+    assert payload["batch"]["url"] == f"https://ops.example.com/registration-batches/{batch.id}"
+    assert payload["retry_batch_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("status", "event"),
+    [
+        ("completed", WebhookEvent.BATCH_COMPLETED),
+        ("failed", WebhookEvent.BATCH_FAILED),
+        ("paused", WebhookEvent.BATCH_PAUSED),
+        ("cancelled", WebhookEvent.BATCH_CANCELLED),
+        ("draft", None),
+        ("pending", None),
+        ("in_progress", None),
+    ],
+)
+def test_each_stopped_status_has_its_event(status: str, event: WebhookEvent | None) -> None:
+    assert event_for_status(status) == event
+
+
+def test_the_signature_is_an_hmac_sha256_of_timestamp_dot_body() -> None:
+    body = b'{"event":"batch.completed","batch":{"id":"x"}}'
+    expected = hmac.new(SECRET.encode(), b"1764579600." + body, hashlib.sha256).hexdigest()
+    assert sign(SECRET, 1764579600, body) == expected
+    assert signature_header(SECRET, 1764579600, body) == f"t=1764579600,v1={expected}"
+
+
+def test_verify_accepts_a_good_header_and_rejects_anything_else() -> None:
+    body = json.dumps({"event": "batch.completed"}, separators=(",", ":")).encode()
+    now = 1_764_579_600
+    header = signature_header(SECRET, now, body)
+    assert verify(SECRET, header, body, now=now + 10)
+    assert not verify(SECRET, header, body + b" ", now=now)  # tampered body
+    assert not verify(SECRET, header, body.replace(b"completed", b"failed"), now=now)
+    assert not verify("whsec_someone-else", header, body, now=now)  # wrong secret
+    assert not verify(SECRET, header, body, now=now + 301)  # stale
+    assert not verify(SECRET, header, body, now=now - 301)  # from the future
+    assert verify(SECRET, header, body, tolerance_s=600, now=now + 301)
+    forged = signature_header(SECRET, now + 1000, body).replace(str(now + 1000), str(now))
+    assert not verify(SECRET, forged, body, now=now)  # a fresh timestamp swapped onto it
+    for broken in ("", "v1=abc", f"t={now}", f"t=soon,v1={sign(SECRET, now, body)}", "t=1,v1=ü"):
+        assert not verify(SECRET, broken, body, now=now)
+
+
+def test_secrets_are_long_and_unique() -> None:
+    first, second = generate_secret(), generate_secret()
+    assert first != second and len(first) >= 40 and first.startswith("whsec_")
+
+
+def test_urls_and_events_are_checked_and_urls_redacted_for_logs() -> None:
+    assert url_problems("https://hooks.example.com/regbatch") == []
+    assert url_problems("http://127.0.0.1:8080/x") == []
+    assert [p.field for p in url_problems("ftp://files.example.com")] == ["url"]
+    assert "http or https" in url_problems("hooks.example.com/x")[0].message
+    assert url_problems("https:///no-host")[0].message.endswith("e.g. https://hooks.example.com/x")
+    assert event_problems(["batch.completed", "batch.done"])[0].message.startswith(
+        "'batch.done' is not an event; use one of batch.completed, batch.failed"
+    )
+    assert (
+        redact_url("https://user:pw@hooks.example.com:8443/in?token=abc#frag")
+        == "https://hooks.example.com:8443/in"
+    )
