@@ -463,6 +463,6 @@ def unfinished_jobs(session: Session, batch_id: uuid.UUID) -> list[Job]:
     return list(session.scalars(query))
 
 
-def select_jobs(batch_id: uuid.UUID) -> Select[tuple[Job]]:
+def select_jobs(batch_id: uuid.UUID) -> Select[Job]:
     """The query of a batch's jobs in the batch's order."""
     return select(Job).where(Job.batch_id == batch_id).order_by(Job.position)

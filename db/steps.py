@@ -71,18 +71,6 @@ def _state(row: JobStep) -> StepState:
     return StepState(StepStatus(row.status), row.result_data, blocked)
 
 
-def _step_row(session: Session, job_id: uuid.UUID, key: StepKey) -> JobStep:
-    row = session.scalar(
-        select(JobStep)
-        .where(JobStep.job_id == job_id, JobStep.step_number == step(key).number)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if row is None:
-        raise NotFoundError(f"job {job_id} has no step {key}")
-    return row
-
-
 def _job(session: Session, job_id: uuid.UUID) -> Job:
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:
@@ -103,7 +91,7 @@ def load_plan(session: Session, job_id: uuid.UUID) -> JobPlan:
         restaurant_id=job.restaurant_id,
         restaurant_name=name or str(job.restaurant_id),
         status=JobStatus(job.status),
-        config=RegistrationConfig.model_validate(job.execution_config),
+        config=job_config(session, job_id),
         states={StepKey(r.step_key): _state(r) for r in _steps(session, job_id)},
     )
 
@@ -149,21 +137,81 @@ def _reset(row: JobStep) -> None:
     row.started_at = row.completed_at = row.duration_ms = None
 
 
+_CONFIGS: dict[uuid.UUID, RegistrationConfig] = {}
+_CONFIG_CACHE_SIZE = 4096
+
+
+def job_config(session: Session, job_id: uuid.UUID) -> RegistrationConfig:
+    """The job's configuration, parsed once per process (it never changes after creation)."""
+    config = _CONFIGS.get(job_id)
+    if config is None:
+        raw = session.scalar(select(Job.execution_config).where(Job.id == job_id))
+        if raw is None:
+            raise NotFoundError(f"job {job_id} does not exist")
+        config = RegistrationConfig.model_validate(raw)
+        if len(_CONFIGS) >= _CONFIG_CACHE_SIZE:
+            _CONFIGS.pop(next(iter(_CONFIGS)))
+        _CONFIGS[job_id] = config
+    return config
+
+
+def _lock_step(session: Session, job_id: uuid.UUID, key: StepKey) -> Any:
+    """(status, started_at, attempts) of the step row, locked for this transaction."""
+    row = session.execute(
+        select(JobStep.status, JobStep.started_at, JobStep.attempts)
+        .where(JobStep.job_id == job_id, JobStep.step_number == step(key).number)
+        .with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"job {job_id} has no step {key}")
+    return row
+
+
+def _update_step(session: Session, job_id: uuid.UUID, key: StepKey, **values: Any) -> None:
+    session.execute(
+        update(JobStep)
+        .where(JobStep.job_id == job_id, JobStep.step_number == step(key).number)
+        .values(updated_at=utcnow(), **values)
+    )
+
+
+def _job_log(session: Session, job_id: uuid.UUID, operation: Operation, **details: Any) -> None:
+    org, batch = session.execute(
+        select(Job.organisation_id, Job.batch_id).where(Job.id == job_id)
+    ).one()
+    append_log(
+        session,
+        organisation_id=org,
+        batch_id=batch,
+        job_id=job_id,
+        operation=operation,
+        actor="system",
+        details=details,
+    )
+
+
 def start_attempt(session: Session, job_id: uuid.UUID, key: StepKey) -> StepInputs:
     """Record a new attempt (`in_progress`, attempt n) and return what the attempt needs."""
-    row = _step_row(session, job_id, key)
-    check_transition("step", row.status, StepStatus.IN_PROGRESS, f"step {key}")
-    now = utcnow()
-    if row.status == StepStatus.PENDING or row.started_at is None:
-        row.started_at = now
-    row.status = StepStatus.IN_PROGRESS
-    row.attempts += 1
-    job = _job(session, job_id)
-    job.current_step = step(key).number
+    current = _lock_step(session, job_id, key)
+    check_transition("step", current.status, StepStatus.IN_PROGRESS, f"step {key}")
+    attempt = current.attempts + 1
+    values: dict[str, Any] = {"status": StepStatus.IN_PROGRESS, "attempts": attempt}
+    if current.status == StepStatus.PENDING or current.started_at is None:
+        values["started_at"] = utcnow()
+    _update_step(session, job_id, key, **values)
+    job = session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(current_step=step(key).number)
+        .returning(Job.organisation_id, Job.restaurant_id, Job.idempotency_root)
+    ).one()
     results = {
-        StepKey(r.step_key): r.result_data or {}
-        for r in _steps(session, job_id)
-        if r.status == StepStatus.COMPLETED
+        StepKey(step_key): data or {}
+        for step_key, data in session.execute(
+            select(JobStep.step_key, JobStep.result_data).where(
+                JobStep.job_id == job_id, JobStep.status == StepStatus.COMPLETED
+            )
+        )
     }
     password = None
     if key == StepKey.ACCOUNT_REGISTRATION:
@@ -174,8 +222,8 @@ def start_attempt(session: Session, job_id: uuid.UUID, key: StepKey) -> StepInpu
         organisation_id=job.organisation_id,
         restaurant_id=job.restaurant_id,
         idempotency_key=f"{job.idempotency_root}:{key}",
-        attempt=row.attempts,
-        config=RegistrationConfig.model_validate(job.execution_config),
+        attempt=attempt,
+        config=job_config(session, job_id),
         results=results,
         encrypted_password=password,
     )
@@ -200,19 +248,24 @@ def record_retrying(
     session: Session, job_id: uuid.UUID, key: StepKey, error: BaseException
 ) -> None:
     """The attempt failed transiently and another one will follow."""
-    row = _step_row(session, job_id, key)
-    check_transition("step", row.status, StepStatus.RETRYING, f"step {key}")
-    row.status = StepStatus.RETRYING
-    row.error_message, row.error_details = error_record(error)
-    job = _job(session, job_id)
-    append_log(
+    current = _lock_step(session, job_id, key)
+    check_transition("step", current.status, StepStatus.RETRYING, f"step {key}")
+    message, details = error_record(error)
+    _update_step(
         session,
-        organisation_id=job.organisation_id,
-        batch_id=job.batch_id,
-        job_id=job_id,
-        operation=Operation.STEP_RETRIED,
-        actor="system",
-        details={"step": key, "attempt": row.attempts, "error": row.error_message},
+        job_id,
+        key,
+        status=StepStatus.RETRYING,
+        error_message=message,
+        error_details=details,
+    )
+    _job_log(
+        session,
+        job_id,
+        Operation.STEP_RETRIED,
+        step=str(key),
+        attempt=current.attempts,
+        error=message,
     )
 
 
@@ -220,34 +273,46 @@ def record_completed(
     session: Session, job_id: uuid.UUID, key: StepKey, result: dict[str, Any]
 ) -> None:
     """The step succeeded; its result is what later steps and resumes read."""
-    row = _step_row(session, job_id, key)
-    check_transition("step", row.status, StepStatus.COMPLETED, f"step {key}")
+    current = _lock_step(session, job_id, key)
+    check_transition("step", current.status, StepStatus.COMPLETED, f"step {key}")
     now = utcnow()
-    row.status = StepStatus.COMPLETED
-    row.result_data = result
-    row.completed_at = now
-    row.duration_ms = int((now - (row.started_at or now)).total_seconds() * 1000)
-    row.error_message = row.error_details = None
+    started = current.started_at or now
+    _update_step(
+        session,
+        job_id,
+        key,
+        status=StepStatus.COMPLETED,
+        result_data=result,
+        completed_at=now,
+        duration_ms=int((now - started).total_seconds() * 1000),
+        error_message=None,
+        error_details=None,
+    )
 
 
 def record_failed(session: Session, job_id: uuid.UUID, key: StepKey, error: BaseException) -> bool:
     """The step failed for good. Returns False when the row had already finished (idempotent)."""
-    row = _step_row(session, job_id, key)
-    if row.status in STEP_FINISHED:
+    current = _lock_step(session, job_id, key)
+    if current.status in STEP_FINISHED:
         return False
-    check_transition("step", row.status, StepStatus.FAILED, f"step {key}")
-    row.status = StepStatus.FAILED
-    row.completed_at = utcnow()
-    row.error_message, row.error_details = error_record(error)
-    job = _job(session, job_id)
-    append_log(
+    check_transition("step", current.status, StepStatus.FAILED, f"step {key}")
+    message, details = error_record(error)
+    _update_step(
         session,
-        organisation_id=job.organisation_id,
-        batch_id=job.batch_id,
-        job_id=job_id,
-        operation=Operation.STEP_FAILED,
-        actor="system",
-        details={"step": key, "attempts": row.attempts, "error": row.error_message},
+        job_id,
+        key,
+        status=StepStatus.FAILED,
+        completed_at=utcnow(),
+        error_message=message,
+        error_details=details,
+    )
+    _job_log(
+        session,
+        job_id,
+        Operation.STEP_FAILED,
+        step=str(key),
+        attempts=current.attempts,
+        error=message,
     )
     return True
 
@@ -255,16 +320,20 @@ def record_failed(session: Session, job_id: uuid.UUID, key: StepKey, error: Base
 def record_skipped(
     session: Session,
     job_id: uuid.UUID,
-    key: StepKey,
-    reason: str,
-    blocked_by: StepKey | None = None,
+    skips: list[tuple[StepKey, str, StepKey | None]],
 ) -> None:
-    """The step will not run, for `reason` (and because `blocked_by` failed, if given)."""
-    row = _step_row(session, job_id, key)
-    check_transition("step", row.status, StepStatus.SKIPPED, f"step {key}")
-    row.status = StepStatus.SKIPPED
-    row.skip_reason = reason
-    row.blocked_by_step = step(blocked_by).number if blocked_by else None
+    """These steps will not run: (step, reason, the failed step that blocked it or None)."""
+    for key, reason, blocked_by in skips:
+        current = _lock_step(session, job_id, key)
+        check_transition("step", current.status, StepStatus.SKIPPED, f"step {key}")
+        _update_step(
+            session,
+            job_id,
+            key,
+            status=StepStatus.SKIPPED,
+            skip_reason=reason,
+            blocked_by_step=step(blocked_by).number if blocked_by else None,
+        )
 
 
 def finish_job(session: Session, job_id: uuid.UUID) -> JobStatus:

@@ -19,22 +19,25 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed, State
 
 from flows.dispatch import DistributedRunner, dispatch, run_in_process
-from regbatch.audit import ActorKind, actor
+from regbatch.flow_params import BatchRun
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, ExecutionMode
 from services import execution, lifecycle
-from services.batches import batch_name
+from services.batches import batch_name, create_batch_async
 from services.lease import LeaseKeeper
 from tasks.artifacts import ProgressReporter
 from tasks.platform_client import close_platform_client
 
 
 def _run_name() -> str:
-    batch_id = flow_run.parameters.get("batch_id")
-    try:
-        return f"batch: {batch_name(str(batch_id))}"
-    except Exception:  # a name is never worth failing a run for
-        return f"batch {batch_id}"
+    run = flow_run.parameters.get("run") or {}
+    get = run.get if isinstance(run, dict) else lambda key: getattr(run, key, None)
+    if get("batch_id"):
+        try:
+            return f"batch: {batch_name(str(get('batch_id')))}"
+        except Exception:  # a name is never worth failing a run for
+            return f"batch {get('batch_id')}"
+    return f"batch: {get('name') or 'new'}"
 
 
 def embedded_prefect() -> bool:
@@ -56,17 +59,13 @@ def concurrency_limit(mode: str, concurrency: int) -> int:
 
 
 @flow(name="registration-batch", flow_run_name=_run_name, retries=0, persist_result=False)
-async def registration_batch(batch_id: uuid.UUID, started_by: str = "user") -> State[Any]:
+async def registration_batch(run: BatchRun) -> State[Any]:
     """Register a batch of restaurants: every unfinished one, in the batch's execution mode."""
     logger = get_run_logger()
     settings = get_settings()
     owner = lifecycle.runner_identity(flow_run.id)
-    await lifecycle.begin_run(
-        batch_id,
-        owner,
-        settings.lease_seconds,
-        actor(ActorKind.SYSTEM) if started_by == "system" else started_by,
-    )
+    batch_id = run.batch_id or await create_batch_async(run)
+    await lifecycle.begin_run(batch_id, owner, settings.lease_seconds, run.started_by)
     try:
         detail = await execution.batch_detail_async(batch_id)
         jobs = await execution.unfinished_jobs(batch_id)
@@ -115,6 +114,7 @@ async def registration_batch(batch_id: uuid.UUID, started_by: str = "user") -> S
                 await lifecycle.request_pause_for(batch_id, outcome.reason or "orchestration")
             final = await lifecycle.finish_run(batch_id, owner)
         await reporter.finish(final)
+        await _notify(batch_id)
     finally:
         await close_platform_client()
     logger.info(
@@ -127,6 +127,24 @@ async def registration_batch(batch_id: uuid.UUID, started_by: str = "user") -> S
         final.total,
     )
     return final_state(final.status, final.name, final.pause_reason)
+
+
+async def _notify(batch_id: uuid.UUID) -> None:
+    """Deliver the batch's outcome to its organisation's webhooks; never fails the run."""
+    from services.webhooks import deliver_batch_event_async
+
+    try:
+        results = await deliver_batch_event_async(batch_id)
+    except Exception:
+        get_run_logger().exception("webhook delivery for batch %s failed", batch_id)
+        return
+    for result in results:
+        if not result.delivered:
+            get_run_logger().warning(
+                "webhook %s not delivered after %d attempts",
+                result.subscription_id,
+                result.attempts,
+            )
 
 
 def final_state(status: str, name: str, pause_reason: str | None) -> State[Any]:

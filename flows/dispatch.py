@@ -122,7 +122,11 @@ async def _stop_reason(batch_id: uuid.UUID, lease: LeaseKeeper) -> str | None:
     if lease.lost.is_set():
         return "lease_lost"
     action = await execution.requested_action(batch_id)
-    return {RequestedAction.PAUSE: "pause", RequestedAction.CANCEL: "cancel"}.get(action)
+    if action is None:
+        return None
+    return {RequestedAction.PAUSE: "pause", RequestedAction.CANCEL: "cancel"}[
+        RequestedAction(action)
+    ]
 
 
 def _announce_breaker(batch_id: uuid.UUID, batch_name: str, reason: str) -> None:

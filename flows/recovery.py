@@ -15,6 +15,7 @@ from prefect.logging import get_run_logger
 from db.lifecycle import stalled_batches
 from flows.batch import registration_batch
 from regbatch.errors import ConflictError
+from regbatch.flow_params import BatchRun
 from services.execution import transact
 
 
@@ -29,7 +30,9 @@ async def recover_stalled_batches() -> list[uuid.UUID]:
     for batch_id in stalled:
         logger.warning("batch %s is stalled (its runner's lease expired); taking it over", batch_id)
         try:
-            await registration_batch(batch_id, started_by="system", return_state=True)
+            await registration_batch(
+                BatchRun(batch_id=batch_id, started_by="system"), return_state=True
+            )
         except ConflictError as exc:  # another runner got there first
             logger.info("%s", exc)
             continue

@@ -59,11 +59,14 @@ async def register_restaurant(job_id: uuid.UUID) -> State[Any]:
         if stop is None:
             stop = await execution.requested_action(plan.batch_id)
         if stop is None:
-            for decision in _decide(states, plan.config):
+            decisions = _decide(states, plan.config)
+            skips = [d for d in decisions if isinstance(d, Skip)]
+            if skips:
+                await execution.record_skipped(
+                    job_id, [(d.key, d.reason, d.blocked_by) for d in skips]
+                )
+            for decision in decisions:
                 if isinstance(decision, Skip):
-                    await execution.record_skipped(
-                        job_id, decision.key, decision.reason, decision.blocked_by
-                    )
                     states[decision.key] = StepState(
                         StepStatus.SKIPPED, blocked_by=decision.blocked_by
                     )

@@ -12,6 +12,7 @@ from db.engine import session_scope
 from db.models import Restaurant
 from db.organisations import find_organisation
 from regbatch.errors import InvalidInputError, Problem
+from regbatch.flow_params import BatchRun
 from regbatch.settings import get_settings
 from regbatch.statuses import ExecutionMode
 from regbatch.views import BatchDetail, BatchPage
@@ -144,3 +145,19 @@ def create_single(
             created_by=created_by,
             max_size=1,
         ).id
+
+
+async def create_batch_async(run: BatchRun) -> uuid.UUID:
+    """Create the batch a flow was asked to create (flow parameters), in a worker thread."""
+    import asyncio
+
+    return await asyncio.to_thread(
+        create_batch,
+        run.organisation or "",
+        name=run.name or "",
+        restaurant_ids=run.restaurant_ids,
+        settings=run.settings,
+        execution_mode=run.execution_mode,
+        concurrency=run.concurrency,
+        created_by=run.started_by,
+    )

@@ -22,6 +22,7 @@ from db.batches import batch_detail, job_counts
 from db.engine import session_scope
 from db.models import Job, Restaurant
 from db.steps import JobPlan, StepInputs
+from regbatch.errors import NotFoundError
 from regbatch.statuses import JOB_FINISHED, JobStatus
 from regbatch.steps import StepKey
 from regbatch.views import BatchDetail
@@ -69,9 +70,10 @@ async def record_failed(job_id: uuid.UUID, key: StepKey, error: BaseException) -
 
 
 async def record_skipped(
-    job_id: uuid.UUID, key: StepKey, reason: str, blocked_by: StepKey | None
+    job_id: uuid.UUID, skips: list[tuple[StepKey, str, StepKey | None]]
 ) -> None:
-    await transact(ledger.record_skipped, job_id, key, reason, blocked_by)
+    """Record several skips (step, reason, blocking step) in one transaction."""
+    await transact(ledger.record_skipped, job_id, skips)
 
 
 async def finish_job(job_id: uuid.UUID) -> JobStatus:
@@ -133,7 +135,10 @@ async def unfinished_jobs(batch_id: uuid.UUID) -> list[JobRef]:
 
 async def job_status(job_id: uuid.UUID) -> JobStatus:
     def read(session: Session) -> JobStatus:
-        return JobStatus(session.scalar(select(Job.status).where(Job.id == job_id)))
+        status = session.scalar(select(Job.status).where(Job.id == job_id))
+        if status is None:
+            raise NotFoundError(f"job {job_id} does not exist")
+        return JobStatus(status)
 
     return await transact(read)
 

@@ -53,7 +53,12 @@ def cancel_batch(
         batch = lifecycle.request_cancel(
             session, parse_uuid(batch_id, "batch_id"), actor, organisation_id
         )
-        return batch_detail(session, batch.id)
+        detail = batch_detail(session, batch.id)
+    if detail.status == "cancelled":  # nothing ran it, so nobody else will announce it
+        from services.webhooks import deliver_batch_event
+
+        deliver_batch_event(detail.id)
+    return detail
 
 
 def retry_failed(

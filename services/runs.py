@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from regbatch.errors import RegbatchError
+from regbatch.flow_params import BatchRun
 from regbatch.views import BatchDetail
 from services.batches import get_batch, parse_uuid
 
@@ -20,7 +21,9 @@ async def run_batch_async(batch_id: str | uuid.UUID, started_by: str = "user") -
     from flows.batch import registration_batch
 
     batch_uuid = parse_uuid(batch_id, "batch_id")
-    state = await registration_batch(batch_uuid, started_by=started_by, return_state=True)
+    state = await registration_batch(
+        BatchRun(batch_id=batch_uuid, started_by=started_by), return_state=True
+    )
     _raise_refusal(state)
     return get_batch(batch_uuid)
 
@@ -34,7 +37,10 @@ def recover(started_by: str = "system") -> list[BatchDetail]:
     """Run every stalled batch (in progress, its runner's lease expired) to its end, here."""
     from flows.recovery import recover_stalled_batches
 
-    state = asyncio.run(recover_stalled_batches(return_state=True))
+    async def recover_here() -> Any:
+        return await recover_stalled_batches(return_state=True)
+
+    state = asyncio.run(recover_here())
     _raise_refusal(state)
     result = state.result(raise_on_failure=False, _sync=True)
     return [get_batch(batch_id) for batch_id in (result or [])]

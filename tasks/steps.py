@@ -150,8 +150,7 @@ def _build(
 
     run.__name__ = f"step_{key}"
     run.__doc__ = f"Step {spec.number}: {spec.does}."
-    return task(
-        run,
+    decorate = task(
         name=spec.label,
         task_run_name=spec.label,
         retries=retries,
@@ -162,6 +161,7 @@ def _build(
         cache_policy=NO_CACHE,
         persist_result=False,
     )
+    return decorate(run)
 
 
 def step_task(key: StepKey, config: RegistrationConfig) -> Task[Any, Any]:

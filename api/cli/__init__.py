@@ -15,7 +15,16 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
-from api.cli import batch_cmd, db_cmd, org_cmd, restaurants_cmd, run_cmd, sandbox_cmd  # noqa: E402
+from api.cli import (  # noqa: E402
+    batch_cmd,
+    db_cmd,
+    org_cmd,
+    restaurants_cmd,
+    run_cmd,
+    sandbox_cmd,
+    template_cmd,
+    webhook_cmd,
+)
 from api.cli._output import report_error  # noqa: E402
 from regbatch.errors import RegbatchError  # noqa: E402
 
@@ -44,6 +53,8 @@ app.add_typer(org_cmd.app, name="org")
 app.add_typer(restaurants_cmd.app, name="restaurants")
 app.add_typer(batch_cmd.app, name="batch")
 app.add_typer(sandbox_cmd.app, name="sandbox")
+app.add_typer(template_cmd.app, name="template")
+app.add_typer(webhook_cmd.app, name="webhook")
 app.command("register")(run_cmd.register)
 app.command("recover")(run_cmd.recover)
 

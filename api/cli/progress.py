@@ -12,7 +12,14 @@ from collections.abc import Callable
 
 from rich.console import Group
 from rich.live import Live
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from api.cli._output import console
@@ -24,7 +31,7 @@ from services.batches import get_batch
 FINISHED_STATUSES = {"completed", "failed", "cancelled", "paused"}
 
 
-def render(detail: BatchDetail, progress: Progress, task_id: int) -> Group:
+def render(detail: BatchDetail, progress: Progress, task_id: TaskID) -> Group:
     finished = detail.completed + detail.failed + detail.cancelled
     progress.update(
         task_id,

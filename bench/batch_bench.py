@@ -1,0 +1,381 @@
+"""Benchmark: N restaurants x 12 steps against the sandbox, at a given step latency and concurrency.
+
+Prints, for the same N, c and latency:
+  * the physical limit: ceil(N / c) x the critical path of one restaurant (4 steps) x latency;
+  * a plain-asyncio baseline making the same HTTP calls (no Prefect, no database);
+  * the real batch flow (Prefect subflow per restaurant, 12 step tasks, PostgreSQL ledger):
+    wall time, ratio to the limit, orchestration cost per restaurant and per step;
+  * peak memory (RSS high-water mark) of this process, the Prefect server and the sandbox.
+
+Orchestration cost is measured with instant steps (--latency-ms 0), in two runs: one where every
+step is disabled (so a restaurant is its subflow and its ledger writes only: cost per restaurant
+= wall / N), and the normal one (cost per step = (wall - wall without steps - baseline) / 12N).
+
+Needs PostgreSQL (REGBATCH_BENCH_DATABASE_URL, default the local `test` database; a schema of its
+own is created) and a Prefect server: PREFECT_API_URL, or --start-server to start one on
+PostgreSQL (database `regbatch_bench_prefect`), or --embedded for Prefect's own SQLite server.
+
+    .venv/bin/python bench/batch_bench.py --n 200 --c 25 --latency-ms 1000 --start-server
+    .venv/bin/python bench/batch_bench.py --n 200 --c 25 --latency-ms 0 --cost --start-server
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import resource
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SERVICE_KEY = "bench-" + secrets.token_hex(8)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process tree's VmHWM (peak resident set) in MB, from /proc."""
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+        for p in pids:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        return total
+    except OSError:
+        return None
+
+
+def start_prefect_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as c:
+        c.execute(text("DROP DATABASE IF EXISTS regbatch_bench_prefect WITH (FORCE)"))
+        c.execute(text("CREATE DATABASE regbatch_bench_prefect"))
+    admin.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/regbatch_bench_prefect",
+        "PREFECT_HOME": str(tmp / "prefect-server"),
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    wait_http(url + "/health")
+    return process, url
+
+
+def start_sandbox(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "REGBATCH_PLATFORM_SERVICE_KEY": SERVICE_KEY}
+    process = subprocess.Popen(
+        [
+            str(BIN / "regbatch"),
+            "sandbox",
+            "serve",
+            "--port",
+            str(port),
+            "--latency-ms",
+            str(latency_ms),
+            "--account-spacing-s",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    from sandbox.control import SandboxControl
+
+    SandboxControl(url, SERVICE_KEY).set_image_processing(0)
+    return process, url
+
+
+def prepare_database(n: int, all_steps_off: bool) -> tuple[Any, list[Any]]:
+    """A fresh schema with one organisation and N restaurants (full menus: all 12 steps run)."""
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get(
+        "REGBATCH_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    schema = f"regbatch_bench_{os.getpid()}"
+    engine = create_engine(base)
+    with engine.begin() as c:
+        c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+    engine.dispose()
+    url = f"{base}?options=-csearch_path%3D{schema}"
+    os.environ["REGBATCH_DATABASE_URL"] = url
+    from db import migrate
+    from db.engine import session_scope
+    from db.organisations import create_organisation
+    from db.restaurants import import_restaurants
+
+    migrate.upgrade(url)
+    rows = json.loads((ROOT / "examples" / "restaurants.json").read_text())
+    template = rows[0]  # a full menu: images, tags and option sets, so all 12 steps run
+    with session_scope() as session:
+        org = create_organisation(session, f"bench-{secrets.token_hex(3)}")
+        made = []
+        for i in range(n):
+            row = {
+                **template,
+                "name": f"Bench Restaurant {i:04d}",
+                "email": f"owner{i:04d}-{secrets.token_hex(2)}@example.com",
+            }
+            row.pop("subdomain", None)
+            made.append(row)
+        restaurants = import_restaurants(session, org.id, made)
+        return org.id, [r.id for r in restaurants]
+
+
+def batch_settings(all_steps_off: bool) -> dict[str, Any]:
+    from regbatch.steps import STEPS
+
+    settings: dict[str, Any] = {"onboarding": {"create_user": True, "sync": True}}
+    if all_steps_off:
+        settings["steps"] = {s.key.value: False for s in STEPS}
+    return settings
+
+
+async def asyncio_baseline(restaurant_ids: list[Any], org_id: Any, c: int) -> float:
+    """The same HTTP calls in graph order, c restaurants at a time: no Prefect, no database."""
+    from db.engine import session_scope
+    from db.models import Restaurant
+    from db.restaurants import restaurant_record
+    from regbatch.config import build_config
+    from regbatch.planning import Run, StepState, next_decisions
+    from regbatch.platform import PlatformClient, build_request
+    from regbatch.statuses import StepStatus
+    from regbatch.steps import STEPS
+
+    with session_scope() as session:
+        configs = {
+            rid: build_config(
+                restaurant_record(session.get(Restaurant, rid)), batch_settings(False)
+            )
+            for rid in restaurant_ids
+        }
+    client = PlatformClient.from_settings()
+    semaphore = asyncio.Semaphore(c)
+    run_tag = secrets.token_hex(4)
+
+    async def one(rid: Any) -> None:
+        config = configs[rid]
+        states = {s.key: StepState(StepStatus.PENDING) for s in STEPS}
+        results: dict[Any, dict[str, Any]] = {}
+        async with semaphore:
+            while True:
+                runs = [d.key for d in next_decisions(states, config) if isinstance(d, Run)]
+                if not runs:
+                    return
+
+                async def call(key: Any) -> None:
+                    payload = build_request(
+                        key, config, results, restaurant_id=str(rid), password="Baseline-Passw0rd!"
+                    )
+                    results[key] = await client.run_step(
+                        key,
+                        payload,
+                        organisation_id=str(org_id),
+                        idempotency_key=f"baseline-{run_tag}-{rid}:{key}",
+                        timeout_s=120,
+                    )
+                    states[key] = StepState(StepStatus.COMPLETED, results[key])
+
+                for key in runs:
+                    states[key] = StepState(StepStatus.IN_PROGRESS)
+                await asyncio.gather(*(call(k) for k in runs))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(r) for r in restaurant_ids))
+    wall = time.perf_counter() - start
+    await client.aclose()
+    return wall
+
+
+def run_batch_flow(
+    org_id: Any, restaurant_ids: list[Any], c: int, all_steps_off: bool
+) -> tuple[float, Any]:
+    from services.batches import create_batch
+    from services.runs import run_batch
+
+    batch_id = create_batch(
+        org_id,
+        name=f"bench {len(restaurant_ids)}x{c}",
+        restaurant_ids=restaurant_ids,
+        execution_mode="parallel",
+        concurrency=c,
+        settings=batch_settings(all_steps_off),
+        breaker_min_finished=len(restaurant_ids) + 1,
+    )
+    start = time.perf_counter()
+    detail = run_batch(batch_id)
+    return time.perf_counter() - start, detail
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="restaurants")
+    parser.add_argument("--c", type=int, default=25, help="concurrency")
+    parser.add_argument("--latency-ms", type=float, default=1000, help="sandbox latency per step")
+    parser.add_argument(
+        "--cost",
+        action="store_true",
+        help="also run with every step disabled (orchestration cost split)",
+    )
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--start-server",
+        action="store_true",
+        help="start a Prefect server on PostgreSQL for this run",
+    )
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="use Prefect's embedded SQLite server (no PREFECT_API_URL)",
+    )
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="regbatch-bench-"))
+    os.environ.update(
+        {
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "REGBATCH_PLATFORM_SERVICE_KEY": SERVICE_KEY,
+            "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": "0",
+            "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
+            "REGBATCH_DATA_DIR": str(tmp / "data"),
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+        }
+    )
+    server = None
+    if args.embedded:
+        os.environ.pop("PREFECT_API_URL", None)
+        os.environ["PREFECT_HOME"] = str(tmp / "prefect-home")
+        os.environ["REGBATCH_EMBEDDED_MAX_CONCURRENCY"] = str(args.c)
+    elif args.start_server:
+        server, api_url = start_prefect_server(tmp)
+        os.environ["PREFECT_API_URL"] = api_url
+    elif not os.environ.get("PREFECT_API_URL"):
+        raise SystemExit("set PREFECT_API_URL, or pass --start-server or --embedded")
+    sandbox, sandbox_url = start_sandbox(args.latency_ms)
+    os.environ["REGBATCH_PLATFORM_URL"] = sandbox_url
+    try:
+        report(args, server)
+    finally:
+        for process in (sandbox, server):
+            if process is not None:
+                os.killpg(process.pid, signal.SIGTERM)
+
+
+def report(args: argparse.Namespace, server: subprocess.Popen[bytes] | None) -> None:
+    from regbatch.steps import critical_path_length
+
+    n, c, latency = args.n, args.c, args.latency_ms / 1000
+    org_id, restaurant_ids = prepare_database(n, False)
+    limit = math.ceil(n / c) * critical_path_length() * latency
+    backend = "embedded SQLite" if args.embedded else "PostgreSQL"
+    print(
+        f"N={n} restaurants x 12 steps, c={c}, step latency {args.latency_ms:.0f} ms, "
+        f"Prefect server on {backend}"
+    )
+    print(
+        f"physical limit            {limit:8.1f} s  (ceil(N/c)={math.ceil(n / c)} x "
+        f"{critical_path_length()} steps x {latency:.3f} s)"
+    )
+    baseline = 0.0
+    if not args.no_baseline:
+        baseline = asyncio.run(asyncio_baseline(restaurant_ids, org_id, c))
+        print(
+            f"asyncio baseline          {baseline:8.1f} s  (same HTTP calls, no Prefect, "
+            "no database)"
+        )
+    wall, detail = run_batch_flow(org_id, restaurant_ids, c, False)
+    print(
+        f"batch flow                {wall:8.1f} s  status={detail.status} "
+        f"completed={detail.completed}/{n} failed={detail.failed}"
+    )
+    if limit:
+        print(f"ratio to the limit        {wall / limit:8.2f} x")
+    steps = sum(s.status == "completed" for j in detail.jobs for s in j.steps)
+    print(f"steps completed           {steps:8d}")
+    if args.cost:
+        _, more_ids = prepare_database(n, True)
+        empty_wall, empty = run_batch_flow(
+            org_id=_org_of(more_ids), restaurant_ids=more_ids, c=c, all_steps_off=True
+        )
+        per_restaurant = empty_wall / n
+        per_step = max(wall - empty_wall - baseline, 0) / max(steps, 1)
+        print(f"batch flow, no steps      {empty_wall:8.1f} s  status={empty.status}")
+        print(
+            f"orchestration/restaurant  {per_restaurant * 1000:8.0f} ms  (subflow + ledger, "
+            "steps disabled: wall / N)"
+        )
+        print(
+            f"orchestration/step        {per_step * 1000:8.1f} ms  ((wall - no-steps wall - "
+            "baseline) / steps)"
+        )
+    own_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS, this process    {own_peak_mb:8.0f} MB")
+    if server is not None:
+        print(f"peak RSS, Prefect server  {peak_rss_mb(server.pid) or 0:8.0f} MB")
+
+
+def _org_of(restaurant_ids: list[Any]) -> Any:
+    from db.engine import session_scope
+    from db.models import Restaurant
+
+    with session_scope() as session:
+        return session.get(Restaurant, restaurant_ids[0]).organisation_id  # type: ignore[union-attr]
+
+
+if __name__ == "__main__":
+    main()

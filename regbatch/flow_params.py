@@ -1,0 +1,73 @@
+"""The typed parameters of the deployable flows: the Prefect UI renders them as forms, and the
+Prefect server rejects a run whose parameters do not validate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from regbatch.statuses import ExecutionMode
+
+
+class BatchRun(BaseModel):
+    """Run an existing batch, or create one from restaurants and run it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: uuid.UUID | None = Field(
+        default=None, description="An existing batch to run (draft, pending, paused or stalled)."
+    )
+    organisation: str | None = Field(
+        default=None, description="For a new batch: the organisation's name or id."
+    )
+    name: str | None = Field(default=None, description="For a new batch: its name.", max_length=200)
+    restaurant_ids: list[uuid.UUID] = Field(
+        default_factory=list, description="For a new batch: the restaurants, in order."
+    )
+    execution_mode: ExecutionMode = Field(
+        default=ExecutionMode.SEQUENTIAL,
+        description="sequential, parallel (bounded by concurrency) or distributed (work pool).",
+    )
+    concurrency: int = Field(
+        default=1, ge=1, le=200, description="Restaurants at once (parallel and distributed)."
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Common registration settings for every restaurant."
+    )
+    started_by: str = Field(default="user:prefect", description="Recorded in the audit log.")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> BatchRun:
+        creating = self.organisation or self.name or self.restaurant_ids
+        if self.batch_id is not None and creating:
+            raise ValueError(
+                "give either batch_id (run an existing batch) or organisation, name "
+                "and restaurant_ids (create one), not both"
+            )
+        if self.batch_id is None and not (self.organisation and self.name and self.restaurant_ids):
+            raise ValueError(
+                "give batch_id to run an existing batch, or organisation, name and "
+                "restaurant_ids to create and run a new one"
+            )
+        return self
+
+
+class RetryRun(BaseModel):
+    """Retry the failed restaurants of a batch: a new linked batch, run now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: uuid.UUID = Field(description="The batch whose failed restaurants to retry.")
+    started_by: str = Field(default="user:prefect", description="Recorded in the audit log.")
+
+
+class TemplateRun(BaseModel):
+    """Register the restaurants a saved template selects now (those not registered yet)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    organisation: str = Field(description="The organisation's name or id.")
+    template: str = Field(description="The template's name or id.")
+    started_by: str = Field(default="schedule", description="Recorded in the audit log.")
