@@ -70,7 +70,9 @@ async def registration_batch(run: BatchRun) -> State[Any]:
         detail = await execution.batch_detail_async(batch_id)
         jobs = await execution.unfinished_jobs(batch_id)
         limit = concurrency_limit(detail.execution_mode, detail.concurrency)
-        if limit < detail.concurrency and detail.execution_mode == ExecutionMode.PARALLEL:
+        if limit < min(detail.concurrency, len(jobs)) and detail.execution_mode == (
+            ExecutionMode.PARALLEL
+        ):
             logger.warning(
                 "Prefect runs on its embedded SQLite server: %d restaurants at a time "
                 "instead of %d (set PREFECT_API_URL to a Prefect server on "

@@ -25,14 +25,23 @@ def artifact_key(batch_id: uuid.UUID, kind: str) -> str:
 class ProgressReporter:
     """Keeps the progress artifact current and refreshes the table as restaurants finish.
 
-    The table is rewritten at most every `table_interval_s` (it holds every restaurant), and
-    always at the end.
+    Each write is an API call the Prefect server must handle, so the progress is written at most
+    every `progress_interval_s` and the table (it holds every restaurant) at most every
+    `table_interval_s`, longer for big batches; both are always written at the end.
     """
 
-    def __init__(self, batch_id: uuid.UUID, total: int, table_interval_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        batch_id: uuid.UUID,
+        total: int,
+        progress_interval_s: float = 1.0,
+        table_interval_s: float = 5.0,
+    ) -> None:
         self.batch_id, self.total = batch_id, max(total, 1)
-        self.table_interval_s = max(table_interval_s, total / 100)
+        self.progress_interval_s = progress_interval_s
+        self.table_interval_s = max(table_interval_s, total / 20)
         self._progress_id: uuid.UUID | None = None
+        self._last_progress = 0.0
         self._last_table = 0.0
 
     async def start(self, finished: int) -> None:
@@ -44,7 +53,9 @@ class ProgressReporter:
         await self.refresh_table(force=True)
 
     async def job_finished(self, finished: int) -> None:
-        if self._progress_id is not None:
+        now = time.monotonic()
+        if self._progress_id is not None and now - self._last_progress >= self.progress_interval_s:
+            self._last_progress = now
             await aupdate_progress_artifact(self._progress_id, progress=100 * finished / self.total)
         await self.refresh_table()
 

@@ -18,10 +18,12 @@ from typer.core import TyperGroup  # noqa: E402
 from api.cli import (  # noqa: E402
     batch_cmd,
     db_cmd,
+    demo_cmd,
     org_cmd,
     restaurants_cmd,
     run_cmd,
     sandbox_cmd,
+    serve_cmd,
     template_cmd,
     webhook_cmd,
 )
@@ -57,6 +59,9 @@ app.add_typer(template_cmd.app, name="template")
 app.add_typer(webhook_cmd.app, name="webhook")
 app.command("register")(run_cmd.register)
 app.command("recover")(run_cmd.recover)
+app.command("serve")(serve_cmd.serve)
+app.command("demo")(demo_cmd.demo)
+app.add_typer(serve_cmd.deployments_app, name="deployments")
 
 
 def main() -> None:

@@ -259,3 +259,35 @@ def retry_failed(
     if not as_json:
         console.print(f"retry batch {new_id}")
     run_here(str(new_id), as_json)
+
+
+@app.command("start")
+def start(batch_id: str, as_json: JsonFlag = False) -> None:
+    """Queue a batch on Prefect: the `registration-batch` deployment runs it (see `serve`)."""
+    from services.starts import start_batch
+
+    result = start_batch(batch_id, actor="user:cli")
+    emit(
+        result,
+        as_json,
+        lambda: typer.echo(
+            f"batch {result.batch_id} queued as flow run {result.flow_run_id} of "
+            f"{result.deployment}; watch it with `regbatch batch watch {result.batch_id}`"
+        ),
+    )
+
+
+@app.command("watch")
+def watch(batch_id: str, as_json: JsonFlag = False) -> None:
+    """Follow a batch wherever it runs, until it ends or pauses (exit 0 only if completed)."""
+    from api.cli.progress import watch_until_finished
+    from services.batches import parse_uuid
+
+    batch_uuid = parse_uuid(batch_id, "batch_id")
+    with BatchWatcher(batch_uuid, show=not as_json):
+        detail = watch_until_finished(batch_uuid)
+    if as_json:
+        emit(detail, True)
+    else:
+        console.print(outcome_line(detail), markup=False)
+    raise typer.Exit(0 if detail.status == "completed" else 1)

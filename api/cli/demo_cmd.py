@@ -1,0 +1,64 @@
+"""`regbatch demo`: ten sample restaurants registered on the sandbox platform, end to end."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.markdown import Markdown
+
+from api.cli._output import console
+from api.cli.batch_cmd import outcome_line
+from api.cli.progress import BatchWatcher
+
+
+def demo() -> None:
+    """Run a real parallel batch on the embedded default (SQLite, Prefect's embedded server, the
+    sandbox platform in this process), show its summary, then retry the failed restaurant."""
+    from regbatch.reporting import summary_markdown
+    from regbatch.settings import get_settings
+    from services import demo as setup
+    from services.lifecycle import retry_failed
+    from services.runs import run_batch
+
+    began = time.monotonic()
+    database = setup.prepare_environment(get_settings().data_dir)
+    console.print(
+        f"[bold]regbatch demo[/bold]: database {database}, sandbox platform in this "
+        "process, Prefect "
+        + (
+            "server at $PREFECT_API_URL"
+            if _prefect_url()
+            else "embedded server (first start migrates it)"
+        )
+    )
+    demo = setup.set_up()
+    try:
+        console.print(
+            f"scripted failures: {demo.transient} fails menu_import twice (retried), "
+            f"{demo.permanent} fails payment_configuration for good"
+        )
+        with BatchWatcher(demo.batch_id):
+            detail = run_batch(demo.batch_id, started_by="user:demo")
+        console.print(Markdown(summary_markdown(detail)))
+        console.print(outcome_line(detail), markup=False)
+        if detail.failed:
+            demo.control.clear_faults()
+            console.print(
+                "\nthe platform is fixed; retrying the failed restaurant "
+                "(only its failed steps run again):"
+            )
+            retry_id = retry_failed(demo.batch_id, actor="user:demo")
+            with BatchWatcher(retry_id):
+                detail = run_batch(retry_id, started_by="user:demo")
+            console.print(outcome_line(detail), markup=False)
+    finally:
+        demo.sandbox.stop()
+    console.print(f"demo finished in {time.monotonic() - began:.0f} s")
+    raise typer.Exit(0 if detail.status == "completed" else 1)
+
+
+def _prefect_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()

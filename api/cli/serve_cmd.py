@@ -1,0 +1,48 @@
+"""`regbatch serve` and `regbatch deployments ...`: run the Prefect deployments."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+deployments_app = typer.Typer(help="The Prefect deployments.", no_args_is_help=True)
+
+
+def serve(
+    limit: Annotated[int | None, typer.Option(help="Most flow runs at once.")] = None,
+) -> None:
+    """Serve every deployment here: runs started from the Prefect UI, the REST API or
+    `regbatch batch start` execute in this process's subprocesses. Needs PREFECT_API_URL."""
+    from prefect.settings import PREFECT_API_URL
+
+    from deployments.serve import serve as serve_all
+
+    if not PREFECT_API_URL.value():
+        typer.echo(
+            "error: PREFECT_API_URL is not set; start a Prefect server (`prefect server "
+            "start`) and export PREFECT_API_URL=http://127.0.0.1:4200/api",
+            err=True,
+        )
+        raise typer.Exit(1)
+    serve_all(limit=limit)
+
+
+@deployments_app.command("yaml")
+def yaml() -> None:
+    """Print the prefect.yaml rendered from deployments/catalog.py."""
+    from deployments.catalog import prefect_yaml
+
+    typer.echo(prefect_yaml(), nl=False)
+
+
+@deployments_app.command("list")
+def list_() -> None:
+    """List the deployments (flow/deployment names, schedules)."""
+    from deployments.catalog import CATALOG
+
+    for item in CATALOG:
+        schedule = ", ".join(
+            str(s.get("cron") or f"every {s.get('interval')} s") for s in item.schedules
+        )
+        typer.echo(f"{item.full_name:<48} {schedule}")

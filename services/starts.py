@@ -1,0 +1,116 @@
+"""Start a batch through Prefect: a flow run of the `registration-batch` deployment.
+
+Whatever serves that deployment (`regbatch serve`, or process workers on the `regbatch` work
+pool after `prefect deploy --all`) runs it; the batch is `pending` until a runner takes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from db.batches import get_batch as load_batch
+from db.engine import session_scope
+from db.oplog import append_log
+from db.types import utcnow
+from regbatch.audit import Operation
+from regbatch.errors import ConfigurationError, ConflictError
+from regbatch.settings import get_settings
+from regbatch.statuses import BatchStatus, check_transition
+from services.batches import parse_uuid
+
+
+class StartResult(BaseModel):
+    """What starting a batch returns (the seed's `{started_at, first_job_id}`, and more)."""
+
+    batch_id: uuid.UUID
+    status: str
+    started_at: datetime
+    first_job_id: uuid.UUID | None
+    flow_run_id: uuid.UUID
+    deployment: str
+
+
+def _mark_pending(
+    batch_id: uuid.UUID, actor: str, organisation_id: uuid.UUID | None
+) -> tuple[str, uuid.UUID | None]:
+    """Queue the batch; returns its previous status and its first job."""
+    with session_scope() as session:
+        batch = load_batch(session, batch_id, organisation_id, lock=True)
+        if batch.status not in (BatchStatus.DRAFT, BatchStatus.PAUSED):
+            raise ConflictError(
+                f"batch {batch_id} is {batch.status!r}; only a draft or paused batch can be "
+                "started (a pending one is already queued, an in-progress one is running)"
+            )
+        check_transition("batch", batch.status, BatchStatus.PENDING, f"batch {batch_id}")
+        previous = batch.status
+        batch.status = BatchStatus.PENDING
+        batch.requested_action = None
+        append_log(
+            session,
+            organisation_id=batch.organisation_id,
+            batch_id=batch.id,
+            operation=Operation.BATCH_STARTED,
+            actor=actor,
+            details={"queued": True},
+        )
+        from db.batches import select_jobs
+
+        first = session.scalars(select_jobs(batch_id).limit(1)).first()
+        return previous, first.id if first else None
+
+
+def _remember(batch_id: uuid.UUID, flow_run_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        load_batch(session, batch_id).flow_run_id = flow_run_id
+
+
+async def start_batch_async(
+    batch_id: str | uuid.UUID, actor: str = "user", organisation_id: uuid.UUID | None = None
+) -> StartResult:
+    """Queue the batch (pending) and submit it to the `registration-batch` deployment."""
+    from prefect.deployments import arun_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    batch_uuid = parse_uuid(batch_id, "batch_id")
+    deployment = get_settings().batch_deployment
+    previous, first_job = await asyncio.to_thread(_mark_pending, batch_uuid, actor, organisation_id)
+    parameters: dict[str, Any] = {"run": {"batch_id": str(batch_uuid), "started_by": actor}}
+    try:
+        flow_run = await arun_deployment(
+            deployment, parameters=parameters, timeout=0, as_subflow=False
+        )
+    except ObjectNotFound:
+        await asyncio.to_thread(_unqueue, batch_uuid, previous)
+        raise ConfigurationError(
+            f"deployment {deployment!r} does not exist on the Prefect server; run `regbatch "
+            "serve` (or `prefect deploy --all` and a worker), or set REGBATCH_BATCH_DEPLOYMENT"
+        ) from None
+    await asyncio.to_thread(_remember, batch_uuid, flow_run.id)
+    return StartResult(
+        batch_id=batch_uuid,
+        status=BatchStatus.PENDING,
+        started_at=utcnow(),
+        first_job_id=first_job,
+        flow_run_id=flow_run.id,
+        deployment=deployment,
+    )
+
+
+def _unqueue(batch_id: uuid.UUID, previous: str) -> None:
+    """Undo the queueing when nothing could be submitted: a start never half-happens."""
+    with session_scope() as session:
+        batch = load_batch(session, batch_id, lock=True)
+        if batch.status == BatchStatus.PENDING:
+            batch.status = previous
+
+
+def start_batch(
+    batch_id: str | uuid.UUID, actor: str = "user", organisation_id: uuid.UUID | None = None
+) -> StartResult:
+    """Blocking form of `start_batch_async`."""
+    return asyncio.run(start_batch_async(batch_id, actor, organisation_id))
