@@ -447,6 +447,7 @@ def batch_detail(
         pause_reason=batch.pause_reason,
         error_message=batch.error_message,
         paused_at=batch.paused_at,
+        flow_run_id=batch.flow_run_id,
         cancelled_at=batch.cancelled_at,
         updated_at=batch.updated_at,
         jobs=job_views,

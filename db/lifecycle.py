@@ -51,7 +51,12 @@ def _lease_live(batch: Batch, now: datetime) -> bool:
 
 
 def begin_run(
-    session: Session, batch_id: uuid.UUID, owner: str, lease_seconds: float, actor: str = "system"
+    session: Session,
+    batch_id: uuid.UUID,
+    owner: str,
+    lease_seconds: float,
+    actor: str = "system",
+    flow_run_id: uuid.UUID | None = None,
 ) -> Batch:
     """Mark the batch in progress under `owner`'s lease, or refuse with the reason.
 
@@ -97,6 +102,7 @@ def begin_run(
     batch.lease_owner = owner
     batch.lease_expires_at = now + timedelta(seconds=lease_seconds)
     batch.error_message = None
+    batch.flow_run_id = flow_run_id or batch.flow_run_id
     session.flush()
     return batch
 

@@ -40,6 +40,10 @@ def _run_name() -> str:
     return f"batch: {get('name') or 'new'}"
 
 
+def _flow_run_id() -> uuid.UUID | None:
+    return uuid.UUID(flow_run.id) if flow_run.id else None
+
+
 def embedded_prefect() -> bool:
     """True when Prefect runs on its ephemeral SQLite server (no PREFECT_API_URL)."""
     return not PREFECT_API_URL.value()
@@ -65,7 +69,9 @@ async def registration_batch(run: BatchRun) -> State[Any]:
     settings = get_settings()
     owner = lifecycle.runner_identity(flow_run.id)
     batch_id = run.batch_id or await create_batch_async(run)
-    await lifecycle.begin_run(batch_id, owner, settings.lease_seconds, run.started_by)
+    await lifecycle.begin_run(
+        batch_id, owner, settings.lease_seconds, run.started_by, _flow_run_id()
+    )
     try:
         detail = await execution.batch_detail_async(batch_id)
         jobs = await execution.unfinished_jobs(batch_id)

@@ -74,6 +74,8 @@ class BatchView(BatchSummary):
     paused_at: datetime | None
     cancelled_at: datetime | None
     updated_at: datetime
+    flow_run_id: uuid.UUID | None = None
+    """The Prefect flow run that last ran the batch (its page in the Prefect UI)."""
 
 
 class BatchDetail(BatchView):

@@ -79,8 +79,14 @@ def stalled_batches() -> list[uuid.UUID]:
 # --- for the runner (async: the batch flow calls these) -------------------------------------
 
 
-async def begin_run(batch_id: uuid.UUID, owner: str, lease_seconds: float, actor: str) -> None:
-    await transact(lifecycle.begin_run, batch_id, owner, lease_seconds, actor)
+async def begin_run(
+    batch_id: uuid.UUID,
+    owner: str,
+    lease_seconds: float,
+    actor: str,
+    flow_run_id: uuid.UUID | None = None,
+) -> None:
+    await transact(lifecycle.begin_run, batch_id, owner, lease_seconds, actor, flow_run_id)
 
 
 async def request_pause_for(batch_id: uuid.UUID, reason: str) -> None:
