@@ -1,0 +1,108 @@
+"""What people read about a batch: durations, the results table, the results summary."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from regbatch.reporting import duration_text, summary_markdown, table_rows
+from regbatch.views import BatchDetail, JobView, StepView
+
+T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(5, "5s"), (59.6, "1m 00s"), (2843, "47m 23s"), (3720, "1h 02m"), (None, "")],
+)
+def test_duration_text(seconds, text) -> None:
+    assert duration_text(seconds) == text
+
+
+def step(number: int, key: str, status: str = "completed", error: str | None = None) -> StepView:
+    return StepView(
+        step_number=number,
+        step_key=key,
+        status=status,
+        attempts=1,
+        started_at=T0,
+        completed_at=T0,
+        duration_ms=10,
+        result_data=None,
+        error_message=error,
+        error_details=None,
+        skip_reason=None,
+        blocked_by_step=None,
+        carried_over=False,
+    )
+
+
+def job(name: str, status: str, steps: list[StepView]) -> JobView:
+    return JobView(
+        id=uuid.uuid4(),
+        restaurant_id=uuid.uuid4(),
+        restaurant_name=name,
+        position=0,
+        status=status,
+        current_step=None,
+        error_message=None,
+        error_details=None,
+        retry_of_job_id=None,
+        started_at=T0,
+        completed_at=T0 + timedelta(minutes=3),
+        steps=steps,
+    )
+
+
+def seed_example() -> BatchDetail:
+    """The seed's "Auckland Q4": Pizza Palace and Chicken Shop complete, Burger House fails."""
+    jobs = [
+        job("Pizza Palace", "completed", [step(1, "account_registration")]),
+        job("Burger House", "failed", [step(9, "menu_import", "failed", "CSV rejected")]),
+        job("Chicken Shop", "completed", [step(1, "account_registration")]),
+    ]
+    return BatchDetail(
+        id=uuid.uuid4(),
+        name="Auckland Q4",
+        status="completed",
+        execution_mode="sequential",
+        concurrency=1,
+        total=3,
+        completed=2,
+        failed=1,
+        cancelled=0,
+        created_at=T0,
+        started_at=T0,
+        completed_at=T0 + timedelta(minutes=47, seconds=23),
+        retry_of_batch_id=None,
+        organisation_id=uuid.uuid4(),
+        settings={},
+        created_by=None,
+        breaker_threshold=0.5,
+        breaker_min_finished=3,
+        requested_action=None,
+        pause_reason=None,
+        error_message=None,
+        paused_at=None,
+        cancelled_at=None,
+        updated_at=T0,
+        jobs=jobs,
+    )
+
+
+def test_summary_follows_the_seed() -> None:
+    text = summary_markdown(seed_example())
+    assert text.startswith('# Batch: "Auckland Q4"  ✓ Completed')
+    assert "Duration: 47m 23s" in text
+    assert "| Total | 3 |" in text
+    assert "| Successful | 2 (67%) |" in text
+    assert "| Failed | 1 (33%) |" in text
+    assert "| Burger House | ✗ Failed (09-menu_import: CSV rejected) |" in text
+    assert "| Pizza Palace | ✓ Complete |" in text
+
+
+def test_table_has_a_row_per_restaurant_with_its_failure() -> None:
+    rows = table_rows(seed_example())
+    assert [r["restaurant"] for r in rows] == ["Pizza Palace", "Burger House", "Chicken Shop"]
+    assert rows[1]["error"] == "09-menu_import: CSV rejected"
+    assert rows[0]["duration"] == "3m 00s"
