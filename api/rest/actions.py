@@ -1,0 +1,149 @@
+"""Batch actions (start, pause, resume, cancel, retry-failed) and single registrations."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from starlette.concurrency import run_in_threadpool
+
+from api.rest.auth import CallerDep
+from api.rest.batches import renamed
+from api.rest.schemas import (
+    BatchCreated,
+    CancelResult,
+    PauseResult,
+    RegistrationRequest,
+    ResumeResult,
+    RetryCreated,
+    error_responses,
+)
+from api.rest.starting import not_started, started_fields, submit
+from regbatch.errors import InvalidInputError, RegbatchError
+from services import batches, lifecycle
+from services.starts import StartResult
+
+router = APIRouter(tags=["batch actions"])
+AutoStart = Annotated[bool, Query(description="Also submit the new batch to Prefect.")]
+
+
+@router.post(
+    "/registration-batches/{batch_id}/start",
+    response_model=StartResult,
+    responses=error_responses(404, 409, 503),
+    summary="Submit a draft or paused batch to Prefect (it is pending until a runner takes it)",
+)
+async def start(batch_id: uuid.UUID, caller: CallerDep) -> StartResult:
+    return await submit(batch_id, caller)
+
+
+@router.post(
+    "/registration-batches/{batch_id}/pause",
+    response_model=PauseResult,
+    responses=error_responses(404, 409),
+    summary="Pause a running batch at its next step boundary",
+)
+def pause(batch_id: uuid.UUID, caller: CallerDep) -> PauseResult:
+    detail = lifecycle.pause_batch(batch_id, caller.actor, caller.organisation_id)
+    return PauseResult(
+        batch_id=detail.id,
+        status=detail.status,
+        requested_action=detail.requested_action,
+        paused_at=detail.paused_at,
+    )
+
+
+@router.post(
+    "/registration-batches/{batch_id}/resume",
+    response_model=ResumeResult,
+    responses=error_responses(404, 409, 503),
+    summary="Resume a paused batch (submitted to Prefect again), or withdraw a pause request",
+)
+async def resume(batch_id: uuid.UUID, caller: CallerDep) -> ResumeResult:
+    """A paused batch is submitted to Prefect and continues from exactly where it stopped; a
+    running batch with a pause request keeps running."""
+    current = await run_in_threadpool(batches.get_batch, batch_id, caller.organisation_id)
+    if current.status == "paused":
+        started = await submit(batch_id, caller)
+        return ResumeResult(
+            batch_id=batch_id,
+            status=started.status,
+            requested_action=None,
+            started_at=started.started_at,
+            flow_run_id=started.flow_run_id,
+        )
+    detail = await run_in_threadpool(
+        lifecycle.resume_batch, batch_id, caller.actor, caller.organisation_id
+    )
+    return ResumeResult(
+        batch_id=detail.id, status=detail.status, requested_action=detail.requested_action
+    )
+
+
+@router.post(
+    "/registration-batches/{batch_id}/cancel",
+    response_model=CancelResult,
+    responses=error_responses(404, 409),
+    summary="Cancel a batch (at once when nothing runs it, else at its next step boundary)",
+)
+def cancel(batch_id: uuid.UUID, caller: CallerDep) -> CancelResult:
+    detail = lifecycle.cancel_batch(batch_id, caller.actor, caller.organisation_id)
+    return CancelResult(
+        batch_id=detail.id,
+        status=detail.status,
+        requested_action=detail.requested_action,
+        cancelled_at=detail.cancelled_at,
+    )
+
+
+@router.post(
+    "/registration-batches/{batch_id}/retry-failed",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RetryCreated,
+    responses=error_responses(404, 409, 503),
+    summary="Create the linked batch of the failed restaurants (and start it with auto_start)",
+)
+async def retry_failed(
+    batch_id: uuid.UUID, caller: CallerDep, auto_start: AutoStart = False
+) -> object:
+    new_id = await run_in_threadpool(
+        lifecycle.retry_failed, batch_id, caller.actor, caller.organisation_id
+    )
+    created = RetryCreated(new_batch_id=new_id, status="draft")
+    if not auto_start:
+        return created
+    try:
+        started = await submit(new_id, caller)
+    except RegbatchError as exc:
+        return await not_started(exc, new_id, caller)
+    return created.model_copy(update=started_fields(started))
+
+
+@router.post(
+    "/registrations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BatchCreated,
+    responses=error_responses(400, 503),
+    summary="Register one restaurant: a batch of one, started at once unless auto_start is false",
+)
+async def register(body: RegistrationRequest, caller: CallerDep) -> object:
+    try:
+        batch_id = await run_in_threadpool(
+            lambda: batches.create_single(
+                caller.organisation_id,
+                body.restaurant_id,
+                settings=body.config,
+                created_by=caller.actor,
+            )
+        )
+    except InvalidInputError as exc:
+        raise renamed(exc, {"settings": "config", "restaurant_ids": "restaurant_id"}) from None
+    created = BatchCreated(batch_id=batch_id, jobs_count=1, status="draft")
+    if not body.auto_start:
+        return created
+    try:
+        started = await submit(batch_id, caller)
+    except RegbatchError as exc:
+        return await not_started(exc, batch_id, caller)
+    return created.model_copy(update=started_fields(started))

@@ -1,0 +1,29 @@
+"""The REST API application: `create_app()` (uvicorn: `api.rest:create_app --factory`)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from regbatch.offline import apply_offline_defaults
+
+DESCRIPTION = """\
+Register restaurants on the ordering platform in batches, orchestrated by Prefect.
+
+Every request carries `Authorization: Bearer <API key>` (create a key with
+`regbatch org key create ORG`) and sees only its organisation's objects: another organisation's
+batch, template or webhook answers 404. Errors are JSON `{"detail": ...}`; rejected input also
+lists every invalid field in `errors`.
+"""
+
+
+def create_app() -> FastAPI:
+    """A new application with every route and error handler."""
+    apply_offline_defaults()  # before anything imports Prefect
+
+    from api.rest import actions, batches, errors, templates, webhooks
+
+    app = FastAPI(title="regbatch", version="1", description=DESCRIPTION)
+    errors.install(app)
+    for module in (batches, actions, templates, webhooks):
+        app.include_router(module.router)
+    return app

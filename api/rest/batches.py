@@ -1,0 +1,158 @@
+"""`/registration-batches`: create, list, show, progress and export (the caller's only)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from api.rest.auth import CallerDep
+from api.rest.schemas import BatchCreated, CreateBatchRequest, error_responses
+from api.rest.starting import not_started, started_fields, submit
+from db.types import utcnow
+from regbatch.errors import InvalidInputError, Problem, RegbatchError
+from regbatch.statuses import BatchStatus
+from regbatch.views import BatchDetail, BatchPage
+from services import batches
+from services.exporting import ExportDocument, export_batch
+from services.progress import ProgressView, batch_progress
+
+router = APIRouter(prefix="/registration-batches", tags=["batches"])
+
+
+def renamed(exc: InvalidInputError, names: dict[str, str]) -> InvalidInputError:
+    """The same error with its fields named as the request names them ('settings.x' ->
+    'common_config.x')."""
+
+    def rename(field: str) -> str:
+        head, dot, rest = field.partition(".")
+        return names.get(head, head) + dot + rest
+
+    problems = [Problem(rename(p.field), p.message, p.subject) for p in exc.problems]
+    return InvalidInputError(exc.summary, problems)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BatchCreated,
+    responses=error_responses(400, 503),
+    summary="Create a batch (a draft; started at once with auto_start)",
+)
+async def create_batch(body: CreateBatchRequest, caller: CallerDep) -> object:
+    """Every check runs before anything is written: an invalid request creates nothing."""
+    try:
+        batch_id = await run_in_threadpool(
+            lambda: batches.create_batch(
+                caller.organisation_id,
+                name=body.name if body.name is not None else f"Batch {utcnow():%Y-%m-%d %H:%M}",
+                restaurant_ids=body.restaurant_ids,
+                settings=body.common_config,
+                execution_mode=body.execution_mode,
+                concurrency=body.concurrency,
+                breaker_threshold=body.breaker_threshold,
+                breaker_min_finished=body.breaker_min_finished,
+                created_by=caller.actor,
+            )
+        )
+    except InvalidInputError as exc:
+        raise renamed(exc, {"settings": "common_config"}) from None
+    created = BatchCreated(batch_id=batch_id, jobs_count=len(body.restaurant_ids), status="draft")
+    if not body.auto_start:
+        return created
+    try:
+        started = await submit(batch_id, caller)
+    except RegbatchError as exc:
+        return await not_started(exc, batch_id, caller)
+    return created.model_copy(update=started_fields(started))
+
+
+@router.get(
+    "",
+    response_model=BatchPage,
+    responses=error_responses(),
+    summary="List batches, newest first",
+)
+def list_batches(
+    caller: CallerDep,
+    statuses: Annotated[
+        list[BatchStatus] | None, Query(alias="status", description="Repeat for several.")
+    ] = None,
+    created_after: Annotated[
+        datetime | None, Query(description="ISO 8601; UTC when it has no zone.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="next_cursor of the previous page.")
+    ] = None,
+) -> BatchPage:
+    """One page of the caller's batches; pass `next_cursor` back as `cursor` for the next."""
+    return batches.list_batches(
+        caller.organisation_id,
+        statuses=[str(s) for s in statuses or []],
+        created_after=_utc(created_after),
+        limit=limit,
+        cursor=cursor or None,
+    )
+
+
+@router.get(
+    "/{batch_id}",
+    response_model=BatchDetail,
+    responses=error_responses(404),
+    summary="A batch with all its jobs and steps",
+)
+def get_batch(batch_id: uuid.UUID, caller: CallerDep) -> BatchDetail:
+    return batches.get_batch(batch_id, caller.organisation_id)
+
+
+@router.get(
+    "/{batch_id}/progress",
+    response_model=ProgressView,
+    responses=error_responses(404),
+    summary="Counts, per-step histogram, percent, elapsed and ETA (cheap to poll)",
+)
+def get_progress(batch_id: uuid.UUID, caller: CallerDep) -> ProgressView:
+    return batch_progress(batch_id, caller.organisation_id)
+
+
+@router.get(
+    "/{batch_id}/export",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "One row per restaurant: CSV, or JSON with the batch summary.",
+            "model": ExportDocument,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+        **error_responses(404),
+    },
+    summary="Export a batch's results",
+)
+def export(
+    batch_id: uuid.UUID,
+    caller: CallerDep,
+    fmt: Annotated[Literal["csv", "json"], Query(alias="format")] = "csv",
+) -> Response:
+    content_type, body = export_batch(batch_id, caller.organisation_id, fmt)
+    filename = f"batch-{batch_id}.{fmt}"
+    return Response(
+        body,
+        media_type=content_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise InvalidInputError(
+            "invalid batch list filters",
+            [Problem("created_after", "is out of range; give a date between years 1 and 9999")],
+        ) from None

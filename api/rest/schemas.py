@@ -1,0 +1,212 @@
+"""Request and response bodies of the REST API that are not the services' own views."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
+from regbatch.statuses import ExecutionMode
+from regbatch.webhooks import WebhookEvent
+
+
+def _bad_text(value: str) -> bool:
+    return "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value)
+
+
+def _clean_text(value: str) -> str:
+    if _bad_text(value):
+        raise ValueError("contains a NUL character or an unpaired surrogate; remove it")
+    return value
+
+
+def _clean_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Reject what PostgreSQL cannot store in JSON: NUL characters, lone surrogates, NaN."""
+
+    def walk(item: Any, path: str) -> None:
+        if isinstance(item, str) and _bad_text(item):
+            raise ValueError(f"{path or 'a value'} contains a NUL character or a lone surrogate")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{path or 'a value'} is {item}; use a finite number")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                walk(str(key), path)
+                walk(child, f"{path}.{key}" if path else str(key))
+        elif isinstance(item, list):
+            for index, child in enumerate(item):
+                walk(child, f"{path}.{index}" if path else str(index))
+
+    walk(value, "")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_clean_text)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_clean_json)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProblemOut(BaseModel):
+    """One invalid field: where it is, what is wrong, and for which item (e.g. a restaurant)."""
+
+    field: str
+    message: str
+    subject: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a sentence saying what went wrong and what to do."""
+
+    detail: str
+    errors: list[ProblemOut] | None = None
+    batch_id: uuid.UUID | None = Field(
+        default=None, description="The batch the request created before it failed, if any."
+    )
+
+
+class CreateBatchRequest(_Request):
+    """A new batch of the caller's restaurants (the seed's `{restaurant_ids, common_config}`)."""
+
+    name: Text | None = Field(
+        default=None, max_length=200, description="Default: 'Batch <YYYY-MM-DD HH:MM>' (UTC)."
+    )
+    restaurant_ids: list[uuid.UUID] = Field(description="The restaurants, in order.")
+    common_config: JsonObject = Field(
+        default_factory=dict, description="Registration settings laid over every restaurant's."
+    )
+    execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=200,
+        description="Restaurants at once; default 1 in sequential mode, else the server's.",
+    )
+    breaker_threshold: float = Field(default=0.5, ge=0, le=1)
+    breaker_min_finished: int = Field(default=3, ge=1, le=1000)
+    auto_start: bool = Field(default=False, description="Submit the batch to Prefect at once.")
+
+
+class RegistrationRequest(_Request):
+    """Register one restaurant: a batch of one named 'Single: <restaurant name>'."""
+
+    restaurant_id: uuid.UUID
+    config: JsonObject = Field(default_factory=dict, description="Registration settings.")
+    auto_start: bool = True
+
+
+class BatchCreated(BaseModel):
+    """A created batch; the start fields are set when it was started too."""
+
+    batch_id: uuid.UUID
+    jobs_count: int
+    status: str
+    started_at: datetime | None = None
+    first_job_id: uuid.UUID | None = None
+    flow_run_id: uuid.UUID | None = None
+
+
+class RetryCreated(BaseModel):
+    """The linked batch of a batch's failed restaurants (started when asked)."""
+
+    new_batch_id: uuid.UUID
+    status: str
+    started_at: datetime | None = None
+    first_job_id: uuid.UUID | None = None
+    flow_run_id: uuid.UUID | None = None
+
+
+class TemplateRun(BaseModel):
+    """The batch a template made now; batch_id is null when no restaurant matches."""
+
+    batch_id: uuid.UUID | None
+    jobs_count: int = 0
+    status: str | None = None
+    started_at: datetime | None = None
+    first_job_id: uuid.UUID | None = None
+    flow_run_id: uuid.UUID | None = None
+
+
+class PauseResult(BaseModel):
+    """A pause takes effect at the next step boundary: paused_at is null until it has."""
+
+    batch_id: uuid.UUID
+    status: str
+    requested_action: str | None
+    paused_at: datetime | None
+
+
+class ResumeResult(BaseModel):
+    """A paused batch is submitted to Prefect again; a pending pause request is withdrawn."""
+
+    batch_id: uuid.UUID
+    status: str
+    requested_action: str | None
+    started_at: datetime | None = None
+    flow_run_id: uuid.UUID | None = None
+
+
+class CancelResult(BaseModel):
+    """A batch nothing runs is cancelled at once; a running one at its next step boundary."""
+
+    batch_id: uuid.UUID
+    status: str
+    requested_action: str | None
+    cancelled_at: datetime | None
+
+
+class CreateTemplateRequest(_Request):
+    """A saved restaurant selection and the options of the batches made from it."""
+
+    name: Text = Field(min_length=1, max_length=120)
+    city: Text | None = Field(default=None, max_length=120)
+    lead_stage: LeadStage | None = None
+    lead_type: LeadType | None = None
+    min_icp_score: int | None = Field(default=None, ge=0, le=10)
+    registration_status: RegistrationStatus | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
+    concurrency: int | None = Field(default=None, ge=1, le=200)
+    settings: JsonObject = Field(default_factory=dict)
+    breaker_threshold: float = Field(default=0.5, ge=0, le=1)
+    breaker_min_finished: int = Field(default=3, ge=1, le=1000)
+
+
+class PreviewRow(BaseModel):
+    """A restaurant a template would pick now."""
+
+    id: uuid.UUID
+    name: str
+    city: str | None
+    lead_stage: str
+    lead_type: str
+    icp_score: int
+    registration_status: str
+
+
+class CreateWebhookRequest(_Request):
+    """Where to POST batch outcomes; no events means every event."""
+
+    url: Text = Field(min_length=1, max_length=2000)
+    events: list[WebhookEvent] = Field(default_factory=list)
+
+
+_DESCRIPTIONS = {
+    400: "The body is not JSON (or not UTF-8).",
+    401: "No valid API key.",
+    404: "No such object in the caller's organisation.",
+    409: "The object's status does not allow the action (the message names it).",
+    422: "Invalid request: every invalid field is listed.",
+    503: "Prefect cannot take the run (no deployment, server down) or the database is down.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer (401 and 422 always)."""
+    chosen = sorted({401, 422, *codes})
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in chosen}

@@ -1,0 +1,63 @@
+"""Submitting batches to Prefect from a request, and what a client is told when that fails.
+
+A request that creates a batch and starts it (auto_start, /registrations, retry-failed with
+auto_start, a template run) keeps the batch it created when the start fails: the batch stays a
+draft (starts.py undoes its queueing when the deployment is missing), and the error response
+names it in `batch_id` and says how to start it. Deleting it instead would also erase its
+"created" audit entry, and a client retrying the whole request would meet the same failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.rest.auth import Caller
+from api.rest.errors import STATUS_OF
+from regbatch.errors import ConfigurationError, RegbatchError
+from services.starts import StartResult, start_batch_async
+
+logger = logging.getLogger("regbatch.api")
+
+
+async def submit(batch_id: uuid.UUID, caller: Caller) -> StartResult:
+    """Queue the batch and submit it to the batch deployment; Prefect trouble is a 503."""
+    try:
+        return await start_batch_async(batch_id, caller.actor, caller.organisation_id)
+    except RegbatchError:
+        raise
+    except Exception as exc:  # the Prefect API is down or refused the run
+        logger.error("submitting batch %s to Prefect failed", batch_id, exc_info=exc)
+        raise ConfigurationError(
+            f"the Prefect API did not take the run of batch {batch_id} ({type(exc).__name__}); "
+            "check PREFECT_API_URL and that the Prefect server is up"
+        ) from None
+
+
+async def not_started(exc: RegbatchError, batch_id: uuid.UUID, caller: Caller) -> JSONResponse:
+    """The error response of a request that created `batch_id` but could not start it."""
+    from services.batches import get_batch
+
+    code = next((c for kind, c in STATUS_OF if isinstance(exc, kind)), 400)
+    current = (await run_in_threadpool(get_batch, batch_id, caller.organisation_id)).status
+    if current == "draft":
+        detail = (
+            f"batch {batch_id} was created as a draft but not started: {exc}. Start it with "
+            f"POST /registration-batches/{batch_id}/start once that is fixed"
+        )
+    else:
+        detail = f"batch {batch_id} was created but its start failed, leaving it {current!r}: {exc}"
+    return JSONResponse({"detail": detail, "batch_id": str(batch_id)}, status_code=code)
+
+
+def started_fields(result: StartResult) -> dict[str, object]:
+    """The fields a creating request adds to its answer once the batch is started."""
+    return {
+        "status": result.status,
+        "started_at": result.started_at,
+        "first_job_id": result.first_job_id,
+        "flow_run_id": result.flow_run_id,
+    }

@@ -1,0 +1,107 @@
+"""`/templates`: saved restaurant selections, and batches made from them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from api.rest.auth import CallerDep
+from api.rest.schemas import CreateTemplateRequest, PreviewRow, TemplateRun, error_responses
+from api.rest.starting import not_started, started_fields, submit
+from regbatch.errors import NotFoundError, RegbatchError
+from services import templates
+from services.progress import batch_progress
+from services.templates import TemplateView
+
+router = APIRouter(prefix="/templates", tags=["templates"])
+TemplateRef = Annotated[str, Path(max_length=120, description="The template's id or name.")]
+
+
+def _checked(ref: str) -> str:
+    # A name with characters no template can have names no template (PostgreSQL refuses NUL).
+    if "\x00" in ref or any("\ud800" <= c <= "\udfff" for c in ref):
+        raise NotFoundError(f"template {ref!r} does not exist in this organisation")
+    return ref
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TemplateView,
+    responses=error_responses(400),
+    summary="Save a template",
+)
+def create_template(body: CreateTemplateRequest, caller: CallerDep) -> TemplateView:
+    return templates.create_template(caller.organisation_id, **body.model_dump())
+
+
+@router.get(
+    "", response_model=list[TemplateView], responses=error_responses(), summary="List templates"
+)
+def list_templates(caller: CallerDep) -> list[TemplateView]:
+    return templates.list_templates(caller.organisation_id)
+
+
+@router.get(
+    "/{ref}", response_model=TemplateView, responses=error_responses(404), summary="A template"
+)
+def get_template(ref: TemplateRef, caller: CallerDep) -> TemplateView:
+    return templates.get_template(caller.organisation_id, _checked(ref))
+
+
+@router.delete(
+    "/{ref}",
+    response_model=TemplateView,
+    responses=error_responses(404),
+    summary="Delete a template (the batches made from it stay); returns what it was",
+)
+def delete_template(ref: TemplateRef, caller: CallerDep) -> TemplateView:
+    return templates.delete_template(caller.organisation_id, _checked(ref))
+
+
+@router.get(
+    "/{ref}/preview",
+    response_model=list[PreviewRow],
+    responses=error_responses(404),
+    summary="The restaurants the template would pick now, in batch order",
+)
+def preview(ref: TemplateRef, caller: CallerDep) -> list[PreviewRow]:
+    rows = templates.preview_template(caller.organisation_id, _checked(ref))
+    return [PreviewRow.model_validate(row) for row in rows]
+
+
+@router.post(
+    "/{ref}/run",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TemplateRun,
+    responses={
+        200: {"model": TemplateRun, "description": "No restaurant matches: no batch."},
+        **error_responses(404, 503),
+    },
+    summary="Make a batch of the restaurants the template picks now, and start it",
+)
+async def run_template(
+    ref: TemplateRef,
+    caller: CallerDep,
+    response: Response,
+    auto_start: Annotated[bool, Query(description="Submit the batch to Prefect.")] = True,
+) -> object:
+    batch_id = await run_in_threadpool(
+        lambda: templates.create_batch_from_template(
+            caller.organisation_id, _checked(ref), created_by=caller.actor
+        )
+    )
+    if batch_id is None:
+        response.status_code = status.HTTP_200_OK
+        return TemplateRun(batch_id=None)
+    total = (await run_in_threadpool(batch_progress, batch_id, caller.organisation_id)).total
+    created = TemplateRun(batch_id=batch_id, jobs_count=total, status="draft")
+    if not auto_start:
+        return created
+    try:
+        started = await submit(batch_id, caller)
+    except RegbatchError as exc:
+        return await not_started(exc, batch_id, caller)
+    return created.model_copy(update=started_fields(started))
