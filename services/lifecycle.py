@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 
 from sqlalchemy.orm import Session
@@ -55,10 +56,20 @@ def cancel_batch(
         )
         detail = batch_detail(session, batch.id)
     if detail.status == "cancelled":  # nothing ran it, so nobody else will announce it
-        from services.webhooks import deliver_batch_event
-
-        deliver_batch_event(detail.id)
+        _announce_in_background(detail.id)
     return detail
+
+
+def _announce_in_background(batch_id: uuid.UUID) -> None:
+    """Deliver the batch's webhooks without holding up the caller (retries can take a while).
+
+    The thread is not a daemon: a CLI process waits for the deliveries before it exits.
+    """
+    from services.webhooks import deliver_batch_event
+
+    threading.Thread(
+        target=deliver_batch_event, args=(batch_id,), name=f"webhooks-{batch_id}"
+    ).start()
 
 
 def retry_failed(

@@ -14,10 +14,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from db.batches import get_batch as load_batch
+from db.batches import select_jobs
 from db.engine import session_scope
-from db.oplog import append_log
+from db.lifecycle import resume
 from db.types import utcnow
-from regbatch.audit import Operation
 from regbatch.errors import ConfigurationError, ConflictError
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, check_transition
@@ -38,28 +38,24 @@ class StartResult(BaseModel):
 def _mark_pending(
     batch_id: uuid.UUID, actor: str, organisation_id: uuid.UUID | None
 ) -> tuple[str, uuid.UUID | None]:
-    """Queue the batch; returns its previous status and its first job."""
+    """Queue the batch; returns its previous status and its first job.
+
+    A paused batch is resumed (its breaker starts a fresh window, the resume is logged); the
+    start itself is logged by the runner when it takes the batch, with `actor`.
+    """
     with session_scope() as session:
         batch = load_batch(session, batch_id, organisation_id, lock=True)
-        if batch.status not in (BatchStatus.DRAFT, BatchStatus.PAUSED):
+        previous = batch.status
+        if previous == BatchStatus.PAUSED:
+            resume(session, batch_id, actor, organisation_id)
+        elif previous == BatchStatus.DRAFT:
+            check_transition("batch", previous, BatchStatus.PENDING, f"batch {batch_id}")
+            batch.status = BatchStatus.PENDING
+        else:
             raise ConflictError(
-                f"batch {batch_id} is {batch.status!r}; only a draft or paused batch can be "
+                f"batch {batch_id} is {previous!r}; only a draft or paused batch can be "
                 "started (a pending one is already queued, an in-progress one is running)"
             )
-        check_transition("batch", batch.status, BatchStatus.PENDING, f"batch {batch_id}")
-        previous = batch.status
-        batch.status = BatchStatus.PENDING
-        batch.requested_action = None
-        append_log(
-            session,
-            organisation_id=batch.organisation_id,
-            batch_id=batch.id,
-            operation=Operation.BATCH_STARTED,
-            actor=actor,
-            details={"queued": True},
-        )
-        from db.batches import select_jobs
-
         first = session.scalars(select_jobs(batch_id).limit(1)).first()
         return previous, first.id if first else None
 
@@ -89,6 +85,13 @@ async def start_batch_async(
         raise ConfigurationError(
             f"deployment {deployment!r} does not exist on the Prefect server; run `regbatch "
             "serve` (or `prefect deploy --all` and a worker), or set REGBATCH_BATCH_DEPLOYMENT"
+        ) from None
+    except Exception as exc:  # Prefect unreachable or refusing: nothing was queued
+        await asyncio.to_thread(_unqueue, batch_uuid, previous)
+        raise ConfigurationError(
+            f"the Prefect API could not take the run of {deployment!r} ({type(exc).__name__}: "
+            f"{exc}); check PREFECT_API_URL and that the Prefect server is up, then start the "
+            f"batch again"
         ) from None
     await asyncio.to_thread(_remember, batch_uuid, flow_run.id)
     return StartResult(

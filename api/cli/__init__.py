@@ -16,6 +16,7 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from api.cli import (  # noqa: E402
+    api_cmd,
     batch_cmd,
     db_cmd,
     demo_cmd,
@@ -62,6 +63,7 @@ app.command("recover")(run_cmd.recover)
 app.command("serve")(serve_cmd.serve)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(serve_cmd.deployments_app, name="deployments")
+app.add_typer(api_cmd.app, name="api")
 
 
 def main() -> None:

@@ -291,3 +291,23 @@ def watch(batch_id: str, as_json: JsonFlag = False) -> None:
     else:
         console.print(outcome_line(detail), markup=False)
     raise typer.Exit(0 if detail.status == "completed" else 1)
+
+
+@app.command("export")
+def export(
+    batch_id: str,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+) -> None:
+    """Export a batch's results, one row per restaurant (CSV or JSON)."""
+    from services.batches import parse_uuid
+    from services.exporting import export_batch
+
+    if fmt not in ("csv", "json"):
+        raise InvalidInputError(f"--format {fmt!r} is not a format; use csv or json")
+    _content_type, body = export_batch(parse_uuid(batch_id, "batch_id"), None, fmt)
+    if output is None:
+        typer.echo(body, nl=False)
+    else:
+        output.write_text(body, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)

@@ -16,3 +16,8 @@ def create(name: str, as_json: JsonFlag = False) -> None:
 
     org_id = new_organisation(name)
     emit({"id": str(org_id), "name": name}, as_json, lambda: typer.echo(str(org_id)))
+
+
+from api.cli import org_key_cmd  # noqa: E402 - mounted after the org commands
+
+app.add_typer(org_key_cmd.app, name="key")
