@@ -13,8 +13,10 @@ from api.cli.progress import BatchWatcher
 
 
 def demo() -> None:
-    """Run a real parallel batch on the embedded default (SQLite, Prefect's embedded server, the
-    sandbox platform in this process), show its summary, then retry the failed restaurant."""
+    """Register ten sample restaurants for real on the embedded default, then retry a failure.
+
+    SQLite, Prefect's embedded server and the sandbox platform in this process: nothing to start.
+    """
     from regbatch.reporting import summary_markdown
     from regbatch.settings import get_settings
     from services import demo as setup

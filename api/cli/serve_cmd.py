@@ -12,8 +12,10 @@ deployments_app = typer.Typer(help="The Prefect deployments.", no_args_is_help=T
 def serve(
     limit: Annotated[int | None, typer.Option(help="Most flow runs at once.")] = None,
 ) -> None:
-    """Serve every deployment here: runs started from the Prefect UI, the REST API or
-    `regbatch batch start` execute in this process's subprocesses. Needs PREFECT_API_URL."""
+    """Serve every deployment here, so runs started from the Prefect UI, REST or CLI execute.
+
+    Needs PREFECT_API_URL (a Prefect server). Each run executes in a subprocess of this one.
+    """
     from prefect.settings import PREFECT_API_URL
 
     from deployments.serve import serve as serve_all
