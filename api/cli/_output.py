@@ -15,7 +15,7 @@ from regbatch.errors import InvalidInputError, RegbatchError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
-console = Console()
+console = Console(soft_wrap=True)  # ids and commands stay whole, whatever the width
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

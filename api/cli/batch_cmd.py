@@ -139,8 +139,13 @@ def render_detail(detail: BatchDetail) -> None:
     console.print(view)
 
 
-def run_here(batch_id: str, as_json: bool, steps: bool = False) -> None:
-    """Run the batch in this process with live progress; exit 0 only if it completed."""
+def run_here(
+    batch_id: str, as_json: bool, steps: bool = False, json_extra: dict[str, Any] | None = None
+) -> None:
+    """Run the batch in this process with live progress; exit 0 only if it completed.
+
+    With --json, prints the batch (and `json_extra`'s keys, e.g. `new_batch_id`).
+    """
     from services.batches import get_batch, parse_uuid
     from services.runs import run_batch
 
@@ -149,7 +154,7 @@ def run_here(batch_id: str, as_json: bool, steps: bool = False) -> None:
     with BatchWatcher(batch_uuid, steps=steps, show=not as_json):
         detail = run_batch(batch_uuid, started_by="user:cli")
     if as_json:
-        emit(detail, True)
+        emit({**(json_extra or {}), **detail.model_dump(mode="json")}, True)
     else:
         console.print(outcome_line(detail), markup=False)
         if detail.failed and detail.status != "paused":
@@ -258,7 +263,7 @@ def retry_failed(
         return
     if not as_json:
         console.print(f"retry batch {new_id}")
-    run_here(str(new_id), as_json)
+    run_here(str(new_id), as_json, json_extra={"new_batch_id": str(new_id)})
 
 
 @app.command("start")

@@ -25,7 +25,7 @@ def register(
     )
     if not as_json:
         console.print(f"batch {batch_id}")
-    run_here(str(batch_id), as_json, steps=True)
+    run_here(str(batch_id), as_json, steps=True, json_extra={"batch_id": str(batch_id)})
 
 
 def recover(as_json: JsonFlag = False) -> None:
