@@ -467,3 +467,13 @@ def unfinished_jobs(session: Session, batch_id: uuid.UUID) -> list[Job]:
 def select_jobs(batch_id: uuid.UUID) -> Select[Job]:
     """The query of a batch's jobs in the batch's order."""
     return select(Job).where(Job.batch_id == batch_id).order_by(Job.position)
+
+
+def latest_retry_batch_id(session: Session, batch_id: uuid.UUID) -> uuid.UUID | None:
+    """The newest retry batch made from `batch_id`, if any (named in the batch's webhooks)."""
+    return session.scalar(
+        select(Batch.id)
+        .where(Batch.retry_of_batch_id == batch_id)
+        .order_by(Batch.created_at.desc(), Batch.id.desc())
+        .limit(1)
+    )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Batch, WebhookSubscription
+from db.models import WebhookSubscription
 from regbatch import passwords
 from regbatch.errors import InvalidInputError, NotFoundError
 from regbatch.webhooks import WebhookEvent, event_problems, generate_secret, url_problems
@@ -90,13 +90,3 @@ def subscriptions_for(
     # same on PostgreSQL and SQLite, where JSON containment operators differ.
     rows = session.scalars(query.order_by(WebhookSubscription.created_at))
     return [row for row in rows if str(event) in row.events]
-
-
-def latest_retry_batch_id(session: Session, batch_id: uuid.UUID) -> uuid.UUID | None:
-    """The newest retry batch made from `batch_id`, if any (named in the batch's webhooks)."""
-    return session.scalar(
-        select(Batch.id)
-        .where(Batch.retry_of_batch_id == batch_id)
-        .order_by(Batch.created_at.desc(), Batch.id.desc())
-        .limit(1)
-    )

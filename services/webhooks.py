@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from db import webhooks as data
-from db.batches import batch_detail, get_batch
+from db.batches import batch_detail, get_batch, latest_retry_batch_id
 from db.engine import session_scope
 from db.models import WebhookSubscription
 from db.oplog import append_log
@@ -216,9 +216,7 @@ def _prepare(
     timeout_s: float,
 ) -> _Delivery:
     detail = batch_detail(session, batch_id)
-    payload = build_payload(
-        detail, event, retry_batch_id=data.latest_retry_batch_id(session, batch_id)
-    )
+    payload = build_payload(detail, event, retry_batch_id=latest_retry_batch_id(session, batch_id))
     # Compact and encoded once: the signature covers exactly these bytes on every attempt.
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return _Delivery(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,6 +36,27 @@ def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> N
         sys.stdout.write(json.dumps(_plain(data), indent=2, default=str) + "\n")
     else:
         human()
+
+
+def read_settings(path: Path | None) -> dict[str, Any]:
+    """The JSON object of common settings in `path` ({} when no file is given)."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read settings file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(
+            f"settings file {path} is not JSON (line {exc.lineno}: {exc.msg}); "
+            "give a JSON object of common settings"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(
+            f"settings file {path} holds a JSON {type(data).__name__}; "
+            'give an object such as {"payment": {"stripe_connect": true}}'
+        )
+    return data
 
 
 def report_error(exc: RegbatchError) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from api.cli._output import JsonFlag, console, emit
+from api.cli._output import JsonFlag, console, emit, read_settings
 from api.cli.progress import BatchWatcher
 from regbatch.errors import InvalidInputError
 from regbatch.statuses import ExecutionMode
@@ -17,26 +16,6 @@ from regbatch.views import BatchDetail
 
 app = typer.Typer(help="Registration batches.", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
-
-
-def _read_settings(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read settings file {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(
-            f"settings file {path} is not JSON (line {exc.lineno}: "
-            f"{exc.msg}); give a JSON object of common settings"
-        ) from None
-    if not isinstance(data, dict):
-        raise InvalidInputError(
-            f"settings file {path} holds a JSON {type(data).__name__}; "
-            'give an object such as {"payment": {"stripe_connect": true}}'
-        )
-    return data
 
 
 @app.command("create")
@@ -58,7 +37,7 @@ def create(
         org,
         name=name,
         restaurant_ids=restaurant,
-        settings=_read_settings(settings),
+        settings=read_settings(settings),
         execution_mode=mode,
         concurrency=concurrency,
         breaker_threshold=breaker_threshold,

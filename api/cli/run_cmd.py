@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli._output import JsonFlag, console, emit
-from api.cli.batch_cmd import _read_settings, render_detail, run_here
+from api.cli._output import JsonFlag, console, emit, read_settings
+from api.cli.batch_cmd import render_detail, run_here
 
 
 def register(
@@ -21,7 +21,7 @@ def register(
     from services.batches import create_single
 
     batch_id = create_single(
-        org, restaurant_id, settings=_read_settings(settings), created_by="user:cli"
+        org, restaurant_id, settings=read_settings(settings), created_by="user:cli"
     )
     if not as_json:
         console.print(f"batch {batch_id}")

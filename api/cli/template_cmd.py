@@ -9,32 +9,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from api.cli._output import JsonFlag, console, emit
-from regbatch.errors import InvalidInputError
+from api.cli._output import JsonFlag, console, emit, read_settings
 
 app = typer.Typer(help="Batch templates (saved restaurant selections).", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
 RefArgument = Annotated[str, typer.Argument(help="The template's name or id.")]
-
-
-def _read_settings(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInputError(f"cannot read settings file {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(
-            f"settings file {path} is not JSON (line {exc.lineno}: {exc.msg}); "
-            "give a JSON object of common settings"
-        ) from None
-    if not isinstance(data, dict):
-        raise InvalidInputError(
-            f"settings file {path} holds a JSON {type(data).__name__}; "
-            'give an object such as {"payment": {"stripe_connect": true}}'
-        )
-    return data
 
 
 def _filters(template: Any) -> str:
@@ -81,7 +60,7 @@ def create(
         limit=limit,
         execution_mode=mode,
         concurrency=concurrency,
-        settings=_read_settings(settings),
+        settings=read_settings(settings),
         breaker_threshold=breaker_threshold,
         breaker_min_finished=breaker_min_finished,
     )
