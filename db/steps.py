@@ -371,6 +371,7 @@ def hold_job(session: Session, job_id: uuid.UUID) -> None:
     job = _job(session, job_id)
     if job.status == JobStatus.IN_PROGRESS:
         set_job_status(session, job_id, JobStatus.PENDING)
+        _job_log(session, job_id, Operation.JOB_PAUSED)
 
 
 def cancel_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> bool:

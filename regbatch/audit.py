@@ -7,6 +7,7 @@ from enum import StrEnum
 
 class Operation(StrEnum):
     BATCH_CREATED = "batch_created"
+    BATCH_QUEUED = "batch_queued"
     BATCH_STARTED = "batch_started"
     BATCH_PAUSE_REQUESTED = "batch_pause_requested"
     BATCH_PAUSED = "batch_paused"
@@ -21,6 +22,7 @@ class Operation(StrEnum):
     JOB_COMPLETED = "job_completed"
     JOB_FAILED = "job_failed"
     JOB_CANCELLED = "job_cancelled"
+    JOB_PAUSED = "job_paused"
     JOB_REQUEUED = "job_requeued"
     STEP_RETRIED = "step_retried"
     STEP_FAILED = "step_failed"

@@ -17,7 +17,9 @@ from db.batches import get_batch as load_batch
 from db.batches import select_jobs
 from db.engine import session_scope
 from db.lifecycle import resume
+from db.oplog import append_log
 from db.types import utcnow
+from regbatch.audit import Operation
 from regbatch.errors import ConfigurationError, ConflictError
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, check_transition
@@ -60,9 +62,19 @@ def _mark_pending(
         return previous, first.id if first else None
 
 
-def _remember(batch_id: uuid.UUID, flow_run_id: uuid.UUID) -> None:
+def _remember(batch_id: uuid.UUID, flow_run_id: uuid.UUID, actor: str, deployment: str) -> None:
+    """The batch was submitted: remember its flow run and log who queued it where."""
     with session_scope() as session:
-        load_batch(session, batch_id).flow_run_id = flow_run_id
+        batch = load_batch(session, batch_id)
+        batch.flow_run_id = flow_run_id
+        append_log(
+            session,
+            organisation_id=batch.organisation_id,
+            batch_id=batch_id,
+            operation=Operation.BATCH_QUEUED,
+            actor=actor,
+            details={"flow_run_id": str(flow_run_id), "deployment": deployment},
+        )
 
 
 async def start_batch_async(
@@ -93,7 +105,7 @@ async def start_batch_async(
             f"{exc}); check PREFECT_API_URL and that the Prefect server is up, then start the "
             f"batch again"
         ) from None
-    await asyncio.to_thread(_remember, batch_uuid, flow_run.id)
+    await asyncio.to_thread(_remember, batch_uuid, flow_run.id, actor, deployment)
     return StartResult(
         batch_id=batch_uuid,
         status=BatchStatus.PENDING,

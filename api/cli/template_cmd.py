@@ -145,3 +145,22 @@ def preview(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None
         console.print(view)
 
     emit(rows, as_json, table)
+
+
+@app.command("run")
+def run(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None:
+    """Create a batch of the template's restaurants not yet registered, and run it here."""
+    from api.cli.batch_cmd import run_here
+    from services.templates import create_batch_from_template
+
+    batch_id = create_batch_from_template(org, ref, created_by="user:cli")
+    if batch_id is None:
+        emit(
+            {"batch_id": None},
+            as_json,
+            lambda: typer.echo(f"template {ref!r} selects no restaurant right now"),
+        )
+        return
+    if not as_json:
+        console.print(f"batch {batch_id}")
+    run_here(str(batch_id), as_json, json_extra={"batch_id": str(batch_id)})

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-05
+Create Date: 2026-11-28
 
 CHECK lists are written out literally, as in 0001; tests/integration/test_schema.py compares the
 migrated schema with the models.
