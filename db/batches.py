@@ -10,18 +10,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import Select, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from db.models import Batch, Job, JobStep, Restaurant
 from db.oplog import append_log
-from db.restaurants import restaurant_record
+from db.restaurants import registration_config
 from regbatch.audit import Operation
-from regbatch.batch_rules import JobCounts
-from regbatch.config import build_config, problems_from_validation, settings_problems
+from regbatch.batch_rules import JobCounts, option_problems
+from regbatch.config import settings_problems
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
-from regbatch.preflight import preflight
 from regbatch.statuses import (
     BATCH_FINISHED,
     JOB_FINISHED,
@@ -63,34 +61,9 @@ def _check_options(
         if rid in seen:
             problems.append(Problem("restaurant_ids", "is listed twice; list it once", str(rid)))
         seen.add(rid)
-    if execution_mode not in set(ExecutionMode):
-        problems.append(
-            Problem(
-                "execution_mode",
-                f"{execution_mode!r} is not a mode; use one of {', '.join(ExecutionMode)}",
-            )
-        )
-    if not 1 <= concurrency <= 200:
-        problems.append(Problem("concurrency", f"{concurrency} is out of range; use 1 to 200"))
-    if execution_mode == ExecutionMode.SEQUENTIAL and concurrency != 1:
-        problems.append(
-            Problem(
-                "concurrency",
-                f"is {concurrency} but sequential mode runs one "
-                "restaurant at a time; use parallel mode or concurrency 1",
-            )
-        )
-    if not 0 <= breaker_threshold <= 1:
-        problems.append(
-            Problem(
-                "breaker_threshold",
-                f"{breaker_threshold} is not a fraction; use a value from 0 to 1, e.g. 0.5",
-            )
-        )
-    if breaker_min_finished < 1:
-        problems.append(
-            Problem("breaker_min_finished", f"{breaker_min_finished} is below 1; use at least 1")
-        )
+    problems += option_problems(
+        execution_mode, concurrency, breaker_threshold, breaker_min_finished
+    )
     return problems
 
 
@@ -170,17 +143,10 @@ def create_batch(
     configs: dict[uuid.UUID, dict[str, Any]] = {}
     if not any(p.field == "settings" or p.field.startswith("settings.") for p in problems):
         for rid, restaurant in restaurants.items():
-            subject = f"{rid} ({restaurant.name})"
-            try:
-                config = build_config(restaurant_record(restaurant), settings, overrides.get(rid))
-            except ValidationError as exc:
-                problems += [
-                    Problem(p.field, p.message, subject)
-                    for p in problems_from_validation(exc, "config")
-                ]
-                continue
-            problems += [Problem(p.field, p.message, subject) for p in preflight(config)]
-            configs[rid] = config.model_dump(mode="json")
+            config, config_problems = registration_config(restaurant, settings, overrides.get(rid))
+            problems += config_problems
+            if config is not None:
+                configs[rid] = config
 
     if problems:
         offending = sorted({p.subject for p in problems if p.subject})

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from db.models import Restaurant
 from regbatch import passwords
-from regbatch.config import problems_from_validation
+from regbatch.config import build_config, problems_from_validation
 from regbatch.errors import InvalidInputError, Problem
+from regbatch.preflight import preflight
 from regbatch.restaurant import RestaurantIn
 
 RECORD_FIELDS = tuple(name for name in RestaurantIn.model_fields if name != "account_password")
@@ -103,3 +104,23 @@ def restaurant_record(restaurant: Restaurant) -> dict[str, Any]:
     record = {name: getattr(restaurant, name) for name in RECORD_FIELDS}
     record["id"] = str(restaurant.id)
     return record
+
+
+def registration_config(
+    restaurant: Restaurant,
+    settings: Mapping[str, Any] | None,
+    override: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """The restaurant's merged configuration (as stored on its job) and every pre-flight problem.
+
+    Problems name the restaurant ("<id> (<name>)"); the configuration is None when it is invalid.
+    """
+    subject = f"{restaurant.id} ({restaurant.name})"
+    try:
+        config = build_config(restaurant_record(restaurant), settings, override)
+    except ValidationError as exc:
+        return None, [
+            Problem(p.field, p.message, subject) for p in problems_from_validation(exc, "config")
+        ]
+    problems = [Problem(p.field, p.message, subject) for p in preflight(config)]
+    return config.model_dump(mode="json"), problems

@@ -11,19 +11,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from db.batches import get_batch
 from db.models import Batch, Job, JobStep, Restaurant
 from db.oplog import append_log
-from db.restaurants import restaurant_record
+from db.restaurants import registration_config
 from regbatch.audit import Operation
-from regbatch.config import build_config, problems_from_validation
 from regbatch.errors import ConflictError, InvalidInputError, Problem
 from regbatch.planning import StepState, steps_to_rerun
-from regbatch.preflight import preflight
 from regbatch.statuses import BatchStatus, JobStatus, StepStatus
 from regbatch.steps import BY_NUMBER, StepKey
 
@@ -61,17 +58,10 @@ def create_retry_batch(
     problems: list[Problem] = []
     configs: dict[uuid.UUID, dict[str, Any]] = {}
     for job, restaurant in failed:
-        subject = f"{restaurant.id} ({restaurant.name})"
-        try:
-            config = build_config(restaurant_record(restaurant), original.settings)
-        except ValidationError as exc:
-            problems += [
-                Problem(p.field, p.message, subject)
-                for p in problems_from_validation(exc, "config")
-            ]
-            continue
-        problems += [Problem(p.field, p.message, subject) for p in preflight(config)]
-        configs[job.id] = config.model_dump(mode="json")
+        config, config_problems = registration_config(restaurant, original.settings)
+        problems += config_problems
+        if config is not None:
+            configs[job.id] = config
     if problems:
         raise InvalidInputError("retry batch not created: fix these restaurants first", problems)
 

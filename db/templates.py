@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Batch, BatchTemplate, Job, Restaurant
+from regbatch.batch_rules import option_problems
 from regbatch.config import settings_problems
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
@@ -67,34 +68,6 @@ def _filter_problems(
     return problems
 
 
-def _option_problems(
-    execution_mode: str, concurrency: int, breaker_threshold: float, breaker_min_finished: int
-) -> list[Problem]:
-    problems = _one_of("execution_mode", execution_mode, ExecutionMode)
-    if not 1 <= concurrency <= 200:
-        problems.append(Problem("concurrency", f"{concurrency} is out of range; use 1 to 200"))
-    elif execution_mode == ExecutionMode.SEQUENTIAL and concurrency != 1:
-        problems.append(
-            Problem(
-                "concurrency",
-                f"is {concurrency} but sequential mode runs one restaurant at a time; "
-                "use parallel mode or concurrency 1",
-            )
-        )
-    if not 0 <= breaker_threshold <= 1:
-        problems.append(
-            Problem(
-                "breaker_threshold",
-                f"{breaker_threshold} is not a fraction; use a value from 0 to 1, e.g. 0.5",
-            )
-        )
-    if breaker_min_finished < 1:
-        problems.append(
-            Problem("breaker_min_finished", f"{breaker_min_finished} is below 1; use at least 1")
-        )
-    return problems
-
-
 def create_template(
     session: Session,
     *,
@@ -126,7 +99,7 @@ def create_template(
     problems += _filter_problems(
         city, lead_stage, lead_type, min_icp_score, registration_status, limit, max_size
     )
-    problems += _option_problems(
+    problems += option_problems(
         execution_mode, concurrency, breaker_threshold, breaker_min_finished
     )
     if settings is not None and not isinstance(settings, Mapping):

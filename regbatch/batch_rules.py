@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from regbatch.statuses import BatchStatus
+from regbatch.errors import Problem
+from regbatch.statuses import BatchStatus, ExecutionMode
 
 FAILURE_THRESHOLD = 0.5
 
@@ -99,3 +100,39 @@ def breaker_reason(failed: int, finished: int, policy: BreakerPolicy) -> str:
         f"breaker tripped: {failed} of {finished} finished restaurants failed "
         f"({failed / finished:.0%} > {policy.threshold:.0%}); resume, cancel or retry the failed"
     )
+
+
+def option_problems(
+    execution_mode: str, concurrency: int, breaker_threshold: float, breaker_min_finished: int
+) -> list[Problem]:
+    """Every problem with a batch's (or a template's) execution and breaker options."""
+    problems = []
+    if execution_mode not in set(ExecutionMode):
+        problems.append(
+            Problem(
+                "execution_mode",
+                f"{execution_mode!r} is not a mode; use one of {', '.join(ExecutionMode)}",
+            )
+        )
+    if not 1 <= concurrency <= 200:
+        problems.append(Problem("concurrency", f"{concurrency} is out of range; use 1 to 200"))
+    elif execution_mode == ExecutionMode.SEQUENTIAL and concurrency != 1:
+        problems.append(
+            Problem(
+                "concurrency",
+                f"is {concurrency} but sequential mode runs one "
+                "restaurant at a time; use parallel mode or concurrency 1",
+            )
+        )
+    if not 0 <= breaker_threshold <= 1:
+        problems.append(
+            Problem(
+                "breaker_threshold",
+                f"{breaker_threshold} is not a fraction; use a value from 0 to 1, e.g. 0.5",
+            )
+        )
+    if breaker_min_finished < 1:
+        problems.append(
+            Problem("breaker_min_finished", f"{breaker_min_finished} is below 1; use at least 1")
+        )
+    return problems

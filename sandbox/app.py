@@ -19,25 +19,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from regbatch.platform.endpoints import STEP_PATHS
 from regbatch.steps import StepKey
 from sandbox.faults import FaultSet, Latency
 from sandbox.schemas import ConfigIn, FaultsIn, LatencyIn
 from sandbox.state import Answer, PlatformState, Refusal, error_body
 
-STEP_ROUTES: dict[StepKey, str] = {
-    StepKey.ACCOUNT_REGISTRATION: "/api/registration/account",
-    StepKey.CODE_GENERATION: "/api/registration/code-generation",
-    StepKey.ONBOARDING_USER: "/api/registration/onboarding-user",
-    StepKey.IMAGE_UPLOAD: "/api/menus/{menu_id}/upload-images",
-    StepKey.RESTAURANT_REGISTRATION: "/api/registration/restaurant",
-    StepKey.WEBSITE_CONFIGURATION: "/api/registration/website",
-    StepKey.SERVICES_CONFIGURATION: "/api/registration/services",
-    StepKey.PAYMENT_CONFIGURATION: "/api/registration/payment",
-    StepKey.MENU_IMPORT: "/api/registration/menu-import",
-    StepKey.ONBOARDING_SYNC: "/api/registration/onboarding-sync",
-    StepKey.OPTION_SETS: "/api/registration/option-sets",
-    StepKey.ITEM_TAGS: "/api/registration/item-tags",
-}
+STEP_ROUTES = STEP_PATHS  # the sandbox serves the contract the client calls
 _FAULT_ANSWERS = {
     "transient": (503, "INJECTED_TRANSIENT", "injected transient fault; try again"),
     "permanent": (400, "INJECTED_PERMANENT", "injected permanent fault"),

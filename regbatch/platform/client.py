@@ -17,24 +17,11 @@ import httpx
 
 from regbatch.errors import PermanentPlatformError, PlatformError, TransientPlatformError
 from regbatch.platform.answers import RETRYING, WRONG_API, Call, read_answer, to_result
+from regbatch.platform.endpoints import STEP_PATHS
 from regbatch.platform.requests import missing_input
 from regbatch.settings import Settings, get_settings
 from regbatch.steps import StepKey
 
-STEP_PATHS: dict[StepKey, str] = {
-    StepKey.ACCOUNT_REGISTRATION: "/api/registration/account",
-    StepKey.CODE_GENERATION: "/api/registration/code-generation",
-    StepKey.ONBOARDING_USER: "/api/registration/onboarding-user",
-    StepKey.IMAGE_UPLOAD: "/api/menus/{menu_id}/upload-images",
-    StepKey.RESTAURANT_REGISTRATION: "/api/registration/restaurant",
-    StepKey.WEBSITE_CONFIGURATION: "/api/registration/website",
-    StepKey.SERVICES_CONFIGURATION: "/api/registration/services",
-    StepKey.PAYMENT_CONFIGURATION: "/api/registration/payment",
-    StepKey.MENU_IMPORT: "/api/registration/menu-import",
-    StepKey.ONBOARDING_SYNC: "/api/registration/onboarding-sync",
-    StepKey.OPTION_SETS: "/api/registration/option-sets",
-    StepKey.ITEM_TAGS: "/api/registration/item-tags",
-}
 UPLOAD_PENDING = frozenset({"accepted", "queued", "pending", "processing", "in_progress"})
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 
