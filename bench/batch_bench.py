@@ -241,6 +241,22 @@ async def asyncio_baseline(restaurant_ids: list[Any], org_id: Any, c: int) -> fl
     return wall
 
 
+def cpu_seconds(pid: int | None, with_children: bool = True) -> float:
+    """User + system CPU seconds of a process (and its children), from /proc (0 if unknown)."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        for p in [pid, *map(int, children if with_children else [])]:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    except OSError:
+        return 0.0
+    return total
+
+
 def run_batch_flow(
     org_id: Any, restaurant_ids: list[Any], c: int, all_steps_off: bool
 ) -> tuple[float, Any]:
@@ -309,14 +325,16 @@ def main() -> None:
     sandbox, sandbox_url = start_sandbox(args.latency_ms)
     os.environ["REGBATCH_PLATFORM_URL"] = sandbox_url
     try:
-        report(args, server)
+        report(args, server, sandbox.pid)
     finally:
         for process in (sandbox, server):
             if process is not None:
                 os.killpg(process.pid, signal.SIGTERM)
 
 
-def report(args: argparse.Namespace, server: subprocess.Popen[bytes] | None) -> None:
+def report(
+    args: argparse.Namespace, server: subprocess.Popen[bytes] | None, sandbox_pid: int
+) -> None:
     from regbatch.steps import critical_path_length
 
     n, c, latency = args.n, args.c, args.latency_ms / 1000
@@ -338,7 +356,18 @@ def report(args: argparse.Namespace, server: subprocess.Popen[bytes] | None) -> 
             f"asyncio baseline          {baseline:8.1f} s  (same HTTP calls, no Prefect, "
             "no database)"
         )
+    pids = {
+        "this process": os.getpid(),
+        "Prefect server": server.pid if server is not None else None,
+        "sandbox": sandbox_pid,
+    }
+
+    def cpu_now() -> dict[str, float]:  # the server and sandbox are children of this process
+        return {name: cpu_seconds(pid, name != "this process") for name, pid in pids.items()}
+
+    cpu_before = cpu_now()
     wall, detail = run_batch_flow(org_id, restaurant_ids, c, False)
+    cpu = {name: seconds - cpu_before[name] for name, seconds in cpu_now().items()}
     print(
         f"batch flow                {wall:8.1f} s  status={detail.status} "
         f"completed={detail.completed}/{n} failed={detail.failed}"
@@ -347,6 +376,11 @@ def report(args: argparse.Namespace, server: subprocess.Popen[bytes] | None) -> 
         print(f"ratio to the limit        {wall / limit:8.2f} x")
     steps = sum(s.status == "completed" for j in detail.jobs for s in j.steps)
     print(f"steps completed           {steps:8d}")
+    print(
+        "CPU during the batch flow "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items() if seconds)
+        + f" (of {os.cpu_count() * wall:.0f} core-seconds on {os.cpu_count()} cores)"
+    )
     if args.cost:
         _, more_ids = prepare_database(n, True)
         empty_wall, empty = run_batch_flow(

@@ -1,10 +1,13 @@
-"""Prefect's own floor on this machine: N async subflows of 0 or 12 no-op async tasks, c at once.
+"""Prefect's own floor on this machine: N async subflows of 0 or 12 async tasks, c at once.
 
 No database, no HTTP, no regbatch code: what a flow run per restaurant and a task run per step
 cost by themselves, on the same kind of Prefect server the batch benchmark uses. It gives the
-batch benchmark's orchestration figures their context.
+batch benchmark's orchestration figures their context. The 12 tasks follow the step graph's
+levels (a level's tasks run together once the level before it ended, 4 levels deep) and each
+sleeps --step-ms, so `--step-ms 1000 --n 200` is Prefect's own answer to the batch goal.
 
     .venv/bin/python bench/prefect_floor.py --n 100 --c 25 --start-server
+    .venv/bin/python bench/prefect_floor.py --n 200 --c 25 --step-ms 1000 --start-server
 """
 
 from __future__ import annotations
@@ -20,21 +23,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from batch_bench import start_prefect_server
+from batch_bench import cpu_seconds, start_prefect_server
 
 
-async def measure(n: int, c: int, steps: int) -> float:
+def graph_levels() -> list[int]:
+    """How many of the twelve steps sit at each depth of the step graph ([3, 4, 4, 1] or so)."""
+    from regbatch.steps import STEPS
+
+    depth: dict[object, int] = {}
+    for spec in STEPS:
+        depth[spec.key] = 1 + max((depth[d] for d in spec.prerequisites), default=0)
+    return [list(depth.values()).count(d) for d in range(1, max(depth.values()) + 1)]
+
+
+async def measure(n: int, c: int, steps: int, step_s: float = 0.0) -> float:
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
 
+    levels = graph_levels() if steps else []
+
     @task(cache_policy=NO_CACHE, persist_result=False)
     async def step(number: int) -> int:
+        if step_s:
+            await asyncio.sleep(step_s)
         return number
 
     @flow(persist_result=False)
     async def restaurant(number: int, steps: int) -> int:
-        for i in range(steps):
-            await step(i)
+        for width in levels:
+            await asyncio.gather(*(step(i) for i in range(width)))
         return number
 
     @flow(persist_result=False)
@@ -57,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--c", type=int, default=25)
+    parser.add_argument("--step-ms", type=float, default=0, help="each task sleeps this long")
     parser.add_argument("--start-server", action="store_true")
     args = parser.parse_args()
     os.environ.update(
@@ -70,20 +88,40 @@ def main() -> None:
     if args.start_server:
         server, url = start_prefect_server(Path(tempfile.mkdtemp(prefix="regbatch-floor-")))
         os.environ["PREFECT_API_URL"] = url
+    server_pid = server.pid if server is not None else None
+    cpu: dict[int, tuple[float, float]] = {}
     try:
-        empty = asyncio.run(measure(args.n, args.c, 0))
-        full = asyncio.run(measure(args.n, args.c, 12))
+        walls = {}
+        for steps in (0, 12):
+            before = cpu_seconds(os.getpid(), False), cpu_seconds(server_pid)
+            walls[steps] = asyncio.run(measure(args.n, args.c, steps, args.step_ms / 1000))
+            after = cpu_seconds(os.getpid(), False), cpu_seconds(server_pid)
+            cpu[steps] = after[0] - before[0], after[1] - before[1]
+        empty, full = walls[0], walls[12]
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
-    print(f"Prefect alone, N={args.n} async subflows, c={args.c}")
+    print(
+        f"Prefect alone, N={args.n} async subflows, c={args.c}, tasks in the step graph's "
+        f"levels {graph_levels()}, {args.step_ms:.0f} ms each"
+    )
+    if args.step_ms:
+        limit = -(-args.n // args.c) * len(graph_levels()) * args.step_ms / 1000
+        print(f"physical limit               {limit:7.1f} s   ratio {full / limit:.2f} x")
     print(
         f"subflows with no task        {empty:7.1f} s   {1000 * empty / args.n:6.0f} ms per subflow"
     )
     print(
-        f"subflows with 12 no-op tasks {full:7.1f} s   {1000 * full / args.n:6.0f} ms per subflow, "
+        f"subflows with 12 tasks       {full:7.1f} s   {1000 * full / args.n:6.0f} ms per subflow, "
         f"{1000 * (full - empty) / (12 * args.n):5.1f} ms per task"
     )
+    for steps, (client_s, server_s) in cpu.items():
+        print(
+            f"CPU per subflow with {steps:2d} tasks: "
+            f"this process {1000 * client_s / args.n:5.0f} ms"
+            + (f", Prefect server {1000 * server_s / args.n:5.0f} ms" if server_pid else "")
+            + " (includes the warm-up run)"
+        )
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def serve(limit: int | None = None, poll_seconds: int = 2) -> None:
 
     for name in take_over_from_work_pool():
         logging.getLogger("regbatch.serve").warning(
-            "serving %s here now; `prefect deploy --all` puts it back on the work pool", name)
+            "serving %s here now; `prefect deploy --all` puts it back on the work pool", name
+        )
     with temporary_settings({PREFECT_RUNNER_POLL_FREQUENCY: poll_seconds}):
         prefect_serve(*served_deployments(), limit=limit)

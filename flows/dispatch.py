@@ -87,15 +87,15 @@ async def dispatch(
                     job.restaurant_name,
                     task.exception(),
                 )
-            status = await execution.job_status(job.id)
-            if status in JOB_FINISHED:
-                await reporter.job_finished(await execution.finished_count(batch_id))
-                if queue and outcome.stopped is None:
-                    reason = await lifecycle.check_breaker(batch_id)
-                    if reason is not None:
-                        outcome.stopped, outcome.reason = "breaker", reason
-                        logger.error("%s", reason)
-                        _announce_breaker(batch_id, batch_name, reason)
+            settled = await lifecycle.settle_job(
+                batch_id, job.id, may_trip=bool(queue) and outcome.stopped is None
+            )
+            if settled.status in JOB_FINISHED:
+                await reporter.job_finished(settled.finished)
+                if settled.breaker_reason is not None:
+                    outcome.stopped, outcome.reason = "breaker", settled.breaker_reason
+                    logger.error("%s", settled.breaker_reason)
+                    _announce_breaker(batch_id, batch_name, settled.breaker_reason)
                 continue
             if outcome.stopped is not None:
                 continue  # held by the pause or cancel that stopped dispatching
@@ -143,6 +143,7 @@ def _announce_breaker(batch_id: uuid.UUID, batch_name: str, reason: str) -> None
 
 async def run_in_process(job: JobRef) -> None:
     """The restaurant as a subflow of this flow run (its own flow run page in the UI)."""
+    execution.note_job_name(job.id, job.restaurant_name)
     await register_restaurant(job.id, return_state=True)
 
 

@@ -18,11 +18,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db import steps as ledger
-from db.batches import batch_detail, job_counts
+from db.batches import batch_detail
 from db.engine import session_scope
 from db.models import Job, Restaurant
 from db.steps import JobPlan, StepInputs
-from regbatch.errors import NotFoundError
 from regbatch.statuses import JOB_FINISHED, JobStatus
 from regbatch.steps import StepKey
 from regbatch.views import BatchDetail
@@ -92,11 +91,32 @@ async def requested_action(batch_id: uuid.UUID) -> str | None:
     return await transact(ledger.requested_action, batch_id)
 
 
+# Restaurant names the batch flow already read, so naming a subflow run does not block the
+# event loop on the database (the name callable is synchronous). Bounded; names never change
+# during a run.
+_JOB_NAMES: dict[uuid.UUID, str] = {}
+_JOB_NAMES_SIZE = 4096
+
+
+def note_job_name(job_id: uuid.UUID, restaurant_name: str) -> None:
+    if len(_JOB_NAMES) >= _JOB_NAMES_SIZE:
+        _JOB_NAMES.pop(next(iter(_JOB_NAMES)))
+    _JOB_NAMES[job_id] = restaurant_name
+
+
 def restaurant_name_for_job(job_id: uuid.UUID) -> str:
-    """The restaurant's name (blocking; used to name flow runs)."""
+    """The restaurant's name (used to name flow runs; reads the database unless noted)."""
+    known = _JOB_NAMES.get(job_id)
+    if known is not None:
+        return known
 
     def read(session: Session) -> str:
-        return ledger.load_plan(session, job_id).restaurant_name
+        name = session.scalar(
+            select(Restaurant.name)
+            .join(Job, Job.restaurant_id == Restaurant.id)
+            .where(Job.id == job_id)
+        )
+        return name or f"job {job_id}"
 
     return _in_transaction(read)
 
@@ -133,16 +153,6 @@ async def unfinished_jobs(batch_id: uuid.UUID) -> list[JobRef]:
     return await transact(_job_refs, batch_id, True)
 
 
-async def job_status(job_id: uuid.UUID) -> JobStatus:
-    def read(session: Session) -> JobStatus:
-        status = session.scalar(select(Job.status).where(Job.id == job_id))
-        if status is None:
-            raise NotFoundError(f"job {job_id} does not exist")
-        return JobStatus(status)
-
-    return await transact(read)
-
-
 async def mark_dispatched(job_id: uuid.UUID) -> None:
     """Count one more dispatch of the job."""
 
@@ -161,10 +171,3 @@ async def remember_flow_run(job_id: uuid.UUID, flow_run_id: uuid.UUID) -> None:
         session.execute(update(Job).where(Job.id == job_id).values(flow_run_id=flow_run_id))
 
     await transact(write)
-
-
-async def finished_count(batch_id: uuid.UUID) -> int:
-    def read(session: Session) -> int:
-        return job_counts(session, batch_id).finished
-
-    return await transact(read)

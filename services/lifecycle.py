@@ -7,14 +7,19 @@ import os
 import socket
 import threading
 import uuid
+from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import lifecycle
-from db.batches import batch_detail, get_batch
+from db.batches import batch_detail, get_batch, job_counts
 from db.engine import session_scope
+from db.models import Job
 from db.retries import create_retry_batch
 from regbatch.batch_rules import breaker_reason, breaker_trips
+from regbatch.errors import NotFoundError
+from regbatch.statuses import JOB_FINISHED, JobStatus
 from regbatch.views import BatchDetail
 from services.batches import parse_uuid
 from services.execution import transact
@@ -118,19 +123,36 @@ async def finish_run(batch_id: uuid.UUID, owner: str) -> BatchDetail:
     return await transact(finish)
 
 
-async def check_breaker(batch_id: uuid.UUID) -> str | None:
-    """Trip the breaker when too many finished jobs failed; returns the reason if it tripped."""
+@dataclass(frozen=True)
+class JobSettled:
+    """What the batch runner learns once a dispatched job's run ended."""
 
-    def check(session: Session) -> str | None:
-        policy = lifecycle.breaker_policy(get_batch(session, batch_id))
-        failed, finished = lifecycle.breaker_window(session, batch_id)
-        if not breaker_trips(failed, finished, policy):
-            return None
-        reason = breaker_reason(failed, finished, policy)
-        lifecycle.trip_breaker(session, batch_id, reason, failed, finished)
-        return reason
+    status: JobStatus
+    finished: int  # the batch's finished jobs, this one included
+    breaker_reason: str | None  # set when this job's end tripped the breaker
 
-    return await transact(check)
+
+async def settle_job(batch_id: uuid.UUID, job_id: uuid.UUID, may_trip: bool) -> JobSettled:
+    """The job's status, the batch's finished count and (if `may_trip`) the breaker check,
+    in one transaction; a tripped breaker asks the batch to pause with its reason."""
+
+    def settle(session: Session) -> JobSettled:
+        status = session.scalar(select(Job.status).where(Job.id == job_id))
+        if status is None:
+            raise NotFoundError(f"job {job_id} does not exist")
+        if status not in JOB_FINISHED:
+            return JobSettled(JobStatus(status), 0, None)
+        finished = job_counts(session, batch_id).finished
+        reason = None
+        if may_trip:
+            policy = lifecycle.breaker_policy(get_batch(session, batch_id))
+            failed, window = lifecycle.breaker_window(session, batch_id)
+            if breaker_trips(failed, window, policy):
+                reason = breaker_reason(failed, window, policy)
+                lifecycle.trip_breaker(session, batch_id, reason, failed, window)
+        return JobSettled(JobStatus(status), finished, reason)
+
+    return await transact(settle)
 
 
 def renew_lease(batch_id: uuid.UUID, owner: str, lease_seconds: float) -> bool:

@@ -24,6 +24,9 @@ from regbatch.steps import StepKey
 
 UPLOAD_PENDING = frozenset({"accepted", "queued", "pending", "processing", "in_progress"})
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+# A parallel batch has up to concurrency x 5 step requests in flight; keeping that many
+# connections alive saves a TCP connect per request (httpx keeps only 20 by default).
+DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=200)
 
 
 class PlatformClient:
@@ -44,6 +47,7 @@ class PlatformClient:
             base_url=self.base_url,
             transport=transport,
             timeout=DEFAULT_TIMEOUT,
+            limits=DEFAULT_LIMITS,
             headers={"X-Service-Key": service_key, "Accept": "application/json"},
             follow_redirects=False,
         )

@@ -38,14 +38,18 @@ async def _ensure_pool() -> None:
 
 def test_prefect_deploy_all_creates_every_deployment(prefect_server) -> None:
     asyncio.run(_ensure_pool())
-    done = subprocess.run([PREFECT, "--no-prompt", "deploy", "--all"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [PREFECT, "--no-prompt", "deploy", "--all"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
     async def read() -> dict:
         async with get_client() as client:
-            return {s.full_name: await client.read_deployment_by_name(s.full_name)
-                    for s in CATALOG}
+            return {s.full_name: await client.read_deployment_by_name(s.full_name) for s in CATALOG}
 
     deployments = asyncio.run(read())
     assert all(d.work_pool_name == WORK_POOL for d in deployments.values())
@@ -57,22 +61,28 @@ def test_prefect_deploy_all_creates_every_deployment(prefect_server) -> None:
     # the UI form comes from the typed parameter model
     form = deployments["registration-batch/registration-batch"].parameter_openapi_schema
     run_model = form["definitions"]["BatchRun"]["properties"]
-    assert {"batch_id", "organisation", "restaurant_ids", "execution_mode",
-            "concurrency"} <= set(run_model)
+    assert {"batch_id", "organisation", "restaurant_ids", "execution_mode", "concurrency"} <= set(
+        run_model
+    )
     assert run_model["concurrency"]["minimum"] == 1
 
 
 @pytest.fixture(scope="module")
 def served(sandbox_server, tmp_path_factory) -> Iterator[None]:
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    process = subprocess.Popen([REGBATCH, "serve"], stdout=open(log, "w"),  # noqa: SIM115
-                               stderr=subprocess.STDOUT, env={**os.environ},
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [REGBATCH, "serve"],
+        stdout=open(log, "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
+        start_new_session=True,
+    )
 
     async def registered() -> bool:
         async with get_client() as client:
             deployment = await client.read_deployment_by_name(
-                "registration-batch/registration-batch")
+                "registration-batch/registration-batch"
+            )
             return deployment.work_pool_name is None  # served, not on the pool any more
 
     deadline = time.monotonic() + 90
@@ -84,7 +94,8 @@ def served(sandbox_server, tmp_path_factory) -> Iterator[None]:
             pass
         assert process.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "regbatch serve did not serve the deployments:\n" + (
-            log.read_text())
+            log.read_text()
+        )
         time.sleep(1)
     try:
         yield
@@ -96,17 +107,20 @@ def served(sandbox_server, tmp_path_factory) -> Iterator[None]:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def test_a_batch_triggered_through_the_prefect_api_runs_under_serve(org_id, sandbox,
-                                                                  served) -> None:
+def test_a_batch_triggered_through_the_prefect_api_runs_under_serve(
+    org_id, sandbox, served
+) -> None:
     batch_id, _, _ = new_batch(org_id, 2, execution_mode="parallel", concurrency=2)
 
     async def trigger():
-        return await arun_deployment("registration-batch/registration-batch",
-                                     parameters={"run": {"batch_id": str(batch_id)}}, timeout=0)
+        return await arun_deployment(
+            "registration-batch/registration-batch",
+            parameters={"run": {"batch_id": str(batch_id)}},
+            timeout=0,
+        )
 
     flow_run = asyncio.run(trigger())
-    wait_for(lambda: get_batch(batch_id).status in ("completed", "failed"), timeout=180,
-             interval=1)
+    wait_for(lambda: get_batch(batch_id).status in ("completed", "failed"), timeout=180, interval=1)
     detail = get_batch(batch_id)
     assert (detail.status, detail.completed) == ("completed", 2)
 

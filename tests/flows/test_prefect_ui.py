@@ -17,14 +17,17 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium); "
-                    ".ci/run installs it")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it",
+)
 def test_the_ui_shows_the_batch_run_with_its_artifacts(org_id, sandbox) -> None:
     from playwright.sync_api import sync_playwright
 
     batch_id, _, restaurant_ids = new_batch(org_id, 2)
-    sandbox.set_faults([{"restaurant": str(restaurant_ids[1]), "step": "menu_import",
-                         "kind": "permanent"}])
+    sandbox.set_faults(
+        [{"restaurant": str(restaurant_ids[1]), "step": "menu_import", "kind": "permanent"}]
+    )
     detail = run_batch(batch_id)
 
     run_id = detail.flow_run_id
@@ -32,9 +35,17 @@ def test_the_ui_shows_the_batch_run_with_its_artifacts(org_id, sandbox) -> None:
     ui = os.environ["PREFECT_UI_URL"]
     SHOTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle", timeout=60000)
         page.get_by_text(f"batch: {detail.name}").first.wait_for(timeout=30000)
