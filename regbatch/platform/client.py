@@ -25,8 +25,12 @@ from regbatch.steps import StepKey
 UPLOAD_PENDING = frozenset({"accepted", "queued", "pending", "processing", "in_progress"})
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 # A parallel batch has up to concurrency x 5 step requests in flight; keeping that many
-# connections alive saves a TCP connect per request (httpx keeps only 20 by default).
-DEFAULT_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+# connections alive saves a TCP connect per request (httpx keeps only 20 by default). An idle
+# connection is dropped after 2 s, before a server's keep-alive timeout (5 s for uvicorn) can
+# close it under a request being sent, which fails that request with a ReadError.
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0
+)
 
 
 class PlatformClient:
