@@ -201,6 +201,7 @@ def cancel_now(session: Session, batch_id: uuid.UUID, actor: str) -> Batch:
     unfinished = select(Job.id).where(
         Job.batch_id == batch_id, Job.status.in_([JobStatus.PENDING, JobStatus.IN_PROGRESS])
     )
+    cancelled_jobs = list(session.scalars(unfinished.order_by(Job.position)))
     session.execute(
         update(JobStep)
         .where(
@@ -213,6 +214,15 @@ def cancel_now(session: Session, batch_id: uuid.UUID, actor: str) -> Batch:
         .where(Job.id.in_(unfinished))
         .values(status=JobStatus.CANCELLED, completed_at=now, current_step=None)
     )
+    for job_id in cancelled_jobs:  # each job's transition is in the log, with its actor
+        append_log(
+            session,
+            organisation_id=batch.organisation_id,
+            batch_id=batch.id,
+            job_id=job_id,
+            operation=Operation.JOB_CANCELLED,
+            actor=actor,
+        )
     recompute_counters(session, batch_id)
     batch.status = BatchStatus.CANCELLED
     batch.cancelled_at = batch.completed_at = now

@@ -158,3 +158,23 @@ def test_detail_costs_the_same_few_queries_whatever_the_size(org_id: uuid.UUID) 
         return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
 
     assert queries_for(1) == queries_for(8) == 3
+
+
+def test_cancelling_a_batch_nobody_runs_logs_every_job_it_cancels(org_id: uuid.UUID) -> None:
+    from db import lifecycle
+    from db.oplog import read_log
+
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, 3)
+    batch_id = new_batch(org_id, ids)
+    with session_scope() as session:
+        lifecycle.request_cancel(session, batch_id, "user")
+    with session_scope() as session:
+        detail = batches.batch_detail(session, batch_id)
+        log = read_log(session, batch_id)
+    assert detail.status == "cancelled" and detail.cancelled == 3
+    assert {s.status for j in detail.jobs for s in j.steps} == {"cancelled"}
+    job_entries = [e for e in log if e.operation == "job_cancelled"]
+    assert [e.job_id for e in job_entries] == [j.id for j in detail.jobs]
+    assert {e.actor for e in job_entries} == {"user"}
+    assert log[-1].operation == "batch_cancelled"

@@ -395,7 +395,8 @@ def test_actions_the_status_does_not_allow_are_conflicts_naming_the_status(
     assert cancelled.status_code == 200
     body = cancelled.json()
     assert body["status"] == "cancelled" and body["cancelled_at"] is not None
-    assert row_counts()["batch_operation_logs"] == before["batch_operation_logs"] + 1
+    # the batch's cancellation and its one job's
+    assert row_counts()["batch_operation_logs"] == before["batch_operation_logs"] + 2
     for action in ("cancel", "start", "pause", "resume"):
         response = client.post(f"/registration-batches/{batch}/{action}", headers=auth)
         assert response.status_code == 409, (action, response.text)
