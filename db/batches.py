@@ -365,10 +365,25 @@ def list_batches(
     return BatchPage(items=[_summary(b) for b in rows], next_cursor=next_cursor)
 
 
+# A step's columns as its view shows them, without `result_data` (for overviews of big batches).
+_STEP_SUMMARY_COLUMNS = [
+    column
+    for name, column in JobStep.__table__.c.items()
+    if name in StepView.model_fields and name != "result_data"
+]
+
+
 def batch_detail(
-    session: Session, batch_id: uuid.UUID, organisation_id: uuid.UUID | None = None
+    session: Session,
+    batch_id: uuid.UUID,
+    organisation_id: uuid.UUID | None = None,
+    with_results: bool = True,
 ) -> BatchDetail:
-    """The batch with its jobs and their steps, in three queries whatever the batch's size."""
+    """The batch with its jobs and their steps, in three queries whatever the batch's size.
+
+    `with_results=False` leaves out the steps' `result_data` (None in the views): the progress
+    table of a big batch reads every step row, and the results are most of their weight.
+    """
     batch = get_batch(session, batch_id, organisation_id)
     jobs = session.execute(
         select(Job, Restaurant.name)
@@ -376,15 +391,28 @@ def batch_detail(
         .where(Job.batch_id == batch_id)
         .order_by(Job.position)
     ).all()
-    steps = session.scalars(
-        select(JobStep)
-        .join(Job, Job.id == JobStep.job_id)
-        .where(Job.batch_id == batch_id)
-        .order_by(JobStep.job_id, JobStep.step_number)
-    )
     steps_by_job: dict[uuid.UUID, list[StepView]] = {}
-    for row in steps:
-        steps_by_job.setdefault(row.job_id, []).append(StepView.model_validate(row))
+    if with_results:
+        steps = session.scalars(
+            select(JobStep)
+            .join(Job, Job.id == JobStep.job_id)
+            .where(Job.batch_id == batch_id)
+            .order_by(JobStep.job_id, JobStep.step_number)
+        )
+        for row in steps:
+            steps_by_job.setdefault(row.job_id, []).append(StepView.model_validate(row))
+    else:
+        rows = session.execute(
+            select(JobStep.job_id, *_STEP_SUMMARY_COLUMNS)
+            .join(Job, Job.id == JobStep.job_id)
+            .where(Job.batch_id == batch_id)
+            .order_by(JobStep.job_id, JobStep.step_number)
+        )
+        for summary in rows:
+            fields = summary._asdict()
+            steps_by_job.setdefault(fields.pop("job_id"), []).append(
+                StepView(**fields, result_data=None)
+            )
     job_views = [
         JobView(
             id=job.id,

@@ -121,8 +121,8 @@ def restaurant_name_for_job(job_id: uuid.UUID) -> str:
     return _in_transaction(read)
 
 
-async def batch_detail_async(batch_id: uuid.UUID) -> BatchDetail:
-    return await transact(batch_detail, batch_id)
+async def batch_detail_async(batch_id: uuid.UUID, with_results: bool = True) -> BatchDetail:
+    return await transact(batch_detail, batch_id, with_results=with_results)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ class ProgressReporter:
         if not force and time.monotonic() - self._last_table < self.table_interval_s:
             return
         self._last_table = time.monotonic()
-        await self._write_table(await batch_detail_async(self.batch_id))
+        await self._write_table(await batch_detail_async(self.batch_id, with_results=False))
 
     async def _write_table(self, detail: BatchDetail) -> None:
         await acreate_table_artifact(

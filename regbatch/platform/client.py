@@ -8,6 +8,7 @@ dict, or raises TransientPlatformError / RateLimitedError / PermanentPlatformErr
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -24,17 +25,18 @@ from regbatch.steps import StepKey
 
 UPLOAD_PENDING = frozenset({"accepted", "queued", "pending", "processing", "in_progress"})
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
-# A parallel batch has up to concurrency x 5 step requests in flight; keeping that many
-# connections alive saves a TCP connect per request (httpx keeps only 20 by default). An idle
-# connection is dropped after 2 s, before a server's keep-alive timeout (5 s for uvicorn) can
-# close it under a request being sent, which fails that request with a ReadError.
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0
-)
+# A parallel batch has up to concurrency x 5 step requests in flight. Connections are kept
+# alive (a TCP connect per request costs more than the request), spread over several small
+# pools: httpcore rescans every connection of a pool, for every connection, each time a request
+# starts or ends, so one pool of 100+ connections costs the event loop more than the requests
+# themselves. An idle connection is dropped after 2 s, before a server's keep-alive timeout
+# (5 s for uvicorn) can close it under a request being sent (a ReadError).
+POOLS = 8
+POOL_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32, keepalive_expiry=2.0)
 
 
 class PlatformClient:
-    """One connection pool to the registration platform; use as `async with PlatformClient(...)`."""
+    """Connections to the registration platform; use as `async with PlatformClient(...)`."""
 
     def __init__(
         self,
@@ -47,14 +49,19 @@ class PlatformClient:
         self.base_url = base_url.rstrip("/")
         self._service_key = service_key
         self._poll_interval_s = poll_interval_s
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            transport=transport,
-            timeout=DEFAULT_TIMEOUT,
-            limits=DEFAULT_LIMITS,
-            headers={"X-Service-Key": service_key, "Accept": "application/json"},
-            follow_redirects=False,
-        )
+        # With a test transport every request goes through it, so one pool is enough.
+        self._pools = [
+            httpx.AsyncClient(
+                base_url=self.base_url,
+                transport=transport,
+                timeout=DEFAULT_TIMEOUT,
+                limits=POOL_LIMITS,
+                headers={"X-Service-Key": service_key, "Accept": "application/json"},
+                follow_redirects=False,
+            )
+            for _ in range(1 if transport is not None else POOLS)
+        ]
+        self._next_pool = itertools.cycle(self._pools)
 
     @classmethod
     def from_settings(
@@ -70,7 +77,8 @@ class PlatformClient:
         )
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.aclose()
 
     async def __aenter__(self) -> PlatformClient:
         return self
@@ -118,7 +126,8 @@ class PlatformClient:
         timeout = httpx.Timeout(remaining, connect=min(10.0, remaining))
         try:
             async with asyncio.timeout_at(deadline):
-                response = await self._http.request(method, path, timeout=timeout, **kw)
+                pool = next(self._next_pool)
+                response = await pool.request(method, path, timeout=timeout, **kw)
         except (httpx.TimeoutException, TimeoutError):
             raise _timed_out(call, timeout_s) from None
         except httpx.RequestError as exc:  # connection refused/reset, protocol errors, ...

@@ -160,6 +160,29 @@ def test_detail_costs_the_same_few_queries_whatever_the_size(org_id: uuid.UUID) 
     assert queries_for(1) == queries_for(8) == 3
 
 
+def test_detail_without_results_is_the_same_detail_minus_the_results(org_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, 2)
+    batch_id = new_batch(org_id, ids)
+    with session_scope() as session:
+        first = session.scalars(batches.select_jobs(batch_id)).first()
+        assert first is not None
+        step = session.scalars(
+            select(JobStep).where(JobStep.job_id == first.id, JobStep.step_number == 1)
+        ).one()
+        step.status, step.attempts = "completed", 1
+        step.result_data = {"account_id": "acc-1"}
+    with session_scope() as session:
+        full = batches.batch_detail(session, batch_id)
+        light = batches.batch_detail(session, batch_id, with_results=False)
+    assert full.jobs[0].steps[0].result_data == {"account_id": "acc-1"}
+    assert all(s.result_data is None for j in light.jobs for s in j.steps)
+    for job in full.jobs:
+        for s in job.steps:
+            s.result_data = None
+    assert light == full
+
+
 def test_cancelling_a_batch_nobody_runs_logs_every_job_it_cancels(org_id: uuid.UUID) -> None:
     from db import lifecycle
     from db.oplog import read_log
