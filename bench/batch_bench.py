@@ -139,14 +139,34 @@ def start_sandbox(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
     return process, url
 
 
+def bench_database() -> tuple[str, str]:
+    """(the database URL, this run's schema in it)."""
+    base = os.environ.get(
+        "REGBATCH_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    return base, f"regbatch_bench_{os.getpid()}"
+
+
+def drop_bench_schema() -> None:
+    """Leave the database as it was: this run's schema goes."""
+    from sqlalchemy import create_engine, text
+
+    from db.engine import get_engine
+
+    base, schema = bench_database()
+    if os.environ.get("REGBATCH_DATABASE_URL", "").endswith(schema):
+        get_engine().dispose()
+    engine = create_engine(base)
+    with engine.begin() as c:
+        c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    engine.dispose()
+
+
 def prepare_database(n: int, all_steps_off: bool) -> tuple[Any, list[Any]]:
     """A fresh schema with one organisation and N restaurants (full menus: all 12 steps run)."""
     from sqlalchemy import create_engine, text
 
-    base = os.environ.get(
-        "REGBATCH_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
-    schema = f"regbatch_bench_{os.getpid()}"
+    base, schema = bench_database()
     engine = create_engine(base)
     with engine.begin() as c:
         c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
@@ -327,6 +347,7 @@ def main() -> None:
     try:
         report(args, server, sandbox.pid)
     finally:
+        drop_bench_schema()
         for process in (sandbox, server):
             if process is not None:
                 os.killpg(process.pid, signal.SIGTERM)
