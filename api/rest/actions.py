@@ -19,8 +19,8 @@ from api.rest.schemas import (
     RetryCreated,
     error_responses,
 )
-from api.rest.starting import not_started, started_fields, submit
-from regbatch.errors import InvalidInputError, RegbatchError
+from api.rest.starting import start_if_asked, submit
+from regbatch.errors import InvalidInputError
 from services import batches, lifecycle
 from services.starts import StartResult
 
@@ -111,13 +111,7 @@ async def retry_failed(
         lifecycle.retry_failed, batch_id, caller.actor, caller.organisation_id
     )
     created = RetryCreated(new_batch_id=new_id, status="draft")
-    if not auto_start:
-        return created
-    try:
-        started = await submit(new_id, caller)
-    except RegbatchError as exc:
-        return await not_started(exc, new_id, caller)
-    return created.model_copy(update=started_fields(started))
+    return await start_if_asked(created, new_id, caller, auto_start)
 
 
 @router.post(
@@ -140,10 +134,4 @@ async def register(body: RegistrationRequest, caller: CallerDep) -> object:
     except InvalidInputError as exc:
         raise renamed(exc, {"settings": "config", "restaurant_ids": "restaurant_id"}) from None
     created = BatchCreated(batch_id=batch_id, jobs_count=1, status="draft")
-    if not body.auto_start:
-        return created
-    try:
-        started = await submit(batch_id, caller)
-    except RegbatchError as exc:
-        return await not_started(exc, batch_id, caller)
-    return created.model_copy(update=started_fields(started))
+    return await start_if_asked(created, batch_id, caller, body.auto_start)

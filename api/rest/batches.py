@@ -11,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.rest.auth import CallerDep
 from api.rest.schemas import BatchCreated, CreateBatchRequest, error_responses
-from api.rest.starting import not_started, started_fields, submit
+from api.rest.starting import start_if_asked
 from db.types import utcnow
-from regbatch.errors import InvalidInputError, Problem, RegbatchError
+from regbatch.errors import InvalidInputError, Problem
 from regbatch.statuses import BatchStatus
 from regbatch.views import BatchDetail, BatchPage
 from services import batches
@@ -61,13 +61,7 @@ async def create_batch(body: CreateBatchRequest, caller: CallerDep) -> object:
     except InvalidInputError as exc:
         raise renamed(exc, {"settings": "common_config"}) from None
     created = BatchCreated(batch_id=batch_id, jobs_count=len(body.restaurant_ids), status="draft")
-    if not body.auto_start:
-        return created
-    try:
-        started = await submit(batch_id, caller)
-    except RegbatchError as exc:
-        return await not_started(exc, batch_id, caller)
-    return created.model_copy(update=started_fields(started))
+    return await start_if_asked(created, batch_id, caller, body.auto_start)
 
 
 @router.get(

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import TypeVar
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.rest.auth import Caller
@@ -21,6 +23,8 @@ from regbatch.errors import ConfigurationError, RegbatchError
 from services.starts import StartResult, start_batch_async
 
 logger = logging.getLogger("regbatch.api")
+
+Created = TypeVar("Created", bound=BaseModel)
 
 
 async def submit(batch_id: uuid.UUID, caller: Caller) -> StartResult:
@@ -61,3 +65,17 @@ def started_fields(result: StartResult) -> dict[str, object]:
         "first_job_id": result.first_job_id,
         "flow_run_id": result.flow_run_id,
     }
+
+
+async def start_if_asked(
+    created: Created, batch_id: uuid.UUID, caller: Caller, auto_start: bool
+) -> Created | JSONResponse:
+    """The creating request's answer: `created` as it is, or with the start's fields once the
+    batch is submitted, or the error response naming the batch when the start failed."""
+    if not auto_start:
+        return created
+    try:
+        started = await submit(batch_id, caller)
+    except RegbatchError as exc:
+        return await not_started(exc, batch_id, caller)
+    return created.model_copy(update=started_fields(started))

@@ -9,8 +9,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.rest.auth import CallerDep
 from api.rest.schemas import CreateTemplateRequest, PreviewRow, TemplateRun, error_responses
-from api.rest.starting import not_started, started_fields, submit
-from regbatch.errors import NotFoundError, RegbatchError
+from api.rest.starting import start_if_asked
+from regbatch.errors import NotFoundError
 from services import templates
 from services.progress import batch_progress
 from services.templates import TemplateView
@@ -98,10 +98,4 @@ async def run_template(
         return TemplateRun(batch_id=None)
     total = (await run_in_threadpool(batch_progress, batch_id, caller.organisation_id)).total
     created = TemplateRun(batch_id=batch_id, jobs_count=total, status="draft")
-    if not auto_start:
-        return created
-    try:
-        started = await submit(batch_id, caller)
-    except RegbatchError as exc:
-        return await not_started(exc, batch_id, caller)
-    return created.model_copy(update=started_fields(started))
+    return await start_if_asked(created, batch_id, caller, auto_start)
