@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.views import BatchDetail, BatchPage
 from services import batches as _batches
 from services import lifecycle as _lifecycle
@@ -61,8 +62,8 @@ def create_batch(
     settings: Mapping[str, Any] | None = None,
     execution_mode: Literal["sequential", "parallel", "distributed"] = "sequential",
     concurrency: int | None = None,
-    breaker_threshold: float = 0.5,
-    breaker_min_finished: int = 3,
+    breaker_threshold: float = BREAKER_THRESHOLD,
+    breaker_min_finished: int = BREAKER_MIN_FINISHED,
     created_by: str = "user:python",
 ) -> uuid.UUID:
     """Create a draft batch (one job and twelve steps per restaurant); every check first."""

@@ -17,7 +17,7 @@ from db.models import Batch, Job, JobStep, Restaurant
 from db.oplog import append_log
 from db.restaurants import registration_config
 from regbatch.audit import Operation
-from regbatch.batch_rules import JobCounts, option_problems
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, JobCounts, option_problems
 from regbatch.config import settings_problems
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.statuses import (
@@ -96,8 +96,8 @@ def create_batch(
     overrides: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
     execution_mode: str = ExecutionMode.SEQUENTIAL,
     concurrency: int = 1,
-    breaker_threshold: float = 0.5,
-    breaker_min_finished: int = 3,
+    breaker_threshold: float = BREAKER_THRESHOLD,
+    breaker_min_finished: int = BREAKER_MIN_FINISHED,
     created_by: str | None = None,
     max_size: int = 1000,
     status: BatchStatus = BatchStatus.DRAFT,

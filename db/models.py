@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from db.types import JSONType, UTCDateTime, utcnow
 from regbatch.audit import Operation
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType, Theme
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
 
@@ -168,8 +169,10 @@ class Batch(Base):
     retry_of_batch_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("registration_batch_jobs.id", ondelete="SET NULL"), index=True
     )
-    breaker_threshold: Mapped[Decimal] = mapped_column(Numeric(4, 3), default=Decimal("0.5"))
-    breaker_min_finished: Mapped[int] = mapped_column(Integer, default=3)
+    breaker_threshold: Mapped[Decimal] = mapped_column(
+        Numeric(4, 3), default=Decimal(str(BREAKER_THRESHOLD))
+    )
+    breaker_min_finished: Mapped[int] = mapped_column(Integer, default=BREAKER_MIN_FINISHED)
     breaker_window_start: Mapped[datetime | None]
     requested_action: Mapped[str | None] = mapped_column(String(10))
     pause_reason: Mapped[str | None] = mapped_column(Text)
@@ -333,8 +336,10 @@ class BatchTemplate(Base):
     execution_mode: Mapped[str] = mapped_column(String(20), default=ExecutionMode.SEQUENTIAL)
     concurrency: Mapped[int] = mapped_column(Integer, default=1)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    breaker_threshold: Mapped[Decimal] = mapped_column(Numeric(4, 3), default=Decimal("0.5"))
-    breaker_min_finished: Mapped[int] = mapped_column(Integer, default=3)
+    breaker_threshold: Mapped[Decimal] = mapped_column(
+        Numeric(4, 3), default=Decimal(str(BREAKER_THRESHOLD))
+    )
+    breaker_min_finished: Mapped[int] = mapped_column(Integer, default=BREAKER_MIN_FINISHED)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 

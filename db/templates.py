@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Batch, BatchTemplate, Job, Restaurant
-from regbatch.batch_rules import option_problems
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, option_problems
 from regbatch.config import settings_problems
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
@@ -82,8 +82,8 @@ def create_template(
     execution_mode: str = ExecutionMode.SEQUENTIAL,
     concurrency: int = 1,
     settings: Mapping[str, Any] | None = None,
-    breaker_threshold: float = 0.5,
-    breaker_min_finished: int = 3,
+    breaker_threshold: float = BREAKER_THRESHOLD,
+    breaker_min_finished: int = BREAKER_MIN_FINISHED,
     max_size: int = LIMIT_MAX,
 ) -> BatchTemplate:
     """A new template, or InvalidInputError listing every problem (nothing written then)."""

@@ -13,6 +13,9 @@ from regbatch.errors import Problem
 from regbatch.statuses import BatchStatus, ExecutionMode
 
 FAILURE_THRESHOLD = 0.5
+# A batch's breaker unless it says otherwise: every interface's default reads these.
+BREAKER_THRESHOLD = 0.5
+BREAKER_MIN_FINISHED = 3
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,8 @@ class JobCounts:
 class BreakerPolicy:
     """Trip when over `threshold` of finished jobs failed, once `min_finished` have finished."""
 
-    threshold: float = FAILURE_THRESHOLD
-    min_finished: int = 3
+    threshold: float = BREAKER_THRESHOLD
+    min_finished: int = BREAKER_MIN_FINISHED
     enabled: bool = True
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ from db import batches as batch_data
 from db.engine import session_scope
 from db.models import Restaurant
 from db.organisations import find_organisation
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.flow_params import BatchRun
 from regbatch.settings import get_settings
@@ -40,8 +41,8 @@ def create_batch(
     overrides: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
     execution_mode: str = ExecutionMode.SEQUENTIAL,
     concurrency: int | None = None,
-    breaker_threshold: float = 0.5,
-    breaker_min_finished: int = 3,
+    breaker_threshold: float = BREAKER_THRESHOLD,
+    breaker_min_finished: int = BREAKER_MIN_FINISHED,
     created_by: str | None = None,
 ) -> uuid.UUID:
     """Create a batch in `draft`; nothing is written when any check fails."""

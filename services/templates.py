@@ -17,6 +17,7 @@ from db.engine import session_scope
 from db.models import BatchTemplate
 from db.organisations import find_organisation
 from db.types import utcnow
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.settings import get_settings
 from regbatch.statuses import ExecutionMode
 
@@ -80,8 +81,8 @@ def create_template(
     execution_mode: str = ExecutionMode.SEQUENTIAL,
     concurrency: int | None = None,
     settings: Mapping[str, Any] | None = None,
-    breaker_threshold: float = 0.5,
-    breaker_min_finished: int = 3,
+    breaker_threshold: float = BREAKER_THRESHOLD,
+    breaker_min_finished: int = BREAKER_MIN_FINISHED,
 ) -> TemplateView:
     """Save a template; nothing is written when any field is invalid.
 

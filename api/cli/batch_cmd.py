@@ -10,6 +10,7 @@ from rich.table import Table
 
 from api.cli._output import JsonFlag, console, emit, read_settings
 from api.cli.progress import BatchWatcher
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.errors import InvalidInputError
 from regbatch.statuses import ExecutionMode
 from regbatch.views import BatchDetail
@@ -26,8 +27,12 @@ def create(
     mode: Annotated[ExecutionMode, typer.Option("--mode")] = ExecutionMode.SEQUENTIAL,
     concurrency: Annotated[int | None, typer.Option(help="Parallel restaurants at most.")] = None,
     settings: Annotated[Path | None, typer.Option(help="JSON file of common settings.")] = None,
-    breaker_threshold: Annotated[float, typer.Option(help="Failed share that pauses.")] = 0.5,
-    breaker_min_finished: Annotated[int, typer.Option(help="Finished before it can trip.")] = 3,
+    breaker_threshold: Annotated[
+        float, typer.Option(help="Failed share that pauses.")
+    ] = BREAKER_THRESHOLD,
+    breaker_min_finished: Annotated[
+        int, typer.Option(help="Finished before it can trip.")
+    ] = BREAKER_MIN_FINISHED,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a batch (draft) of restaurants; every check runs before anything is written."""

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from api.cli._output import JsonFlag, console, emit, read_settings
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 
 app = typer.Typer(help="Batch templates (saved restaurant selections).", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
@@ -42,8 +43,12 @@ def create(
     mode: Annotated[str, typer.Option(help="sequential, parallel or distributed.")] = "sequential",
     concurrency: Annotated[int | None, typer.Option(help="Parallel restaurants at most.")] = None,
     settings: Annotated[Path | None, typer.Option(help="JSON file of common settings.")] = None,
-    breaker_threshold: Annotated[float, typer.Option(help="Failed share that pauses.")] = 0.5,
-    breaker_min_finished: Annotated[int, typer.Option(help="Finished before it can trip.")] = 3,
+    breaker_threshold: Annotated[
+        float, typer.Option(help="Failed share that pauses.")
+    ] = BREAKER_THRESHOLD,
+    breaker_min_finished: Annotated[
+        int, typer.Option(help="Finished before it can trip.")
+    ] = BREAKER_MIN_FINISHED,
     as_json: JsonFlag = False,
 ) -> None:
     """Save a template: which restaurants to pick, and the options of its batches."""

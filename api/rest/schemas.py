@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
 from regbatch.statuses import ExecutionMode
 from regbatch.webhooks import WebhookEvent
@@ -87,8 +88,8 @@ class CreateBatchRequest(_Request):
         le=200,
         description="Restaurants at once; default 1 in sequential mode, else the server's.",
     )
-    breaker_threshold: float = Field(default=0.5, ge=0, le=1)
-    breaker_min_finished: int = Field(default=3, ge=1, le=1000)
+    breaker_threshold: float = Field(default=BREAKER_THRESHOLD, ge=0, le=1)
+    breaker_min_finished: int = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
     auto_start: bool = Field(default=False, description="Submit the batch to Prefect at once.")
 
 
@@ -173,8 +174,8 @@ class CreateTemplateRequest(_Request):
     execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
     concurrency: int | None = Field(default=None, ge=1, le=200)
     settings: JsonObject = Field(default_factory=dict)
-    breaker_threshold: float = Field(default=0.5, ge=0, le=1)
-    breaker_min_finished: int = Field(default=3, ge=1, le=1000)
+    breaker_threshold: float = Field(default=BREAKER_THRESHOLD, ge=0, le=1)
+    breaker_min_finished: int = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
 
 
 class PreviewRow(BaseModel):
