@@ -365,12 +365,12 @@ def list_batches(
     return BatchPage(items=[_summary(b) for b in rows], next_cursor=next_cursor)
 
 
-# A step's columns as its view shows them, without `result_data` (for overviews of big batches).
-_STEP_SUMMARY_COLUMNS = [
-    column
-    for name, column in JobStep.__table__.c.items()
-    if name in StepView.model_fields and name != "result_data"
+# A step's columns as its view shows them; the summary leaves out `result_data` (for
+# overviews of big batches, where the results are most of the rows' weight).
+_STEP_VIEW_COLUMNS = [
+    column for name, column in JobStep.__table__.c.items() if name in StepView.model_fields
 ]
+_STEP_SUMMARY_COLUMNS = [c for c in _STEP_VIEW_COLUMNS if c.name != "result_data"]
 
 
 def batch_detail(
@@ -391,28 +391,17 @@ def batch_detail(
         .where(Job.batch_id == batch_id)
         .order_by(Job.position)
     ).all()
+    steps = session.execute(
+        select(JobStep.job_id, *(_STEP_VIEW_COLUMNS if with_results else _STEP_SUMMARY_COLUMNS))
+        .join(Job, Job.id == JobStep.job_id)
+        .where(Job.batch_id == batch_id)
+        .order_by(JobStep.job_id, JobStep.step_number)
+    )
     steps_by_job: dict[uuid.UUID, list[StepView]] = {}
-    if with_results:
-        steps = session.scalars(
-            select(JobStep)
-            .join(Job, Job.id == JobStep.job_id)
-            .where(Job.batch_id == batch_id)
-            .order_by(JobStep.job_id, JobStep.step_number)
-        )
-        for row in steps:
-            steps_by_job.setdefault(row.job_id, []).append(StepView.model_validate(row))
-    else:
-        rows = session.execute(
-            select(JobStep.job_id, *_STEP_SUMMARY_COLUMNS)
-            .join(Job, Job.id == JobStep.job_id)
-            .where(Job.batch_id == batch_id)
-            .order_by(JobStep.job_id, JobStep.step_number)
-        )
-        for summary in rows:
-            fields = summary._asdict()
-            steps_by_job.setdefault(fields.pop("job_id"), []).append(
-                StepView(**fields, result_data=None)
-            )
+    for row in steps:
+        fields = row._asdict()
+        fields.setdefault("result_data", None)
+        steps_by_job.setdefault(fields.pop("job_id"), []).append(StepView(**fields))
     job_views = [
         JobView(
             id=job.id,
