@@ -18,7 +18,7 @@ from db.models import Batch, Job, JobStep
 from db.oplog import append_log
 from db.types import utcnow
 from regbatch.audit import Operation
-from regbatch.batch_rules import BreakerPolicy, final_status
+from regbatch.batch_rules import BreakerPolicy, breaker_reason, breaker_trips, final_status
 from regbatch.errors import ConflictError, LeaseHeldError
 from regbatch.statuses import (
     BATCH_FINISHED,
@@ -271,9 +271,13 @@ def finish_run(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
     return pause_now(session, batch_id, reason, "system")
 
 
-def breaker_window(session: Session, batch_id: uuid.UUID) -> tuple[int, int]:
-    """(failed, finished) among jobs that finished since the batch last started or resumed."""
+def check_breaker(session: Session, batch_id: uuid.UUID) -> str | None:
+    """Trip the breaker when too many of the jobs finished since the batch last started or
+    resumed failed: the batch is asked to pause with the reason, which is returned."""
     batch = get_batch(session, batch_id)
+    policy = BreakerPolicy(
+        threshold=float(batch.breaker_threshold), min_finished=batch.breaker_min_finished
+    )
     query = select(
         func.count().filter(Job.status == JobStatus.FAILED),
         func.count(),
@@ -283,21 +287,11 @@ def breaker_window(session: Session, batch_id: uuid.UUID) -> tuple[int, int]:
     )
     if batch.breaker_window_start is not None:
         query = query.where(Job.completed_at >= batch.breaker_window_start)
-    failed, finished = session.execute(query).one()
-    return int(failed), int(finished)
-
-
-def breaker_policy(batch: Batch) -> BreakerPolicy:
-    return BreakerPolicy(
-        threshold=float(batch.breaker_threshold), min_finished=batch.breaker_min_finished
-    )
-
-
-def trip_breaker(
-    session: Session, batch_id: uuid.UUID, reason: str, failed: int, finished: int
-) -> None:
-    """Stop dispatching: the batch is asked to pause with the breaker's reason (logged)."""
-    batch = get_batch(session, batch_id, lock=True)
+    failed, finished = (int(n) for n in session.execute(query).one())
+    if not breaker_trips(failed, finished, policy):
+        return None
+    reason = breaker_reason(failed, finished, policy)
+    batch = get_batch(session, batch_id, lock=True)  # stop dispatching: ask the batch to pause
     batch.requested_action = RequestedAction.PAUSE
     batch.pause_reason = reason
     _log(
@@ -309,6 +303,7 @@ def trip_breaker(
         failed=failed,
         finished=finished,
     )
+    return reason
 
 
 def stalled_batches(session: Session, now: datetime | None = None) -> list[uuid.UUID]:

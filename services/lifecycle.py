@@ -17,7 +17,6 @@ from db.batches import batch_detail, get_batch, job_counts
 from db.engine import session_scope
 from db.models import Job
 from db.retries import create_retry_batch
-from regbatch.batch_rules import breaker_reason, breaker_trips
 from regbatch.errors import NotFoundError
 from regbatch.statuses import JOB_FINISHED, JobStatus
 from regbatch.views import BatchDetail
@@ -143,13 +142,7 @@ async def settle_job(batch_id: uuid.UUID, job_id: uuid.UUID, may_trip: bool) -> 
         if status not in JOB_FINISHED:
             return JobSettled(JobStatus(status), 0, None)
         finished = job_counts(session, batch_id).finished
-        reason = None
-        if may_trip:
-            policy = lifecycle.breaker_policy(get_batch(session, batch_id))
-            failed, window = lifecycle.breaker_window(session, batch_id)
-            if breaker_trips(failed, window, policy):
-                reason = breaker_reason(failed, window, policy)
-                lifecycle.trip_breaker(session, batch_id, reason, failed, window)
+        reason = lifecycle.check_breaker(session, batch_id) if may_trip else None
         return JobSettled(JobStatus(status), finished, reason)
 
     return await transact(settle)
