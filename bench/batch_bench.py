@@ -60,14 +60,17 @@ def wait_http(url: str, timeout: float = 120) -> None:
     raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
+def process_tree(pid: int, with_children: bool = True) -> list[int]:
+    """The process and (if asked) its direct children, from /proc; OSError when it is gone."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(map(int, children) if with_children else [])]
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """The process tree's VmHWM (peak resident set) in MB, from /proc."""
     total = 0.0
-    pids = [pid]
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-        for p in pids:
+        for p in process_tree(pid):
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     total += int(line.split()[1]) / 1024
@@ -268,8 +271,7 @@ def cpu_seconds(pid: int | None, with_children: bool = True) -> float:
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        for p in [pid, *map(int, children if with_children else [])]:
+        for p in process_tree(pid, with_children):
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
     except OSError:
