@@ -179,6 +179,8 @@ class Batch(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """The fencing token: grows at every start and takeover; every runner write states it."""
     flow_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
@@ -302,6 +304,22 @@ class OperationLog(Base):
     actor: Mapped[str] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = _created()
+
+
+class RateLimitSlot(Base):
+    """A platform rate limit shared by every process: who holds its turn and when the next is free.
+
+    Account creation is the one such limit (one at a time, `spacing` apart): waiters take turns
+    in `regbatch.account_queue`; a holder that died is replaced once `held_until` has passed.
+    """
+
+    __tablename__ = "rate_limit_slots"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))
+    held_until: Mapped[datetime | None]
+    next_free_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = _updated()
 
 
 class BatchTemplate(Base):

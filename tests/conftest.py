@@ -103,9 +103,12 @@ def pg_url() -> Iterator[str]:
     drop_schema(schema)
 
 
+# Prefect's own database: one per test run (two runs on one machine never share it), dropped
+# at the end of the run.
 PREFECT_DATABASE = os.environ.get(
     "REGBATCH_TEST_PREFECT_DATABASE_URL",
-    "postgresql+asyncpg://postgres@127.0.0.1:5432/regbatch_prefect_test",
+    "postgresql+asyncpg://postgres@127.0.0.1:5432/"
+    f"regbatch_prefect_test_{os.getpid()}_{secrets.token_hex(3)}",
 )
 
 
@@ -123,6 +126,19 @@ def _ensure_database(asyncpg_url: str) -> None:
         ).scalar()
         if not exists:
             connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+    admin.dispose()
+
+
+def _drop_database(asyncpg_url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(asyncpg_url)
+    admin = create_engine(
+        url.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
     admin.dispose()
 
 
@@ -187,3 +203,5 @@ def prefect_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+        if "REGBATCH_TEST_PREFECT_DATABASE_URL" not in os.environ:
+            _drop_database(PREFECT_DATABASE)
