@@ -16,7 +16,7 @@ class SandboxControlError(RuntimeError):
 
 
 class SandboxControl:
-    """Set faults, latency and account spacing; read the ledger and stats; reset."""
+    """Set faults, latency and account spacing; read the ledger, request log and stats; reset."""
 
     def __init__(self, url: str, service_key: str, *, timeout_s: float = 10.0) -> None:
         self.url = url.rstrip("/")
@@ -50,6 +50,10 @@ class SandboxControl:
 
     def ledger(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/_sandbox/ledger")["entries"])
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every step request received since the last reset, in arrival order (the request log)."""
+        return list(self._call("GET", "/_sandbox/requests")["entries"])
 
     def stats(self) -> dict[str, int]:
         return dict(self._call("GET", "/_sandbox/stats"))

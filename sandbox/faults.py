@@ -50,7 +50,7 @@ class FaultSet:
 
 
 class Latency:
-    """Delay before each step request is handled: per step, else the default."""
+    """The least time from a step request's arrival to its answer: per step, else the default."""
 
     def __init__(self, spec: LatencyIn | None = None) -> None:
         spec = spec or LatencyIn()

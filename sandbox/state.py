@@ -2,7 +2,8 @@
 
 `PlatformState.perform(step, body, path)` validates a request body, changes the state and returns
 the platform's answer, or raises `Refusal`: an error answer that changed nothing. It is plain,
-synchronous code; the app serialises calls with a lock.
+synchronous code with no await, so in the app's one event loop a call runs whole: no lock is needed
+for the state to change in one piece.
 """
 
 from __future__ import annotations

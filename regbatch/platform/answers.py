@@ -2,9 +2,12 @@
 
     2xx with "success": true             -> the step's result
     409 ALREADY_EXISTS with `existing`   -> the result built from `existing`, already_existed=true
+    409 IN_PROGRESS                      -> RateLimitedError, retry_after from Retry-After: the
+                                            platform is still processing a request with the same
+                                            Idempotency-Key; wait, then ask again with that key
     408, 5xx                             -> TransientPlatformError
     429                                  -> RateLimitedError, retry_after from Retry-After
-    other 4xx, 1xx, 3xx                  -> PermanentPlatformError
+    other 4xx (other 409s too), 1xx, 3xx -> PermanentPlatformError
     2xx without "success": true, a body that is not a JSON object, a result missing fields
                                          -> PermanentPlatformError
 
@@ -184,6 +187,20 @@ def _status_error(
     call: Call, status: int, code: str, message: str, retry_after: str | None
 ) -> PlatformError:
     said = f"the platform answered {status} {code}"
+    if status == 409 and code == "IN_PROGRESS":
+        wait = parse_retry_after(retry_after)
+        return call.error(
+            RateLimitedError,
+            status=status,
+            code=code,
+            summary=f"{said} (the same request is still being processed)",
+            advice=(
+                "the platform is still processing the same request; the step waits "
+                f"{wait:g} s and asks again with the same Idempotency-Key"
+            ),
+            platform_message=message,
+            retry_after=wait,
+        )
     if status == 429:
         wait = parse_retry_after(retry_after)
         return call.error(

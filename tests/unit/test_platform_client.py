@@ -112,6 +112,34 @@ async def test_other_409_is_permanent() -> None:
     assert (error.status_code, error.code) == (409, "SUBDOMAIN_TAKEN")
 
 
+@pytest.mark.parametrize(
+    "body", [failure("CONFLICT", "the account is locked"), {"detail": "Conflict"}, b"conflict"]
+)
+async def test_unknown_409_stays_permanent(body: Any) -> None:
+    error = await account_error(reply(409, body, headers={"Retry-After": "1"}))
+    assert type(error) is PermanentPlatformError
+    assert error.status_code == 409
+
+
+async def test_409_in_progress_is_rate_limited_with_retry_after() -> None:
+    message = "a request with Idempotency-Key 'job-1:account_registration' is still being processed"
+    body = failure("IN_PROGRESS", message)
+    error = await account_error(reply(409, body, headers={"Retry-After": "2"}))
+    assert isinstance(error, RateLimitedError)
+    assert error.transient
+    assert (error.status_code, error.code, error.retry_after) == (409, "IN_PROGRESS", 2.0)
+    text = str(error)
+    assert "still processing the same request" in text
+    assert "waits 2 s and asks again with the same Idempotency-Key" in text
+    assert error.details["message"] == message
+
+
+async def test_409_in_progress_without_retry_after_waits_one_second() -> None:
+    error = await account_error(reply(409, failure("IN_PROGRESS", "still being processed")))
+    assert isinstance(error, RateLimitedError)
+    assert error.retry_after == 1.0
+
+
 async def test_400_is_permanent_and_names_step_status_and_fix() -> None:
     error = await account_error(reply(400, failure("VALIDATION_ERROR", "email: bad address")))
     assert isinstance(error, PermanentPlatformError)
