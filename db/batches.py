@@ -241,8 +241,12 @@ def get_batch(
 
 
 def lock_batch(session: Session, batch_id: uuid.UUID) -> None:
-    """Take the batch's row lock; every job change that moves counters takes it first."""
-    session.execute(select(Batch.id).where(Batch.id == batch_id).with_for_update())
+    """Take the batch's counters lock; every job change that moves counters takes it first.
+
+    FOR NO KEY UPDATE: job changes queue on it, while a runner's fenced step writes (FOR KEY
+    SHARE, db/fencing.py) go on beside it.
+    """
+    session.execute(select(Batch.id).where(Batch.id == batch_id).with_for_update(key_share=True))
 
 
 def job_counts(session: Session, batch_id: uuid.UUID) -> JobCounts:

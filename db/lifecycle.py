@@ -2,24 +2,29 @@
 
 Users' requests (pause, cancel) are stored on the batch; the runner honours them at step
 boundaries. A running batch holds a lease that its runner renews; a batch `in_progress` whose
-lease expired is stalled, and the next runner takes it over.
+lease expired is stalled, and the next runner takes it over. Every start and takeover gives the
+lease a new fencing token (db/fencing.py), so the previous owner can no longer write. A takeover
+never resumes what an operator stopped: a pending cancel or pause request is carried out instead.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from db.batches import get_batch, job_counts, recompute_counters
+from db.fencing import LockMode, hold
 from db.models import Batch, Job, JobStep
 from db.oplog import append_log
 from db.types import utcnow
 from regbatch.audit import Operation
 from regbatch.batch_rules import BreakerPolicy, breaker_reason, breaker_trips, final_status
 from regbatch.errors import ConflictError, LeaseHeldError
+from regbatch.lease import Lease
 from regbatch.statuses import (
     BATCH_FINISHED,
     STEP_ACTIVE,
@@ -50,6 +55,17 @@ def _lease_live(batch: Batch, now: datetime) -> bool:
     return batch.lease_expires_at is not None and batch.lease_expires_at > now
 
 
+@dataclass(frozen=True)
+class RunStart:
+    """What `begin_run` did: the lease to run under, or why there is nothing to run."""
+
+    lease: Lease | None
+    status: BatchStatus
+    previous_owner: str | None = None
+    previous_flow_run_id: uuid.UUID | None = None
+    """The flow run of the runner this one took over from (to be marked crashed in Prefect)."""
+
+
 def begin_run(
     session: Session,
     batch_id: uuid.UUID,
@@ -57,11 +73,14 @@ def begin_run(
     lease_seconds: float,
     actor: str = "system",
     flow_run_id: uuid.UUID | None = None,
-) -> Batch:
-    """Mark the batch in progress under `owner`'s lease, or refuse with the reason.
+    cancelled_by: str | None = None,
+) -> RunStart:
+    """Put the batch in progress under `owner`'s new lease, or refuse with the reason.
 
     Allowed from draft, pending and paused, and from in_progress when the previous runner's
-    lease has expired (a crashed runner: this one takes over).
+    lease has expired (a runner that died or froze: this one takes over, with a new fencing
+    token). A takeover carries out a cancel or pause the previous runner had been asked for,
+    and so does `cancelled_by` (the previous run was cancelled in Prefect): then nothing runs.
     """
     batch = get_batch(session, batch_id, lock=True)
     now = utcnow()
@@ -70,6 +89,7 @@ def begin_run(
             f"batch {batch_id} is {batch.status!r}; only draft, pending, paused "
             "or stalled batches can run (use retry-failed for failed restaurants)"
         )
+    previous_owner, previous_run = batch.lease_owner, batch.flow_run_id
     if batch.status == BatchStatus.IN_PROGRESS:
         if _lease_live(batch, now) and batch.lease_owner != owner:
             raise LeaseHeldError(
@@ -77,13 +97,18 @@ def begin_run(
                 f"{batch.lease_expires_at:%H:%M:%S} UTC); two runners never run one batch: wait "
                 "for it, or let its lease expire if that runner is gone"
             )
+        stopped = _carry_out_request(session, batch, cancelled_by)
+        if stopped is not None:
+            return RunStart(None, stopped, previous_owner, previous_run)
         _log(
             session,
             batch,
             Operation.LEASE_TAKEN_OVER,
             actor,
-            previous_owner=batch.lease_owner,
+            previous_owner=previous_owner,
+            previous_token=batch.lease_token,
             new_owner=owner,
+            new_token=batch.lease_token + 1,
         )
     else:
         check_transition("batch", batch.status, BatchStatus.IN_PROGRESS, f"batch {batch_id}")
@@ -99,28 +124,84 @@ def begin_run(
             actor,
             owner=owner,
         )
+        previous_owner = previous_run = None
     batch.lease_owner = owner
+    batch.lease_token += 1
     batch.lease_expires_at = now + timedelta(seconds=lease_seconds)
     batch.error_message = None
     batch.flow_run_id = flow_run_id or batch.flow_run_id
     session.flush()
-    return batch
+    lease = Lease(batch_id=batch.id, owner=owner, token=batch.lease_token)
+    return RunStart(lease, BatchStatus.IN_PROGRESS, previous_owner, previous_run)
 
 
-def renew_lease(session: Session, batch_id: uuid.UUID, owner: str, lease_seconds: float) -> bool:
-    """Extend `owner`'s lease; False when another runner has taken the batch over."""
+def _carry_out_request(
+    session: Session, batch: Batch, cancelled_by: str | None
+) -> BatchStatus | None:
+    """At a takeover: end the batch as its operator asked, if they did; else None (run it)."""
+    if cancelled_by is not None:
+        _log(session, batch, Operation.BATCH_CANCEL_REQUESTED, cancelled_by)
+        return BatchStatus(cancel_now(session, batch.id, cancelled_by).status)
+    if batch.requested_action == RequestedAction.CANCEL:
+        return BatchStatus(cancel_now(session, batch.id, "system:recovery").status)
+    if batch.requested_action == RequestedAction.PAUSE:
+        hold_unfinished_jobs(session, batch.id, "system:recovery")
+        reason = batch.pause_reason or "paused"
+        return BatchStatus(pause_now(session, batch.id, reason, "system:recovery").status)
+    return None
+
+
+def hold_unfinished_jobs(session: Session, batch_id: uuid.UUID, actor: str) -> None:
+    """Jobs a vanished runner left in progress go back to pending, their active steps too."""
+    running = select(Job.id).where(Job.batch_id == batch_id, Job.status == JobStatus.IN_PROGRESS)
+    job_ids = list(session.scalars(running))
+    if not job_ids:
+        return
+    session.execute(
+        update(JobStep)
+        .where(JobStep.job_id.in_(job_ids), JobStep.status.in_(list(STEP_ACTIVE)))
+        .values(status=StepStatus.PENDING, updated_at=utcnow())
+    )
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.status == JobStatus.IN_PROGRESS)
+        .values(status=JobStatus.PENDING, updated_at=utcnow())
+    )
+    batch = get_batch(session, batch_id)
+    for job_id in job_ids:
+        append_log(
+            session,
+            organisation_id=batch.organisation_id,
+            batch_id=batch_id,
+            job_id=job_id,
+            operation=Operation.JOB_PAUSED,
+            actor=actor,
+        )
+    recompute_counters(session, batch_id)
+
+
+def renew_lease(session: Session, lease: Lease, lease_seconds: float) -> bool:
+    """Extend the lease; False when it is no longer this runner's (taken over, ended)."""
     result = session.execute(
         update(Batch)
-        .where(Batch.id == batch_id, Batch.lease_owner == owner)
+        .where(
+            Batch.id == lease.batch_id,
+            Batch.lease_owner == lease.owner,
+            Batch.lease_token == lease.token,
+        )
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def release_lease(session: Session, batch_id: uuid.UUID, owner: str) -> None:
+def release_lease(session: Session, lease: Lease) -> None:
     session.execute(
         update(Batch)
-        .where(Batch.id == batch_id, Batch.lease_owner == owner)
+        .where(
+            Batch.id == lease.batch_id,
+            Batch.lease_owner == lease.owner,
+            Batch.lease_token == lease.token,
+        )
         .values(lease_owner=None, lease_expires_at=None)
     )
 
@@ -234,12 +315,14 @@ def cancel_now(session: Session, batch_id: uuid.UUID, actor: str) -> Batch:
     return batch
 
 
-def finish_run(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
+def finish_run(session: Session, lease: Lease) -> Batch:
     """The runner is done dispatching: the batch ends (completed or failed), paused or cancelled.
 
     A batch whose jobs are not all finished stays runnable: it is paused with the reason when a
     pause was asked (by a user or the breaker), cancelled when a cancel was asked.
     """
+    hold(session, lease, LockMode.BATCH)
+    batch_id = lease.batch_id
     batch = get_batch(session, batch_id, lock=True)
     session.refresh(batch)
     if batch.requested_action == RequestedAction.CANCEL:
@@ -269,6 +352,26 @@ def finish_run(session: Session, batch_id: uuid.UUID, owner: str) -> Batch:
         return batch
     reason = batch.pause_reason or "paused"
     return pause_now(session, batch_id, reason, "system")
+
+
+def request_pause_for(session: Session, lease: Lease, reason: str) -> None:
+    """The runner asks its own batch to pause (it cannot go on), with the reason."""
+    hold(session, lease, LockMode.BATCH)
+    batch = request_pause(session, lease.batch_id, "system")
+    batch.pause_reason = reason
+
+
+def cancel_from_orchestrator(session: Session, batch_id: uuid.UUID, actor: str) -> Batch:
+    """The batch's flow run was cancelled in Prefect (UI or API): the batch is cancelled now.
+
+    Whoever runs it is fenced off at once (its lease ends); what already finished stays.
+    """
+    batch = get_batch(session, batch_id, lock=True)
+    if batch.status in BATCH_FINISHED:
+        return batch
+    if batch.requested_action != RequestedAction.CANCEL:
+        _log(session, batch, Operation.BATCH_CANCEL_REQUESTED, actor)
+    return cancel_now(session, batch_id, actor)
 
 
 def check_breaker(session: Session, batch_id: uuid.UUID) -> str | None:

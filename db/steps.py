@@ -4,6 +4,12 @@ A step row is the truth about a step: `in_progress` with its attempt number whil
 `retrying` with the previous error, then `completed` with `result_data` and `duration_ms`, or
 `failed` with the error, or `skipped` with the reason. Later steps read the `result_data` of their
 dependencies from here, so they can run in a later process than the steps they depend on.
+
+Every write states the runner's lease (db/fencing.py): a runner that lost its batch changes
+nothing. Writes are safe to repeat (a transaction retried after a dropped connection whose commit
+did land finds its own result and leaves it), and only answers of the platform are outcomes: a
+step is `failed` by a permanent answer or by transient answers past its retries, never by a
+timeout, cancellation or database error of our own.
 """
 
 from __future__ import annotations
@@ -15,20 +21,24 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from db.fencing import LockMode, hold, hold_to_start
 from db.jobs import set_job_status
-from db.models import Batch, Job, JobStep, Restaurant
+from db.models import Job, JobStep, Restaurant
 from db.oplog import append_log
 from db.types import utcnow
 from regbatch.audit import Operation
 from regbatch.config import RegistrationConfig
 from regbatch.errors import NotFoundError, PlatformError
+from regbatch.lease import Lease
 from regbatch.planning import StepState, job_outcome, steps_to_rerun
 from regbatch.statuses import (
     JOB_FINISHED,
     STEP_ACTIVE,
     STEP_FINISHED,
     JobStatus,
+    RequestedAction,
     StepStatus,
+    can_transition,
     check_transition,
 )
 from regbatch.steps import BY_NUMBER, StepKey, step
@@ -71,11 +81,13 @@ def _state(row: JobStep) -> StepState:
     return StepState(StepStatus(row.status), row.result_data, blocked)
 
 
-def _job(session: Session, job_id: uuid.UUID) -> Job:
+def _job(session: Session, job_id: uuid.UUID, lease: Lease | None = None) -> Job:
     job = session.get(Job, job_id, populate_existing=True)
-    if job is None:
+    if job is None or (lease is not None and job.batch_id != lease.batch_id):
+        where = f" in batch {lease.batch_id}" if lease is not None else ""
         raise NotFoundError(
-            f"job {job_id} does not exist; see the batch's jobs with `regbatch batch show BATCH_ID`"
+            f"job {job_id} does not exist{where}; see the batch's jobs with "
+            "`regbatch batch show BATCH_ID`"
         )
     return job
 
@@ -96,14 +108,15 @@ def load_plan(session: Session, job_id: uuid.UUID) -> JobPlan:
     )
 
 
-def begin_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> JobPlan:
+def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "system") -> JobPlan:
     """Make the job runnable and return its plan.
 
     A failed job gets exactly its failed steps (and the steps skipped because of them) back to
-    pending; a step left in progress by a crashed runner is run again (same idempotency key).
-    A finished job is returned as it is.
+    pending; a step a previous owner left unfinished (in progress, retrying) is run again, with
+    the same idempotency key. A finished job is returned as it is.
     """
-    job = _job(session, job_id)
+    hold(session, lease, LockMode.COUNTERS)
+    job = _job(session, job_id, lease)
     if job.status in JOB_FINISHED and job.status != JobStatus.FAILED:
         return load_plan(session, job_id)
     rows = _steps(session, job_id)
@@ -113,8 +126,8 @@ def begin_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> Job
             if StepKey(row.step_key) in rerun:
                 _reset(row)
     for row in rows:
-        if row.status in STEP_ACTIVE:  # left in flight by a runner that died: run it again
-            row.status = StepStatus.PENDING
+        if row.status in STEP_ACTIVE:  # left unfinished by a previous owner: run it again
+            _reset(row)
     if job.status != JobStatus.IN_PROGRESS:
         set_job_status(session, job_id, JobStatus.IN_PROGRESS)
         append_log(
@@ -196,8 +209,13 @@ def _job_log(session: Session, job_id: uuid.UUID, operation: Operation, **detail
     )
 
 
-def start_attempt(session: Session, job_id: uuid.UUID, key: StepKey) -> StepInputs:
-    """Record a new attempt (`in_progress`, attempt n) and return what the attempt needs."""
+def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: StepKey) -> StepInputs:
+    """Record a new attempt (`in_progress`, attempt n) and return what the attempt needs.
+
+    Refused (BatchStoppingError) once the batch was asked to pause or cancel: no step starts
+    after such a request has been recorded.
+    """
+    hold_to_start(session, lease)
     current = _lock_step(session, job_id, key)
     check_transition("step", current.status, StepStatus.IN_PROGRESS, f"step {key}")
     attempt = current.attempts + 1
@@ -207,7 +225,7 @@ def start_attempt(session: Session, job_id: uuid.UUID, key: StepKey) -> StepInpu
     _update_step(session, job_id, key, **values)
     job = session.execute(
         update(Job)
-        .where(Job.id == job_id)
+        .where(Job.id == job_id, Job.batch_id == lease.batch_id)
         .values(current_step=step(key).number)
         .returning(Job.organisation_id, Job.restaurant_id, Job.idempotency_root)
     ).one()
@@ -236,7 +254,7 @@ def start_attempt(session: Session, job_id: uuid.UUID, key: StepKey) -> StepInpu
 
 
 def error_record(error: BaseException) -> tuple[str, dict[str, Any]]:
-    """The message and details stored for an error: never the request, never a secret."""
+    """The message and details stored for an error: never the request, a secret or SQL."""
     if isinstance(error, PlatformError):
         return str(error), {
             "status_code": error.status_code,
@@ -244,17 +262,24 @@ def error_record(error: BaseException) -> tuple[str, dict[str, Any]]:
             "transient": error.transient,
             **error.details,
         }
+    # A fault in our own step code (not an answer of the platform, not infrastructure): its
+    # type and first line only; the traceback is in the flow run's log.
+    first_line = (str(error).strip().splitlines() or [""])[0][:200]
+    summary = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
     return (
-        f"{type(error).__name__}: {error}"[:1000],
+        f"internal error ({summary}); see the flow run's log, then retry the failed restaurants",
         {"code": "INTERNAL_ERROR", "transient": False, "type": type(error).__name__},
     )
 
 
 def record_retrying(
-    session: Session, job_id: uuid.UUID, key: StepKey, error: BaseException
+    session: Session, lease: Lease, job_id: uuid.UUID, key: StepKey, error: BaseException
 ) -> None:
     """The attempt failed transiently and another one will follow."""
+    hold(session, lease)
     current = _lock_step(session, job_id, key)
+    if current.status == StepStatus.RETRYING:
+        return  # this very write, repeated after a dropped connection
     check_transition("step", current.status, StepStatus.RETRYING, f"step {key}")
     message, details = error_record(error)
     _update_step(
@@ -276,10 +301,13 @@ def record_retrying(
 
 
 def record_completed(
-    session: Session, job_id: uuid.UUID, key: StepKey, result: dict[str, Any]
+    session: Session, lease: Lease, job_id: uuid.UUID, key: StepKey, result: dict[str, Any]
 ) -> None:
     """The step succeeded; its result is what later steps and resumes read."""
+    hold(session, lease)
     current = _lock_step(session, job_id, key)
+    if current.status == StepStatus.COMPLETED:
+        return  # this very write, repeated after a dropped connection
     check_transition("step", current.status, StepStatus.COMPLETED, f"step {key}")
     now = utcnow()
     started = current.started_at or now
@@ -296,8 +324,11 @@ def record_completed(
     )
 
 
-def record_failed(session: Session, job_id: uuid.UUID, key: StepKey, error: BaseException) -> bool:
+def record_failed(
+    session: Session, lease: Lease, job_id: uuid.UUID, key: StepKey, error: BaseException
+) -> bool:
     """The step failed for good. Returns False when the row had already finished (idempotent)."""
+    hold(session, lease)
     current = _lock_step(session, job_id, key)
     if current.status in STEP_FINISHED:
         return False
@@ -325,6 +356,7 @@ def record_failed(session: Session, job_id: uuid.UUID, key: StepKey, error: Base
 
 def record_skipped(
     session: Session,
+    lease: Lease,
     job_id: uuid.UUID,
     skips: list[tuple[StepKey, str, StepKey | None]],
 ) -> None:
@@ -334,6 +366,7 @@ def record_skipped(
     """
     if not skips:
         return
+    hold(session, lease)
     table = _STEPS_TABLE
     wanted = {step(key).number: (key, reason, blocked_by) for key, reason, blocked_by in skips}
     current = dict(
@@ -346,7 +379,8 @@ def record_skipped(
     for number, (key, _, _) in wanted.items():
         if number not in current:
             raise NotFoundError(f"job {job_id} has no step {key}")
-        check_transition("step", current[number], StepStatus.SKIPPED, f"step {key}")
+        if current[number] != StepStatus.SKIPPED:  # already skipped: a repeated write
+            check_transition("step", current[number], StepStatus.SKIPPED, f"step {key}")
     now = utcnow()
     session.execute(
         update(table)
@@ -369,8 +403,12 @@ def record_skipped(
     )
 
 
-def finish_job(session: Session, job_id: uuid.UUID) -> JobStatus:
+def finish_job(session: Session, lease: Lease, job_id: uuid.UUID) -> JobStatus:
     """End the job from its steps' outcome (completed or failed), with the batch's counters."""
+    hold(session, lease, LockMode.COUNTERS)
+    job = _job(session, job_id, lease)
+    if job.status in JOB_FINISHED:
+        return JobStatus(job.status)  # this very write, repeated after a dropped connection
     rows = _steps(session, job_id)
     outcome = job_outcome({StepKey(r.step_key): _state(r) for r in rows})
     if outcome is None:
@@ -399,24 +437,26 @@ def finish_job(session: Session, job_id: uuid.UUID) -> JobStatus:
     return outcome
 
 
-def hold_job(session: Session, job_id: uuid.UUID) -> None:
-    """Pause: the job goes back to pending with its finished steps kept; it resumes from them."""
-    job = _job(session, job_id)
+def hold_job(session: Session, lease: Lease, job_id: uuid.UUID) -> None:
+    """Pause: the job goes back to pending with its finished steps kept; it resumes from them.
+
+    A step left between attempts (`retrying`) goes back to pending too: nothing stays active.
+    """
+    hold(session, lease, LockMode.COUNTERS)
+    job = _job(session, job_id, lease)
+    _settle_active_steps(session, job_id, StepStatus.PENDING)
     if job.status == JobStatus.IN_PROGRESS:
         set_job_status(session, job_id, JobStatus.PENDING)
         _job_log(session, job_id, Operation.JOB_PAUSED)
 
 
-def cancel_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> bool:
+def cancel_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "system") -> bool:
     """Cancel the job's unfinished steps and the job itself; False if it had already finished."""
-    job = _job(session, job_id)
+    hold(session, lease, LockMode.COUNTERS)
+    job = _job(session, job_id, lease)
     if job.status in JOB_FINISHED:
         return False
-    session.execute(
-        update(JobStep)
-        .where(JobStep.job_id == job_id, JobStep.status.in_([StepStatus.PENDING, *STEP_ACTIVE]))
-        .values(status=StepStatus.CANCELLED, completed_at=utcnow())
-    )
+    _settle_active_steps(session, job_id, StepStatus.CANCELLED, include_pending=True)
     set_job_status(session, job_id, JobStatus.CANCELLED)
     append_log(
         session,
@@ -429,11 +469,25 @@ def cancel_job(session: Session, job_id: uuid.UUID, actor: str = "system") -> bo
     return True
 
 
-def requested_action(session: Session, batch_id: uuid.UUID) -> str | None:
-    """What the batch's users asked its runners to do at the next step boundary, if anything."""
-    row = session.execute(
-        select(Batch.requested_action, Batch.status).where(Batch.id == batch_id)
-    ).one()
-    if row.status == "cancelled":
-        return "cancel"
-    return row.requested_action
+def _settle_active_steps(
+    session: Session, job_id: uuid.UUID, target: StepStatus, include_pending: bool = False
+) -> None:
+    """Move the job's unfinished steps to `target` in one UPDATE, as the transitions allow."""
+    sources = [StepStatus.PENDING, *STEP_ACTIVE] if include_pending else list(STEP_ACTIVE)
+    allowed = [s for s in sources if s == target or can_transition("step", s, target)]
+    values: dict[str, Any] = {"status": target, "updated_at": utcnow()}
+    if target == StepStatus.CANCELLED:
+        values["completed_at"] = utcnow()
+    session.execute(
+        update(_STEPS_TABLE)
+        .where(_STEPS_TABLE.c.job_id == job_id, _STEPS_TABLE.c.status.in_(allowed))
+        .values(**values)
+    )
+
+
+def requested_action(session: Session, lease: Lease) -> RequestedAction | None:
+    """What the batch's users asked its runner to do at the next step boundary, if anything.
+
+    Raises LeaseLostError when the runner no longer holds the batch (so it stops at once).
+    """
+    return hold(session, lease).requested_action

@@ -1,32 +1,44 @@
 """`registration_batch(batch_id)`: the batch flow. Start here to follow a batch.
 
-1. take the batch (in progress, under this runner's lease; a stalled batch is taken over);
+1. take the batch: in progress under this runner's lease, with a new fencing token. A stalled
+   batch (its runner's lease expired) is taken over, and the previous runner's flow runs are
+   marked Crashed; a takeover carries out a cancel or pause its operator had asked for instead;
 2. dispatch its unfinished restaurants in its execution mode (flows/dispatch.py): each is a
    `register_restaurant` subflow (flows/restaurant.py), or a deployment run on a work pool;
 3. end it: completed or failed by the seed's rule, paused (by a user or the breaker), or
-   cancelled; write the summary artifact.
+   cancelled; write the summary artifact. A runner that lost its lease stops at once instead.
+
+Cancelling this flow run in the Prefect UI or API cancels the batch, whoever runs it: the
+dispatcher sees it (in-process runs), or the on_cancellation hook does (runs that Prefect kills).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
-from prefect import flow
+from prefect import Flow, flow
+from prefect.client.schemas.objects import FlowRun
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed, State
 
-from flows.dispatch import DistributedRunner, dispatch, run_in_process
+from flows.dispatch import Dispatcher, DistributedRunner, run_in_process
+from regbatch.errors import LeaseLostError, LedgerUnavailableError
 from regbatch.flow_params import BatchRun
+from regbatch.lease import Lease
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, ExecutionMode
-from services import execution, lifecycle
+from regbatch.views import BatchDetail
+from services import execution, lifecycle, prefect_runs
 from services.batches import batch_name, create_batch_async
 from services.lease import LeaseKeeper
 from tasks.artifacts import ProgressReporter
 from tasks.platform_client import close_platform_client
+
+log = logging.getLogger(__name__)
 
 
 def _run_name() -> str:
@@ -62,69 +74,130 @@ def concurrency_limit(mode: str, concurrency: int) -> int:
     return concurrency
 
 
-@flow(name="registration-batch", flow_run_name=_run_name, retries=0, persist_result=False)
+def cancel_batch_of_run(flow: Flow[Any, Any], run: FlowRun, state: State[Any]) -> None:
+    """on_cancellation: Prefect cancelled this flow run (UI or API), so the batch is cancelled.
+
+    Runs where Prefect kills the run's process (`regbatch serve`, workers), after the kill: the
+    batch is cancelled at once, its lease ends (fencing off anything the process left) and its
+    restaurant subflows, which died with the process, are marked Cancelled.
+    """
+    actor = prefect_runs.prefect_actor(run.id)
+    try:
+        detail = lifecycle.cancel_from_orchestrator(run.id, actor)
+    except Exception:
+        log.exception("could not cancel the batch of flow run %s", run.id)
+        return
+    if detail is not None:
+        log.warning("batch %s cancelled: its flow run was cancelled in Prefect", detail.id)
+    try:
+        prefect_runs.cancel_subflows(run.id, "the batch's flow run was cancelled")
+    except Exception:
+        log.warning("could not mark the subflows of %s cancelled", run.id, exc_info=True)
+
+
+@flow(
+    name="registration-batch",
+    flow_run_name=_run_name,
+    retries=0,
+    persist_result=False,
+    on_cancellation=[cancel_batch_of_run],  # type: ignore[list-item]
+)
 async def registration_batch(run: BatchRun) -> State[Any]:
     """Register a batch of restaurants: every unfinished one, in the batch's execution mode."""
-    logger = get_run_logger()
-    settings = get_settings()
-    owner = lifecycle.runner_identity(flow_run.id)
     batch_id = run.batch_id or await create_batch_async(run)
-    await lifecycle.begin_run(
-        batch_id, owner, settings.lease_seconds, run.started_by, _flow_run_id()
-    )
+    lease = await _take(batch_id, run.started_by)
+    if isinstance(lease, BatchDetail):  # a takeover carried out an operator's cancel or pause
+        return final_state(lease.status, lease.name, lease.pause_reason)
     try:
-        detail = await execution.batch_detail_async(batch_id)
-        jobs = await execution.unfinished_jobs(batch_id)
-        limit = concurrency_limit(detail.execution_mode, detail.concurrency)
-        if limit < min(detail.concurrency, len(jobs)) and detail.execution_mode == (
-            ExecutionMode.PARALLEL
-        ):
-            logger.warning(
-                "Prefect runs on its embedded SQLite server: %d restaurants at a time "
-                "instead of %d (set PREFECT_API_URL to a Prefect server on "
-                "PostgreSQL for more)",
-                limit,
-                detail.concurrency,
-            )
-        logger.info(
-            "%s: %d of %d restaurants to run, %s, %d at a time",
-            detail.name,
-            len(jobs),
-            detail.total,
-            detail.execution_mode,
-            limit,
-        )
-        reporter = ProgressReporter(batch_id, detail.total)
-        await reporter.start(detail.total - len(jobs))
-        with LeaseKeeper(batch_id, owner, settings.lease_seconds) as lease:
-            if detail.execution_mode == ExecutionMode.DISTRIBUTED:
-                runner = DistributedRunner(settings.restaurant_deployment)
-                outcome = await dispatch(
-                    batch_id,
-                    detail.name,
-                    jobs,
-                    limit,
-                    runner,
-                    lease,
-                    reporter,
-                    on_stop=runner.cancel_running,
-                )
-            else:
-                outcome = await dispatch(
-                    batch_id, detail.name, jobs, limit, run_in_process, lease, reporter
-                )
-            if outcome.stopped == "lease_lost":
-                return Cancelled(
-                    name="Superseded",
-                    message="another runner took this batch over; this run stopped dispatching",
-                )
-            if outcome.stopped == "orchestration":
-                await lifecycle.request_pause_for(batch_id, outcome.reason or "orchestration")
-            final = await lifecycle.finish_run(batch_id, owner)
-        await reporter.finish(final)
-        await _notify(batch_id)
+        final = await _run(lease)
+    except (LeaseLostError, LedgerUnavailableError) as exc:
+        # This runner stopped without ending the batch; its new owner (or the next) goes on.
+        get_run_logger().error("%s", exc)
+        raise
     finally:
         await close_platform_client()
+    return final_state(final.status, final.name, final.pause_reason)
+
+
+async def _take(batch_id: uuid.UUID, started_by: str) -> Lease | BatchDetail:
+    """Begin the run under a new lease; after a takeover, crash the previous runner's runs."""
+    own_run = _flow_run_id()
+    status, previous_run = await lifecycle.previous_run(batch_id)
+    cancelled_by = None
+    if status == BatchStatus.IN_PROGRESS and previous_run not in (None, own_run):
+        assert previous_run is not None
+        if await _safely(prefect_runs.was_cancelled(previous_run), default=False):
+            cancelled_by = prefect_runs.prefect_actor(previous_run)
+    owner = lifecycle.runner_identity(own_run)
+    start = await lifecycle.begin_run(
+        batch_id, owner, get_settings().lease_seconds, started_by, own_run, cancelled_by
+    )
+    if start.previous_flow_run_id not in (None, own_run):
+        assert start.previous_flow_run_id is not None
+        message = (
+            "cancelled in Prefect; the batch is cancelled"
+            if cancelled_by
+            else f"runner {start.previous_owner} lost batch {batch_id} (its lease expired)"
+        )
+        ended = await _safely(
+            prefect_runs.crash_runs(
+                start.previous_flow_run_id, message, cancelled=cancelled_by is not None
+            ),
+            0,
+        )
+        get_run_logger().warning(
+            "took batch %s over from %s; ended %d of its flow runs left unfinished in Prefect",
+            batch_id,
+            start.previous_owner,
+            ended,
+        )
+    if start.lease is None:
+        return await execution.batch_detail_async(batch_id, with_results=False)
+    return start.lease
+
+
+async def _run(lease: Lease) -> BatchDetail:
+    """Dispatch the batch's unfinished restaurants and end the run (LeaseLostError: stopped)."""
+    logger = get_run_logger()
+    settings = get_settings()
+    detail = await execution.batch_detail_async(lease.batch_id, with_results=False)
+    jobs = await execution.unfinished_jobs(lease.batch_id)
+    limit = concurrency_limit(detail.execution_mode, detail.concurrency)
+    if detail.execution_mode == ExecutionMode.PARALLEL and limit < min(
+        detail.concurrency, len(jobs)
+    ):
+        logger.warning(
+            "Prefect runs on its embedded SQLite server: %d restaurants at a time instead of "
+            "%d (set PREFECT_API_URL to a Prefect server on PostgreSQL for more)",
+            limit,
+            detail.concurrency,
+        )
+    logger.info(
+        "%s: %d of %d restaurants to run, %s, %d at a time",
+        detail.name,
+        len(jobs),
+        detail.total,
+        detail.execution_mode,
+        limit,
+    )
+    reporter = ProgressReporter(lease.batch_id, detail.total)
+    await reporter.start(detail.total - len(jobs))
+    with LeaseKeeper(lease, settings.lease_seconds) as keeper:
+        dispatcher = Dispatcher(
+            keeper, detail.name, limit, run_in_process, reporter, _flow_run_id()
+        )
+        if detail.execution_mode == ExecutionMode.DISTRIBUTED:
+            distributed = DistributedRunner(settings.restaurant_deployment)
+            dispatcher.run_job, dispatcher.on_stop = distributed, distributed.cancel_running
+        outcome = await dispatcher.run(jobs)
+        if outcome.stopped == "lease_lost":
+            raise LeaseLostError(outcome.reason or f"the lease on batch {lease.batch_id} was lost")
+        if outcome.stopped == "orchestration":
+            await lifecycle.request_pause_for(lease, outcome.reason or "orchestration")
+        final = await lifecycle.finish_run(lease)
+    await reporter.finish(final)
+    await _settle_subflows()
+    await _notify(lease.batch_id)
     logger.info(
         "%s: %s (%d completed, %d failed, %d cancelled of %d)",
         final.name,
@@ -134,7 +207,24 @@ async def registration_batch(run: BatchRun) -> State[Any]:
         final.cancelled,
         final.total,
     )
-    return final_state(final.status, final.name, final.pause_reason)
+    return final
+
+
+async def _settle_subflows() -> None:
+    """Restaurant subflows Prefect still shows unfinished (its API was away) are marked Crashed."""
+    own_run = _flow_run_id()
+    if own_run is not None:
+        message = "left unfinished in Prefect; the batch's ledger has the restaurant's outcome"
+        await _safely(prefect_runs.crash_runs(own_run, message, itself=False), 0)
+
+
+async def _safely(call: Any, default: Any) -> Any:
+    """Await a best-effort Prefect call: a Prefect outage is logged, never fatal here."""
+    try:
+        return await call
+    except Exception as exc:
+        get_run_logger().warning("Prefect call failed (%r); going on", exc)
+        return default
 
 
 async def _notify(batch_id: uuid.UUID) -> None:

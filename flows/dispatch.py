@@ -3,13 +3,16 @@
 One loop for every mode: start jobs in the batch's order while fewer than `limit` run, and after
 each one ends ask the database what happened. A job that did not finish although nobody asked
 to stop hit an orchestration error (a subflow that could not start, a worker that died): it is
-put back in the queue and dispatched again, never marked failed. Pause, cancel, the breaker and a
-lost lease stop dispatching; running restaurants stop at their next step boundary.
+put back in the queue and dispatched again, never marked failed. Pause, cancel (asked through
+regbatch, or a cancel of the batch's flow run in Prefect) and the breaker stop dispatching;
+running restaurants stop at their next step boundary. A lost lease stops everything at once:
+every running restaurant is cancelled and the new owner resumes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -22,17 +25,24 @@ from prefect.logging import get_run_logger
 from prefect.states import Cancelling
 
 from flows.restaurant import register_restaurant
+from regbatch.errors import LeaseLostError, LedgerUnavailableError
+from regbatch.lease import Lease
 from regbatch.statuses import JOB_FINISHED, RequestedAction
-from services import execution, lifecycle
+from regbatch.step_outcomes import AfterError, after_error
+from services import execution, lifecycle, prefect_runs
 from services.execution import JobRef
 from services.lease import LeaseKeeper
 from tasks.artifacts import ProgressReporter
+from tasks.steps import step_state_error
 
 POLL_S = 1.0
+PREFECT_POLL_S = 2.0
 MAX_ORCHESTRATION_RETRIES = 5
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+# After the lease is lost, how long the cancelled restaurants get to unwind.
+UNWIND_S = 10.0
 
-RunJob = Callable[[JobRef], Awaitable[None]]
+RunJob = Callable[[JobRef, Lease], Awaitable[None]]
 
 
 @dataclass
@@ -44,89 +54,148 @@ class Outcome:
     requeued: Counter[uuid.UUID] = field(default_factory=Counter)
 
 
-async def dispatch(
-    batch_id: uuid.UUID,
-    batch_name: str,
-    jobs: list[JobRef],
-    limit: int,
-    run_job: RunJob,
-    lease: LeaseKeeper,
-    reporter: ProgressReporter,
-    on_stop: Callable[[str], Awaitable[None]] | None = None,
-) -> Outcome:
-    """Run `jobs` with at most `limit` at a time until all finish or dispatching must stop."""
-    logger = get_run_logger()
-    queue = deque(jobs)
-    running: dict[asyncio.Task[None], JobRef] = {}
-    outcome = Outcome()
+@dataclass
+class Dispatcher:
+    """Runs one batch's jobs under the runner's lease (see the module docstring)."""
 
-    async def attempt(job: JobRef, delay: float) -> None:
+    keeper: LeaseKeeper
+    batch_name: str
+    limit: int
+    run_job: RunJob
+    reporter: ProgressReporter
+    flow_run_id: uuid.UUID | None = None
+    on_stop: Callable[[str], Awaitable[None]] | None = None
+    outcome: Outcome = field(default_factory=Outcome)
+    _last_prefect_check: float = 0.0
+
+    @property
+    def lease(self) -> Lease:
+        return self.keeper.lease
+
+    async def run(self, jobs: list[JobRef]) -> Outcome:
+        """Run `jobs` with at most `limit` at a time until all finish or dispatching must stop."""
+        queue = deque(jobs)
+        running: dict[asyncio.Task[None], JobRef] = {}
+        lost = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self.keeper.on_lost(lambda: _call_soon(loop, lost.set))
+        lost_waiter = asyncio.create_task(lost.wait())
+        try:
+            while True:
+                await self._check_stop()
+                self._start(queue, running)
+                if not running or lost.is_set():
+                    break
+                await asyncio.wait(
+                    [*running, lost_waiter], timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in [t for t in running if t.done()]:
+                    await self._settle(running.pop(task), task, queue)
+        except (LeaseLostError, LedgerUnavailableError) as exc:
+            self.keeper.lose(str(exc))
+        finally:
+            lost_waiter.cancel()
+            if self.keeper.lost.is_set():
+                await _cancel_all(running)
+        if self.keeper.lost.is_set():
+            self.outcome.stopped, self.outcome.reason = "lease_lost", self.keeper.reason
+            return self.outcome
+        await self.reporter.refresh_table(force=True)
+        return self.outcome
+
+    def _start(self, queue: deque[JobRef], running: dict[asyncio.Task[None], JobRef]) -> None:
+        while self.outcome.stopped is None and queue and len(running) < self.limit:
+            job = queue.popleft()
+            tries = self.outcome.requeued[job.id]
+            delay = BACKOFF_S[min(tries, len(BACKOFF_S)) - 1] if tries else 0.0
+            running[asyncio.create_task(self._attempt(job, delay))] = job
+
+    async def _attempt(self, job: JobRef, delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
-        await execution.mark_dispatched(job.id)
-        await run_job(job)
+        await execution.mark_dispatched(self.lease, job.id)
+        await self.run_job(job, self.lease)
 
-    while True:
-        if outcome.stopped is None:
-            outcome.stopped = await _stop_reason(batch_id, lease)
-            if outcome.stopped is not None and on_stop is not None:
-                await on_stop(outcome.stopped)
-        while outcome.stopped is None and queue and len(running) < limit:
-            job = queue.popleft()
-            tries = outcome.requeued[job.id]
-            delay = BACKOFF_S[min(tries, len(BACKOFF_S)) - 1] if tries else 0.0
-            running[asyncio.create_task(attempt(job, delay))] = job
-        if not running:
-            break
-        done, _ = await asyncio.wait(running, timeout=POLL_S, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            job = running.pop(task)
-            if task.exception() is not None:
-                logger.warning(
-                    "%s: could not run (%r); it goes back in the queue",
-                    job.restaurant_name,
-                    task.exception(),
-                )
-            settled = await lifecycle.settle_job(
-                batch_id, job.id, may_trip=bool(queue) and outcome.stopped is None
+    async def _check_stop(self) -> None:
+        """Look for a reason to stop dispatching: a pause or cancel, asked here or in Prefect."""
+        if self.outcome.stopped is not None:
+            return
+        await self._check_prefect_cancel()
+        action = await execution.requested_action(self.lease)
+        if action is None:
+            return
+        self.outcome.stopped = {RequestedAction.PAUSE: "pause", RequestedAction.CANCEL: "cancel"}[
+            action
+        ]
+        if self.on_stop is not None:
+            await self.on_stop(self.outcome.stopped)
+
+    async def _check_prefect_cancel(self) -> None:
+        """A cancel of this flow run in the Prefect UI or API is a cancel of the batch.
+
+        Runs served by `regbatch serve` or a worker are killed by Prefect and cancelled by the
+        flow's on_cancellation hook; a run called in-process is not, so it looks for itself.
+        """
+        now = time.monotonic()
+        if self.flow_run_id is None or now - self._last_prefect_check < PREFECT_POLL_S:
+            return
+        self._last_prefect_check = now
+        try:
+            cancelled = await prefect_runs.was_cancelled(self.flow_run_id)
+        except Exception as exc:  # Prefect briefly away: the batch goes on
+            get_run_logger().warning("could not read this flow run's state (%r)", exc)
+            return
+        if cancelled:
+            actor = prefect_runs.prefect_actor(self.flow_run_id)
+            get_run_logger().warning("this flow run was cancelled in Prefect: cancelling the batch")
+            await lifecycle.request_cancel_for(self.lease, actor)
+
+    async def _settle(self, job: JobRef, task: asyncio.Task[None], queue: deque[JobRef]) -> None:
+        """The job's run ended: count it, check the breaker, or put it back in the queue."""
+        logger = get_run_logger()
+        error = task.exception()
+        if error is not None and after_error(error, 1, 1) is AfterError.RUNNER_STOPPED:
+            raise error
+        if error is not None:
+            logger.warning("%s: could not run (%r); back in the queue", job.restaurant_name, error)
+        may_trip = bool(queue) and self.outcome.stopped is None
+        settled = await lifecycle.settle_job(self.lease, job.id, may_trip=may_trip)
+        if settled.status in JOB_FINISHED:
+            await self.reporter.job_finished(settled.finished)
+            if settled.breaker_reason is not None:
+                self.outcome.stopped, self.outcome.reason = "breaker", settled.breaker_reason
+                logger.error("%s", settled.breaker_reason)
+                _announce_breaker(self.lease.batch_id, self.batch_name, settled.breaker_reason)
+            return
+        if self.outcome.stopped is not None:
+            return  # held by the pause or cancel that stopped dispatching
+        self.outcome.requeued[job.id] += 1
+        queue.appendleft(job)
+        if self.outcome.requeued[job.id] > MAX_ORCHESTRATION_RETRIES:
+            self.outcome.stopped = "orchestration"
+            self.outcome.reason = (
+                f"{job.restaurant_name} could not be run after {MAX_ORCHESTRATION_RETRIES} "
+                "orchestration retries; see the flow run's logs, then resume the batch"
             )
-            if settled.status in JOB_FINISHED:
-                await reporter.job_finished(settled.finished)
-                if settled.breaker_reason is not None:
-                    outcome.stopped, outcome.reason = "breaker", settled.breaker_reason
-                    logger.error("%s", settled.breaker_reason)
-                    _announce_breaker(batch_id, batch_name, settled.breaker_reason)
-                continue
-            if outcome.stopped is not None:
-                continue  # held by the pause or cancel that stopped dispatching
-            outcome.requeued[job.id] += 1
-            if outcome.requeued[job.id] > MAX_ORCHESTRATION_RETRIES:
-                outcome.stopped = "orchestration"
-                outcome.reason = (
-                    f"{job.restaurant_name} could not be run after "
-                    f"{MAX_ORCHESTRATION_RETRIES} orchestration retries; see the "
-                    "flow run's logs, then resume the batch"
-                )
-                logger.error("%s", outcome.reason)
-                queue.appendleft(job)
-                continue
-            logger.warning(
-                "%s did not finish (orchestration error); dispatching it again", job.restaurant_name
-            )
-            queue.appendleft(job)
-    await reporter.refresh_table(force=True)
-    return outcome
+            logger.error("%s", self.outcome.reason)
+            return
+        logger.warning(
+            "%s did not finish (orchestration error); dispatching it again", job.restaurant_name
+        )
 
 
-async def _stop_reason(batch_id: uuid.UUID, lease: LeaseKeeper) -> str | None:
-    if lease.lost.is_set():
-        return "lease_lost"
-    action = await execution.requested_action(batch_id)
-    if action is None:
-        return None
-    return {RequestedAction.PAUSE: "pause", RequestedAction.CANCEL: "cancel"}[
-        RequestedAction(action)
-    ]
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Run `callback` on `loop` from any thread (the lease thread reports a lost lease)."""
+    loop.call_soon_threadsafe(callback)
+
+
+async def _cancel_all(running: dict[asyncio.Task[None], JobRef]) -> None:
+    """Cancel every running restaurant at once and give them a moment to unwind."""
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.wait(list(running), timeout=UNWIND_S)
+    running.clear()
 
 
 def _announce_breaker(batch_id: uuid.UUID, batch_name: str, reason: str) -> None:
@@ -141,26 +210,30 @@ def _announce_breaker(batch_id: uuid.UUID, batch_name: str, reason: str) -> None
     )
 
 
-async def run_in_process(job: JobRef) -> None:
+async def run_in_process(job: JobRef, lease: Lease) -> None:
     """The restaurant as a subflow of this flow run (its own flow run page in the UI)."""
     execution.note_job_name(job.id, job.restaurant_name)
-    await register_restaurant(job.id, return_state=True)
+    state = await register_restaurant(job.id, lease, return_state=True)
+    error = step_state_error(state)
+    if error is not None and after_error(error, 1, 1) is AfterError.RUNNER_STOPPED:
+        raise error
 
 
 class DistributedRunner:
     """Each restaurant as its own flow run of the `register-restaurant` deployment.
 
-    Workers on the deployment's work pool run them; this flow waits for their runs to end and
-    reads the outcome from the database. A job whose run is still alive after a takeover is
-    awaited, not submitted again.
+    Workers on the deployment's work pool run them under this runner's lease; this flow waits
+    for their runs to end and reads the outcome from the database. A run submitted under an
+    earlier lease (before a takeover) is fenced off: it is cancelled and submitted again.
     """
 
     def __init__(self, deployment: str) -> None:
         self.deployment = deployment
         self.active: dict[uuid.UUID, uuid.UUID] = {}
 
-    async def __call__(self, job: JobRef) -> None:
-        flow_run_id = await self._existing_run(job) or await self._submit(job)
+    async def __call__(self, job: JobRef, lease: Lease) -> None:
+        await self._retire(job)
+        flow_run_id = await self._submit(job, lease)
         self.active[job.id] = flow_run_id
         try:
             async with get_client() as client:
@@ -172,24 +245,28 @@ class DistributedRunner:
         finally:
             self.active.pop(job.id, None)
 
-    async def _existing_run(self, job: JobRef) -> uuid.UUID | None:
+    async def _retire(self, job: JobRef) -> None:
+        """A run left by a previous owner is fenced already; cancel it so its worker stops."""
         if job.flow_run_id is None:
-            return None
+            return
         async with get_client() as client:
             run = await client.read_flow_run(job.flow_run_id)
-        if run.state is not None and not run.state.is_final():
-            return job.flow_run_id
-        return None
+            if run.state is not None and not run.state.is_final():
+                await client.set_flow_run_state(
+                    job.flow_run_id,
+                    Cancelling(message="the batch was taken over by another runner"),
+                    force=True,
+                )
 
-    async def _submit(self, job: JobRef) -> uuid.UUID:
+    async def _submit(self, job: JobRef, lease: Lease) -> uuid.UUID:
         run = await arun_deployment(
             self.deployment,
-            parameters={"job_id": str(job.id)},
+            parameters={"job_id": str(job.id), "lease": lease.model_dump(mode="json")},
             timeout=0,
             flow_run_name=job.restaurant_name,
             as_subflow=True,
         )
-        await execution.remember_flow_run(job.id, run.id)
+        await execution.remember_flow_run(lease, job.id, run.id)
         return run.id
 
     async def cancel_running(self, reason: str) -> None:

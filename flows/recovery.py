@@ -1,8 +1,11 @@
 """`recover_stalled_batches`: the stalled-work detector, runnable on a schedule.
 
 A batch is stalled when it is in progress but its runner's lease has expired (the process died,
-the machine was lost). Each is run again from its last completed steps; steps that were in
-flight run again with the same idempotency key, so the platform performs nothing twice.
+the machine was lost, or it is frozen). Each is taken over with a new fencing token (the old
+runner, should it wake up, can no longer write) and run again from its last completed steps;
+steps that were in flight run again with the same idempotency key, so the platform performs
+nothing twice. A batch whose operator had asked it to cancel or pause, or whose flow run was
+cancelled in Prefect, is cancelled or paused instead, never resumed.
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ async def recover_stalled_batches() -> list[uuid.UUID]:
     recovered = []
     for batch_id in stalled:
         logger.warning("batch %s is stalled (its runner's lease expired); taking it over", batch_id)
-        try:
-            await registration_batch(
-                BatchRun(batch_id=batch_id, started_by="system"), return_state=True
-            )
-        except ConflictError as exc:  # another runner got there first
-            logger.info("%s", exc)
+        state = await registration_batch(
+            BatchRun(batch_id=batch_id, started_by="system:recovery"), return_state=True
+        )
+        if state.is_failed() or state.is_crashed():
+            error = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+            if isinstance(error, ConflictError):  # another runner got there first
+                logger.info("%s", error)
+                continue
+            logger.error("batch %s could not be recovered: %s", batch_id, state.message)
             continue
         recovered.append(batch_id)
     return recovered

@@ -1,16 +1,22 @@
-"""`register_restaurant(job_id)`: one restaurant's twelve steps, as a Prefect (sub)flow.
+"""`register_restaurant(job_id, lease)`: one restaurant's twelve steps, as a Prefect (sub)flow.
 
 The flow only orchestrates: it asks `regbatch.planning` what runs next, starts those step tasks
 concurrently where the graph allows, records skips with their reasons, and ends the job from its
 steps' outcome. Steps already completed are never run again (resume); a failed job re-runs only
 its failed steps and the steps they blocked. Pause and cancel requests on the batch are honoured
 at step boundaries: running steps finish, nothing new starts.
+
+Every write states the batch runner's `lease`. When the lease is lost (another runner took the
+batch over) or the ledger is unreachable, every step still running is cancelled at once and the
+error ends this run: the batch's new owner resumes the job. A step that ended without an outcome
+(an orchestration error) leaves the job unfinished, and the batch runner dispatches it again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow
@@ -19,11 +25,21 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed, State
 
 from regbatch.config import RegistrationConfig
+from regbatch.errors import ConfigurationError
+from regbatch.lease import Lease
 from regbatch.planning import Run, Skip, StepState, next_decisions
 from regbatch.statuses import JOB_FINISHED, JobStatus, RequestedAction, StepStatus
+from regbatch.step_outcomes import AfterError, after_error
 from regbatch.steps import StepKey, step
 from services import execution
-from tasks.steps import step_task
+from services.execution import JobPlan
+from tasks.steps import step_state_error, step_task
+
+NO_LEASE = (
+    "register-restaurant runs one restaurant for its batch's runner and needs that runner's "
+    "lease; start the batch instead (`regbatch batch start BATCH_ID`, or the "
+    "registration-batch deployment)"
+)
 
 
 def _run_name() -> str:
@@ -34,10 +50,6 @@ def _run_name() -> str:
         return f"job {job_id}"
 
 
-class Paused(Exception):
-    """Raised inside the flow when the batch asked to pause; the job is held, not finished."""
-
-
 @flow(
     name="register-restaurant",
     flow_run_name=_run_name,
@@ -45,62 +57,120 @@ class Paused(Exception):
     persist_result=False,
     validate_parameters=True,
 )
-async def register_restaurant(job_id: uuid.UUID) -> State[Any]:
+async def register_restaurant(job_id: uuid.UUID, lease: Lease | None = None) -> State[Any]:
     """Register one restaurant: run its steps in dependency order, resuming from the ledger."""
-    logger = get_run_logger()
-    plan = await execution.begin_job(job_id)
+    if lease is None:
+        raise ConfigurationError(NO_LEASE)
+    plan = await execution.begin_job(lease, job_id)
     if plan.status in JOB_FINISHED:
         return Completed(message=f"job already {plan.status}; nothing to do")
-    states = dict(plan.states)
-    running: dict[asyncio.Task[Any], StepKey] = {}
-    stop: str | None = None
+    run = _JobRun(lease, plan)
+    await run.drive()
+    return await _end(run)
 
-    while True:
-        if stop is None:
-            stop = await execution.requested_action(plan.batch_id)
-        if stop is None:
-            decisions = _decide(states, plan.config)
-            skips = [d for d in decisions if isinstance(d, Skip)]
-            if skips:
-                await execution.record_skipped(
-                    job_id, [(d.key, d.reason, d.blocked_by) for d in skips]
+
+@dataclass
+class _JobRun:
+    """One run of a job: its steps' states as this run knows them, and why it stopped."""
+
+    lease: Lease
+    plan: JobPlan
+    states: dict[StepKey, StepState] = field(init=False)
+    stop: RequestedAction | None = None
+    interrupted: list[StepKey] = field(default_factory=list)
+    running: dict[asyncio.Task[Any], StepKey] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.states = dict(self.plan.states)
+
+    async def drive(self) -> None:
+        """Start steps as the graph allows until none is left or the batch asked to stop."""
+        try:
+            while True:
+                if self.stop is None and not self.interrupted:
+                    self.stop = await execution.requested_action(self.lease)
+                if self.stop is None and not self.interrupted:
+                    await self._start_ready_steps()
+                if not self.running:
+                    return
+                done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    await self._settle(self.running.pop(finished), finished)
+        finally:
+            await _cancel_all(self.running)
+
+    async def _start_ready_steps(self) -> None:
+        decisions = _decide(self.states, self.plan.config)
+        skips = [d for d in decisions if isinstance(d, Skip)]
+        if skips:
+            await execution.record_skipped(
+                self.lease, self.plan.job_id, [(d.key, d.reason, d.blocked_by) for d in skips]
+            )
+        for decision in decisions:
+            if isinstance(decision, Skip):
+                self.states[decision.key] = StepState(
+                    StepStatus.SKIPPED, blocked_by=decision.blocked_by
                 )
-            for decision in decisions:
-                if isinstance(decision, Skip):
-                    states[decision.key] = StepState(
-                        StepStatus.SKIPPED, blocked_by=decision.blocked_by
-                    )
-                else:
-                    states[decision.key] = StepState(StepStatus.IN_PROGRESS)
-                    task = step_task(decision.key, plan.config)
-                    running[asyncio.create_task(task(job_id))] = decision.key
-        if not running:
-            break
-        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for finished in done:
-            key = running.pop(finished)
-            states[key] = await _settle(job_id, key, finished)
+                continue
+            self.states[decision.key] = StepState(StepStatus.IN_PROGRESS)
+            task = step_task(decision.key, self.plan.config)
+            call = task(self.lease, self.plan.job_id, return_state=True)
+            self.running[asyncio.create_task(call)] = decision.key
 
-    unstarted = any(s.status == StepStatus.PENDING for s in states.values())
-    if unstarted and stop == RequestedAction.CANCEL:
-        await execution.cancel_job(job_id)
-        return Cancelled(
-            message=f"{plan.restaurant_name}: batch cancelled; unfinished steps cancelled"
-        )
-    if unstarted and stop == RequestedAction.PAUSE:
-        await execution.hold_job(job_id)
-        done_count = sum(s.status == StepStatus.COMPLETED for s in states.values())
+    async def _settle(self, key: StepKey, finished: asyncio.Task[State[Any]]) -> None:
+        """Take in how a step task ended, by the one rule of `after_error`."""
+        error = finished.exception()  # Prefect itself failed around the task (e.g. its API)
+        state = finished.result() if error is None else None
+        if state is not None and state.is_completed():
+            self.states[key] = StepState(StepStatus.COMPLETED, state.result(_sync=True))  # type: ignore[call-overload]
+            return
+        if state is not None and state.is_cancelled():  # refused before it started
+            self.states[key] = StepState(StepStatus.PENDING)
+            self.stop = self.stop or await execution.requested_action(self.lease)
+            return
+        if state is not None:
+            error = step_state_error(state) or RuntimeError(f"{state.type}: {state.message}")
+        assert error is not None
+        verdict = after_error(error, attempt=1, attempts=1)  # retries are behind us now
+        if verdict is AfterError.FAILED:
+            self.states[key] = StepState(StepStatus.FAILED)
+        elif verdict is AfterError.RUNNER_STOPPED:
+            raise error
+        else:
+            get_run_logger().warning(
+                "%s ended without an outcome (%s); the restaurant will be run again",
+                step(key).label,
+                _describe(error),
+            )
+            self.states[key] = StepState(StepStatus.PENDING)
+            self.interrupted.append(key)
+
+
+async def _end(run: _JobRun) -> State[Any]:
+    """End the job: cancelled, held for a pause, left for a re-run, or completed/failed."""
+    lease, plan = run.lease, run.plan
+    unstarted = any(s.status == StepStatus.PENDING for s in run.states.values())
+    name = plan.restaurant_name
+    if unstarted and run.stop == RequestedAction.CANCEL:
+        await execution.cancel_job(lease, plan.job_id)
+        return Cancelled(message=f"{name}: batch cancelled; unfinished steps cancelled")
+    if unstarted and run.stop == RequestedAction.PAUSE:
+        await execution.hold_job(lease, plan.job_id)
+        done_count = sum(s.status == StepStatus.COMPLETED for s in run.states.values())
         return Cancelled(
             name="Paused",
-            message=f"{plan.restaurant_name}: batch paused after "
-            f"{done_count} completed steps; resume continues from there",
+            message=f"{name}: batch paused after {done_count} completed steps; resume "
+            "continues from there",
         )
-    outcome = await execution.finish_job(job_id)
+    if run.interrupted:
+        labels = ", ".join(step(k).label for k in run.interrupted)
+        return Failed(message=f"{name}: {labels} ended without an outcome; dispatched again")
+    outcome = await execution.finish_job(lease, plan.job_id)
     if outcome == JobStatus.FAILED:
-        failed = [step(k).label for k, s in states.items() if s.status == StepStatus.FAILED]
-        logger.error("%s failed at %s", plan.restaurant_name, ", ".join(failed))
-        return Failed(message=f"{plan.restaurant_name}: {', '.join(failed)} failed")
-    return Completed(message=f"{plan.restaurant_name}: registered")
+        failed = [step(k).label for k, s in run.states.items() if s.status == StepStatus.FAILED]
+        get_run_logger().error("%s failed at %s", name, ", ".join(failed))
+        return Failed(message=f"{name}: {', '.join(failed)} failed")
+    return Completed(message=f"{name}: registered")
 
 
 def _decide(states: dict[StepKey, StepState], config: RegistrationConfig) -> list[Run | Skip]:
@@ -118,12 +188,14 @@ def _decide(states: dict[StepKey, StepState], config: RegistrationConfig) -> lis
     return decisions
 
 
-async def _settle(job_id: uuid.UUID, key: StepKey, finished: asyncio.Task[Any]) -> StepState:
-    """The step's final state once its task ended; a task that died unrecorded is failed."""
-    error = finished.exception()
-    if error is None:
-        return StepState(StepStatus.COMPLETED, finished.result())
-    # The step normally recorded its own failure; this covers a task killed from outside
-    # (Prefect's timeout, a crash before the first write) so no row stays in progress.
-    await execution.record_failed(job_id, key, error)
-    return StepState(StepStatus.FAILED)
+async def _cancel_all(running: dict[asyncio.Task[Any], StepKey]) -> None:
+    """Cancel the step tasks still running and wait until they have stopped."""
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)
+    running.clear()
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error)[:200]}"

@@ -3,11 +3,16 @@
     RegbatchError
     ├── ConfigurationError          a setting is missing or malformed
     ├── DatabaseUnavailableError    the configured database cannot be reached
+    │   └── LedgerUnavailableError  a runner could not write for longer than its lease
+    ├── PrefectUnavailableError     the Prefect API cannot be reached or refused a request
     ├── InvalidInputError           user input is wrong; carries every problem found
     ├── NotFoundError               no such object (in the caller's organisation)
     ├── ConflictError               the object's state does not allow the action
     │   ├── InvalidTransitionError  a status change the rules forbid
-    │   └── LeaseHeldError          another runner holds the batch's lease
+    │   ├── LeaseHeldError          another runner holds the batch's lease
+    │   ├── LeaseLostError          this runner's lease was taken over: it is fenced off
+    │   └── BatchStoppingError      a step would start after a pause or cancel was asked
+    ├── StepCodeError               a step's own code failed (not the platform): recorded failed
     └── PlatformError               a registration platform call failed
         ├── TransientPlatformError  worth retrying (connection, timeout, 408, 429, 5xx)
         │   └── RateLimitedError    429, with the platform's Retry-After
@@ -32,6 +37,18 @@ class ConfigurationError(RegbatchError):
 
 class DatabaseUnavailableError(RegbatchError):
     """Raised when the database named by REGBATCH_DATABASE_URL cannot be reached."""
+
+
+class LedgerUnavailableError(DatabaseUnavailableError):
+    """Raised when a runner could not write its ledger for longer than its lease.
+
+    The runner stops; the batch stays in progress and the next runner takes it over once the
+    lease has expired, resuming from what was recorded.
+    """
+
+
+class PrefectUnavailableError(RegbatchError):
+    """Raised when the Prefect API cannot be reached, or refused a request it should take."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,28 @@ class InvalidTransitionError(ConflictError):
 
 class LeaseHeldError(ConflictError):
     """Raised when a batch is already being run by a live runner (its lease has not expired)."""
+
+
+class LeaseLostError(ConflictError):
+    """Raised when a runner writes under a lease that was taken over (a stale fencing token).
+
+    The write is refused and the runner must stop all of its work on the batch at once: the new
+    owner resumes it.
+    """
+
+
+class BatchStoppingError(ConflictError):
+    """Raised when a step would start after its batch was asked to pause or cancel.
+
+    Nothing was recorded and the platform was not called; the step stays unstarted.
+    """
+
+
+class StepCodeError(RegbatchError):
+    """Raised when a step's own code failed (a fault of ours, not an answer of the platform).
+
+    The step is recorded failed with the error's type and first line; retrying cannot help.
+    """
 
 
 @dataclass(eq=False)

@@ -1,12 +1,16 @@
 """What flows and step tasks read and write while a job runs.
 
 Each function runs one transaction in a worker thread, so the event loop that drives Prefect's
-async flows and tasks never blocks on the database.
+async flows and tasks never blocks on the database. Every write states the runner's lease (see
+db/fencing.py). A dropped connection or a database that is briefly down is not an outcome of
+the work: the transaction is retried with backoff for as long as the runner's lease lasts, then
+LedgerUnavailableError stops the runner and the next owner resumes the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,22 +19,29 @@ from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from db import steps as ledger
 from db.batches import batch_detail
 from db.engine import session_scope
+from db.fencing import hold
 from db.models import Job, Restaurant
 from db.steps import JobPlan, StepInputs
-from regbatch.statuses import JOB_FINISHED, JobStatus
+from regbatch.errors import LedgerUnavailableError
+from regbatch.lease import Lease
+from regbatch.settings import get_settings
+from regbatch.statuses import JOB_FINISHED, JobStatus, RequestedAction
 from regbatch.steps import StepKey
 from regbatch.views import BatchDetail
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Enough threads for every step of a few dozen concurrent restaurants; each holds a connection
 # for one short transaction only.
 _EXECUTOR = ThreadPoolExecutor(max_workers=24, thread_name_prefix="regbatch-db")
+_FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.05, 2.0
 
 
 def _in_transaction(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -38,57 +49,100 @@ def _in_transaction(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(session, *args, **kwargs)
 
 
+def is_transient_database_error(error: BaseException) -> bool:
+    """A connection that dropped, a server restarting, a deadlock: worth running again."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
 async def transact(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run `fn(session, *args, **kwargs)` in one transaction on a database thread."""
+    """Run `fn(session, *args, **kwargs)` in one transaction on a database thread.
+
+    Transient database errors are retried with backoff for up to the lease's length (the data
+    functions are safe to run again); past it, LedgerUnavailableError.
+    """
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_EXECUTOR, partial(_in_transaction, fn, *args, **kwargs))
+    budget = get_settings().lease_seconds
+    deadline = loop.time() + budget
+    delay = _FIRST_BACKOFF_S
+    while True:
+        try:
+            return await loop.run_in_executor(
+                _EXECUTOR, partial(_in_transaction, fn, *args, **kwargs)
+            )
+        except DBAPIError as exc:
+            if not is_transient_database_error(exc):
+                raise
+            if loop.time() + delay > deadline:
+                raise LedgerUnavailableError(
+                    f"the database could not be written for {budget:g} s (the runner's lease; "
+                    f"last error: {type(exc.orig or exc).__name__}); this runner stops and the "
+                    "next one resumes the batch once its lease has expired: check that the "
+                    "database named by REGBATCH_DATABASE_URL is up"
+                ) from None
+            log.warning(
+                "database error in %s (%s); trying again in %.2f s",
+                getattr(fn, "__name__", "a ledger write"),
+                type(exc.orig or exc).__name__,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF_S)
 
 
-async def begin_job(job_id: uuid.UUID) -> JobPlan:
-    return await transact(ledger.begin_job, job_id)
+async def begin_job(lease: Lease, job_id: uuid.UUID) -> JobPlan:
+    return await transact(ledger.begin_job, lease, job_id)
 
 
 async def load_plan(job_id: uuid.UUID) -> JobPlan:
     return await transact(ledger.load_plan, job_id)
 
 
-async def start_attempt(job_id: uuid.UUID, key: StepKey) -> StepInputs:
-    return await transact(ledger.start_attempt, job_id, key)
+async def start_attempt(lease: Lease, job_id: uuid.UUID, key: StepKey) -> StepInputs:
+    return await transact(ledger.start_attempt, lease, job_id, key)
 
 
-async def record_retrying(job_id: uuid.UUID, key: StepKey, error: BaseException) -> None:
-    await transact(ledger.record_retrying, job_id, key, error)
+async def record_retrying(
+    lease: Lease, job_id: uuid.UUID, key: StepKey, error: BaseException
+) -> None:
+    await transact(ledger.record_retrying, lease, job_id, key, error)
 
 
-async def record_completed(job_id: uuid.UUID, key: StepKey, result: dict[str, Any]) -> None:
-    await transact(ledger.record_completed, job_id, key, result)
+async def record_completed(
+    lease: Lease, job_id: uuid.UUID, key: StepKey, result: dict[str, Any]
+) -> None:
+    await transact(ledger.record_completed, lease, job_id, key, result)
 
 
-async def record_failed(job_id: uuid.UUID, key: StepKey, error: BaseException) -> bool:
-    return await transact(ledger.record_failed, job_id, key, error)
+async def record_failed(
+    lease: Lease, job_id: uuid.UUID, key: StepKey, error: BaseException
+) -> bool:
+    return await transact(ledger.record_failed, lease, job_id, key, error)
 
 
 async def record_skipped(
-    job_id: uuid.UUID, skips: list[tuple[StepKey, str, StepKey | None]]
+    lease: Lease, job_id: uuid.UUID, skips: list[tuple[StepKey, str, StepKey | None]]
 ) -> None:
     """Record several skips (step, reason, blocking step) in one transaction."""
-    await transact(ledger.record_skipped, job_id, skips)
+    await transact(ledger.record_skipped, lease, job_id, skips)
 
 
-async def finish_job(job_id: uuid.UUID) -> JobStatus:
-    return await transact(ledger.finish_job, job_id)
+async def finish_job(lease: Lease, job_id: uuid.UUID) -> JobStatus:
+    return await transact(ledger.finish_job, lease, job_id)
 
 
-async def hold_job(job_id: uuid.UUID) -> None:
-    await transact(ledger.hold_job, job_id)
+async def hold_job(lease: Lease, job_id: uuid.UUID) -> None:
+    await transact(ledger.hold_job, lease, job_id)
 
 
-async def cancel_job(job_id: uuid.UUID) -> bool:
-    return await transact(ledger.cancel_job, job_id)
+async def cancel_job(lease: Lease, job_id: uuid.UUID) -> bool:
+    return await transact(ledger.cancel_job, lease, job_id)
 
 
-async def requested_action(batch_id: uuid.UUID) -> str | None:
-    return await transact(ledger.requested_action, batch_id)
+async def requested_action(lease: Lease) -> RequestedAction | None:
+    """The pause or cancel asked of the batch, if any; LeaseLostError once it is not ours."""
+    return await transact(ledger.requested_action, lease)
 
 
 # Restaurant names the batch flow already read, so naming a subflow run does not block the
@@ -153,10 +207,11 @@ async def unfinished_jobs(batch_id: uuid.UUID) -> list[JobRef]:
     return await transact(_job_refs, batch_id, True)
 
 
-async def mark_dispatched(job_id: uuid.UUID) -> None:
+async def mark_dispatched(lease: Lease, job_id: uuid.UUID) -> None:
     """Count one more dispatch of the job."""
 
     def write(session: Session) -> None:
+        hold(session, lease)
         session.execute(
             update(Job).where(Job.id == job_id).values(dispatch_attempts=Job.dispatch_attempts + 1)
         )
@@ -164,10 +219,11 @@ async def mark_dispatched(job_id: uuid.UUID) -> None:
     await transact(write)
 
 
-async def remember_flow_run(job_id: uuid.UUID, flow_run_id: uuid.UUID) -> None:
+async def remember_flow_run(lease: Lease, job_id: uuid.UUID, flow_run_id: uuid.UUID) -> None:
     """The flow run that runs the job elsewhere (distributed mode), for takeovers and cancel."""
 
     def write(session: Session) -> None:
+        hold(session, lease)
         session.execute(update(Job).where(Job.id == job_id).values(flow_run_id=flow_run_id))
 
     await transact(write)

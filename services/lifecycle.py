@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 from db import lifecycle
 from db.batches import batch_detail, get_batch, job_counts
 from db.engine import session_scope
-from db.models import Job
-from db.retries import create_retry_batch
+from db.fencing import LockMode, hold
+from db.models import Batch, Job
+from db.retries import RetryOutcome, create_retry_batch
 from regbatch.errors import NotFoundError
+from regbatch.lease import Lease
 from regbatch.statuses import JOB_FINISHED, JobStatus
 from regbatch.views import BatchDetail
 from services.batches import parse_uuid
@@ -78,12 +80,10 @@ def _announce_in_background(batch_id: uuid.UUID) -> None:
 
 def retry_failed(
     batch_id: str | uuid.UUID, actor: str = "user", organisation_id: uuid.UUID | None = None
-) -> uuid.UUID:
-    """Create the linked batch of the failed restaurants; returns its id."""
+) -> RetryOutcome:
+    """The linked batch of the failed restaurants: made now, or (`existed`) by an earlier call."""
     with session_scope() as session:
-        return create_retry_batch(
-            session, parse_uuid(batch_id, "batch_id"), actor, organisation_id
-        ).id
+        return create_retry_batch(session, parse_uuid(batch_id, "batch_id"), actor, organisation_id)
 
 
 def stalled_batches() -> list[uuid.UUID]:
@@ -100,23 +100,41 @@ async def begin_run(
     lease_seconds: float,
     actor: str,
     flow_run_id: uuid.UUID | None = None,
-) -> None:
-    await transact(lifecycle.begin_run, batch_id, owner, lease_seconds, actor, flow_run_id)
+    cancelled_by: str | None = None,
+) -> lifecycle.RunStart:
+    return await transact(
+        lifecycle.begin_run, batch_id, owner, lease_seconds, actor, flow_run_id, cancelled_by
+    )
 
 
-async def request_pause_for(batch_id: uuid.UUID, reason: str) -> None:
+async def previous_run(batch_id: uuid.UUID) -> tuple[str, uuid.UUID | None]:
+    """(status, flow run id) of the batch, read before deciding how to take it over."""
+
+    def read(session: Session) -> tuple[str, uuid.UUID | None]:
+        batch = get_batch(session, batch_id)
+        return batch.status, batch.flow_run_id
+
+    return await transact(read)
+
+
+async def request_pause_for(lease: Lease, reason: str) -> None:
     """The runner asks its own batch to pause (it cannot go on), with the reason."""
+    await transact(lifecycle.request_pause_for, lease, reason)
+
+
+async def request_cancel_for(lease: Lease, actor: str) -> None:
+    """Cancel the runner's own batch at its next step boundary, on `actor`'s behalf."""
 
     def write(session: Session) -> None:
-        lifecycle.request_pause(session, batch_id, "system")
-        get_batch(session, batch_id).pause_reason = reason
+        hold(session, lease, LockMode.BATCH)
+        lifecycle.request_cancel(session, lease.batch_id, actor)
 
     await transact(write)
 
 
-async def finish_run(batch_id: uuid.UUID, owner: str) -> BatchDetail:
+async def finish_run(lease: Lease) -> BatchDetail:
     def finish(session: Session) -> BatchDetail:
-        batch = lifecycle.finish_run(session, batch_id, owner)
+        batch = lifecycle.finish_run(session, lease)
         return batch_detail(session, batch.id)
 
     return await transact(finish)
@@ -131,28 +149,39 @@ class JobSettled:
     breaker_reason: str | None  # set when this job's end tripped the breaker
 
 
-async def settle_job(batch_id: uuid.UUID, job_id: uuid.UUID, may_trip: bool) -> JobSettled:
+async def settle_job(lease: Lease, job_id: uuid.UUID, may_trip: bool) -> JobSettled:
     """The job's status, the batch's finished count and (if `may_trip`) the breaker check,
     in one transaction; a tripped breaker asks the batch to pause with its reason."""
 
     def settle(session: Session) -> JobSettled:
+        hold(session, lease, LockMode.BATCH)
         status = session.scalar(select(Job.status).where(Job.id == job_id))
         if status is None:
             raise NotFoundError(f"job {job_id} does not exist")
         if status not in JOB_FINISHED:
             return JobSettled(JobStatus(status), 0, None)
-        finished = job_counts(session, batch_id).finished
-        reason = lifecycle.check_breaker(session, batch_id) if may_trip else None
+        finished = job_counts(session, lease.batch_id).finished
+        reason = lifecycle.check_breaker(session, lease.batch_id) if may_trip else None
         return JobSettled(JobStatus(status), finished, reason)
 
     return await transact(settle)
 
 
-def renew_lease(batch_id: uuid.UUID, owner: str, lease_seconds: float) -> bool:
+def cancel_from_orchestrator(flow_run_id: uuid.UUID, actor: str) -> BatchDetail | None:
+    """Cancel the batch whose flow run Prefect cancelled; None when no batch has that run."""
     with session_scope() as session:
-        return lifecycle.renew_lease(session, batch_id, owner, lease_seconds)
+        batch_id = session.scalar(select(Batch.id).where(Batch.flow_run_id == flow_run_id))
+        if batch_id is None:
+            return None
+        batch = lifecycle.cancel_from_orchestrator(session, batch_id, actor)
+        return batch_detail(session, batch.id)
 
 
-def release_lease(batch_id: uuid.UUID, owner: str) -> None:
+def renew_lease(lease: Lease, lease_seconds: float) -> bool:
     with session_scope() as session:
-        lifecycle.release_lease(session, batch_id, owner)
+        return lifecycle.renew_lease(session, lease, lease_seconds)
+
+
+def release_lease(lease: Lease) -> None:
+    with session_scope() as session:
+        lifecycle.release_lease(session, lease)

@@ -1,57 +1,85 @@
-"""Account creation is rate-limited by the platform globally: one at a time, a minute apart.
+"""Account creation is rate-limited by the platform: one at a time, a configured spacing apart.
 
-A Prefect global concurrency limit (`regbatch-account-creation`, a rate limit whose single slot
-decays over REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS) enforces it across batches, flows and machines.
-It is created on first use; a slot of a crashed process simply decays.
+The limit is global across batches, flows and machines, so its turn lives in the database
+(db/rate_limits.py). Waiting for it is a queue, not part of a step's attempt: a step waits for the
+turn before its attempt starts (nothing is recorded, no timeout runs), holds it while its one
+request is out, and gives it back with the time that request was sent. In each process waiters
+line up first-come first-served and only the head asks the database, so a waiter that is
+cancelled simply leaves the line and never takes a turn it will not use.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import os
+import socket
+import uuid
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import (
-    GlobalConcurrencyLimitCreate,
-    GlobalConcurrencyLimitUpdate,
-)
-from prefect.concurrency.asyncio import rate_limit
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
+from db.rate_limits import give_back_turn, take_turn
+from db.types import utcnow
 from regbatch.settings import get_settings
+from services.execution import transact
 
-LIMIT_NAME = "regbatch-account-creation"
-_ensured: dict[str, float] = {}
+LIMIT_NAME = "account-creation"
+# Requests arrive at the platform a little later than they are sent, and not always equally
+# late: keep the spacing a hair wider than the platform's own so it never answers 429.
+SPACING_MARGIN = 0.01
+SPACING_MARGIN_MIN_S = 0.05
+# Sleep at most this long before asking again (another process may have released early).
+MAX_SLEEP_S = 5.0
+
+_LINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-async def ensure_limit(name: str, spacing_s: float) -> None:
-    """Create or update the rate limit so one slot frees up every `spacing_s` seconds."""
-    if _ensured.get(name) == spacing_s:
-        return
-    decay = 1.0 / spacing_s
-    async with get_client() as client:
-        try:
-            current = await client.read_global_concurrency_limit_by_name(name)
-        except ObjectNotFound:
-            # another process may create it at the same moment
-            with contextlib.suppress(ObjectAlreadyExists):
-                await client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=name, limit=1, slot_decay_per_second=decay)
-                )
-        else:
-            if current.limit != 1 or current.slot_decay_per_second != decay:
-                await client.update_global_concurrency_limit(
-                    name, GlobalConcurrencyLimitUpdate(limit=1, slot_decay_per_second=decay)
-                )
-    _ensured[name] = spacing_s
+@dataclass
+class Turn:
+    """A held turn; the step notes when its request went out (`note_sent`)."""
+
+    sent_at: datetime | None = None
+
+    def note_sent(self) -> None:
+        self.sent_at = utcnow()
+
+
+def spacing_s() -> float:
+    """The spacing kept between account creations (the setting plus a small margin); 0: off."""
+    spacing = get_settings().account_rate_limit_seconds
+    if spacing <= 0:
+        return 0.0
+    return spacing + max(SPACING_MARGIN_MIN_S, spacing * SPACING_MARGIN)
+
+
+def _line() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    line = _LINES.get(loop)
+    if line is None:
+        line = _LINES[loop] = asyncio.Lock()  # FIFO: waiters are woken in arrival order
+    return line
 
 
 @asynccontextmanager
-async def account_creation_slot() -> AsyncIterator[None]:
-    """Wait for the global account-creation slot (no wait when the limit is off)."""
-    spacing = get_settings().account_rate_limit_seconds
-    if spacing > 0:
-        await ensure_limit(LIMIT_NAME, spacing)
-        await rate_limit(LIMIT_NAME, occupy=1, strict=True)
-    yield
+async def account_creation_turn(hold_s: float) -> AsyncIterator[Turn]:
+    """Wait for the account-creation turn and hold it; `hold_s` bounds a holder that died."""
+    spacing = spacing_s()
+    if spacing <= 0:
+        yield Turn()
+        return
+    async with _line():
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        while (wait := await transact(take_turn, LIMIT_NAME, holder, hold_s)) > 0:
+            await asyncio.sleep(min(wait, MAX_SLEEP_S))
+        turn = Turn()
+        try:
+            yield turn
+        finally:
+            # Shielded: a cancelled step still gives the turn back (else the next waits it out).
+            await asyncio.shield(
+                transact(give_back_turn, LIMIT_NAME, holder, turn.sent_at, spacing)
+            )

@@ -1,9 +1,12 @@
 """The twelve registration steps as Prefect tasks.
 
-Each task is a thin wrapper around `execute_step(job_id, key)`: record the attempt, build the
-request from the job's configuration and its dependencies' results (read from the database), call
-the platform, record the outcome. Prefect retries transient failures with the step's policy; the
-platform's Retry-After (429) is waited out inside the attempt, up to the step's timeout.
+Each task is a thin wrapper around `execute_step(lease, job_id, key)`: record the attempt (under
+the runner's lease), build the request from the job's configuration and its dependencies'
+results (read from the database), call the platform, record the outcome. What an error means is
+decided in one place, `regbatch.step_outcomes.after_error`, which Prefect's retry condition
+follows too. The platform's Retry-After (429) is waited out inside the attempt, up to the step's
+timeout. Account registration first waits for the global account-creation turn, outside its
+attempt: queueing for the turn is not part of any attempt or timeout.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -18,20 +22,28 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
+from prefect.states import Cancelled, State
 
 from regbatch import passwords
 from regbatch.config import RegistrationConfig
-from regbatch.errors import RateLimitedError, TransientPlatformError
+from regbatch.errors import (
+    BatchStoppingError,
+    PlatformError,
+    RateLimitedError,
+    StepCodeError,
+)
+from regbatch.lease import Lease
 from regbatch.platform import build_request
 from regbatch.settings import get_settings
+from regbatch.step_outcomes import AfterError, after_error
 from regbatch.steps import RetryPolicy, StepKey, step
 from services import execution
-from tasks.account_limit import account_creation_slot
+from tasks.account_limit import account_creation_turn
 from tasks.platform_client import platform_client
 
-# The Prefect task may run a little longer than the step's own timeout: the HTTP client gives up
-# first and reports a clean, retryable timeout.
-TASK_TIMEOUT_MARGIN_S = 30.0
+# A holder of the account-creation turn that died is replaced this long after its step's
+# timeout (a live one gives the turn back as soon as its request is answered).
+TURN_HOLD_MARGIN_S = 30.0
 
 
 def _attempt() -> tuple[int, int]:
@@ -48,11 +60,14 @@ async def _call_platform(
     organisation_id: str,
     idempotency_key: str,
     timeout_s: float,
+    on_send: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """One attempt: the platform call, with 429s waited out until the step's timeout is spent."""
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()
+        if on_send is not None:
+            on_send()
         try:
             return await platform_client().run_step(
                 key,
@@ -65,9 +80,10 @@ async def _call_platform(
             if exc.retry_after >= deadline - time.monotonic():
                 raise
             get_run_logger().info(
-                "%s: platform rate limit, waiting %.1f s as asked (Retry-After)",
+                "%s: platform asks to wait %.1f s (%s); waiting, then asking again",
                 step(key).label,
                 exc.retry_after,
+                exc.code or "429",
             )
             await asyncio.sleep(exc.retry_after)
 
@@ -80,16 +96,58 @@ def step_timeout(key: StepKey, config: RegistrationConfig) -> float:
     return step(key).timeout_s * get_settings().step_timeout_scale
 
 
-async def execute_step(job_id: uuid.UUID, key: StepKey) -> dict[str, Any]:
-    """Run one attempt of a step and record it; returns the step's result."""
+async def execute_step(
+    lease: Lease, job_id: uuid.UUID, key: StepKey, timeout_s: float
+) -> dict[str, Any]:
+    """Run one attempt of a step and record its outcome; returns the step's result."""
     attempt, most = _attempt()
-    inputs = await execution.start_attempt(job_id, key)
-    password = (
-        passwords.decrypt(inputs.encrypted_password)
-        if key == StepKey.ACCOUNT_REGISTRATION and inputs.encrypted_password
-        else None
-    )
+    if key != StepKey.ACCOUNT_REGISTRATION:
+        return await _attempt_step(lease, job_id, key, timeout_s, attempt, most)
+    get_run_logger().info("%s: waiting for the account-creation turn", step(key).label)
+    async with account_creation_turn(hold_s=timeout_s + TURN_HOLD_MARGIN_S) as turn:
+        return await _attempt_step(lease, job_id, key, timeout_s, attempt, most, turn.note_sent)
+
+
+async def _attempt_step(
+    lease: Lease,
+    job_id: uuid.UUID,
+    key: StepKey,
+    timeout_s: float,
+    attempt: int,
+    most: int,
+    on_send: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    # Refused, with nothing recorded, when the lease is gone or a pause or cancel was asked.
+    inputs = await execution.start_attempt(lease, job_id, key)
     try:
+        result = await _perform(key, inputs, timeout_s, on_send)
+    except (PlatformError, StepCodeError) as exc:
+        if after_error(exc, attempt, most) is AfterError.RETRY:
+            await execution.record_retrying(lease, job_id, key, exc)
+            get_run_logger().warning(
+                "%s attempt %d of %d failed, will retry: %s", step(key).label, attempt, most, exc
+            )
+        else:
+            cause = exc.__cause__ if isinstance(exc, StepCodeError) else None
+            await execution.record_failed(lease, job_id, key, cause or exc)
+        raise
+    await execution.record_completed(lease, job_id, key, result)
+    return result
+
+
+async def _perform(
+    key: StepKey,
+    inputs: execution.StepInputs,
+    timeout_s: float,
+    on_send: Callable[[], None] | None,
+) -> dict[str, Any]:
+    """Build the request and call the platform; a fault in this code is a StepCodeError."""
+    try:
+        password = (
+            passwords.decrypt(inputs.encrypted_password)
+            if key == StepKey.ACCOUNT_REGISTRATION and inputs.encrypted_password
+            else None
+        )
         payload = build_request(
             key,
             inputs.config,
@@ -97,40 +155,27 @@ async def execute_step(job_id: uuid.UUID, key: StepKey) -> dict[str, Any]:
             restaurant_id=str(inputs.restaurant_id),
             password=password,
         )
-        timeout_s = step_timeout(key, inputs.config)
-        if key == StepKey.ACCOUNT_REGISTRATION:
-            async with account_creation_slot():
-                result = await _call_platform(
-                    key, payload, str(inputs.organisation_id), inputs.idempotency_key, timeout_s
-                )
-        else:
-            result = await _call_platform(
-                key, payload, str(inputs.organisation_id), inputs.idempotency_key, timeout_s
-            )
-    except TransientPlatformError as exc:
-        if attempt < most:
-            await execution.record_retrying(job_id, key, exc)
-            get_run_logger().warning(
-                "%s attempt %d of %d failed, will retry: %s", step(key).label, attempt, most, exc
-            )
-        else:
-            await execution.record_failed(job_id, key, exc)
+        return await _call_platform(
+            key,
+            payload,
+            str(inputs.organisation_id),
+            inputs.idempotency_key,
+            timeout_s,
+            on_send,
+        )
+    except PlatformError:
         raise
-    except BaseException as exc:
-        await execution.record_failed(job_id, key, exc)
-        raise
-    await execution.record_completed(job_id, key, result)
-    return result
+    except Exception as exc:
+        get_run_logger().exception("%s: the step's own code failed", step(key).label)
+        raise StepCodeError(f"{step(key).label}: {type(exc).__name__}") from exc
 
 
 def _retry_transient(task: Task[Any, Any], task_run: Any, state: Any) -> bool:
-    """Retry only transient platform failures (and Prefect's own task timeout)."""
+    """Prefect retries exactly when `after_error` says RETRY (the ledger recorded `retrying`)."""
     try:
         state.result(_sync=True)  # not plain state.result(): async tasks return a coroutine
-    except (TransientPlatformError, TimeoutError):
-        return True
-    except BaseException:
-        return False
+    except BaseException as exc:
+        return after_error(exc, task_run.run_count, task.retries + 1) is AfterError.RETRY
     return False
 
 
@@ -145,11 +190,17 @@ def _build(
 ) -> Task[Any, Any]:
     spec = step(key)
 
-    async def run(job_id: uuid.UUID) -> dict[str, Any]:
-        return await execute_step(job_id, key)
+    async def run(lease: Lease, job_id: uuid.UUID) -> Any:
+        try:
+            return await execute_step(lease, job_id, key, timeout_s)
+        except BatchStoppingError as exc:
+            # Not started: a pause or cancel was asked first. Not a failure of the step.
+            return Cancelled(message=str(exc))
 
     run.__name__ = f"step_{key}"
     run.__doc__ = f"Step {spec.number}: {spec.does}."
+    # No Prefect timeout: the platform call has the step's own deadline, the ledger is bounded by
+    # the lease, and the account-creation queue must not count against any timeout.
     decorate = task(
         name=spec.label,
         task_run_name=spec.label,
@@ -157,7 +208,6 @@ def _build(
         retry_delay_seconds=list(delays),
         retry_jitter_factor=None,
         retry_condition_fn=_retry_transient,
-        timeout_seconds=timeout_s + TASK_TIMEOUT_MARGIN_S,
         cache_policy=NO_CACHE,
         persist_result=False,
     )
@@ -174,3 +224,11 @@ def step_task(key: StepKey, config: RegistrationConfig) -> Task[Any, Any]:
     elif override is not None and override.retry_delays_s is not None:
         policy = RetryPolicy(policy.retries, tuple(override.retry_delays_s))
     return _build(key, policy.retries, tuple(_delays(policy)), step_timeout(key, config))
+
+
+def step_state_error(state: State[Any]) -> BaseException | None:
+    """The exception a finished step task's state carries, if it failed or crashed."""
+    if not (state.is_failed() or state.is_crashed()):
+        return None
+    error = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+    return error if isinstance(error, BaseException) else None

@@ -12,6 +12,7 @@ import pytest
 
 from db import batches
 from db.engine import session_scope
+from regbatch.lease import Lease
 from regbatch.settings import reset_settings
 from sandbox.control import SandboxControl
 from sandbox.server import SandboxServer
@@ -67,6 +68,25 @@ def new_batch(
 
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
+
+
+TEST_RUNNER = "tests:runner"
+
+
+def lease_of(job_id: uuid.UUID) -> Lease:
+    """A lease on the job's batch held by the tests (taken once; a running batch's own runner
+    would hold it), so a restaurant subflow can be run on its own."""
+    from db.lifecycle import begin_run
+    from db.models import Batch, Job
+
+    with session_scope() as session:
+        batch = session.get(Batch, session.get(Job, job_id).batch_id)  # type: ignore[union-attr]
+        assert batch is not None
+        if batch.status == "in_progress" and batch.lease_owner == TEST_RUNNER:
+            return Lease(batch_id=batch.id, owner=TEST_RUNNER, token=batch.lease_token)
+        start = begin_run(session, batch.id, TEST_RUNNER, lease_seconds=3600)
+        assert start.lease is not None
+        return start.lease
 
 
 def ledger_for(control: SandboxControl, restaurant_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -184,7 +184,7 @@ def test_retry_failed_runs_only_the_failed_steps(org_id, sandbox) -> None:
     original = run_batch(batch_id)
     assert (original.status, original.failed) == ("completed", 1)
     before = side_effects(sandbox)
-    new_id = lifecycle.retry_failed(batch_id)
+    new_id = lifecycle.retry_failed(batch_id).batch_id
     retry = get_batch(new_id)
     assert retry.retry_of_batch_id == batch_id and retry.name.endswith(" - Retry")
     assert [j.restaurant_id for j in retry.jobs] == [broken]
@@ -226,12 +226,12 @@ def test_orchestration_errors_requeue_a_restaurant_instead_of_failing_it(
     real = dispatch.run_in_process
     failures: Counter = Counter()
 
-    async def flaky_start(job) -> None:
+    async def flaky_start(job, lease) -> None:
         # the first two starts fail as a subflow that Prefect could not create (e.g. a 503)
         if failures[job.id] < 2:
             failures[job.id] += 1
             raise RuntimeError("503 Service Unavailable: database is locked")
-        await real(job)
+        await real(job, lease)
 
     monkeypatch.setattr(dispatch, "BACKOFF_S", (0.05, 0.05))
     monkeypatch.setattr(flows.batch, "run_in_process", flaky_start)

@@ -13,7 +13,7 @@ from db.oplog import read_log
 from flows.restaurant import register_restaurant
 from regbatch.steps import STEPS
 from sandbox.control import SandboxControl
-from tests.flows.conftest import ledger_for, new_batch, run
+from tests.flows.conftest import lease_of, ledger_for, new_batch, run
 
 pytestmark = pytest.mark.flow
 
@@ -29,7 +29,7 @@ def steps_of(batch_id: uuid.UUID) -> dict:
 
 def test_happy_path_runs_all_twelve_steps_once(org_id, sandbox: SandboxControl) -> None:
     batch_id, (job_id,), (restaurant_id,) = new_batch(org_id)
-    state = run(register_restaurant(job_id, return_state=True))
+    state = run(register_restaurant(job_id, lease_of(job_id), return_state=True))
     assert state.is_completed(), state
     job = job_detail(batch_id)
     assert job.status == "completed" and job.error_message is None
@@ -57,7 +57,7 @@ def test_transient_faults_are_retried_with_attempts_on_the_step_row(org_id, sand
     sandbox.set_faults(
         [{"restaurant": str(restaurant_id), "step": "menu_import", "kind": "transient", "times": 2}]
     )
-    state = run(register_restaurant(job_id, return_state=True))
+    state = run(register_restaurant(job_id, lease_of(job_id), return_state=True))
     assert state.is_completed(), state
     menu = steps_of(batch_id)["menu_import"]
     assert (menu.status, menu.attempts) == ("completed", 3)
@@ -74,7 +74,7 @@ def test_transient_faults_are_retried_with_attempts_on_the_step_row(org_id, sand
 def test_a_permanent_failure_fails_at_once_without_retry(org_id, sandbox, kind: str) -> None:
     batch_id, (job_id,), (restaurant_id,) = new_batch(org_id)
     sandbox.set_faults([{"restaurant": str(restaurant_id), "step": "menu_import", "kind": kind}])
-    state = run(register_restaurant(job_id, return_state=True))
+    state = run(register_restaurant(job_id, lease_of(job_id), return_state=True))
     assert state.is_failed()
     job = job_detail(batch_id)
     steps = {s.step_key: s for s in job.steps}
@@ -100,7 +100,7 @@ def test_a_permanent_failure_fails_at_once_without_retry(org_id, sandbox, kind: 
 
 def test_already_existing_account_is_a_success(org_id, sandbox) -> None:
     first_batch, (first_job,), _ = new_batch(org_id)
-    run(register_restaurant(first_job, return_state=True))
+    run(register_restaurant(first_job, lease_of(first_job), return_state=True))
     first_account = steps_of(first_batch)["account_registration"].result_data
     email = first_account["email"]
     # a second restaurant of the same owner: the platform already has the account
@@ -108,7 +108,7 @@ def test_already_existing_account_is_a_success(org_id, sandbox) -> None:
         org_id,
         settings={"onboarding": {"create_user": True, "sync": True}, "account": {"email": email}},
     )
-    state = run(register_restaurant(job_id, return_state=True))
+    state = run(register_restaurant(job_id, lease_of(job_id), return_state=True))
     assert state.is_completed(), state
     account = steps_of(batch_id)["account_registration"]
     assert account.status == "completed"
@@ -125,7 +125,7 @@ def test_account_failure_blocks_every_step_that_needs_it(org_id, sandbox) -> Non
     sandbox.set_faults(
         [{"restaurant": str(restaurant_id), "step": "account_registration", "kind": "permanent"}]
     )
-    assert run(register_restaurant(job_id, return_state=True)).is_failed()
+    assert run(register_restaurant(job_id, lease_of(job_id), return_state=True)).is_failed()
     steps = steps_of(batch_id)
     assert steps["account_registration"].status == "failed"
     for key in ("code_generation", "onboarding_user", "image_upload"):
@@ -143,7 +143,7 @@ def test_steps_disabled_by_configuration_are_skipped_with_a_reason(org_id, sandb
         org_id,
         settings={"steps": {"payment_configuration": False}, "menu": {"create_item_tags": False}},
     )
-    assert run(register_restaurant(job_id, return_state=True)).is_completed()
+    assert run(register_restaurant(job_id, lease_of(job_id), return_state=True)).is_completed()
     steps = steps_of(batch_id)
     assert steps["payment_configuration"].skip_reason == (
         "disabled by configuration (steps.payment_configuration is false)"
@@ -164,10 +164,10 @@ def test_running_a_failed_job_again_repeats_only_what_failed(org_id, sandbox) ->
     sandbox.set_faults(
         [{"restaurant": str(restaurant_id), "step": "menu_import", "kind": "permanent"}]
     )
-    assert run(register_restaurant(job_id, return_state=True)).is_failed()
+    assert run(register_restaurant(job_id, lease_of(job_id), return_state=True)).is_failed()
     before = Counter(e["step"] for e in ledger_for(sandbox, restaurant_id))
     sandbox.clear_faults()
-    assert run(register_restaurant(job_id, return_state=True)).is_completed()
+    assert run(register_restaurant(job_id, lease_of(job_id), return_state=True)).is_completed()
     after = Counter(e["step"] for e in ledger_for(sandbox, restaurant_id))
     assert after - before == Counter({"menu_import": 1, "option_sets": 1, "item_tags": 1})
     assert {s.status for s in steps_of(batch_id).values()} == {"completed"}
@@ -178,7 +178,7 @@ def test_platform_rate_limit_is_waited_out_not_failed(org_id, sandbox) -> None:
     sandbox.set_account_spacing(1.5)
     _, job_ids, restaurant_ids = new_batch(org_id, count=2, settings={})
     for job_id in job_ids:
-        assert run(register_restaurant(job_id, return_state=True)).is_completed()
+        assert run(register_restaurant(job_id, lease_of(job_id), return_state=True)).is_completed()
     accounts = [
         e
         for e in sandbox.ledger()
@@ -203,7 +203,7 @@ def test_a_timed_out_call_is_retried_as_a_replay(org_id, sandbox) -> None:
             }
         ]
     )
-    assert run(register_restaurant(job_id, return_state=True)).is_completed()
+    assert run(register_restaurant(job_id, lease_of(job_id), return_state=True)).is_completed()
     registration = steps_of(batch_id)["restaurant_registration"]
     assert registration.attempts == 2
     entries = [

@@ -26,7 +26,7 @@ from db.models import Job, JobStep, OperationLog, Restaurant
 from db.restaurants import import_restaurants
 from flows.restaurant import register_restaurant
 from tests.factories import restaurant_row
-from tests.flows.conftest import ALL_STEPS_ON, run
+from tests.flows.conftest import lease_of, ALL_STEPS_ON, run
 
 pytestmark = pytest.mark.flow
 PASSWORD = "Sup3r-Secret-Owner-Passw0rd!"
@@ -101,7 +101,7 @@ def test_no_secret_in_parameters_logs_rows_or_artifacts(org_id, sandbox) -> None
     sandbox.set_faults(
         [{"restaurant": str(restaurant.id), "step": "menu_import", "kind": "transient", "times": 1}]
     )
-    state = run(register_restaurant(job_id, return_state=True))
+    state = run(register_restaurant(job_id, lease_of(job_id), return_state=True))
     assert state.is_completed(), state
     service_key = os.environ["REGBATCH_PLATFORM_SERVICE_KEY"]
     prefect_text = asyncio.run(prefect_records(state.state_details.flow_run_id))

@@ -1,0 +1,67 @@
+"""The turn of a platform rate limit shared by every process (account creation).
+
+One row per limit. A process takes the turn when nobody holds it and the spacing since the last
+request has passed, holds it while its one request is out, and gives it back saying when that
+request was sent: the next turn is due `spacing` after it. A holder that died is replaced once
+its `held_until` has passed. Waiters ask again when the turn is due, not on a fixed poll, so the
+limit never idles while someone waits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import RateLimitSlot
+from db.types import utcnow
+
+# While the turn is held by a request in flight, ask again this often.
+HELD_POLL_S = 0.2
+
+
+def _ensure(session: Session, name: str) -> RateLimitSlot:
+    """The limit's row, created on first use, locked for this transaction."""
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert  # type: ignore[union-attr]
+    now = utcnow()
+    session.execute(
+        insert(RateLimitSlot)
+        .values(name=name, next_free_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    row = session.scalar(
+        select(RateLimitSlot)
+        .where(RateLimitSlot.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert row is not None
+    return row
+
+
+def take_turn(session: Session, name: str, holder: str, hold_s: float) -> float:
+    """Take the turn of limit `name` for `holder`: 0.0 when taken, else seconds to wait first."""
+    row = _ensure(session, name)
+    now = utcnow()
+    if row.holder is not None and row.held_until is not None and row.held_until > now:
+        return min(HELD_POLL_S, (row.held_until - now).total_seconds())
+    if row.next_free_at > now:
+        return (row.next_free_at - now).total_seconds()
+    row.holder = holder
+    row.held_until = now + timedelta(seconds=hold_s)
+    row.updated_at = now
+    return 0.0
+
+
+def give_back_turn(
+    session: Session, name: str, holder: str, sent_at: datetime | None, spacing_s: float
+) -> None:
+    """Release `holder`'s turn; a request it sent makes the next turn due `spacing_s` after."""
+    row = _ensure(session, name)
+    if sent_at is not None:
+        row.next_free_at = max(row.next_free_at, sent_at + timedelta(seconds=spacing_s))
+    if row.holder == holder:
+        row.holder = row.held_until = None
+    row.updated_at = utcnow()
