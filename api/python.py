@@ -135,8 +135,9 @@ def retry_failed(
     organisation: str | uuid.UUID | None = None,
     actor: str = "user:python",
 ) -> uuid.UUID:
-    """Create the linked batch of the failed restaurants (draft); returns its id."""
-    return _lifecycle.retry_failed(batch_id, actor, _org_id(organisation))
+    """The linked batch of the failed restaurants (a draft), or the one an earlier call made;
+    returns its id."""
+    return _lifecycle.retry_failed(batch_id, actor, _org_id(organisation)).batch_id
 
 
 def get_batch(

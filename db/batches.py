@@ -67,14 +67,46 @@ def _check_options(
     return problems
 
 
-def _active_elsewhere(session: Session, restaurant_ids: Sequence[uuid.UUID]) -> list[Problem]:
+def lock_restaurants(
+    session: Session, organisation_id: uuid.UUID, restaurant_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Restaurant]:
+    """The organisation's restaurants among `restaurant_ids`, row-locked in id order.
+
+    Every creation that checks the one-unfinished-batch rule takes these locks first: a second
+    creation sharing a restaurant waits for the first to commit, then sees its jobs. Taking them
+    in one order means two creations cannot deadlock. FOR NO KEY UPDATE queues creations without
+    blocking the foreign-key checks of rows that merely point at a restaurant. (SQLite has no
+    row locks; its writers are serialised by BEGIN IMMEDIATE.)
+    """
+    found = session.scalars(
+        select(Restaurant)
+        .where(Restaurant.id.in_(restaurant_ids), Restaurant.organisation_id == organisation_id)
+        .order_by(Restaurant.id)
+        .with_for_update(key_share=True)
+    )
+    return {r.id: r for r in found}
+
+
+def unfinished_elsewhere(
+    session: Session, restaurant_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+    """(restaurant, batch, batch status) for each restaurant with work left in an unfinished batch.
+
+    A restaurant is in at most one unfinished batch; take `lock_restaurants` first so that the
+    answer still holds when the caller writes.
+    """
     query = (
         select(Job.restaurant_id, Job.batch_id, Batch.status)
         .join(Batch, Batch.id == Job.batch_id)
         .where(Job.restaurant_id.in_(restaurant_ids))
         .where(Job.status.in_([JobStatus.PENDING, JobStatus.IN_PROGRESS]))
         .where(Batch.status.not_in(list(BATCH_FINISHED)))
+        .order_by(Job.restaurant_id)
     )
+    return [(rid, batch_id, status) for rid, batch_id, status in session.execute(query)]
+
+
+def _active_elsewhere(session: Session, restaurant_ids: Sequence[uuid.UUID]) -> list[Problem]:
     return [
         Problem(
             "restaurant_ids",
@@ -82,7 +114,7 @@ def _active_elsewhere(session: Session, restaurant_ids: Sequence[uuid.UUID]) -> 
             "for it to finish or cancel it",
             str(rid),
         )
-        for rid, batch_id, status in session.execute(query)
+        for rid, batch_id, status in unfinished_elsewhere(session, restaurant_ids)
     ]
 
 
@@ -122,12 +154,7 @@ def create_batch(
     unique_ids = list(dict.fromkeys(restaurant_ids))
     restaurants: dict[uuid.UUID, Restaurant] = {}
     if unique_ids:
-        found = session.scalars(
-            select(Restaurant).where(
-                Restaurant.id.in_(unique_ids), Restaurant.organisation_id == organisation_id
-            )
-        )
-        restaurants = {r.id: r for r in found}
+        restaurants = lock_restaurants(session, organisation_id, unique_ids)
         problems += [
             Problem(
                 "restaurant_ids",

@@ -378,3 +378,36 @@ class WebhookSubscription(Base):
     """The signing secret, Fernet-encrypted like owners' passwords; shown once, at creation."""
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = _created()
+
+
+class IdempotencyKey(Base):
+    """A REST request's Idempotency-Key: which request first used it and, once answered, the answer.
+
+    Scoped to the caller's organisation. The request is kept as its route and a SHA-256 of its
+    query and body (never the body itself); the answer is kept only when it is a 2xx or 4xx.
+    A row without `completed_at` is a request still being processed.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("organisation_id", "key", name="uq_idempotency_keys_org_key"),
+        CheckConstraint(
+            "status_code IS NULL OR status_code BETWEEN 200 AND 499", name="status_code_stored"
+        ),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    key: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(Text)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    """The JSON answer exactly as it was sent, replayed byte for byte."""
+    response_location: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    completed_at: Mapped[datetime | None]

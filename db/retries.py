@@ -4,17 +4,23 @@ Each new job carries over the outputs of its original's completed steps (and the
 by configuration) and starts with exactly the failed steps and the steps they blocked. It keeps
 its original's idempotency root, so a step the platform did perform before it failed (a timeout
 after the side effect) is answered as a replay, not performed twice.
+
+Asking again is safe: a failed restaurant already held by a retry batch of the same original
+(one not cancelled) is not retried a second time, and when every failed restaurant is held the
+answer is the latest retry batch. Calls queue on the original's row lock, so ten at once still
+make one retry batch.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Row, Select, insert, select
 from sqlalchemy.orm import Session
 
-from db.batches import get_batch
+from db.batches import get_batch, lock_restaurants, unfinished_elsewhere
 from db.models import Batch, Job, JobStep, Restaurant
 from db.oplog import append_log
 from db.restaurants import registration_config
@@ -27,25 +33,35 @@ from regbatch.steps import BY_NUMBER, StepKey
 RETRYABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.PAUSED, BatchStatus.CANCELLED)
 
 
+@dataclass(frozen=True)
+class RetryOutcome:
+    """A batch's retry batch, its status, and whether an earlier call had already made it."""
+
+    batch_id: uuid.UUID
+    status: str
+    existed: bool
+
+
 def create_retry_batch(
     session: Session, batch_id: uuid.UUID, actor: str, organisation_id: uuid.UUID | None = None
-) -> Batch:
-    """The linked retry batch (draft); the original only gains a log entry."""
+) -> RetryOutcome:
+    """The linked retry batch (draft) of the failed restaurants no earlier retry holds, or the
+    latest retry batch when they are all held; the original only gains a log entry."""
     original = get_batch(session, batch_id, organisation_id, lock=True)
+    failed = _failed_not_held(session, original.id)
+    if not failed:
+        latest = _latest_retry(session, original.id)
+        if latest is not None:
+            return RetryOutcome(latest.id, latest.status, existed=True)
     if original.status not in RETRYABLE:
         raise ConflictError(
             f"batch {batch_id} is {original.status!r}; retry its failed "
             "restaurants once it has stopped (completed, failed, paused or "
             "cancelled)"
         )
-    failed = session.execute(
-        select(Job, Restaurant)
-        .join(Restaurant, Restaurant.id == Job.restaurant_id)
-        .where(Job.batch_id == batch_id, Job.status == JobStatus.FAILED)
-        .order_by(Job.position)
-    ).all()
     if not failed:
         raise ConflictError(f"batch {batch_id} has no failed restaurants to retry")
+    _refuse_busy(session, original, [restaurant for _, restaurant in failed])
     steps = session.scalars(
         select(JobStep)
         .where(JobStep.job_id.in_([j.id for j, _ in failed]))
@@ -116,7 +132,59 @@ def create_retry_batch(
         actor=actor,
         details={"restaurants": len(failed), "retry_of_batch_id": str(original.id)},
     )
-    return retry
+    return RetryOutcome(retry.id, retry.status, existed=False)
+
+
+def _held_by_retries(original_id: uuid.UUID) -> Select[uuid.UUID]:
+    """The restaurants in retry batches of `original_id` that were not cancelled."""
+    return (
+        select(Job.restaurant_id)
+        .join(Batch, Batch.id == Job.batch_id)
+        .where(Batch.retry_of_batch_id == original_id, Batch.status != BatchStatus.CANCELLED)
+    )
+
+
+def _failed_not_held(session: Session, original_id: uuid.UUID) -> list[Row[Job, Restaurant]]:
+    return list(
+        session.execute(
+            select(Job, Restaurant)
+            .join(Restaurant, Restaurant.id == Job.restaurant_id)
+            .where(Job.batch_id == original_id, Job.status == JobStatus.FAILED)
+            .where(Job.restaurant_id.not_in(_held_by_retries(original_id)))
+            .order_by(Job.position)
+        ).all()
+    )
+
+
+def _latest_retry(session: Session, original_id: uuid.UUID) -> Batch | None:
+    """The newest retry batch of `original_id` that was not cancelled."""
+    return session.scalar(
+        select(Batch)
+        .where(Batch.retry_of_batch_id == original_id, Batch.status != BatchStatus.CANCELLED)
+        .order_by(Batch.created_at.desc(), Batch.id.desc())
+        .limit(1)
+    )
+
+
+def _refuse_busy(session: Session, original: Batch, restaurants: list[Restaurant]) -> None:
+    """ConflictError when a restaurant to retry has work left in another unfinished batch.
+
+    The restaurants' row locks are held until the retry batch is written, as in create_batch.
+    """
+    ids = [r.id for r in restaurants]
+    lock_restaurants(session, original.organisation_id, ids)
+    busy = unfinished_elsewhere(session, ids)
+    if not busy:
+        return
+    names = {r.id: r.name for r in restaurants}
+    where = "; ".join(
+        f"restaurant {names[rid]!r} ({rid}) is in unfinished batch {other} ({status})"
+        for rid, other, status in busy
+    )
+    raise ConflictError(
+        f"retry batch of batch {original.id} not created: {where}; a restaurant is in one "
+        "unfinished batch at a time: wait for that batch to finish or cancel it, then retry again"
+    )
 
 
 def _carried_steps(rows: list[JobStep], new_job_id: uuid.UUID) -> list[dict[str, Any]]:

@@ -6,17 +6,27 @@ import asyncio
 from typing import Any
 
 from prefect import flow
-from prefect.states import State
+from prefect.states import Completed, State
 
 from flows.batch import registration_batch
 from regbatch.flow_params import BatchRun, RetryRun
+from regbatch.statuses import BatchStatus
 from services.lifecycle import retry_failed
 
 
 @flow(name="retry-failed-batch", retries=0, persist_result=False)
 async def retry_failed_batch(run: RetryRun) -> State[Any]:
-    """Retry a batch's failed restaurants: only their failed steps run again."""
-    new_batch_id = await asyncio.to_thread(retry_failed, run.batch_id, run.started_by)
+    """Retry a batch's failed restaurants: only their failed steps run again.
+
+    Triggered twice, it makes one retry batch: a run that finds the retry batch made by an
+    earlier one runs it only if it never started (a draft), and otherwise leaves it to its runner.
+    """
+    outcome = await asyncio.to_thread(retry_failed, run.batch_id, run.started_by)
+    if outcome.existed and outcome.status != BatchStatus.DRAFT:
+        return Completed(
+            message=f"retry batch {outcome.batch_id} already exists ({outcome.status}); "
+            "not run again"
+        )
     return await registration_batch(
-        BatchRun(batch_id=new_batch_id, started_by=run.started_by), return_state=True
+        BatchRun(batch_id=outcome.batch_id, started_by=run.started_by), return_state=True
     )

@@ -238,16 +238,43 @@ def retry_failed(
     no_run: Annotated[bool, typer.Option("--no-run", help="Only create the retry batch.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a batch of the failed restaurants (linked to this one) and run it here."""
+    """Create a batch of the failed restaurants (linked to this one) and run it here.
+
+    Safe to repeat: when an earlier call made the retry batch, says so (id and status) and runs
+    it only if it never started.
+    """
     from services.lifecycle import retry_failed as make_retry
 
-    new_id = make_retry(batch_id, actor="user:cli")
+    outcome = make_retry(batch_id, actor="user:cli")
+    new_id = str(outcome.batch_id)
+    fields = {"new_batch_id": new_id, "already_existed": outcome.existed, "status": outcome.status}
+    if outcome.existed and (no_run or outcome.status != "draft"):
+        emit(fields, as_json, lambda: typer.echo(existing_retry_line(new_id, outcome.status)))
+        return
     if no_run:
-        emit({"new_batch_id": str(new_id)}, as_json, lambda: typer.echo(str(new_id)))
+        emit(fields, as_json, lambda: typer.echo(new_id))
         return
     if not as_json:
-        console.print(f"retry batch {new_id}")
-    run_here(str(new_id), as_json, json_extra={"new_batch_id": str(new_id)})
+        made = "already exists (draft); running it" if outcome.existed else ""
+        console.print(f"retry batch {new_id} {made}".rstrip())
+    run_here(
+        new_id, as_json, json_extra={"new_batch_id": new_id, "already_existed": outcome.existed}
+    )
+
+
+def existing_retry_line(batch_id: str, status: str) -> str:
+    """What to tell someone whose retry batch an earlier call had already made."""
+    ended = f"see it with `regbatch batch show {batch_id}`; its own failed restaurants are "
+    ended += f"retried with `regbatch batch retry-failed {batch_id}`"
+    hint = {
+        "draft": f"run it with `regbatch batch run {batch_id}`",
+        "pending": f"it is queued; watch it with `regbatch batch watch {batch_id}`",
+        "in_progress": f"watch it with `regbatch batch watch {batch_id}`",
+        "paused": f"resume it with `regbatch batch resume {batch_id}`",
+        "completed": ended,
+        "failed": ended,
+    }.get(status, f"see it with `regbatch batch show {batch_id}`")
+    return f"retry batch {batch_id} already exists ({status}); {hint}"
 
 
 @app.command("start")

@@ -50,7 +50,7 @@ def demo() -> None:
                 "\nthe platform is fixed; retrying the failed restaurant "
                 "(only its failed steps run again):"
             )
-            retry_id = retry_failed(demo.batch_id, actor="user:demo")
+            retry_id = retry_failed(demo.batch_id, actor="user:demo").batch_id
             with BatchWatcher(retry_id):
                 detail = run_batch(retry_id, started_by="user:demo")
             console.print(outcome_line(detail), markup=False)

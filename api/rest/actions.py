@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from api.rest import idempotency
 from api.rest.auth import CallerDep
 from api.rest.batches import renamed
+from api.rest.idempotency import IdempotencyKeyHeader
 from api.rest.schemas import (
     BatchCreated,
     CancelResult,
@@ -101,27 +103,59 @@ def cancel(batch_id: uuid.UUID, caller: CallerDep) -> CancelResult:
     "/registration-batches/{batch_id}/retry-failed",
     status_code=status.HTTP_201_CREATED,
     response_model=RetryCreated,
-    responses=error_responses(404, 409, 503),
+    responses={
+        200: {
+            "model": RetryCreated,
+            "description": "An earlier call made the retry batch: it is answered as it is "
+            "(`already_existed` true), nothing is made or started.",
+        },
+        **error_responses(404, 409, 503, idempotent=True),
+    },
     summary="Create the linked batch of the failed restaurants (and start it with auto_start)",
 )
 async def retry_failed(
-    batch_id: uuid.UUID, caller: CallerDep, auto_start: AutoStart = False
+    batch_id: uuid.UUID,
+    caller: CallerDep,
+    request: Request,
+    response: Response,
+    auto_start: AutoStart = False,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> object:
-    new_id = await run_in_threadpool(
+    """Safe to repeat: one retry batch per failed restaurant, however many calls arrive.
+
+    201 with a Location header when this call made the retry batch; 200 with the existing one
+    when an earlier call made it (a cancelled retry batch does not count).
+    """
+    if (replay := await idempotency.begin(request, caller, idempotency_key)) is not None:
+        return replay
+    outcome = await run_in_threadpool(
         lifecycle.retry_failed, batch_id, caller.actor, caller.organisation_id
     )
-    created = RetryCreated(new_batch_id=new_id, status="draft")
-    return await start_if_asked(created, new_id, caller, auto_start)
+    if outcome.existed:
+        response.status_code = status.HTTP_200_OK
+        return RetryCreated(
+            new_batch_id=outcome.batch_id, status=outcome.status, already_existed=True
+        )
+    response.headers["Location"] = f"/registration-batches/{outcome.batch_id}"
+    created = RetryCreated(new_batch_id=outcome.batch_id, status=outcome.status)
+    return await start_if_asked(created, outcome.batch_id, caller, auto_start)
 
 
 @router.post(
     "/registrations",
     status_code=status.HTTP_201_CREATED,
     response_model=BatchCreated,
-    responses=error_responses(400, 503),
+    responses=error_responses(400, 503, idempotent=True),
     summary="Register one restaurant: a batch of one, started at once unless auto_start is false",
 )
-async def register(body: RegistrationRequest, caller: CallerDep) -> object:
+async def register(
+    body: RegistrationRequest,
+    caller: CallerDep,
+    request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> object:
+    if (replay := await idempotency.begin(request, caller, idempotency_key)) is not None:
+        return replay
     try:
         batch_id = await run_in_threadpool(
             lambda: batches.create_single(

@@ -13,6 +13,12 @@ Every request carries `Authorization: Bearer <API key>` (create a key with
 `regbatch org key create ORG`) and sees only its organisation's objects: another organisation's
 batch, template or webhook answers 404. Errors are JSON `{"detail": ...}`; rejected input also
 lists every invalid field in `errors`.
+
+The POSTs that create batches (`/registration-batches`, `.../retry-failed`, `/registrations`,
+`/templates/{ref}/run`) take an `Idempotency-Key` header: the same key and body sent again answer
+the first answer again and create nothing more. Its errors carry a `code`:
+`IDEMPOTENCY_KEY_INVALID` (400), `IDEMPOTENCY_KEY_REUSED` (422), `IDEMPOTENCY_KEY_IN_PROGRESS`
+(409).
 """
 
 
@@ -21,9 +27,11 @@ def create_app() -> FastAPI:
     apply_offline_defaults()  # before anything imports Prefect
 
     from api.rest import actions, batches, errors, templates, webhooks
+    from api.rest.idempotency import IdempotencyMiddleware
 
     app = FastAPI(title="regbatch", version="1", description=DESCRIPTION)
     errors.install(app)
+    app.add_middleware(IdempotencyMiddleware)
     for module in (batches, actions, templates, webhooks):
         app.include_router(module.router)
     return app

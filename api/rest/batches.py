@@ -6,10 +6,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from api.rest import idempotency
 from api.rest.auth import CallerDep
+from api.rest.idempotency import IdempotencyKeyHeader
 from api.rest.schemas import BatchCreated, CreateBatchRequest, error_responses
 from api.rest.starting import start_if_asked
 from db.types import utcnow
@@ -39,11 +41,18 @@ def renamed(exc: InvalidInputError, names: dict[str, str]) -> InvalidInputError:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=BatchCreated,
-    responses=error_responses(400, 503),
+    responses=error_responses(400, 503, idempotent=True),
     summary="Create a batch (a draft; started at once with auto_start)",
 )
-async def create_batch(body: CreateBatchRequest, caller: CallerDep) -> object:
+async def create_batch(
+    body: CreateBatchRequest,
+    caller: CallerDep,
+    request: Request,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> object:
     """Every check runs before anything is written: an invalid request creates nothing."""
+    if (replay := await idempotency.begin(request, caller, idempotency_key)) is not None:
+        return replay
     try:
         batch_id = await run_in_threadpool(
             lambda: batches.create_batch(

@@ -5,6 +5,8 @@ NotFoundError                           404 (also for another organisation's obj
 ConflictError                           409 (the message names the current status)
 ConfigurationError, database down       503
 a value the database cannot store       422
+ApiError (a problem of the HTTP request itself, e.g. its Idempotency-Key)
+                                        its own status, {"detail", "code"}
 anything else                           500, logged with a reference, no internals shown
 """
 
@@ -39,6 +41,21 @@ STATUS_OF: tuple[tuple[type[RegbatchError], int], ...] = (
     (ConfigurationError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (DatabaseUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
 )
+
+
+class ApiError(Exception):
+    """Raised by the REST layer when the HTTP request itself is unacceptable (not its content),
+    with a stable `code` a client can act on, e.g. IDEMPOTENCY_KEY_REUSED.
+
+    It is not a RegbatchError: those are the domain's errors, raised whatever the interface.
+    """
+
+    def __init__(
+        self, status_code: int, code: str, detail: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status_code, self.code, self.detail = status_code, code, detail
+        self.headers = headers or {}
 
 
 def _error(
@@ -83,6 +100,13 @@ async def _regbatch_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(
+        {"detail": exc.detail, "code": exc.code}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = validation_problems(exc.errors())
@@ -124,6 +148,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Map every error above onto its response."""
     app.add_exception_handler(RegbatchError, _regbatch_error)
+    app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StatementError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

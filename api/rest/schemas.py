@@ -69,6 +69,11 @@ class ErrorBody(BaseModel):
     batch_id: uuid.UUID | None = Field(
         default=None, description="The batch the request created before it failed, if any."
     )
+    code: str | None = Field(
+        default=None,
+        description="A stable code for problems of the request itself: IDEMPOTENCY_KEY_INVALID, "
+        "IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS.",
+    )
 
 
 class CreateBatchRequest(_Request):
@@ -113,10 +118,14 @@ class BatchCreated(BaseModel):
 
 
 class RetryCreated(BaseModel):
-    """The linked batch of a batch's failed restaurants (started when asked)."""
+    """The linked batch of a batch's failed restaurants (started when asked), or the one an
+    earlier call made (`already_existed`; then it is answered as it is, never started)."""
 
     new_batch_id: uuid.UUID
     status: str
+    already_existed: bool = Field(
+        default=False, description="True when an earlier call had made this retry batch."
+    )
     started_at: datetime | None = None
     first_job_id: uuid.UUID | None = None
     flow_run_id: uuid.UUID | None = None
@@ -207,7 +216,25 @@ _DESCRIPTIONS = {
 }
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer (401 and 422 always)."""
-    chosen = sorted({401, 422, *codes})
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in chosen}
+_IDEMPOTENCY_NOTES = {
+    400: "A malformed Idempotency-Key (code IDEMPOTENCY_KEY_INVALID).",
+    409: "A request with the same Idempotency-Key is still being processed (code "
+    "IDEMPOTENCY_KEY_IN_PROGRESS): send it again in a moment.",
+    422: "An Idempotency-Key already used for a different request (code IDEMPOTENCY_KEY_REUSED).",
+}
+
+
+def error_responses(*codes: int, idempotent: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer (401 and 422 always); an
+    `idempotent` route also answers the Idempotency-Key's own errors."""
+    chosen = sorted({401, 422, *codes, *(_IDEMPOTENCY_NOTES if idempotent else ())})
+
+    def describe(code: int) -> str:
+        if not idempotent or code not in _IDEMPOTENCY_NOTES:
+            return _DESCRIPTIONS[code]
+        if code not in codes and code != 422:
+            return _IDEMPOTENCY_NOTES[code]
+        note = _IDEMPOTENCY_NOTES[code]
+        return f"{_DESCRIPTIONS[code]} Or {note[0].lower()}{note[1:]}"
+
+    return {code: {"model": ErrorBody, "description": describe(code)} for code in chosen}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from api.rest import idempotency
 from api.rest.auth import CallerDep
+from api.rest.idempotency import IdempotencyKeyHeader
 from api.rest.schemas import CreateTemplateRequest, PreviewRow, TemplateRun, error_responses
 from api.rest.starting import start_if_asked
 from regbatch.errors import NotFoundError
@@ -78,16 +80,20 @@ def preview(ref: TemplateRef, caller: CallerDep) -> list[PreviewRow]:
     response_model=TemplateRun,
     responses={
         200: {"model": TemplateRun, "description": "No restaurant matches: no batch."},
-        **error_responses(404, 503),
+        **error_responses(404, 503, idempotent=True),
     },
     summary="Make a batch of the restaurants the template picks now, and start it",
 )
 async def run_template(
     ref: TemplateRef,
     caller: CallerDep,
+    request: Request,
     response: Response,
     auto_start: Annotated[bool, Query(description="Submit the batch to Prefect.")] = True,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> object:
+    if (replay := await idempotency.begin(request, caller, idempotency_key)) is not None:
+        return replay
     batch_id = await run_in_threadpool(
         lambda: templates.create_batch_from_template(
             caller.organisation_id, _checked(ref), created_by=caller.actor

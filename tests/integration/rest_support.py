@@ -4,10 +4,12 @@ a started batch stays `pending` with a scheduled flow run)."""
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select, update
@@ -27,6 +29,30 @@ from services.api_keys import create_api_key
 from tests.factories import make_restaurants
 
 COUNTED = (Batch, Job, JobStep, OperationLog, BatchTemplate, WebhookSubscription)
+T = TypeVar("T")
+
+
+def concurrently(count: int, call: Callable[[int], T]) -> list[T | BaseException]:
+    """`call(i)` in `count` threads released together; each one's result or exception."""
+    barrier = threading.Barrier(count)
+
+    def one(index: int) -> T | BaseException:
+        barrier.wait(timeout=30)
+        try:
+            return call(index)
+        except Exception as exc:  # the caller asserts on what each thread met
+            return exc
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def all_returned(outcomes: list[T | BaseException]) -> list[T]:
+    """The results of `concurrently`, raising the first exception a thread met."""
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes  # type: ignore[return-value]
 
 
 def bearer(organisation_id: uuid.UUID, name: str = "tests") -> dict[str, str]:

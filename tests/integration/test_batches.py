@@ -14,6 +14,7 @@ from db.models import Batch, Job, JobStep, OperationLog
 from db.types import utcnow
 from regbatch.errors import InvalidInputError
 from tests.factories import make_org, make_restaurants
+from tests.integration.rest_support import concurrently
 
 
 def new_batch(org_id: uuid.UUID, ids: list[uuid.UUID], **options: object) -> uuid.UUID:
@@ -112,6 +113,24 @@ def test_a_restaurant_in_an_unfinished_batch_cannot_join_another(org_id: uuid.UU
     first = new_batch(org_id, ids)
     with pytest.raises(InvalidInputError, match=f"is already in unfinished batch {first}"):
         new_batch(org_id, ids)
+
+
+def test_concurrent_creations_sharing_a_restaurant_make_one_batch(org_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        shared, *own = make_restaurants(session, org_id, 9)
+    # each creation also locks a restaurant of its own, on either side of the shared one
+    outcomes = concurrently(8, lambda i: new_batch(org_id, [own[i], shared]))
+    made = [o for o in outcomes if isinstance(o, uuid.UUID)]
+    refused = [o for o in outcomes if not isinstance(o, uuid.UUID)]
+    assert len(made) == 1, outcomes
+    assert all(isinstance(e, InvalidInputError) for e in refused), refused
+    for error in refused:
+        assert f"{shared}: restaurant_ids: is already in unfinished batch {made[0]}" in str(error)
+    with session_scope() as session:
+        holding = session.scalar(
+            select(func.count()).select_from(Job).where(Job.restaurant_id == shared)
+        )
+    assert holding == 1
 
 
 def test_list_filters_and_pages_with_a_cursor(org_id: uuid.UUID) -> None:

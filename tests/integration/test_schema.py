@@ -29,6 +29,7 @@ TABLES = {
     "registration_jobs",
     "registration_job_steps",
     "batch_operation_logs",
+    "idempotency_keys",
 }
 
 

@@ -26,3 +26,24 @@ def test_migrations_run_on_sqlite_up_and_down(tmp_path: Path) -> None:
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
     dispose_engines()
+
+
+def test_idempotency_keys_are_claimed_once_on_sqlite(tmp_path: Path) -> None:
+    from db import idempotency
+    from db.types import utcnow
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    migrate.upgrade(url)
+    with session_scope(url) as session:
+        org = create_organisation(session, "Embedded Keys Ltd").id
+    request = idempotency.KeyedRequest(org, "k-1", "POST", "/registrations", "0" * 64)
+    with session_scope(url) as session:
+        claimed = idempotency.claim(session, request, utcnow())
+        assert isinstance(claimed, idempotency.Claimed)
+    with session_scope(url) as session:
+        assert isinstance(idempotency.claim(session, request, utcnow()), idempotency.InProgress)
+        answer = idempotency.Answer(201, '{"batch_id": "b"}')
+        assert idempotency.complete(session, claimed.claim_id, answer, utcnow())
+    with session_scope(url) as session:
+        assert idempotency.claim(session, request, utcnow()) == idempotency.Answered(answer)
+    dispose_engines()
