@@ -17,6 +17,8 @@ PostgreSQL (database `regbatch_bench_prefect`), or --embedded for Prefect's own 
 
     .venv/bin/python bench/batch_bench.py --n 200 --c 25 --latency-ms 1000 --start-server
     .venv/bin/python bench/batch_bench.py --n 200 --c 25 --latency-ms 0 --cost --start-server
+    .venv/bin/python bench/batch_bench.py --n 30 --c 5 --latency-ms 100 --account-spacing-s 2 \
+        --start-server
 """
 
 from __future__ import annotations
@@ -108,7 +110,9 @@ def start_prefect_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, url
 
 
-def start_sandbox(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_sandbox(
+    latency_ms: float, account_spacing_s: float = 0.0
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {**os.environ, "REGBATCH_PLATFORM_SERVICE_KEY": SERVICE_KEY}
     process = subprocess.Popen(
@@ -121,7 +125,7 @@ def start_sandbox(latency_ms: float) -> tuple[subprocess.Popen[bytes], str]:
             "--latency-ms",
             str(latency_ms),
             "--account-spacing-s",
-            "0",
+            str(account_spacing_s),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -311,6 +315,12 @@ def main() -> None:
     )
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument(
+        "--account-spacing-s",
+        type=float,
+        default=0.0,
+        help="the account-creation limit, on both sides (the sandbox refuses faster creations)",
+    )
+    parser.add_argument(
         "--start-server",
         action="store_true",
         help="start a Prefect server on PostgreSQL for this run",
@@ -328,7 +338,7 @@ def main() -> None:
             "DO_NOT_TRACK": "1",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "REGBATCH_PLATFORM_SERVICE_KEY": SERVICE_KEY,
-            "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": "0",
+            "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": str(args.account_spacing_s),
             "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
             "REGBATCH_DATA_DIR": str(tmp / "data"),
             "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
@@ -344,7 +354,7 @@ def main() -> None:
         os.environ["PREFECT_API_URL"] = api_url
     elif not os.environ.get("PREFECT_API_URL"):
         raise SystemExit("set PREFECT_API_URL, or pass --start-server or --embedded")
-    sandbox, sandbox_url = start_sandbox(args.latency_ms)
+    sandbox, sandbox_url = start_sandbox(args.latency_ms, args.account_spacing_s)
     os.environ["REGBATCH_PLATFORM_URL"] = sandbox_url
     try:
         report(args, server, sandbox.pid)
@@ -361,19 +371,29 @@ def report(
     from regbatch.steps import critical_path_length
 
     n, c, latency = args.n, args.c, args.latency_ms / 1000
+    spacing = args.account_spacing_s
     org_id, restaurant_ids = prepare_database(n, False)
-    limit = math.ceil(n / c) * critical_path_length() * latency
     backend = "embedded SQLite" if args.embedded else "PostgreSQL"
     print(
         f"N={n} restaurants x 12 steps, c={c}, step latency {args.latency_ms:.0f} ms, "
-        f"Prefect server on {backend}"
+        f"account spacing {spacing:g} s, Prefect server on {backend}"
     )
-    print(
-        f"physical limit            {limit:8.1f} s  (ceil(N/c)={math.ceil(n / c)} x "
-        f"{critical_path_length()} steps x {latency:.3f} s)"
-    )
+    if spacing:
+        # one account at a time, `spacing` apart: the last starts after (N - 1) spacings, then
+        # runs its whole critical path; the goal's bound is N x spacing + the critical path
+        limit = n * spacing + critical_path_length() * latency
+        print(
+            f"account-limited limit     {limit:8.1f} s  (N x {spacing:g} s + "
+            f"{critical_path_length()} steps x {latency:.3f} s)"
+        )
+    else:
+        limit = math.ceil(n / c) * critical_path_length() * latency
+        print(
+            f"physical limit            {limit:8.1f} s  (ceil(N/c)={math.ceil(n / c)} x "
+            f"{critical_path_length()} steps x {latency:.3f} s)"
+        )
     baseline = 0.0
-    if not args.no_baseline:
+    if not args.no_baseline and not spacing:
         baseline = asyncio.run(asyncio_baseline(restaurant_ids, org_id, c))
         print(
             f"asyncio baseline          {baseline:8.1f} s  (same HTTP calls, no Prefect, "

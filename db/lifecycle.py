@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from db.batches import get_batch, job_counts, recompute_counters
 from db.fencing import LockMode, hold
-from db.models import Batch, Job, JobStep
+from db.models import Batch, Job, JobStep, OperationLog
 from db.oplog import append_log
 from db.types import utcnow
 from regbatch.audit import Operation
@@ -326,7 +326,9 @@ def finish_run(session: Session, lease: Lease) -> Batch:
     batch = get_batch(session, batch_id, lock=True)
     session.refresh(batch)
     if batch.requested_action == RequestedAction.CANCEL:
-        return cancel_now(session, batch_id, "system")
+        return cancel_now(
+            session, batch_id, _requester(session, batch, Operation.BATCH_CANCEL_REQUESTED)
+        )
     counts = job_counts(session, batch_id)
     if counts.unfinished == 0:
         status = final_status(counts)
@@ -351,7 +353,10 @@ def finish_run(session: Session, lease: Lease) -> Batch:
         )
         return batch
     reason = batch.pause_reason or "paused"
-    return pause_now(session, batch_id, reason, "system")
+    requester = _requester(
+        session, batch, Operation.BATCH_PAUSE_REQUESTED, Operation.BREAKER_TRIPPED
+    )
+    return pause_now(session, batch_id, reason, requester)
 
 
 def request_pause_for(session: Session, lease: Lease, reason: str) -> None:
@@ -372,6 +377,17 @@ def cancel_from_orchestrator(session: Session, batch_id: uuid.UUID, actor: str) 
     if batch.requested_action != RequestedAction.CANCEL:
         _log(session, batch, Operation.BATCH_CANCEL_REQUESTED, actor)
     return cancel_now(session, batch_id, actor)
+
+
+def _requester(session: Session, batch: Batch, *operations: Operation) -> str:
+    """Who asked for the pause or cancel being carried out (the log's latest such request)."""
+    actor = session.scalar(
+        select(OperationLog.actor)
+        .where(OperationLog.batch_id == batch.id, OperationLog.operation.in_(operations))
+        .order_by(OperationLog.id.desc())
+        .limit(1)
+    )
+    return actor or "system"
 
 
 def check_breaker(session: Session, batch_id: uuid.UUID) -> str | None:

@@ -1,10 +1,11 @@
 """The turn of a platform rate limit shared by every process (account creation).
 
 One row per limit. A process takes the turn when nobody holds it and the spacing since the last
-request has passed, holds it while its one request is out, and gives it back saying when that
-request was sent: the next turn is due `spacing` after it. A holder that died is replaced once
-its `held_until` has passed. Waiters ask again when the turn is due, not on a fixed poll, so the
-limit never idles while someone waits.
+request has passed, holds it while its one request is out (renewing `held_until`), and gives it
+back saying when that request was sent: the next turn is due `spacing` after it. A holder that
+died stops renewing and is replaced once its `held_until` has passed, never sooner than
+`spacing` after it took the turn. Waiters ask again when the turn is due, not on a fixed poll,
+so the limit never idles while someone waits.
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ def _ensure(session: Session, name: str) -> RateLimitSlot:
     return row
 
 
-def take_turn(session: Session, name: str, holder: str, hold_s: float) -> float:
-    """Take the turn of limit `name` for `holder`: 0.0 when taken, else seconds to wait first."""
+def take_turn(session: Session, name: str, holder: str, hold_s: float, spacing_s: float) -> float:
+    """Take the turn of limit `name` for `holder`: 0.0 when taken, else seconds to wait first.
+
+    A taken turn is held for `hold_s` (renewed while its request is out), and the next turn is
+    due `spacing_s` from now at the earliest, even if the holder dies before it says more.
+    """
     row = _ensure(session, name)
     now = utcnow()
     if row.holder is not None and row.held_until is not None and row.held_until > now:
@@ -51,8 +56,18 @@ def take_turn(session: Session, name: str, holder: str, hold_s: float) -> float:
         return (row.next_free_at - now).total_seconds()
     row.holder = holder
     row.held_until = now + timedelta(seconds=hold_s)
+    row.next_free_at = now + timedelta(seconds=spacing_s)
     row.updated_at = now
     return 0.0
+
+
+def keep_turn(session: Session, name: str, holder: str, hold_s: float) -> bool:
+    """Extend `holder`'s turn by `hold_s`; False when it is no longer theirs."""
+    row = _ensure(session, name)
+    if row.holder != holder:
+        return False
+    row.held_until = utcnow() + timedelta(seconds=hold_s)
+    return True
 
 
 def give_back_turn(

@@ -21,7 +21,7 @@ from typing import Any
 from prefect import Flow, flow
 from prefect.client.schemas.objects import FlowRun
 from prefect.logging import get_run_logger
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run as this_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed, State
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def _run_name() -> str:
-    run = flow_run.parameters.get("run") or {}
+    run = this_run.parameters.get("run") or {}
     get = run.get if isinstance(run, dict) else lambda key: getattr(run, key, None)
     if get("batch_id"):
         try:
@@ -53,7 +53,7 @@ def _run_name() -> str:
 
 
 def _flow_run_id() -> uuid.UUID | None:
-    return uuid.UUID(flow_run.id) if flow_run.id else None
+    return uuid.UUID(this_run.id) if this_run.id else None
 
 
 def embedded_prefect() -> bool:
@@ -74,25 +74,26 @@ def concurrency_limit(mode: str, concurrency: int) -> int:
     return concurrency
 
 
-def cancel_batch_of_run(flow: Flow[Any, Any], run: FlowRun, state: State[Any]) -> None:
+def cancel_batch_of_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[Any]) -> None:
     """on_cancellation: Prefect cancelled this flow run (UI or API), so the batch is cancelled.
 
     Runs where Prefect kills the run's process (`regbatch serve`, workers), after the kill: the
     batch is cancelled at once, its lease ends (fencing off anything the process left) and its
-    restaurant subflows, which died with the process, are marked Cancelled.
+    restaurant subflows, which died with the process, are marked Cancelled. Prefect calls hooks
+    with these keyword names.
     """
-    actor = prefect_runs.prefect_actor(run.id)
+    actor = prefect_runs.prefect_actor(flow_run.id)
     try:
-        detail = lifecycle.cancel_from_orchestrator(run.id, actor)
+        detail = lifecycle.cancel_from_orchestrator(flow_run.id, actor)
     except Exception:
-        log.exception("could not cancel the batch of flow run %s", run.id)
+        log.exception("could not cancel the batch of flow run %s", flow_run.id)
         return
     if detail is not None:
         log.warning("batch %s cancelled: its flow run was cancelled in Prefect", detail.id)
     try:
-        prefect_runs.cancel_subflows(run.id, "the batch's flow run was cancelled")
+        prefect_runs.cancel_subflows(flow_run.id, "the batch's flow run was cancelled")
     except Exception:
-        log.warning("could not mark the subflows of %s cancelled", run.id, exc_info=True)
+        log.warning("could not mark the subflows of %s cancelled", flow_run.id, exc_info=True)
 
 
 @flow(
@@ -100,7 +101,7 @@ def cancel_batch_of_run(flow: Flow[Any, Any], run: FlowRun, state: State[Any]) -
     flow_run_name=_run_name,
     retries=0,
     persist_result=False,
-    on_cancellation=[cancel_batch_of_run],  # type: ignore[list-item]
+    on_cancellation=[cancel_batch_of_run],
 )
 async def registration_batch(run: BatchRun) -> State[Any]:
     """Register a batch of restaurants: every unfinished one, in the batch's execution mode."""

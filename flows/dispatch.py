@@ -95,8 +95,7 @@ class Dispatcher:
             self.keeper.lose(str(exc))
         finally:
             lost_waiter.cancel()
-            if self.keeper.lost.is_set():
-                await _cancel_all(running)
+            await _cancel_all(running)  # none left unless the lease was lost or we were stopped
         if self.keeper.lost.is_set():
             self.outcome.stopped, self.outcome.reason = "lease_lost", self.keeper.reason
             return self.outcome

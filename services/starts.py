@@ -20,7 +20,12 @@ from db.lifecycle import resume
 from db.oplog import append_log
 from db.types import utcnow
 from regbatch.audit import Operation
-from regbatch.errors import ConfigurationError, ConflictError
+from regbatch.errors import (
+    ConfigurationError,
+    ConflictError,
+    PrefectUnavailableError,
+    RegbatchError,
+)
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, check_transition
 from services.batches import parse_uuid
@@ -98,13 +103,12 @@ async def start_batch_async(
             f"deployment {deployment!r} does not exist on the Prefect server; run `regbatch "
             "serve` (or `prefect deploy --all` and a worker), or set REGBATCH_BATCH_DEPLOYMENT"
         ) from None
-    except Exception as exc:  # Prefect unreachable or refusing: nothing was queued
+    except BaseException as exc:  # nothing was queued: the batch goes back to what it was
         await asyncio.to_thread(_unqueue, batch_uuid, previous)
-        raise ConfigurationError(
-            f"the Prefect API could not take the run of {deployment!r} ({type(exc).__name__}: "
-            f"{exc}); check PREFECT_API_URL and that the Prefect server is up, then start the "
-            f"batch again"
-        ) from None
+        refusal = _prefect_refusal(exc, deployment)
+        if refusal is None:
+            raise
+        raise refusal from exc
     await asyncio.to_thread(_remember, batch_uuid, flow_run.id, actor, deployment)
     return StartResult(
         batch_id=batch_uuid,
@@ -114,6 +118,31 @@ async def start_batch_async(
         flow_run_id=flow_run.id,
         deployment=deployment,
     )
+
+
+def _prefect_refusal(exc: BaseException, deployment: str) -> RegbatchError | None:
+    """What a failed submission means for the user; None for a fault of ours (re-raised)."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value() or "Prefect's embedded server"
+    if isinstance(exc, httpx.TransportError) or (
+        isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code >= 500
+    ):
+        return PrefectUnavailableError(
+            f"the Prefect API at {api} could not take the run of {deployment!r} "
+            f"({type(exc).__name__}); check that the Prefect server is up and that "
+            "PREFECT_API_URL points at it, then start the batch again"
+        )
+    if isinstance(exc, PrefectHTTPStatusError):
+        detail = exc.response.text[:300]
+        return ConfigurationError(
+            f"the Prefect API refused the run of {deployment!r} ({exc.response.status_code}: "
+            f"{detail}); check that the deployment is regbatch's (`regbatch serve` or "
+            "`prefect deploy --all` recreates it), then start the batch again"
+        )
+    return None
 
 
 def _unqueue(batch_id: uuid.UUID, previous: str) -> None:

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from db.rate_limits import give_back_turn, take_turn
+from db.rate_limits import give_back_turn, keep_turn, take_turn
 from db.types import utcnow
 from regbatch.settings import get_settings
 from services.execution import transact
@@ -65,21 +65,31 @@ def _line() -> asyncio.Lock:
 
 
 @asynccontextmanager
-async def account_creation_turn(hold_s: float) -> AsyncIterator[Turn]:
-    """Wait for the account-creation turn and hold it; `hold_s` bounds a holder that died."""
+async def account_creation_turn() -> AsyncIterator[Turn]:
+    """Wait for the account-creation turn and hold it (renewed while held, as a lease is)."""
     spacing = spacing_s()
     if spacing <= 0:
         yield Turn()
         return
+    hold_s = get_settings().lease_seconds
     async with _line():
         holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        while (wait := await transact(take_turn, LIMIT_NAME, holder, hold_s)) > 0:
+        while (wait := await transact(take_turn, LIMIT_NAME, holder, hold_s, spacing)) > 0:
             await asyncio.sleep(min(wait, MAX_SLEEP_S))
         turn = Turn()
+        keeper = asyncio.create_task(_keep(holder, hold_s))
         try:
             yield turn
         finally:
+            keeper.cancel()
             # Shielded: a cancelled step still gives the turn back (else the next waits it out).
             await asyncio.shield(
                 transact(give_back_turn, LIMIT_NAME, holder, turn.sent_at, spacing)
             )
+
+
+async def _keep(holder: str, hold_s: float) -> None:
+    """Renew the held turn every third of `hold_s` (a holder that died stops renewing)."""
+    while True:
+        await asyncio.sleep(hold_s / 3)
+        await transact(keep_turn, LIMIT_NAME, holder, hold_s)

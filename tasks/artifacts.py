@@ -1,9 +1,17 @@
-"""The batch flow run's artifacts in the Prefect UI: progress, restaurants table, summary."""
+"""The batch flow run's artifacts in the Prefect UI: progress, restaurants table, summary.
+
+Best effort: an artifact is a view of the ledger, so a Prefect API that is briefly away costs
+an update (logged), never the batch.
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec
 
 from prefect.artifacts import (
     acreate_markdown_artifact,
@@ -15,6 +23,20 @@ from prefect.artifacts import (
 from regbatch.reporting import summary_markdown, table_rows
 from regbatch.views import BatchDetail
 from services.execution import batch_detail_async
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+
+
+def _best_effort(method: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            await method(*args, **kwargs)
+        except Exception as exc:
+            log.warning("artifact not written (%s: %s)", type(exc).__name__, exc)
+
+    return guarded
 
 
 def artifact_key(batch_id: uuid.UUID, kind: str) -> str:
@@ -44,6 +66,7 @@ class ProgressReporter:
         self._last_progress = 0.0
         self._last_table = 0.0
 
+    @_best_effort
     async def start(self, finished: int) -> None:
         self._progress_id = await acreate_progress_artifact(
             progress=100 * finished / self.total,
@@ -52,6 +75,7 @@ class ProgressReporter:
         )
         await self.refresh_table(force=True)
 
+    @_best_effort
     async def job_finished(self, finished: int) -> None:
         now = time.monotonic()
         if self._progress_id is not None and now - self._last_progress >= self.progress_interval_s:
@@ -59,6 +83,7 @@ class ProgressReporter:
             await aupdate_progress_artifact(self._progress_id, progress=100 * finished / self.total)
         await self.refresh_table()
 
+    @_best_effort
     async def refresh_table(self, force: bool = False) -> None:
         if not force and time.monotonic() - self._last_table < self.table_interval_s:
             return
@@ -72,6 +97,7 @@ class ProgressReporter:
             description=f"{detail.name}: restaurants",
         )
 
+    @_best_effort
     async def finish(self, detail: BatchDetail) -> None:
         finished = detail.completed + detail.failed + detail.cancelled
         if self._progress_id is not None:

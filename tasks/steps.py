@@ -41,10 +41,6 @@ from services import execution
 from tasks.account_limit import account_creation_turn
 from tasks.platform_client import platform_client
 
-# A holder of the account-creation turn that died is replaced this long after its step's
-# timeout (a live one gives the turn back as soon as its request is answered).
-TURN_HOLD_MARGIN_S = 30.0
-
 
 def _attempt() -> tuple[int, int]:
     """(this attempt's number, the most attempts Prefect will make) for the running task."""
@@ -104,7 +100,7 @@ async def execute_step(
     if key != StepKey.ACCOUNT_REGISTRATION:
         return await _attempt_step(lease, job_id, key, timeout_s, attempt, most)
     get_run_logger().info("%s: waiting for the account-creation turn", step(key).label)
-    async with account_creation_turn(hold_s=timeout_s + TURN_HOLD_MARGIN_S) as turn:
+    async with account_creation_turn() as turn:
         return await _attempt_step(lease, job_id, key, timeout_s, attempt, most, turn.note_sent)
 
 

@@ -28,18 +28,24 @@ from api.cli import (  # noqa: E402
     template_cmd,
     webhook_cmd,
 )
-from api.cli._output import report_error  # noqa: E402
+from api.cli._output import database_failure, report_error  # noqa: E402
 from regbatch.errors import RegbatchError  # noqa: E402
 
 
 class _ReportingGroup(TyperGroup):
-    """Turns a RegbatchError anywhere below into one clear stderr report and exit code 1."""
+    """Turns a RegbatchError (or a database failure) anywhere below into one clear stderr
+    report and exit code 1."""
 
     def invoke(self, ctx: Any) -> Any:
+        from sqlalchemy.exc import DBAPIError
+
         try:
             return super().invoke(ctx)
         except RegbatchError as exc:
             report_error(exc)
+            raise typer.Exit(1) from None
+        except DBAPIError as exc:  # never the statement or its parameters: they may hold secrets
+            report_error(database_failure(exc))
             raise typer.Exit(1) from None
 
 

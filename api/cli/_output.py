@@ -67,3 +67,15 @@ def report_error(exc: RegbatchError) -> None:
             err_console.print(f"  - {problem}", markup=False)
     else:
         err_console.print(f"error: {exc}", markup=False)
+
+
+def database_failure(exc: Exception) -> RegbatchError:
+    """A database error as users may see it: the driver's first line, never SQL or parameters."""
+    from regbatch.errors import DatabaseUnavailableError
+
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0][:200]
+    return DatabaseUnavailableError(
+        f"the database named by REGBATCH_DATABASE_URL failed ({type(orig).__name__}: {first}); "
+        "check that it is up and migrated (`regbatch db upgrade`), then try again"
+    )

@@ -3,7 +3,8 @@
 InvalidInputError, request validation   422 {"detail", "errors": [{field, message, subject}]}
 NotFoundError                           404 (also for another organisation's objects)
 ConflictError                           409 (the message names the current status)
-ConfigurationError, database down       503
+ConfigurationError, database or Prefect down
+                                        503
 a value the database cannot store       422
 ApiError (a problem of the HTTP request itself, e.g. its Idempotency-Key)
                                         its own status, {"detail", "code"}
@@ -28,6 +29,7 @@ from regbatch.errors import (
     DatabaseUnavailableError,
     InvalidInputError,
     NotFoundError,
+    PrefectUnavailableError,
     Problem,
     RegbatchError,
 )
@@ -40,6 +42,7 @@ STATUS_OF: tuple[tuple[type[RegbatchError], int], ...] = (
     (ConflictError, status.HTTP_409_CONFLICT),
     (ConfigurationError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (DatabaseUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (PrefectUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
 )
 
 

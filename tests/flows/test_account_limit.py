@@ -74,7 +74,7 @@ def test_waiting_for_the_turn_longer_than_the_step_timeout_is_not_a_failure(
     monkeypatch.setenv("REGBATCH_STEP_TIMEOUT_SCALE", "0.005")
     reset_settings()
     sandbox.set_account_spacing(1.0)
-    batch_id, job_ids, _ = new_batch(org_id, count=4, settings={})
+    _batch_id, job_ids, _ = new_batch(org_id, count=4, settings={})
     states = _run_concurrently(job_ids)
     reset_settings()
     assert all(state.is_completed() for state in states), states

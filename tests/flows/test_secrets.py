@@ -26,7 +26,7 @@ from db.models import Job, JobStep, OperationLog, Restaurant
 from db.restaurants import import_restaurants
 from flows.restaurant import register_restaurant
 from tests.factories import restaurant_row
-from tests.flows.conftest import lease_of, ALL_STEPS_ON, run
+from tests.flows.conftest import ALL_STEPS_ON, lease_of, run
 
 pytestmark = pytest.mark.flow
 PASSWORD = "Sup3r-Secret-Owner-Passw0rd!"
