@@ -359,6 +359,9 @@ def main() -> None:
     try:
         report(args, server, sandbox.pid)
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # ship the run's logs before the server goes
         drop_bench_schema()
         for process in (sandbox, server):
             if process is not None:
@@ -417,6 +420,8 @@ def report(
     )
     if limit:
         print(f"ratio to the limit        {wall / limit:8.2f} x")
+    if spacing:
+        print_account_gaps()
     steps = sum(s.status == "completed" for j in detail.jobs for s in j.steps)
     print(f"steps completed           {steps:8d}")
     print(
@@ -444,6 +449,30 @@ def report(
     print(f"peak RSS, this process    {own_peak_mb:8.0f} MB")
     if server is not None:
         print(f"peak RSS, Prefect server  {peak_rss_mb(server.pid) or 0:8.0f} MB")
+
+
+def print_account_gaps() -> None:
+    """How far apart the platform performed the account creations."""
+    import itertools
+    from datetime import datetime
+
+    from sandbox.control import SandboxControl
+
+    control = SandboxControl(os.environ["REGBATCH_PLATFORM_URL"], SERVICE_KEY)
+    times = sorted(
+        datetime.fromisoformat(e["at"])
+        for e in control.ledger()
+        if e["step"] == "account_registration" and not e["replay"]
+    )
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    refused = sum(
+        r["step"] == "account_registration" and r["status"] == 429 for r in control.requests()
+    )
+    if gaps:
+        print(
+            f"accounts created          {len(times):8d}  gaps min {min(gaps):.2f} s, mean "
+            f"{sum(gaps) / len(gaps):.2f} s, max {max(gaps):.2f} s; {refused} refused with 429"
+        )
 
 
 def _org_of(restaurant_ids: list[Any]) -> Any:

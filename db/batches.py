@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from db.fencing import lock_batch_exclusively
 from db.models import Batch, Job, JobStep, Restaurant
 from db.oplog import append_log
 from db.restaurants import registration_config
@@ -258,6 +259,8 @@ def get_batch(
     if organisation_id is not None:
         query = query.where(Batch.organisation_id == organisation_id)
     if lock:
+        # also waits for the runner's fenced writes in flight (db/fencing.py)
+        lock_batch_exclusively(session, batch_id)
         query = query.with_for_update()
     batch = session.scalar(query)
     if batch is None:
@@ -270,8 +273,7 @@ def get_batch(
 def lock_batch(session: Session, batch_id: uuid.UUID) -> None:
     """Take the batch's counters lock; every job change that moves counters takes it first.
 
-    FOR NO KEY UPDATE: job changes queue on it, while a runner's fenced step writes (FOR KEY
-    SHARE, db/fencing.py) go on beside it.
+    FOR NO KEY UPDATE: job changes queue on it, while reads and the lease's renewal go on.
     """
     session.execute(select(Batch.id).where(Batch.id == batch_id).with_for_update(key_share=True))
 

@@ -4,7 +4,9 @@ Usage: `with session_scope() as session: ...` commits on success and rolls back 
 Data functions elsewhere take a session and never commit.
 
 SQLite (the embedded default) gets WAL, a busy timeout and `BEGIN IMMEDIATE` so that concurrent
-writers queue instead of failing with "database is locked".
+writers queue instead of failing with "database is locked". PostgreSQL sessions that idle in a
+transaction for longer than a runner's lease are ended by the server (a frozen process must not
+hold a takeover off).
 """
 
 from __future__ import annotations
@@ -62,7 +64,26 @@ def _create_engine(url: str) -> Engine:
         )
         _sqlite_setup(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True, pool_recycle=1800)
+    engine = create_engine(
+        url, pool_size=10, max_overflow=30, pool_pre_ping=True, pool_recycle=1800
+    )
+    _postgresql_setup(engine)
+    return engine
+
+
+def _postgresql_setup(engine: Engine) -> None:
+    # A process frozen (or stuck) in the middle of a transaction would hold its locks, and with
+    # them a takeover of its batch, for as long as it is frozen: the server ends such a session
+    # once it has idled in a transaction for as long as a runner's lease lasts (its work is
+    # rolled back, and the frozen process is fenced off when it wakes up).
+    idle_ms = int(max(get_settings().lease_seconds, 5.0) * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
+        cursor.close()
+        dbapi_connection.commit()
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -1,25 +1,29 @@
 """Fencing: every write a runner makes for a batch first proves that its lease still holds.
 
-`hold(session, lease, mode)` reads the batch's lease owner and token under a row lock that lasts
-until the transaction ends, and raises LeaseLostError when they are not the runner's own. The
-lock modes are chosen so that a runner's concurrent writes never wait for one another, while a
-takeover, a pause or a cancel (which lock the batch FOR UPDATE) waits for the writes in flight and
-every later write sees its result:
+`hold(session, lease, mode)` reads the batch's lease owner and token and raises LeaseLostError
+when they are not the runner's own. On PostgreSQL it first takes the batch's advisory lock for
+the rest of the transaction: shared for a runner's writes (they never wait for one another),
+exclusive for whatever changes who holds the batch or what it was asked to do (a takeover, a
+pause, a cancel: `db.batches.get_batch(lock=True)` takes it). So a takeover, a pause or a cancel
+waits for the runner's writes in flight, and every later write sees its result. Advisory locks
+live in the lock manager only: no row is rewritten, nothing is logged, whatever the concurrency.
+On SQLite every write transaction is exclusive already (BEGIN IMMEDIATE, see db/engine.py).
 
-    SHARE     FOR KEY SHARE      step attempts and their outcomes
-    COUNTERS  FOR NO KEY UPDATE  job status changes (they recompute the batch's counters)
-    BATCH     FOR UPDATE         the runner's batch-level changes (finish, breaker, pause)
+    READ      no lock          a read that a stale lease must not outlive (requested_action)
+    SHARE     shared           step attempts, their outcomes, job status changes
+    BATCH     exclusive        the runner's batch-level changes (finish, breaker, pause)
 
 A transaction takes the strongest lock it will need here, first, and never upgrades it later
-(an upgrade queued behind a waiting takeover would deadlock with it).
+(two upgrades would deadlock each other).
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from enum import Enum
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Batch
@@ -29,8 +33,8 @@ from regbatch.statuses import BatchStatus, RequestedAction
 
 
 class LockMode(Enum):
+    READ = "read"
     SHARE = "share"
-    COUNTERS = "counters"
     BATCH = "batch"
 
 
@@ -42,18 +46,28 @@ class Held:
     requested_action: RequestedAction | None
 
 
+def advisory_key(batch_id: uuid.UUID) -> int:
+    """The batch's advisory lock key: its id's first 64 bits, as PostgreSQL's signed bigint."""
+    return int.from_bytes(batch_id.bytes[:8], "big", signed=True)
+
+
+def lock_batch_exclusively(session: Session, batch_id: uuid.UUID) -> None:
+    """Wait for every runner write of the batch in flight; hold off new ones until commit."""
+    if _postgresql(session):
+        session.execute(select(func.pg_advisory_xact_lock(advisory_key(batch_id))))
+
+
 def hold(session: Session, lease: Lease, mode: LockMode = LockMode.SHARE) -> Held:
     """Check that `lease` still holds its batch and keep it held until this transaction ends."""
-    query = select(
-        Batch.lease_owner, Batch.lease_token, Batch.status, Batch.requested_action
-    ).where(Batch.id == lease.batch_id)
-    if mode is LockMode.SHARE:
-        query = query.with_for_update(read=True, key_share=True)
-    elif mode is LockMode.COUNTERS:
-        query = query.with_for_update(key_share=True)
-    else:
-        query = query.with_for_update()
-    row = session.execute(query).one_or_none()
+    if mode is LockMode.BATCH:
+        lock_batch_exclusively(session, lease.batch_id)
+    elif mode is LockMode.SHARE and _postgresql(session):
+        session.execute(select(func.pg_advisory_xact_lock_shared(advisory_key(lease.batch_id))))
+    row = session.execute(
+        select(Batch.lease_owner, Batch.lease_token, Batch.status, Batch.requested_action).where(
+            Batch.id == lease.batch_id
+        )
+    ).one_or_none()
     if row is None:
         raise NotFoundError(f"batch {lease.batch_id} does not exist; it was deleted while running")
     if row.lease_token != lease.token or row.lease_owner != lease.owner:
@@ -71,6 +85,11 @@ def hold_to_start(session: Session, lease: Lease) -> Held:
             "(the steps already running finish)"
         )
     return held
+
+
+def _postgresql(session: Session) -> bool:
+    bind = session.get_bind()
+    return bind.dialect.name == "postgresql"
 
 
 def _lost_message(lease: Lease, status: str, owner: str | None, token: int) -> str:

@@ -390,9 +390,16 @@ def _requester(session: Session, batch: Batch, *operations: Operation) -> str:
     return actor or "system"
 
 
-def check_breaker(session: Session, batch_id: uuid.UUID) -> str | None:
-    """Trip the breaker when too many of the jobs finished since the batch last started or
-    resumed failed: the batch is asked to pause with the reason, which is returned."""
+@dataclass(frozen=True)
+class BreakerVerdict:
+    reason: str
+    failed: int
+    finished: int
+
+
+def breaker_verdict(session: Session, batch_id: uuid.UUID) -> BreakerVerdict | None:
+    """Whether too many of the jobs finished since the batch last started or resumed failed
+    (read only: `trip_breaker` acts on it)."""
     batch = get_batch(session, batch_id)
     policy = BreakerPolicy(
         threshold=float(batch.breaker_threshold), min_finished=batch.breaker_min_finished
@@ -409,20 +416,27 @@ def check_breaker(session: Session, batch_id: uuid.UUID) -> str | None:
     failed, finished = (int(n) for n in session.execute(query).one())
     if not breaker_trips(failed, finished, policy):
         return None
-    reason = breaker_reason(failed, finished, policy)
-    batch = get_batch(session, batch_id, lock=True)  # stop dispatching: ask the batch to pause
+    return BreakerVerdict(breaker_reason(failed, finished, policy), failed, finished)
+
+
+def trip_breaker(session: Session, batch_id: uuid.UUID) -> str | None:
+    """Trip the breaker if it still should: the batch is asked to pause with the reason."""
+    batch = get_batch(session, batch_id, lock=True)
+    verdict = breaker_verdict(session, batch_id)
+    if verdict is None or batch.requested_action is not None:
+        return None
     batch.requested_action = RequestedAction.PAUSE
-    batch.pause_reason = reason
+    batch.pause_reason = verdict.reason
     _log(
         session,
         batch,
         Operation.BREAKER_TRIPPED,
         "breaker",
-        reason=reason,
-        failed=failed,
-        finished=finished,
+        reason=verdict.reason,
+        failed=verdict.failed,
+        finished=verdict.finished,
     )
-    return reason
+    return verdict.reason
 
 
 def stalled_batches(session: Session, now: datetime | None = None) -> list[uuid.UUID]:

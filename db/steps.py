@@ -115,7 +115,7 @@ def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "s
     pending; a step a previous owner left unfinished (in progress, retrying) is run again, with
     the same idempotency key. A finished job is returned as it is.
     """
-    hold(session, lease, LockMode.COUNTERS)
+    hold(session, lease)
     job = _job(session, job_id, lease)
     if job.status in JOB_FINISHED and job.status != JobStatus.FAILED:
         return load_plan(session, job_id)
@@ -405,7 +405,7 @@ def record_skipped(
 
 def finish_job(session: Session, lease: Lease, job_id: uuid.UUID) -> JobStatus:
     """End the job from its steps' outcome (completed or failed), with the batch's counters."""
-    hold(session, lease, LockMode.COUNTERS)
+    hold(session, lease)
     job = _job(session, job_id, lease)
     if job.status in JOB_FINISHED:
         return JobStatus(job.status)  # this very write, repeated after a dropped connection
@@ -442,7 +442,7 @@ def hold_job(session: Session, lease: Lease, job_id: uuid.UUID) -> None:
 
     A step left between attempts (`retrying`) goes back to pending too: nothing stays active.
     """
-    hold(session, lease, LockMode.COUNTERS)
+    hold(session, lease)
     job = _job(session, job_id, lease)
     _settle_active_steps(session, job_id, StepStatus.PENDING)
     if job.status == JobStatus.IN_PROGRESS:
@@ -452,7 +452,7 @@ def hold_job(session: Session, lease: Lease, job_id: uuid.UUID) -> None:
 
 def cancel_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "system") -> bool:
     """Cancel the job's unfinished steps and the job itself; False if it had already finished."""
-    hold(session, lease, LockMode.COUNTERS)
+    hold(session, lease)
     job = _job(session, job_id, lease)
     if job.status in JOB_FINISHED:
         return False
@@ -490,4 +490,4 @@ def requested_action(session: Session, lease: Lease) -> RequestedAction | None:
 
     Raises LeaseLostError when the runner no longer holds the batch (so it stops at once).
     """
-    return hold(session, lease).requested_action
+    return hold(session, lease, LockMode.READ).requested_action

@@ -33,7 +33,7 @@ from services import execution, lifecycle, prefect_runs
 from services.execution import JobRef
 from services.lease import LeaseKeeper
 from tasks.artifacts import ProgressReporter
-from tasks.steps import step_state_error
+from tasks.steps import state_error
 
 POLL_S = 1.0
 PREFECT_POLL_S = 2.0
@@ -213,7 +213,7 @@ async def run_in_process(job: JobRef, lease: Lease) -> None:
     """The restaurant as a subflow of this flow run (its own flow run page in the UI)."""
     execution.note_job_name(job.id, job.restaurant_name)
     state = await register_restaurant(job.id, lease, return_state=True)
-    error = step_state_error(state)
+    error = await state_error(state)
     if error is not None and after_error(error, 1, 1) is AfterError.RUNNER_STOPPED:
         raise error
 

@@ -36,7 +36,7 @@ async def recover_stalled_batches() -> list[uuid.UUID]:
             BatchRun(batch_id=batch_id, started_by="system:recovery"), return_state=True
         )
         if state.is_failed() or state.is_crashed():
-            error = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+            error = await state.aresult(raise_on_failure=False)
             if isinstance(error, ConflictError):  # another runner got there first
                 logger.info("%s", error)
                 continue

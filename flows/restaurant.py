@@ -33,7 +33,7 @@ from regbatch.step_outcomes import AfterError, after_error
 from regbatch.steps import StepKey, step
 from services import execution
 from services.execution import JobPlan
-from tasks.steps import step_state_error, step_task
+from tasks.steps import state_error, step_task
 
 NO_LEASE = (
     "register-restaurant runs one restaurant for its batch's runner and needs that runner's "
@@ -122,14 +122,14 @@ class _JobRun:
         error = finished.exception()  # Prefect itself failed around the task (e.g. its API)
         state = finished.result() if error is None else None
         if state is not None and state.is_completed():
-            self.states[key] = StepState(StepStatus.COMPLETED, state.result(_sync=True))  # type: ignore[call-overload]
+            self.states[key] = StepState(StepStatus.COMPLETED, await state.aresult())
             return
         if state is not None and state.is_cancelled():  # refused before it started
             self.states[key] = StepState(StepStatus.PENDING)
             self.stop = self.stop or await execution.requested_action(self.lease)
             return
         if state is not None:
-            error = step_state_error(state) or RuntimeError(f"{state.type}: {state.message}")
+            error = await state_error(state) or RuntimeError(f"{state.type}: {state.message}")
         assert error is not None
         verdict = after_error(error, attempt=1, attempts=1)  # retries are behind us now
         if verdict is AfterError.FAILED:

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -150,21 +150,29 @@ class JobSettled:
 
 
 async def settle_job(lease: Lease, job_id: uuid.UUID, may_trip: bool) -> JobSettled:
-    """The job's status, the batch's finished count and (if `may_trip`) the breaker check,
-    in one transaction; a tripped breaker asks the batch to pause with its reason."""
+    """The job's status, the batch's finished count and (if `may_trip`) the breaker: a tripped
+    breaker asks the batch to pause with its reason."""
 
     def settle(session: Session) -> JobSettled:
-        hold(session, lease, LockMode.BATCH)
+        hold(session, lease)
         status = session.scalar(select(Job.status).where(Job.id == job_id))
         if status is None:
             raise NotFoundError(f"job {job_id} does not exist")
         if status not in JOB_FINISHED:
             return JobSettled(JobStatus(status), 0, None)
         finished = job_counts(session, lease.batch_id).finished
-        reason = lifecycle.check_breaker(session, lease.batch_id) if may_trip else None
-        return JobSettled(JobStatus(status), finished, reason)
+        verdict = lifecycle.breaker_verdict(session, lease.batch_id) if may_trip else None
+        return JobSettled(JobStatus(status), finished, verdict.reason if verdict else None)
 
-    return await transact(settle)
+    def trip(session: Session) -> str | None:
+        hold(session, lease, LockMode.BATCH)
+        return lifecycle.trip_breaker(session, lease.batch_id)
+
+    settled = await transact(settle)
+    if settled.breaker_reason is None:
+        return settled
+    # The common case reads only; the rare trip takes the batch in a transaction of its own.
+    return replace(settled, breaker_reason=await transact(trip))
 
 
 def cancel_from_orchestrator(flow_run_id: uuid.UUID, actor: str) -> BatchDetail | None:

@@ -38,7 +38,7 @@ from regbatch.settings import get_settings
 from regbatch.step_outcomes import AfterError, after_error
 from regbatch.steps import RetryPolicy, StepKey, step
 from services import execution
-from tasks.account_limit import account_creation_turn
+from tasks.account_limit import account_creation_turn, spacing_s
 from tasks.platform_client import platform_client
 
 
@@ -97,7 +97,7 @@ async def execute_step(
 ) -> dict[str, Any]:
     """Run one attempt of a step and record its outcome; returns the step's result."""
     attempt, most = _attempt()
-    if key != StepKey.ACCOUNT_REGISTRATION:
+    if key != StepKey.ACCOUNT_REGISTRATION or not spacing_s():
         return await _attempt_step(lease, job_id, key, timeout_s, attempt, most)
     get_run_logger().info("%s: waiting for the account-creation turn", step(key).label)
     async with account_creation_turn() as turn:
@@ -222,9 +222,9 @@ def step_task(key: StepKey, config: RegistrationConfig) -> Task[Any, Any]:
     return _build(key, policy.retries, tuple(_delays(policy)), step_timeout(key, config))
 
 
-def step_state_error(state: State[Any]) -> BaseException | None:
-    """The exception a finished step task's state carries, if it failed or crashed."""
+async def state_error(state: State[Any]) -> BaseException | None:
+    """The exception a finished task or flow run's state carries, if it failed or crashed."""
     if not (state.is_failed() or state.is_crashed()):
         return None
-    error = state.result(raise_on_failure=False, _sync=True)  # type: ignore[call-overload]
+    error = await state.aresult(raise_on_failure=False)
     return error if isinstance(error, BaseException) else None

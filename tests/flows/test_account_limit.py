@@ -88,5 +88,4 @@ def test_waiting_for_the_turn_longer_than_the_step_timeout_is_not_a_failure(
     assert attempts == [1, 1, 1, 1]  # waiting was never an attempt, let alone a failed one
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(_account_times(sandbox))]
     assert len(gaps) == 3 and min(gaps) >= 0.99, gaps
-    # and the queue did not idle: each turn came about one spacing after the previous one
-    assert max(gaps) < 1.6, gaps
+    # (that the queue never idles is a timing goal: bench/batch_bench.py --account-spacing-s)
