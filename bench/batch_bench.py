@@ -452,7 +452,7 @@ def report(
 
 
 def print_account_gaps() -> None:
-    """How far apart the platform performed the account creations."""
+    """How far apart the account creations reached the platform (its limiter counts from there)."""
     import itertools
     from datetime import datetime
 
@@ -460,9 +460,9 @@ def print_account_gaps() -> None:
 
     control = SandboxControl(os.environ["REGBATCH_PLATFORM_URL"], SERVICE_KEY)
     times = sorted(
-        datetime.fromisoformat(e["at"])
-        for e in control.ledger()
-        if e["step"] == "account_registration" and not e["replay"]
+        datetime.fromisoformat(r["received_at"])
+        for r in control.requests()
+        if r["step"] == "account_registration" and r["outcome"] == "performed"
     )
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     refused = sum(

@@ -2,7 +2,7 @@
 
 One row per limit. A process takes the turn when nobody holds it and the spacing since the last
 request has passed, holds it while its one request is out (renewing `held_until`), and gives it
-back saying when that request was sent: the next turn is due `spacing` after it. A holder that
+back saying when that request was answered: the next turn is due `spacing` after it. A holder that
 died stops renewing and is replaced once its `held_until` has passed, never sooner than
 `spacing` after it took the turn. Waiters ask again when the turn is due, not on a fixed poll,
 so the limit never idles while someone waits.
@@ -71,12 +71,13 @@ def keep_turn(session: Session, name: str, holder: str, hold_s: float) -> bool:
 
 
 def give_back_turn(
-    session: Session, name: str, holder: str, sent_at: datetime | None, spacing_s: float
+    session: Session, name: str, holder: str, answered_at: datetime | None, spacing_s: float
 ) -> None:
-    """Release `holder`'s turn; a request it sent makes the next turn due `spacing_s` after."""
+    """Release `holder`'s turn; a request it made makes the next turn due `spacing_s` after
+    its answer."""
     row = _ensure(session, name)
-    if sent_at is not None:
-        row.next_free_at = max(row.next_free_at, sent_at + timedelta(seconds=spacing_s))
+    if answered_at is not None:
+        row.next_free_at = max(row.next_free_at, answered_at + timedelta(seconds=spacing_s))
     if row.holder == holder:
         row.holder = row.held_until = None
     row.updated_at = utcnow()

@@ -205,6 +205,7 @@ class Sandbox:
         self, step: StepKey, request: Request, body: Any, restaurant: str | None
     ) -> tuple[Response, str]:
         """Decide on arrival, answer after the step's latency; (the answer, its outcome)."""
+        received = self.state.now()
         delay = self.latency.seconds(step)
         problem = _malformed(body, restaurant, request.headers)
         if problem is not None:
@@ -218,7 +219,9 @@ class Sandbox:
             await _pause(delay)
             return _fault_answer(fault, step, restaurant), FAULT
         key = request.headers["Idempotency-Key"]
-        response, outcome = await self._idempotent(step, request, body, restaurant, key, delay)
+        response, outcome = await self._idempotent(
+            step, request, body, restaurant, key, delay, received
+        )
         if fault is not None and fault.kind == "timeout" and outcome in (PERFORMED, REPLAY):
             await _linger(request, fault.delay_s)
         return response, outcome
@@ -231,8 +234,10 @@ class Sandbox:
         restaurant: str,
         key: str,
         delay: float,
+        received: float,
     ) -> tuple[Response, str]:
-        """The stored answer, 409 IN_PROGRESS, or the step performed under a claim on the key."""
+        """The stored answer, 409 IN_PROGRESS, a 429 of the rate limiter, or the step performed
+        under a claim on the key."""
         # No await from this lookup to the claim in _perform: the two are one atomic piece.
         stored = self.answers.get(key)
         if stored is not None:
@@ -241,6 +246,11 @@ class Sandbox:
         if key in self.claims:
             await _pause(delay)
             return _in_progress(key), IN_PROGRESS
+        try:
+            self.state.admit(step, body, received)
+        except Refusal as no:
+            await _pause(delay)
+            return _error(no.status, no.code, no.message, no.headers), REFUSED
         return await self._perform(step, request, body, restaurant, key, delay)
 
     async def _perform(

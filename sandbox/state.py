@@ -142,13 +142,25 @@ class PlatformState:
             "images": upload["images"],
         }
 
-    def _account(self, req: s.AccountIn, path: dict[str, str]) -> Answer:
-        account_id = self.account_by_email.get(req.email.lower())
-        if account_id is not None:
-            return already_exists(f"an account with email {req.email}", self.accounts[account_id])
-        now = self._clock()
-        if self.last_account_at is not None and self.account_spacing_s > 0:
-            wait = self.account_spacing_s - (now - self.last_account_at)
+    def now(self) -> float:
+        """The platform's clock (monotonic seconds)."""
+        return self._clock()
+
+    def admit(self, step: StepKey, body: dict[str, Any], received: float) -> None:
+        """The platform's rate limiter, at the door: account creations one every
+        `account_spacing_s`, counted from when they arrived. Raises Refusal 429.
+
+        Like a gateway's limiter it decides on arrival (a creation arriving in time is never
+        refused because it was processed late) and counts a creation it let through even if
+        the request then fails validation; an account that already exists is not a creation.
+        """
+        if step != K.ACCOUNT_REGISTRATION or self.account_spacing_s <= 0:
+            return
+        email = body.get("email")
+        if isinstance(email, str) and email.lower() in self.account_by_email:
+            return
+        if self.last_account_at is not None:
+            wait = self.account_spacing_s - (received - self.last_account_at)
             if wait > 0:
                 seconds = max(1, math.ceil(wait))
                 raise Refusal(
@@ -158,10 +170,15 @@ class PlatformState:
                     f"retry after {seconds} s",
                     headers={"Retry-After": str(seconds)},
                 )
+        self.last_account_at = received
+
+    def _account(self, req: s.AccountIn, path: dict[str, str]) -> Answer:
+        account_id = self.account_by_email.get(req.email.lower())
+        if account_id is not None:
+            return already_exists(f"an account with email {req.email}", self.accounts[account_id])
         account = {"account_id": _new_id("acct"), "user_id": _new_id("user"), "email": req.email}
         self.accounts[account["account_id"]] = account
         self.account_by_email[req.email.lower()] = account["account_id"]
-        self.last_account_at = now
         return ok(**account)
 
     def _code_generation(self, req: s.CodeGenerationIn, path: dict[str, str]) -> Answer:

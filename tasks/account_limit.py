@@ -3,7 +3,10 @@
 The limit is global across batches, flows and machines, so its turn lives in the database
 (db/rate_limits.py). Waiting for it is a queue, not part of a step's attempt: a step waits for the
 turn before its attempt starts (nothing is recorded, no timeout runs), holds it while its one
-request is out, and gives it back with the time that request was sent. In each process waiters
+request is out, and gives it back with the time that request was answered. The platform counts
+from when a request arrives, which is always before it is answered, so the next creation,
+sent a spacing after that answer, can never arrive too early, however late the previous one
+was sent or arrived (a busy event loop delays both). In each process waiters
 line up first-come first-served and only the head asks the database, so a waiter that is
 cancelled simply leaves the line and never takes a turn it will not use.
 """
@@ -26,10 +29,9 @@ from regbatch.settings import get_settings
 from services.execution import transact
 
 LIMIT_NAME = "account-creation"
-# Requests arrive at the platform a little later than they are sent, and not always equally
-# late: keep the spacing a hair wider than the platform's own so it never answers 429.
+# The spacing is kept a hair wider than the platform's own, for clocks of different machines
+# that run a little apart.
 SPACING_MARGIN = 0.01
-SPACING_MARGIN_MIN_S = 0.05
 # Sleep at most this long before asking again (another process may have released early).
 MAX_SLEEP_S = 5.0
 
@@ -40,12 +42,12 @@ _LINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
 
 @dataclass
 class Turn:
-    """A held turn; the step notes when its request went out (`note_sent`)."""
+    """A held turn; the step notes when the platform answered its request (`note_answered`)."""
 
-    sent_at: datetime | None = None
+    answered_at: datetime | None = None
 
-    def note_sent(self) -> None:
-        self.sent_at = utcnow()
+    def note_answered(self) -> None:
+        self.answered_at = utcnow()
 
 
 def spacing_s() -> float:
@@ -53,7 +55,7 @@ def spacing_s() -> float:
     spacing = get_settings().account_rate_limit_seconds
     if spacing <= 0:
         return 0.0
-    return spacing + max(SPACING_MARGIN_MIN_S, spacing * SPACING_MARGIN)
+    return spacing * (1 + SPACING_MARGIN)
 
 
 def _line() -> asyncio.Lock:
@@ -84,7 +86,7 @@ async def account_creation_turn() -> AsyncIterator[Turn]:
             keeper.cancel()
             # Shielded: a cancelled step still gives the turn back (else the next waits it out).
             await asyncio.shield(
-                transact(give_back_turn, LIMIT_NAME, holder, turn.sent_at, spacing)
+                transact(give_back_turn, LIMIT_NAME, holder, turn.answered_at, spacing)
             )
 
 

@@ -56,22 +56,27 @@ async def _call_platform(
     organisation_id: str,
     idempotency_key: str,
     timeout_s: float,
-    on_send: Callable[[], None] | None = None,
+    on_answer: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """One attempt: the platform call, with 429s waited out until the step's timeout is spent."""
+    """One attempt: the platform call, with 429s waited out until the step's timeout is spent.
+
+    `on_answer` is called as soon as each request has been answered (or has failed).
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()
-        if on_send is not None:
-            on_send()
         try:
-            return await platform_client().run_step(
-                key,
-                payload,
-                organisation_id=organisation_id,
-                idempotency_key=idempotency_key,
-                timeout_s=max(remaining, 0.001),
-            )
+            try:
+                return await platform_client().run_step(
+                    key,
+                    payload,
+                    organisation_id=organisation_id,
+                    idempotency_key=idempotency_key,
+                    timeout_s=max(remaining, 0.001),
+                )
+            finally:
+                if on_answer is not None:
+                    on_answer()
         except RateLimitedError as exc:
             if exc.retry_after >= deadline - time.monotonic():
                 raise
@@ -101,7 +106,7 @@ async def execute_step(
         return await _attempt_step(lease, job_id, key, timeout_s, attempt, most)
     get_run_logger().info("%s: waiting for the account-creation turn", step(key).label)
     async with account_creation_turn() as turn:
-        return await _attempt_step(lease, job_id, key, timeout_s, attempt, most, turn.note_sent)
+        return await _attempt_step(lease, job_id, key, timeout_s, attempt, most, turn.note_answered)
 
 
 async def _attempt_step(
@@ -111,12 +116,12 @@ async def _attempt_step(
     timeout_s: float,
     attempt: int,
     most: int,
-    on_send: Callable[[], None] | None = None,
+    on_answer: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     # Refused, with nothing recorded, when the lease is gone or a pause or cancel was asked.
     inputs = await execution.start_attempt(lease, job_id, key)
     try:
-        result = await _perform(key, inputs, timeout_s, on_send)
+        result = await _perform(key, inputs, timeout_s, on_answer)
     except (PlatformError, StepCodeError) as exc:
         if after_error(exc, attempt, most) is AfterError.RETRY:
             await execution.record_retrying(lease, job_id, key, exc)
@@ -135,7 +140,7 @@ async def _perform(
     key: StepKey,
     inputs: execution.StepInputs,
     timeout_s: float,
-    on_send: Callable[[], None] | None,
+    on_answer: Callable[[], None] | None,
 ) -> dict[str, Any]:
     """Build the request and call the platform; a fault in this code is a StepCodeError."""
     try:
@@ -157,7 +162,7 @@ async def _perform(
             str(inputs.organisation_id),
             inputs.idempotency_key,
             timeout_s,
-            on_send,
+            on_answer,
         )
     except PlatformError:
         raise

@@ -41,12 +41,13 @@ def test_the_account_limit_queues_longer_than_step_timeouts(
     harness.check_finished_like(scenario, reference, sandbox)
     mine = {str(r) for r in scenario.restaurant_ids}
     accounts = sorted(
-        datetime.fromisoformat(e["at"])
-        for e in sandbox.ledger()
-        if e["step"] == "account_registration" and e["restaurant"] in mine and not e["replay"]
+        datetime.fromisoformat(r["received_at"])
+        for r in sandbox.requests()
+        if r["step"] == "account_registration" and r["restaurant"] in mine
     )
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(accounts)]
-    assert min(gaps) >= spacing - 0.01, gaps  # never faster than the platform allows
+    # every creation reached the platform a spacing after the previous one: none was refused
+    assert min(gaps) >= spacing, gaps
     with session_scope() as session:
         attempts = session.scalars(
             select(JobStep.attempts)

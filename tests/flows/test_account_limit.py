@@ -36,10 +36,11 @@ def _run_concurrently(job_ids: list) -> list:
 
 
 def _account_times(sandbox) -> list[datetime]:
+    """When each account creation reached the platform (its rate limiter counts from there)."""
     return sorted(
-        datetime.fromisoformat(e["at"])
-        for e in sandbox.ledger()
-        if e["step"] == "account_registration"
+        datetime.fromisoformat(r["received_at"])
+        for r in sandbox.requests()
+        if r["step"] == "account_registration" and r["outcome"] == "performed"
     )
 
 
@@ -56,7 +57,7 @@ def test_concurrent_runs_never_create_accounts_faster_than_the_limit(
     accounts = _account_times(sandbox)
     assert len(accounts) == 3
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(accounts)]
-    assert min(gaps) >= 0.99, gaps
+    assert min(gaps) >= 1.0, gaps
     # the queue did the spacing: the platform never had to refuse an account creation
     refused = [
         r
@@ -87,5 +88,5 @@ def test_waiting_for_the_turn_longer_than_the_step_timeout_is_not_a_failure(
         ]
     assert attempts == [1, 1, 1, 1]  # waiting was never an attempt, let alone a failed one
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(_account_times(sandbox))]
-    assert len(gaps) == 3 and min(gaps) >= 0.99, gaps
+    assert len(gaps) == 3 and min(gaps) >= 1.0, gaps
     # (that the queue never idles is a timing goal: bench/batch_bench.py --account-spacing-s)
