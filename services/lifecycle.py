@@ -20,7 +20,7 @@ from db.models import Batch, Job
 from db.retries import RetryOutcome, create_retry_batch
 from regbatch.errors import NotFoundError
 from regbatch.lease import Lease
-from regbatch.statuses import JOB_FINISHED, JobStatus
+from regbatch.statuses import BATCH_FINISHED, JOB_FINISHED, JobStatus
 from regbatch.views import BatchDetail
 from services.batches import parse_uuid
 from services.execution import transact
@@ -176,13 +176,22 @@ async def settle_job(lease: Lease, job_id: uuid.UUID, may_trip: bool) -> JobSett
 
 
 def cancel_from_orchestrator(flow_run_id: uuid.UUID, actor: str) -> BatchDetail | None:
-    """Cancel the batch whose flow run Prefect cancelled; None when no batch has that run."""
+    """Cancel the batch whose flow run Prefect cancelled, and announce it to its webhooks;
+    None when no unfinished batch has that run."""
+    from services.webhooks import deliver_batch_event
+
     with session_scope() as session:
-        batch_id = session.scalar(select(Batch.id).where(Batch.flow_run_id == flow_run_id))
+        batch_id = session.scalar(
+            select(Batch.id).where(
+                Batch.flow_run_id == flow_run_id, Batch.status.not_in(list(BATCH_FINISHED))
+            )
+        )
         if batch_id is None:
             return None
         batch = lifecycle.cancel_from_orchestrator(session, batch_id, actor)
-        return batch_detail(session, batch.id)
+        detail = batch_detail(session, batch.id)
+    deliver_batch_event(detail.id)  # nobody else will: the run that would have is gone
+    return detail
 
 
 def renew_lease(lease: Lease, lease_seconds: float) -> bool:
