@@ -1,7 +1,6 @@
 """regbatch's Python API: everything the CLI and the REST API do, as plain functions.
 
-    import api.python as regbatch
-
+    import regbatch
     batch_id = regbatch.create_batch("Acme Foods", name="Auckland Q4",
                                      restaurant_ids=[...], execution_mode="parallel",
                                      concurrency=5)
@@ -26,10 +25,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
+from regbatch.services import batches as _batches
+from regbatch.services import lifecycle as _lifecycle
+from regbatch.services.starts import StartResult
 from regbatch.views import BatchDetail, BatchPage
-from services import batches as _batches
-from services import lifecycle as _lifecycle
-from services.starts import StartResult
 
 __all__ = [
     "cancel_batch",
@@ -38,6 +37,7 @@ __all__ = [
     "get_batch",
     "list_batches",
     "pause_batch",
+    "recover",
     "register_restaurant",
     "resume_batch",
     "retry_failed",
@@ -49,7 +49,7 @@ __all__ = [
 def _org_id(organisation: str | uuid.UUID | None) -> uuid.UUID | None:
     if organisation is None or isinstance(organisation, uuid.UUID):
         return organisation
-    from services.catalog import organisation_id
+    from regbatch.services.catalog import organisation_id
 
     return organisation_id(organisation)
 
@@ -87,14 +87,16 @@ def start_batch(
     actor: str = "user:python",
 ) -> StartResult:
     """Queue the batch on Prefect (the `registration-batch` deployment runs it)."""
-    from services.starts import start_batch as start
+    from regbatch.offline import apply_offline_defaults
+    from regbatch.services.starts import start_batch as start
 
+    apply_offline_defaults()  # this is where a Python program starts talking to Prefect
     return start(batch_id, actor, _org_id(organisation))
 
 
 def run_batch(batch_id: str | uuid.UUID, *, actor: str = "user:python") -> BatchDetail:
     """Run the batch in this process until it completes, fails, pauses or is cancelled."""
-    from services.runs import run_batch as run
+    from regbatch.api.running import run_batch as run
 
     return run(batch_id, started_by=actor)
 
@@ -168,12 +170,19 @@ def export_batch(
     organisation: str | uuid.UUID | None = None,
 ) -> str:
     """The batch's results, one row per restaurant, as CSV or JSON text."""
-    from services.exporting import export_batch as export
+    from regbatch.services.exporting import export_batch as export
 
     _content_type, body = export(
         _batches.parse_uuid(batch_id, "batch_id"), _org_id(organisation), fmt
     )
     return body
+
+
+def recover(*, actor: str = "system") -> list[BatchDetail]:
+    """Take over every stalled batch (its runner's lease expired) and run it to its end here."""
+    from regbatch.api.running import recover as recover_here
+
+    return recover_here(started_by=actor)
 
 
 def register_restaurant(

@@ -140,7 +140,7 @@ def start_sandbox(
                 break
         except OSError:
             time.sleep(0.2)
-    from sandbox.control import SandboxControl
+    from regbatch.sandbox.control import SandboxControl
 
     SandboxControl(url, SERVICE_KEY).set_image_processing(0)
     return process, url
@@ -158,7 +158,7 @@ def drop_bench_schema() -> None:
     """Leave the database as it was: this run's schema goes."""
     from sqlalchemy import create_engine, text
 
-    from db.engine import get_engine
+    from regbatch.db.engine import get_engine
 
     base, schema = bench_database()
     if os.environ.get("REGBATCH_DATABASE_URL", "").endswith(schema):
@@ -180,10 +180,10 @@ def prepare_database(n: int, all_steps_off: bool) -> tuple[Any, list[Any]]:
     engine.dispose()
     url = f"{base}?options=-csearch_path%3D{schema}"
     os.environ["REGBATCH_DATABASE_URL"] = url
-    from db import migrate
-    from db.engine import session_scope
-    from db.organisations import create_organisation
-    from db.restaurants import import_restaurants
+    from regbatch.db import migrate
+    from regbatch.db.engine import session_scope
+    from regbatch.db.organisations import create_organisation
+    from regbatch.db.restaurants import import_restaurants
 
     migrate.upgrade(url)
     rows = json.loads((ROOT / "examples" / "restaurants.json").read_text())
@@ -214,10 +214,10 @@ def batch_settings(all_steps_off: bool) -> dict[str, Any]:
 
 async def asyncio_baseline(restaurant_ids: list[Any], org_id: Any, c: int) -> float:
     """The same HTTP calls in graph order, c restaurants at a time: no Prefect, no database."""
-    from db.engine import session_scope
-    from db.models import Restaurant
-    from db.restaurants import restaurant_record
     from regbatch.config import build_config
+    from regbatch.db.engine import session_scope
+    from regbatch.db.models import Restaurant
+    from regbatch.db.restaurants import restaurant_record
     from regbatch.planning import Run, StepState, next_decisions
     from regbatch.platform import PlatformClient, build_request
     from regbatch.statuses import StepStatus
@@ -286,8 +286,8 @@ def cpu_seconds(pid: int | None, with_children: bool = True) -> float:
 def run_batch_flow(
     org_id: Any, restaurant_ids: list[Any], c: int, all_steps_off: bool
 ) -> tuple[float, Any]:
-    from services.batches import create_batch
-    from services.runs import run_batch
+    from regbatch.api.running import run_batch
+    from regbatch.services.batches import create_batch
 
     batch_id = create_batch(
         org_id,
@@ -456,7 +456,7 @@ def print_account_gaps() -> None:
     import itertools
     from datetime import datetime
 
-    from sandbox.control import SandboxControl
+    from regbatch.sandbox.control import SandboxControl
 
     control = SandboxControl(os.environ["REGBATCH_PLATFORM_URL"], SERVICE_KEY)
     times = sorted(
@@ -476,8 +476,8 @@ def print_account_gaps() -> None:
 
 
 def _org_of(restaurant_ids: list[Any]) -> Any:
-    from db.engine import session_scope
-    from db.models import Restaurant
+    from regbatch.db.engine import session_scope
+    from regbatch.db.models import Restaurant
 
     with session_scope() as session:
         return session.get(Restaurant, restaurant_ids[0]).organisation_id  # type: ignore[union-attr]

@@ -16,8 +16,8 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import ApiKey
-from db.types import utcnow
+from regbatch.db.models import ApiKey
+from regbatch.db.types import utcnow
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 
 KEY_PREFIX = "rk_"

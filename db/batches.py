@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy import Select, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from db.fencing import lock_batch_exclusively
-from db.models import Batch, Job, JobStep, Restaurant
-from db.oplog import append_log
-from db.restaurants import registration_config
 from regbatch.audit import Operation
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, JobCounts, option_problems
 from regbatch.config import settings_problems
+from regbatch.db.fencing import lock_batch_exclusively
+from regbatch.db.models import Batch, Job, JobStep, Restaurant
+from regbatch.db.oplog import append_log
+from regbatch.db.restaurants import registration_config
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.statuses import (
     BATCH_FINISHED,

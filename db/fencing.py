@@ -26,7 +26,7 @@ from enum import Enum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Batch
+from regbatch.db.models import Batch
 from regbatch.errors import BatchStoppingError, LeaseLostError, NotFoundError
 from regbatch.lease import Lease
 from regbatch.statuses import BatchStatus, RequestedAction

@@ -18,7 +18,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import IdempotencyKey
+from regbatch.db.models import IdempotencyKey
 
 KEPT_FOR = timedelta(hours=24)
 ABANDONED_AFTER = timedelta(minutes=5)

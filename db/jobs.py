@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.batches import lock_batch, recompute_counters
-from db.models import Job, Restaurant
-from db.types import utcnow
+from regbatch.db.batches import lock_batch, recompute_counters
+from regbatch.db.models import Job, Restaurant
+from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError
 from regbatch.restaurant import RegistrationStatus
 from regbatch.statuses import JOB_FINISHED, JobStatus, check_transition

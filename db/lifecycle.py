@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.batches import get_batch, job_counts, recompute_counters
-from db.fencing import LockMode, hold
-from db.models import Batch, Job, JobStep, OperationLog
-from db.oplog import append_log
-from db.types import utcnow
 from regbatch.audit import Operation
 from regbatch.batch_rules import BreakerPolicy, breaker_reason, breaker_trips, final_status
+from regbatch.db.batches import get_batch, job_counts, recompute_counters
+from regbatch.db.fencing import LockMode, hold
+from regbatch.db.models import Batch, Job, JobStep, OperationLog
+from regbatch.db.oplog import append_log
+from regbatch.db.types import utcnow
 from regbatch.errors import ConflictError, LeaseHeldError
 from regbatch.lease import Lease
 from regbatch.statuses import (

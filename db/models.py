@@ -27,9 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.types import JSONType, UTCDateTime, utcnow
 from regbatch.audit import Operation
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
+from regbatch.db.types import JSONType, UTCDateTime, utcnow
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType, Theme
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
 

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import OperationLog
 from regbatch.audit import Operation
+from regbatch.db.models import OperationLog
 
 
 def append_log(

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Organisation
+from regbatch.db.models import Organisation
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 
 

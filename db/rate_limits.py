@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import RateLimitSlot
-from db.types import utcnow
+from regbatch.db.models import RateLimitSlot
+from regbatch.db.types import utcnow
 
 # While the turn is held by a request in flight, ask again this often.
 HELD_POLL_S = 0.2

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Restaurant
 from regbatch import passwords
 from regbatch.config import build_config, problems_from_validation
+from regbatch.db.models import Restaurant
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.preflight import preflight
 from regbatch.restaurant import RestaurantIn

@@ -20,11 +20,11 @@ from typing import Any
 from sqlalchemy import Row, Select, insert, select
 from sqlalchemy.orm import Session
 
-from db.batches import get_batch, lock_restaurants, unfinished_elsewhere
-from db.models import Batch, Job, JobStep, Restaurant
-from db.oplog import append_log
-from db.restaurants import registration_config
 from regbatch.audit import Operation
+from regbatch.db.batches import get_batch, lock_restaurants, unfinished_elsewhere
+from regbatch.db.models import Batch, Job, JobStep, Restaurant
+from regbatch.db.oplog import append_log
+from regbatch.db.restaurants import registration_config
 from regbatch.errors import ConflictError, InvalidInputError, Problem
 from regbatch.planning import StepState, steps_to_rerun
 from regbatch.statuses import BatchStatus, JobStatus, StepStatus

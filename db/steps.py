@@ -21,13 +21,13 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from db.fencing import LockMode, hold, hold_to_start
-from db.jobs import set_job_status
-from db.models import Job, JobStep, Restaurant
-from db.oplog import append_log
-from db.types import utcnow
 from regbatch.audit import Operation
 from regbatch.config import RegistrationConfig
+from regbatch.db.fencing import LockMode, hold, hold_to_start
+from regbatch.db.jobs import set_job_status
+from regbatch.db.models import Job, JobStep, Restaurant
+from regbatch.db.oplog import append_log
+from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError, PlatformError
 from regbatch.lease import Lease
 from regbatch.planning import StepState, job_outcome, steps_to_rerun

@@ -13,9 +13,9 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Batch, BatchTemplate, Job, Restaurant
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, option_problems
 from regbatch.config import settings_problems
+from regbatch.db.models import Batch, BatchTemplate, Job, Restaurant
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
 from regbatch.statuses import BATCH_FINISHED, ExecutionMode

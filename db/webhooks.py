@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import WebhookSubscription
 from regbatch import passwords
+from regbatch.db.models import WebhookSubscription
 from regbatch.errors import InvalidInputError, NotFoundError
 from regbatch.webhooks import WebhookEvent, event_problems, generate_secret, url_problems
 

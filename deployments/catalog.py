@@ -38,29 +38,29 @@ class DeploymentSpec:
 CATALOG: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         name="registration-batch",
-        flow="flows.batch:registration_batch",
+        flow="regbatch.flows.batch:registration_batch",
         description="Run a registration batch (an existing one by id, or a new one from "
         "restaurant ids).",
     ),
     DeploymentSpec(
         name="register-restaurant",
-        flow="flows.restaurant:register_restaurant",
+        flow="regbatch.flows.restaurant:register_restaurant",
         description="Register one restaurant of a batch (distributed mode submits each "
         "restaurant here).",
     ),
     DeploymentSpec(
         name="retry-failed",
-        flow="flows.retry:retry_failed_batch",
+        flow="regbatch.flows.retry:retry_failed_batch",
         description="Retry a batch's failed restaurants in a new linked batch.",
     ),
     DeploymentSpec(
         name="template-batch",
-        flow="flows.template:template_batch",
+        flow="regbatch.flows.template:template_batch",
         description="Register the restaurants a saved template selects now.",
     ),
     DeploymentSpec(
         name="auckland-hot-leads-weekly",
-        flow="flows.template:template_batch",
+        flow="regbatch.flows.template:template_batch",
         description="Every Monday 09:00 Auckland time: register the next 5 hot leads in "
         "Auckland (template 'Auckland hot leads' of organisation 'Acme Foods').",
         parameters={
@@ -75,7 +75,7 @@ CATALOG: tuple[DeploymentSpec, ...] = (
     ),
     DeploymentSpec(
         name="recover-stalled-batches",
-        flow="flows.recovery:recover_stalled_batches",
+        flow="regbatch.flows.recovery:recover_stalled_batches",
         description="Every 5 minutes: take over batches whose runner died (lease expired).",
         schedules=({"interval": 300, "active": True},),
         concurrency_limit=1,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployments.catalog import CATALOG, TAGS
+from regbatch.deployments.catalog import CATALOG, TAGS
 
 
 def served_deployments() -> list[Any]:
@@ -50,7 +50,7 @@ def take_over_from_work_pool() -> list[str]:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    from deployments.catalog import CATALOG
+    from regbatch.deployments.catalog import CATALOG
 
     taken = []
     with get_client(sync_client=True) as client:

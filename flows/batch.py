@@ -25,18 +25,18 @@ from prefect.runtime import flow_run as this_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed, State
 
-from flows.dispatch import Dispatcher, DistributedRunner, run_in_process
 from regbatch.errors import LeaseLostError, LedgerUnavailableError
 from regbatch.flow_params import BatchRun
+from regbatch.flows.dispatch import Dispatcher, DistributedRunner, run_in_process
 from regbatch.lease import Lease
+from regbatch.services import execution, lifecycle, prefect_runs
+from regbatch.services.batches import batch_name, create_batch_async
+from regbatch.services.lease import LeaseKeeper
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, ExecutionMode
+from regbatch.tasks.artifacts import ProgressReporter
+from regbatch.tasks.platform_client import close_platform_client
 from regbatch.views import BatchDetail
-from services import execution, lifecycle, prefect_runs
-from services.batches import batch_name, create_batch_async
-from services.lease import LeaseKeeper
-from tasks.artifacts import ProgressReporter
-from tasks.platform_client import close_platform_client
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ async def _safely(call: Any, default: Any) -> Any:
 
 async def _notify(batch_id: uuid.UUID) -> None:
     """Deliver the batch's outcome to its organisation's webhooks; never fails the run."""
-    from services.webhooks import deliver_batch_event_async
+    from regbatch.services.webhooks import deliver_batch_event_async
 
     try:
         results = await deliver_batch_event_async(batch_id)

@@ -24,16 +24,16 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.states import Cancelling
 
-from flows.restaurant import register_restaurant
 from regbatch.errors import LeaseLostError, LedgerUnavailableError
+from regbatch.flows.restaurant import register_restaurant
 from regbatch.lease import Lease
+from regbatch.services import execution, lifecycle, prefect_runs
+from regbatch.services.execution import JobRef
+from regbatch.services.lease import LeaseKeeper
 from regbatch.statuses import JOB_FINISHED, RequestedAction
 from regbatch.step_outcomes import AfterError, after_error
-from services import execution, lifecycle, prefect_runs
-from services.execution import JobRef
-from services.lease import LeaseKeeper
-from tasks.artifacts import ProgressReporter
-from tasks.steps import state_error
+from regbatch.tasks.artifacts import ProgressReporter
+from regbatch.tasks.steps import state_error
 
 POLL_S = 1.0
 PREFECT_POLL_S = 2.0

@@ -15,11 +15,11 @@ import uuid
 from prefect import flow
 from prefect.logging import get_run_logger
 
-from db.lifecycle import stalled_batches
-from flows.batch import registration_batch
+from regbatch.db.lifecycle import stalled_batches
 from regbatch.errors import ConflictError
 from regbatch.flow_params import BatchRun
-from services.execution import transact
+from regbatch.flows.batch import registration_batch
+from regbatch.services.execution import transact
 
 
 @flow(name="recover-stalled-batches", retries=0, persist_result=False)

@@ -28,12 +28,12 @@ from regbatch.config import RegistrationConfig
 from regbatch.errors import ConfigurationError
 from regbatch.lease import Lease
 from regbatch.planning import Run, Skip, StepState, next_decisions
+from regbatch.services import execution
+from regbatch.services.execution import JobPlan
 from regbatch.statuses import JOB_FINISHED, JobStatus, RequestedAction, StepStatus
 from regbatch.step_outcomes import AfterError, after_error
 from regbatch.steps import StepKey, step
-from services import execution
-from services.execution import JobPlan
-from tasks.steps import state_error, step_task
+from regbatch.tasks.steps import state_error, step_task
 
 NO_LEASE = (
     "register-restaurant runs one restaurant for its batch's runner and needs that runner's "

@@ -8,10 +8,10 @@ from typing import Any
 from prefect import flow
 from prefect.states import Completed, State
 
-from flows.batch import registration_batch
 from regbatch.flow_params import BatchRun, RetryRun
+from regbatch.flows.batch import registration_batch
+from regbatch.services.lifecycle import retry_failed
 from regbatch.statuses import BatchStatus
-from services.lifecycle import retry_failed
 
 
 @flow(name="retry-failed-batch", retries=0, persist_result=False)

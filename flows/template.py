@@ -12,14 +12,14 @@ from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.states import Completed, State
 
-from flows.batch import registration_batch
 from regbatch.flow_params import BatchRun, TemplateRun
+from regbatch.flows.batch import registration_batch
 
 
 @flow(name="template-batch", retries=0, persist_result=False)
 async def template_batch(run: TemplateRun) -> State[Any]:
     """Create a batch from a template's current selection and run it."""
-    from services.templates import create_batch_from_template
+    from regbatch.services.templates import create_batch_from_template
 
     batch_id = await asyncio.to_thread(
         create_batch_from_template, run.organisation, run.template, created_by=run.started_by

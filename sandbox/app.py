@@ -32,10 +32,10 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regbatch.platform.endpoints import STEP_PATHS
+from regbatch.sandbox.faults import Fault, FaultSet, Latency
+from regbatch.sandbox.schemas import ConfigIn, FaultsIn, LatencyIn
+from regbatch.sandbox.state import Answer, PlatformState, Refusal, error_body
 from regbatch.steps import StepKey
-from sandbox.faults import Fault, FaultSet, Latency
-from sandbox.schemas import ConfigIn, FaultsIn, LatencyIn
-from sandbox.state import Answer, PlatformState, Refusal, error_body
 
 STEP_ROUTES = STEP_PATHS  # the sandbox serves the contract the client calls
 _STEP_PATTERNS = [(step, compile_path(path)[0]) for step, path in STEP_ROUTES.items()]

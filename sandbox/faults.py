@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from sandbox.schemas import FaultsIn, LatencyIn
+from regbatch.sandbox.schemas import FaultsIn, LatencyIn
 
 
 @dataclass

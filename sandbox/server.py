@@ -13,7 +13,7 @@ from types import TracebackType
 
 import uvicorn
 
-from sandbox.app import create_app
+from regbatch.sandbox.app import create_app
 
 DEFAULT_SERVICE_KEY = "sandbox-service-key"
 

@@ -23,8 +23,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ValidationError
 
+from regbatch.sandbox import schemas as s
 from regbatch.steps import StepKey
-from sandbox import schemas as s
 
 K = StepKey
 MENU_CSV_COLUMNS = ["category", "name", "price", "description", "tags", "image_url"]

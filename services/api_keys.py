@@ -9,10 +9,10 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from db import api_keys as data
-from db.engine import session_scope
-from db.organisations import find_organisation
-from services.batches import parse_uuid
+from regbatch.db import api_keys as data
+from regbatch.db.engine import session_scope
+from regbatch.db.organisations import find_organisation
+from regbatch.services.batches import parse_uuid
 
 
 class ApiKeyView(BaseModel):

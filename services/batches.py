@@ -7,11 +7,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from db import batches as batch_data
-from db.engine import session_scope
-from db.models import Restaurant
-from db.organisations import find_organisation
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
+from regbatch.db import batches as batch_data
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Restaurant
+from regbatch.db.organisations import find_organisation
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.flow_params import BatchRun
 from regbatch.settings import get_settings

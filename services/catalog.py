@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from db.engine import session_scope
-from db.organisations import create_organisation, find_organisation
-from db.restaurants import import_restaurants, list_restaurants
+from regbatch.db.engine import session_scope
+from regbatch.db.organisations import create_organisation, find_organisation
+from regbatch.db.restaurants import import_restaurants, list_restaurants
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.restaurant import RestaurantIn
 

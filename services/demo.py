@@ -35,7 +35,7 @@ class DemoSetup:
 
 def prepare_environment(data_dir: Path) -> Path:
     """Point regbatch at a fresh demo database and at the in-process sandbox's settings."""
-    from db.engine import dispose_engines
+    from regbatch.db.engine import dispose_engines
     from regbatch.settings import reset_settings
 
     demo_dir = data_dir / "demo"
@@ -69,14 +69,14 @@ def sample_rows() -> list[dict[str, Any]]:
 
 def set_up() -> DemoSetup:
     """Sandbox running, database migrated, ten restaurants imported, faults set, batch created."""
-    from db import migrate
-    from db.engine import session_scope
-    from db.organisations import create_organisation
-    from db.restaurants import import_restaurants
+    from regbatch.db import migrate
+    from regbatch.db.engine import session_scope
+    from regbatch.db.organisations import create_organisation
+    from regbatch.db.restaurants import import_restaurants
+    from regbatch.sandbox.control import SandboxControl
+    from regbatch.sandbox.server import SandboxServer
+    from regbatch.services.batches import create_batch
     from regbatch.settings import get_settings
-    from sandbox.control import SandboxControl
-    from sandbox.server import SandboxServer
-    from services.batches import create_batch
 
     key = get_settings().platform_service_key.get_secret_value()
     server = SandboxServer(

@@ -22,12 +22,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from db import steps as ledger
-from db.batches import batch_detail
-from db.engine import session_scope
-from db.fencing import hold
-from db.models import Job, Restaurant
-from db.steps import JobPlan, StepInputs
+from regbatch.db import steps as ledger
+from regbatch.db.batches import batch_detail
+from regbatch.db.engine import session_scope
+from regbatch.db.fencing import hold
+from regbatch.db.models import Job, Restaurant
+from regbatch.db.steps import JobPlan, StepInputs
 from regbatch.errors import LedgerUnavailableError
 from regbatch.lease import Lease
 from regbatch.settings import get_settings

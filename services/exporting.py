@@ -16,12 +16,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from db.batches import batch_detail
-from db.engine import session_scope
+from regbatch.db.batches import batch_detail
+from regbatch.db.engine import session_scope
 from regbatch.errors import InvalidInputError, Problem
+from regbatch.services.batches import parse_uuid
 from regbatch.steps import BY_NUMBER, StepKey
 from regbatch.views import BatchView, JobView
-from services.batches import parse_uuid
 
 ExportFormat = Literal["csv", "json"]
 CONTENT_TYPES: dict[str, str] = {

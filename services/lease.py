@@ -9,7 +9,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from regbatch.lease import Lease
-from services.lifecycle import release_lease, renew_lease
+from regbatch.services.lifecycle import release_lease, renew_lease
 
 log = logging.getLogger(__name__)
 

@@ -12,18 +12,18 @@ from dataclasses import dataclass, replace
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db import lifecycle
-from db.batches import batch_detail, get_batch, job_counts
-from db.engine import session_scope
-from db.fencing import LockMode, hold
-from db.models import Batch, Job
-from db.retries import RetryOutcome, create_retry_batch
+from regbatch.db import lifecycle
+from regbatch.db.batches import batch_detail, get_batch, job_counts
+from regbatch.db.engine import session_scope
+from regbatch.db.fencing import LockMode, hold
+from regbatch.db.models import Batch, Job
+from regbatch.db.retries import RetryOutcome, create_retry_batch
 from regbatch.errors import NotFoundError
 from regbatch.lease import Lease
+from regbatch.services.batches import parse_uuid
+from regbatch.services.execution import transact
 from regbatch.statuses import BATCH_FINISHED, JOB_FINISHED, JobStatus
 from regbatch.views import BatchDetail
-from services.batches import parse_uuid
-from services.execution import transact
 
 
 def runner_identity(flow_run_id: uuid.UUID | str | None = None) -> str:
@@ -71,7 +71,7 @@ def _announce_in_background(batch_id: uuid.UUID) -> None:
 
     The thread is not a daemon: a CLI process waits for the deliveries before it exits.
     """
-    from services.webhooks import deliver_batch_event
+    from regbatch.services.webhooks import deliver_batch_event
 
     threading.Thread(
         target=deliver_batch_event, args=(batch_id,), name=f"webhooks-{batch_id}"
@@ -178,7 +178,7 @@ async def settle_job(lease: Lease, job_id: uuid.UUID, may_trip: bool) -> JobSett
 def cancel_from_orchestrator(flow_run_id: uuid.UUID, actor: str) -> BatchDetail | None:
     """Cancel the batch whose flow run Prefect cancelled, and announce it to its webhooks;
     None when no unfinished batch has that run."""
-    from services.webhooks import deliver_batch_event
+    from regbatch.services.webhooks import deliver_batch_event
 
     with session_scope() as session:
         batch_id = session.scalar(

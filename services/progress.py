@@ -15,10 +15,11 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
-from db.batches import get_batch
-from db.engine import session_scope
-from db.models import Batch, Job, JobStep
-from db.types import utcnow
+from regbatch.db.batches import get_batch
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch, Job, JobStep
+from regbatch.db.types import utcnow
+from regbatch.services.batches import parse_uuid
 from regbatch.statuses import (
     BATCH_FINISHED,
     JOB_FINISHED,
@@ -28,7 +29,6 @@ from regbatch.statuses import (
     StepStatus,
 )
 from regbatch.steps import STEPS, critical_path_length
-from services.batches import parse_uuid
 
 EtaMethod = Literal["finished", "restaurant_average", "step_average"]
 

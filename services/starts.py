@@ -13,22 +13,22 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from db.batches import get_batch as load_batch
-from db.batches import select_jobs
-from db.engine import session_scope
-from db.lifecycle import resume
-from db.oplog import append_log
-from db.types import utcnow
 from regbatch.audit import Operation
+from regbatch.db.batches import get_batch as load_batch
+from regbatch.db.batches import select_jobs
+from regbatch.db.engine import session_scope
+from regbatch.db.lifecycle import resume
+from regbatch.db.oplog import append_log
+from regbatch.db.types import utcnow
 from regbatch.errors import (
     ConfigurationError,
     ConflictError,
     PrefectUnavailableError,
     RegbatchError,
 )
+from regbatch.services.batches import parse_uuid
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, check_transition
-from services.batches import parse_uuid
 
 
 class StartResult(BaseModel):

@@ -11,13 +11,13 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from db import templates as data
-from db.batches import create_batch
-from db.engine import session_scope
-from db.models import BatchTemplate
-from db.organisations import find_organisation
-from db.types import utcnow
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
+from regbatch.db import templates as data
+from regbatch.db.batches import create_batch
+from regbatch.db.engine import session_scope
+from regbatch.db.models import BatchTemplate
+from regbatch.db.organisations import find_organisation
+from regbatch.db.types import utcnow
 from regbatch.settings import get_settings
 from regbatch.statuses import ExecutionMode
 

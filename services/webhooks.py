@@ -28,15 +28,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
-from db import webhooks as data
-from db.batches import batch_detail, get_batch, latest_retry_batch_id
-from db.engine import session_scope
-from db.models import WebhookSubscription
-from db.oplog import append_log
-from db.organisations import find_organisation
 from regbatch import passwords
 from regbatch.audit import Operation
+from regbatch.db import webhooks as data
+from regbatch.db.batches import batch_detail, get_batch, latest_retry_batch_id
+from regbatch.db.engine import session_scope
+from regbatch.db.models import WebhookSubscription
+from regbatch.db.oplog import append_log
+from regbatch.db.organisations import find_organisation
 from regbatch.errors import ConfigurationError, ConflictError
+from regbatch.services.batches import parse_uuid
 from regbatch.settings import get_settings
 from regbatch.webhooks import (
     DELIVERY_HEADER,
@@ -48,7 +49,6 @@ from regbatch.webhooks import (
     redact_url,
     signature_header,
 )
-from services.batches import parse_uuid
 
 TIMEOUT_S = 10.0
 _USER_AGENT = "regbatch-webhooks/1"

@@ -23,10 +23,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from db.rate_limits import give_back_turn, keep_turn, take_turn
-from db.types import utcnow
+from regbatch.db.rate_limits import give_back_turn, keep_turn, take_turn
+from regbatch.db.types import utcnow
+from regbatch.services.execution import transact
 from regbatch.settings import get_settings
-from services.execution import transact
 
 LIMIT_NAME = "account-creation"
 # The spacing is kept a hair wider than the platform's own, for clocks of different machines

@@ -21,8 +21,8 @@ from prefect.artifacts import (
 )
 
 from regbatch.reporting import summary_markdown, table_rows
+from regbatch.services.execution import batch_detail_async
 from regbatch.views import BatchDetail
-from services.execution import batch_detail_async
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")

@@ -34,12 +34,12 @@ from regbatch.errors import (
 )
 from regbatch.lease import Lease
 from regbatch.platform import build_request
+from regbatch.services import execution
 from regbatch.settings import get_settings
 from regbatch.step_outcomes import AfterError, after_error
 from regbatch.steps import RetryPolicy, StepKey, step
-from services import execution
-from tasks.account_limit import account_creation_turn, spacing_s
-from tasks.platform_client import platform_client
+from regbatch.tasks.account_limit import account_creation_turn, spacing_s
+from regbatch.tasks.platform_client import platform_client
 
 
 def _attempt() -> tuple[int, int]:

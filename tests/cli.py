@@ -24,7 +24,7 @@ class Result:
 
 def cli(*args: str, check: bool = True) -> Result:
     """Run a command in this process (same settings and database as the test)."""
-    from api.cli import app
+    from regbatch.api.cli import app
 
     outcome = CliRunner().invoke(app, list(args))
     if outcome.exception and not isinstance(outcome.exception, SystemExit):

@@ -89,8 +89,8 @@ def drop_schema(schema: str) -> None:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A migrated schema of this session's own; REGBATCH_DATABASE_URL points at it."""
-    from db import migrate
-    from db.engine import dispose_engines
+    from regbatch.db import migrate
+    from regbatch.db.engine import dispose_engines
     from regbatch.settings import reset_settings
 
     schema = f"regbatch_test_{os.getpid()}_{secrets.token_hex(3)}"

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db.organisations import create_organisation
-from db.restaurants import import_restaurants
+from regbatch.db.organisations import create_organisation
+from regbatch.db.restaurants import import_restaurants
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "restaurants.json"
 

@@ -19,8 +19,8 @@ def test_ruff_finds_nothing() -> None:
 
 @pytest.mark.slow
 def test_mypy_finds_nothing() -> None:
-    packages = ["regbatch", "db", "services", "api", "flows", "tasks", "deployments", "sandbox"]
+    # the one package, its folders through regbatch/<folder> (see pyproject.toml)
     result = subprocess.run(
-        [str(BIN / "mypy"), *packages], cwd=ROOT, capture_output=True, text=True
+        [str(BIN / "mypy"), "-p", "regbatch"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr

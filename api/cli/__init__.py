@@ -5,17 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from regbatch.offline import apply_offline_defaults
+import typer
+from typer.core import TyperGroup
 
-apply_offline_defaults()  # before anything imports Prefect
-# The CLI shows its own live progress; Prefect's console handler keeps warnings and errors
-# (flow-run logs still reach the Prefect API and its UI in full).
-os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-
-import typer  # noqa: E402
-from typer.core import TyperGroup  # noqa: E402
-
-from api.cli import (  # noqa: E402
+from regbatch.api.cli import (
     api_cmd,
     batch_cmd,
     db_cmd,
@@ -28,8 +21,9 @@ from api.cli import (  # noqa: E402
     template_cmd,
     webhook_cmd,
 )
-from api.cli._output import database_failure, report_error  # noqa: E402
-from regbatch.errors import RegbatchError  # noqa: E402
+from regbatch.api.cli._output import database_failure, report_error
+from regbatch.errors import RegbatchError
+from regbatch.offline import apply_offline_defaults
 
 
 class _ReportingGroup(TyperGroup):
@@ -67,11 +61,16 @@ app.add_typer(webhook_cmd.app, name="webhook")
 app.command("register")(run_cmd.register)
 app.command("recover")(run_cmd.recover)
 app.command("serve")(serve_cmd.serve)
+app.command("worker")(serve_cmd.worker)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(serve_cmd.deployments_app, name="deployments")
 app.add_typer(api_cmd.app, name="api")
 
 
 def main() -> None:
-    """Entry point of the `regbatch` console script."""
+    """Entry point of the `regbatch` console script: Prefect offline, then the command."""
+    apply_offline_defaults()  # no command has imported Prefect yet
+    # The CLI shows its own live progress; Prefect's console handler keeps warnings and errors
+    # (flow-run logs still reach the Prefect API and its UI in full).
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     app()

@@ -22,4 +22,4 @@ def serve(
     """Serve the REST API with uvicorn (OpenAPI at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    uvicorn.run("api.rest:create_app", factory=True, host=host, port=port)
+    uvicorn.run("regbatch.api.rest:create_app", factory=True, host=host, port=port)

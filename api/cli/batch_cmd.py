@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from api.cli._output import JsonFlag, console, emit, read_settings
-from api.cli.progress import BatchWatcher
+from regbatch.api.cli._output import JsonFlag, console, emit, read_settings
+from regbatch.api.cli.progress import BatchWatcher
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.errors import InvalidInputError
 from regbatch.statuses import ExecutionMode
@@ -36,7 +36,7 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a batch (draft) of restaurants; every check runs before anything is written."""
-    from services.batches import create_batch
+    from regbatch.services.batches import create_batch
 
     batch_id = create_batch(
         org,
@@ -59,7 +59,7 @@ def create(
 @app.command("show")
 def show(batch_id: str, as_json: JsonFlag = False) -> None:
     """Show a batch with its restaurants and their steps."""
-    from services.batches import get_batch
+    from regbatch.services.batches import get_batch
 
     detail = get_batch(batch_id)
     emit(detail, as_json, lambda: render_detail(detail))
@@ -74,7 +74,7 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List the organisation's batches, newest first."""
-    from services.batches import list_batches
+    from regbatch.services.batches import list_batches
 
     page = list_batches(org, statuses=status or [], limit=limit, cursor=cursor)
 
@@ -130,8 +130,8 @@ def run_here(
 
     With --json, prints the batch (and `json_extra`'s keys, e.g. `new_batch_id`).
     """
-    from services.batches import get_batch, parse_uuid
-    from services.runs import run_batch
+    from regbatch.api.running import run_batch
+    from regbatch.services.batches import get_batch, parse_uuid
 
     batch_uuid = parse_uuid(batch_id, "batch_id")
     get_batch(batch_uuid)  # a clear "does not exist" before Prefect starts
@@ -179,7 +179,7 @@ def run(batch_id: str, as_json: JsonFlag = False) -> None:
 @app.command("pause")
 def pause(batch_id: str, as_json: JsonFlag = False) -> None:
     """Pause a running batch at its next step boundary (running steps finish)."""
-    from services.lifecycle import pause_batch
+    from regbatch.services.lifecycle import pause_batch
 
     detail = pause_batch(batch_id, actor="user:cli")
     emit(
@@ -201,7 +201,7 @@ def resume(
     as_json: JsonFlag = False,
 ) -> None:
     """Resume a paused batch and run it here from exactly where it stopped."""
-    from services.lifecycle import resume_batch
+    from regbatch.services.lifecycle import resume_batch
 
     detail = resume_batch(batch_id, actor="user:cli")
     if no_run or detail.status == "in_progress":
@@ -217,7 +217,7 @@ def resume(
 @app.command("cancel")
 def cancel(batch_id: str, as_json: JsonFlag = False) -> None:
     """Cancel a batch: unfinished steps and restaurants end cancelled."""
-    from services.lifecycle import cancel_batch
+    from regbatch.services.lifecycle import cancel_batch
 
     detail = cancel_batch(batch_id, actor="user:cli")
     message = (
@@ -243,7 +243,7 @@ def retry_failed(
     Safe to repeat: when an earlier call made the retry batch, says so (id and status) and runs
     it only if it never started.
     """
-    from services.lifecycle import retry_failed as make_retry
+    from regbatch.services.lifecycle import retry_failed as make_retry
 
     outcome = make_retry(batch_id, actor="user:cli")
     new_id = str(outcome.batch_id)
@@ -280,7 +280,7 @@ def existing_retry_line(batch_id: str, status: str) -> str:
 @app.command("start")
 def start(batch_id: str, as_json: JsonFlag = False) -> None:
     """Queue a batch on Prefect: the `registration-batch` deployment runs it (see `serve`)."""
-    from services.starts import start_batch
+    from regbatch.services.starts import start_batch
 
     result = start_batch(batch_id, actor="user:cli")
     emit(
@@ -296,8 +296,8 @@ def start(batch_id: str, as_json: JsonFlag = False) -> None:
 @app.command("watch")
 def watch(batch_id: str, as_json: JsonFlag = False) -> None:
     """Follow a batch wherever it runs, until it ends or pauses (exit 0 only if completed)."""
-    from api.cli.progress import watch_until_finished
-    from services.batches import parse_uuid
+    from regbatch.api.cli.progress import watch_until_finished
+    from regbatch.services.batches import parse_uuid
 
     batch_uuid = parse_uuid(batch_id, "batch_id")
     with BatchWatcher(batch_uuid, show=not as_json):
@@ -316,8 +316,8 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
 ) -> None:
     """Export a batch's results, one row per restaurant (CSV or JSON)."""
-    from services.batches import parse_uuid
-    from services.exporting import export_batch
+    from regbatch.services.batches import parse_uuid
+    from regbatch.services.exporting import export_batch
 
     if fmt not in ("csv", "json"):
         raise InvalidInputError(f"--format {fmt!r} is not a format; use csv or json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli._output import JsonFlag, emit
+from regbatch.api.cli._output import JsonFlag, emit
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -14,8 +14,8 @@ def upgrade(as_json: JsonFlag = False) -> None:
     """Migrate the database named by REGBATCH_DATABASE_URL to the newest schema."""
     from sqlalchemy.engine import make_url
 
-    from db import migrate
-    from db.engine import check_connection, database_url
+    from regbatch.db import migrate
+    from regbatch.db.engine import check_connection, database_url
 
     check_connection()
     migrate.upgrade()

@@ -7,9 +7,9 @@ import time
 import typer
 from rich.markdown import Markdown
 
-from api.cli._output import console
-from api.cli.batch_cmd import outcome_line
-from api.cli.progress import BatchWatcher
+from regbatch.api.cli._output import console
+from regbatch.api.cli.batch_cmd import outcome_line
+from regbatch.api.cli.progress import BatchWatcher
 
 
 def demo() -> None:
@@ -17,11 +17,11 @@ def demo() -> None:
 
     SQLite, Prefect's embedded server and the sandbox platform in this process: nothing to start.
     """
+    from regbatch.api.running import run_batch
     from regbatch.reporting import summary_markdown
+    from regbatch.services import demo as setup
+    from regbatch.services.lifecycle import retry_failed
     from regbatch.settings import get_settings
-    from services import demo as setup
-    from services.lifecycle import retry_failed
-    from services.runs import run_batch
 
     began = time.monotonic()
     database = setup.prepare_environment(get_settings().data_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli._output import JsonFlag, emit
+from regbatch.api.cli._output import JsonFlag, emit
 
 app = typer.Typer(help="Organisations.", no_args_is_help=True)
 
@@ -12,12 +12,12 @@ app = typer.Typer(help="Organisations.", no_args_is_help=True)
 @app.command("create")
 def create(name: str, as_json: JsonFlag = False) -> None:
     """Create an organisation and print its id."""
-    from services.catalog import new_organisation
+    from regbatch.services.catalog import new_organisation
 
     org_id = new_organisation(name)
     emit({"id": str(org_id), "name": name}, as_json, lambda: typer.echo(str(org_id)))
 
 
-from api.cli import org_key_cmd  # noqa: E402 - mounted after the org commands
+from regbatch.api.cli import org_key_cmd  # noqa: E402 - mounted after the org commands
 
 app.add_typer(org_key_cmd.app, name="key")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.cli._output import JsonFlag, console, emit, err_console
+from regbatch.api.cli._output import JsonFlag, console, emit, err_console
 
 app = typer.Typer(help="API keys of an organisation (for the REST API).", no_args_is_help=True)
 OrgArgument = Annotated[str, typer.Argument(help="Organisation id or name.")]
@@ -20,7 +20,7 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key; prints it once (only its hash is stored)."""
-    from services.api_keys import create_api_key
+    from regbatch.services.api_keys import create_api_key
 
     created = create_api_key(org, name)
 
@@ -48,7 +48,7 @@ def create(
 @app.command("list")
 def list_(org: OrgArgument, as_json: JsonFlag = False) -> None:
     """List the organisation's API keys (never the keys themselves)."""
-    from services.api_keys import list_api_keys
+    from regbatch.services.api_keys import list_api_keys
 
     keys = list_api_keys(org)
 
@@ -75,7 +75,7 @@ def revoke(
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke an API key: requests with it are refused from now on."""
-    from services.api_keys import revoke_api_key
+    from regbatch.services.api_keys import revoke_api_key
 
     key = revoke_api_key(org, key_id)
     emit(key, as_json, lambda: typer.echo(f"API key {key.id} ({key.prefix}...) revoked"))

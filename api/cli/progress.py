@@ -22,11 +22,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from api.cli._output import console
+from regbatch.api.cli._output import console
 from regbatch.reporting import STATUS_MARK, current_step, failing_step
+from regbatch.services.batches import get_batch
 from regbatch.steps import BY_NUMBER
 from regbatch.views import BatchDetail
-from services.batches import get_batch
 
 FINISHED_STATUSES = {"completed", "failed", "cancelled", "paused"}
 

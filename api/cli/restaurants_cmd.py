@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.cli._output import JsonFlag, console, emit
+from regbatch.api.cli._output import JsonFlag, console, emit
 
 app = typer.Typer(help="Restaurants (the inputs of registration).", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
@@ -21,7 +21,7 @@ def import_(
     as_json: JsonFlag = False,
 ) -> None:
     """Import restaurants: every row is validated and nothing is imported if any row is bad."""
-    from services.catalog import import_file
+    from regbatch.services.catalog import import_file
 
     ids = import_file(org, file)
     emit(
@@ -40,7 +40,7 @@ def list_(
     as_json: JsonFlag = False,
 ) -> None:
     """List the organisation's restaurants, best ICP score first."""
-    from services.catalog import restaurants_of
+    from regbatch.services.catalog import restaurants_of
 
     rows = restaurants_of(org, city=city, lead_stage=stage, registration_status=status)
 

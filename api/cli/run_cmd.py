@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli._output import JsonFlag, console, emit, read_settings
-from api.cli.batch_cmd import render_detail, run_here
+from regbatch.api.cli._output import JsonFlag, console, emit, read_settings
+from regbatch.api.cli.batch_cmd import render_detail, run_here
 
 
 def register(
@@ -18,7 +18,7 @@ def register(
     as_json: JsonFlag = False,
 ) -> None:
     """Register one restaurant now: a batch of one ("Single: <name>"), run here step by step."""
-    from services.batches import create_single
+    from regbatch.services.batches import create_single
 
     batch_id = create_single(
         org, restaurant_id, settings=read_settings(settings), created_by="user:cli"
@@ -30,7 +30,7 @@ def register(
 
 def recover(as_json: JsonFlag = False) -> None:
     """Find stalled batches (runner gone, lease expired) and run each to its end here."""
-    from services.runs import recover as recover_all
+    from regbatch.api.running import recover as recover_all
 
     recovered = recover_all()
     if as_json:

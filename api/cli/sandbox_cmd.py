@@ -17,8 +17,8 @@ def serve(
     account_spacing_s: Annotated[float, typer.Option(help="Account creation rate limit.")] = 60.0,
 ) -> None:
     """Serve the sandbox platform (its service key is REGBATCH_PLATFORM_SERVICE_KEY)."""
+    from regbatch.sandbox.server import serve as run_server
     from regbatch.settings import get_settings
-    from sandbox.server import serve as run_server
 
     key = get_settings().platform_service_key.get_secret_value()
     typer.echo(f"sandbox platform on http://{host}:{port} (Ctrl+C to stop)")

@@ -18,7 +18,7 @@ def serve(
     """
     from prefect.settings import PREFECT_API_URL
 
-    from deployments.serve import serve as serve_all
+    from regbatch.deployments.serve import serve as serve_all
 
     if not PREFECT_API_URL.value():
         typer.echo(
@@ -30,10 +30,31 @@ def serve(
     serve_all(limit=limit)
 
 
+def worker(
+    pool: Annotated[str, typer.Option(help="The work pool to take runs from.")] = "regbatch",
+    limit: Annotated[int | None, typer.Option(help="Most flow runs at once.")] = None,
+) -> None:
+    """Start a Prefect process worker on the work pool, with Prefect offline.
+
+    The same as `prefect worker start --pool POOL --type process`, with the offline settings
+    (no telemetry) that every run it starts inherits. Needs PREFECT_API_URL.
+    """
+    import os
+    import sys
+    from pathlib import Path
+
+    # Prefect's own command, from this installation (the same environment as regbatch)
+    command = [str(Path(sys.executable).with_name("prefect")), "worker", "start"]
+    command += ["--pool", pool, "--type", "process"]
+    if limit is not None:
+        command += ["--limit", str(limit)]
+    os.execvp(command[0], command)
+
+
 @deployments_app.command("yaml")
 def yaml() -> None:
     """Print the prefect.yaml rendered from deployments/catalog.py."""
-    from deployments.catalog import prefect_yaml
+    from regbatch.deployments.catalog import prefect_yaml
 
     typer.echo(prefect_yaml(), nl=False)
 
@@ -41,7 +62,7 @@ def yaml() -> None:
 @deployments_app.command("list")
 def list_() -> None:
     """List the deployments (flow/deployment names, schedules)."""
-    from deployments.catalog import CATALOG
+    from regbatch.deployments.catalog import CATALOG
 
     for item in CATALOG:
         schedule = ", ".join(

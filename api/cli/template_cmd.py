@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from api.cli._output import JsonFlag, console, emit, read_settings
+from regbatch.api.cli._output import JsonFlag, console, emit, read_settings
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 
 app = typer.Typer(help="Batch templates (saved restaurant selections).", no_args_is_help=True)
@@ -52,7 +52,7 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Save a template: which restaurants to pick, and the options of its batches."""
-    from services.templates import create_template
+    from regbatch.services.templates import create_template
 
     template = create_template(
         org,
@@ -75,7 +75,7 @@ def create(
 @app.command("list")
 def list_(org: OrgOption, as_json: JsonFlag = False) -> None:
     """List the organisation's templates."""
-    from services.templates import list_templates
+    from regbatch.services.templates import list_templates
 
     templates = list_templates(org)
 
@@ -93,7 +93,7 @@ def list_(org: OrgOption, as_json: JsonFlag = False) -> None:
 @app.command("show")
 def show(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None:
     """Show a template."""
-    from services.templates import get_template
+    from regbatch.services.templates import get_template
 
     template = get_template(org, ref)
 
@@ -115,7 +115,7 @@ def show(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None:
 @app.command("delete")
 def delete(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None:
     """Delete a template (batches made from it stay)."""
-    from services.templates import delete_template
+    from regbatch.services.templates import delete_template
 
     template = delete_template(org, ref)
     emit(
@@ -128,7 +128,7 @@ def delete(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None:
 @app.command("preview")
 def preview(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None:
     """The restaurants the template would pick now, in batch order."""
-    from services.templates import preview_template
+    from regbatch.services.templates import preview_template
 
     rows = preview_template(org, ref)
 
@@ -155,8 +155,8 @@ def preview(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None
 @app.command("run")
 def run(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None:
     """Create a batch of the template's restaurants not yet registered, and run it here."""
-    from api.cli.batch_cmd import run_here
-    from services.templates import create_batch_from_template
+    from regbatch.api.cli.batch_cmd import run_here
+    from regbatch.services.templates import create_batch_from_template
 
     batch_id = create_batch_from_template(org, ref, created_by="user:cli")
     if batch_id is None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.cli._output import JsonFlag, console, emit, err_console
+from regbatch.api.cli._output import JsonFlag, console, emit, err_console
 from regbatch.webhooks import SIGNATURE_HEADER, WebhookEvent
 
 app = typer.Typer(help="Webhooks of batch outcomes.", no_args_is_help=True)
@@ -26,7 +26,7 @@ def create(
     as_json: JsonFlag = False,
 ) -> None:
     """Subscribe a URL to batch events; prints the signing secret, once."""
-    from services.webhooks import create_subscription
+    from regbatch.services.webhooks import create_subscription
 
     created = create_subscription(org, url=url, events=event or [])
 
@@ -55,7 +55,7 @@ def create(
 @app.command("list")
 def list_(org: OrgOption, as_json: JsonFlag = False) -> None:
     """List the organisation's webhooks (never their secrets)."""
-    from services.webhooks import list_subscriptions
+    from regbatch.services.webhooks import list_subscriptions
 
     subscriptions = list_subscriptions(org)
 
@@ -77,7 +77,7 @@ def list_(org: OrgOption, as_json: JsonFlag = False) -> None:
 @app.command("delete")
 def delete(webhook_id: IdArgument, org: OrgOption, as_json: JsonFlag = False) -> None:
     """Delete a webhook."""
-    from services.webhooks import delete_subscription
+    from regbatch.services.webhooks import delete_subscription
 
     delete_subscription(org, webhook_id)
     emit(
@@ -98,7 +98,7 @@ def test(
     as_json: JsonFlag = False,
 ) -> None:
     """Send a batch's current event to one webhook now (exit 1 if it was not delivered)."""
-    from services.webhooks import deliver_to_subscription
+    from regbatch.services.webhooks import deliver_to_subscription
 
     result = deliver_to_subscription(org, webhook_id, batch, attempts=attempts)
 

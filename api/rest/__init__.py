@@ -1,5 +1,5 @@
 """The REST API (FastAPI): the seed's batch endpoints, templates and webhooks, per organisation."""
 
-from api.rest.app import create_app
+from regbatch.api.rest.app import create_app
 
 __all__ = ["create_app"]

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api.rest import idempotency
-from api.rest.auth import CallerDep
-from api.rest.batches import renamed
-from api.rest.idempotency import IdempotencyKeyHeader
-from api.rest.schemas import (
+from regbatch.api.rest import idempotency
+from regbatch.api.rest.auth import CallerDep
+from regbatch.api.rest.batches import renamed
+from regbatch.api.rest.idempotency import IdempotencyKeyHeader
+from regbatch.api.rest.schemas import (
     BatchCreated,
     CancelResult,
     PauseResult,
@@ -21,10 +21,10 @@ from api.rest.schemas import (
     RetryCreated,
     error_responses,
 )
-from api.rest.starting import start_if_asked, submit
+from regbatch.api.rest.starting import start_if_asked, submit
 from regbatch.errors import InvalidInputError
-from services import batches, lifecycle
-from services.starts import StartResult
+from regbatch.services import batches, lifecycle
+from regbatch.services.starts import StartResult
 
 router = APIRouter(tags=["batch actions"])
 AutoStart = Annotated[bool, Query(description="Also submit the new batch to Prefect.")]

@@ -26,8 +26,8 @@ def create_app() -> FastAPI:
     """A new application with every route and error handler."""
     apply_offline_defaults()  # before anything imports Prefect
 
-    from api.rest import actions, batches, errors, templates, webhooks
-    from api.rest.idempotency import IdempotencyMiddleware
+    from regbatch.api.rest import actions, batches, errors, templates, webhooks
+    from regbatch.api.rest.idempotency import IdempotencyMiddleware
 
     app = FastAPI(title="regbatch", version="1", description=DESCRIPTION)
     errors.install(app)

@@ -34,7 +34,7 @@ def current_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     """The caller of a request, or 401 when it has no live key."""
-    from services.api_keys import authenticate
+    from regbatch.services.api_keys import authenticate
 
     key = authenticate(credentials.credentials) if credentials else None
     if key is None:

@@ -9,18 +9,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api.rest import idempotency
-from api.rest.auth import CallerDep
-from api.rest.idempotency import IdempotencyKeyHeader
-from api.rest.schemas import BatchCreated, CreateBatchRequest, error_responses
-from api.rest.starting import start_if_asked
-from db.types import utcnow
+from regbatch.api.rest import idempotency
+from regbatch.api.rest.auth import CallerDep
+from regbatch.api.rest.idempotency import IdempotencyKeyHeader
+from regbatch.api.rest.schemas import BatchCreated, CreateBatchRequest, error_responses
+from regbatch.api.rest.starting import start_if_asked
+from regbatch.db.types import utcnow
 from regbatch.errors import InvalidInputError, Problem
+from regbatch.services import batches
+from regbatch.services.exporting import ExportDocument, export_batch
+from regbatch.services.progress import ProgressView, batch_progress
 from regbatch.statuses import BatchStatus
 from regbatch.views import BatchDetail, BatchPage
-from services import batches
-from services.exporting import ExportDocument, export_batch
-from services.progress import ProgressView, batch_progress
 
 router = APIRouter(prefix="/registration-batches", tags=["batches"])
 

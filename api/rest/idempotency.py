@@ -28,11 +28,11 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.rest.auth import Caller
-from api.rest.errors import ApiError
-from db import idempotency as store
-from db.engine import session_scope
-from db.types import utcnow
+from regbatch.api.rest.auth import Caller
+from regbatch.api.rest.errors import ApiError
+from regbatch.db import idempotency as store
+from regbatch.db.engine import session_scope
+from regbatch.db.types import utcnow
 
 logger = logging.getLogger("regbatch.api")
 

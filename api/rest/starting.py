@@ -17,10 +17,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.rest.auth import Caller
-from api.rest.errors import STATUS_OF
+from regbatch.api.rest.auth import Caller
+from regbatch.api.rest.errors import STATUS_OF
 from regbatch.errors import ConfigurationError, RegbatchError
-from services.starts import StartResult, start_batch_async
+from regbatch.services.starts import StartResult, start_batch_async
 
 logger = logging.getLogger("regbatch.api")
 
@@ -43,7 +43,7 @@ async def submit(batch_id: uuid.UUID, caller: Caller) -> StartResult:
 
 async def not_started(exc: RegbatchError, batch_id: uuid.UUID, caller: Caller) -> JSONResponse:
     """The error response of a request that created `batch_id` but could not start it."""
-    from services.batches import get_batch
+    from regbatch.services.batches import get_batch
 
     code = next((c for kind, c in STATUS_OF if isinstance(exc, kind)), 400)
     current = (await run_in_threadpool(get_batch, batch_id, caller.organisation_id)).status

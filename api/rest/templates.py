@@ -7,15 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from api.rest import idempotency
-from api.rest.auth import CallerDep
-from api.rest.idempotency import IdempotencyKeyHeader
-from api.rest.schemas import CreateTemplateRequest, PreviewRow, TemplateRun, error_responses
-from api.rest.starting import start_if_asked
+from regbatch.api.rest import idempotency
+from regbatch.api.rest.auth import CallerDep
+from regbatch.api.rest.idempotency import IdempotencyKeyHeader
+from regbatch.api.rest.schemas import (
+    CreateTemplateRequest,
+    PreviewRow,
+    TemplateRun,
+    error_responses,
+)
+from regbatch.api.rest.starting import start_if_asked
 from regbatch.errors import NotFoundError
-from services import templates
-from services.progress import batch_progress
-from services.templates import TemplateView
+from regbatch.services import templates
+from regbatch.services.progress import batch_progress
+from regbatch.services.templates import TemplateView
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 TemplateRef = Annotated[str, Path(max_length=120, description="The template's id or name.")]

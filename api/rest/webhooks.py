@@ -6,11 +6,11 @@ import uuid
 
 from fastapi import APIRouter, Response, status
 
-from api.rest.auth import CallerDep
-from api.rest.schemas import CreateWebhookRequest, error_responses
+from regbatch.api.rest.auth import CallerDep
+from regbatch.api.rest.schemas import CreateWebhookRequest, error_responses
+from regbatch.services import webhooks
+from regbatch.services.webhooks import CreatedSubscription, SubscriptionView
 from regbatch.webhooks import redact_url
-from services import webhooks
-from services.webhooks import CreatedSubscription, SubscriptionView
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 

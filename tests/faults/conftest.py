@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from db.engine import session_scope
-from sandbox.control import SandboxControl
-from sandbox.server import SandboxServer
+from regbatch.db.engine import session_scope
+from regbatch.sandbox.control import SandboxControl
+from regbatch.sandbox.server import SandboxServer
 from tests.factories import make_org
 from tests.faults import harness
 from tests.flows.conftest import org_id, sandbox, sandbox_server  # noqa: F401 - shared fixtures

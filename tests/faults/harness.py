@@ -33,11 +33,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from db import batches
-from db.engine import session_scope
-from db.models import Batch, Job, JobStep
-from sandbox.control import SandboxControl
-from services.batches import get_batch
+from regbatch.db import batches
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch, Job, JobStep
+from regbatch.sandbox.control import SandboxControl
+from regbatch.services.batches import get_batch
 from tests.cli import REGBATCH
 from tests.factories import make_restaurants
 
@@ -198,7 +198,7 @@ def steps_done(batch_id: uuid.UUID) -> int:
 
 
 def lease_expired(batch_id: uuid.UUID) -> bool:
-    from db.types import utcnow
+    from regbatch.db.types import utcnow
 
     with session_scope() as session:
         batch = session.get(Batch, batch_id)
@@ -309,7 +309,7 @@ async def unfinished_runs(batch_name: str) -> list[tuple[str, str]]:
         FlowRunFilterParentFlowRunId,
     )
 
-    from services.prefect_runs import UNFINISHED
+    from regbatch.services.prefect_runs import UNFINISHED
 
     async with get_client() as client:
         runs = await client.read_flow_runs(

@@ -12,9 +12,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.states import Cancelling
 
-from db.engine import session_scope
-from db.oplog import read_log
-from services.batches import get_batch
+from regbatch.db.engine import session_scope
+from regbatch.db.oplog import read_log
+from regbatch.services.batches import get_batch
 from tests.cli import run as cli_run
 from tests.faults import harness
 from tests.faults.harness import ROUNDS, kill, wait_for
@@ -90,7 +90,7 @@ def test_cancel_through_the_prefect_api_under_serve(
 
 
 def harness_actor(flow_run_id: uuid.UUID) -> str:
-    from services.prefect_runs import prefect_actor
+    from regbatch.services.prefect_runs import prefect_actor
 
     return prefect_actor(flow_run_id)
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from db.engine import session_scope
-from db.models import Batch, Job, JobStep
-from services.batches import get_batch
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch, Job, JobStep
+from regbatch.services.batches import get_batch
 from tests.faults import harness
 from tests.faults.harness import ROUNDS
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from db import batches
-from db.engine import session_scope
+from regbatch.db import batches
+from regbatch.db.engine import session_scope
 from regbatch.lease import Lease
+from regbatch.sandbox.control import SandboxControl
+from regbatch.sandbox.server import SandboxServer
 from regbatch.settings import reset_settings
-from sandbox.control import SandboxControl
-from sandbox.server import SandboxServer
 from tests.factories import make_org, make_restaurants
 
 pytestmark = pytest.mark.flow
@@ -76,8 +76,8 @@ TEST_RUNNER = "tests:runner"
 def lease_of(job_id: uuid.UUID) -> Lease:
     """A lease on the job's batch held by the tests (taken once; a running batch's own runner
     would hold it), so a restaurant subflow can be run on its own."""
-    from db.lifecycle import begin_run
-    from db.models import Batch, Job
+    from regbatch.db.lifecycle import begin_run
+    from regbatch.db.models import Batch, Job
 
     with session_scope() as session:
         batch = session.get(Batch, session.get(Job, job_id).batch_id)  # type: ignore[union-attr]

@@ -8,9 +8,9 @@ from datetime import datetime
 
 import pytest
 
-from db.engine import session_scope
-from db.models import JobStep
-from flows.restaurant import register_restaurant
+from regbatch.db.engine import session_scope
+from regbatch.db.models import JobStep
+from regbatch.flows.restaurant import register_restaurant
 from regbatch.settings import reset_settings
 from tests.flows.conftest import lease_of, new_batch, run
 

@@ -12,13 +12,13 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-from db import batches
-from db.engine import session_scope
-from db.oplog import read_log
+from regbatch.api.running import run_batch
+from regbatch.db import batches
+from regbatch.db.engine import session_scope
+from regbatch.db.oplog import read_log
 from regbatch.errors import ConflictError
-from services import lifecycle
-from services.batches import get_batch
-from services.runs import run_batch
+from regbatch.services import lifecycle
+from regbatch.services.batches import get_batch
 from tests.flows.conftest import new_batch, run
 
 pytestmark = pytest.mark.flow
@@ -220,8 +220,8 @@ def test_retry_failed_runs_only_the_failed_steps(org_id, sandbox) -> None:
 def test_orchestration_errors_requeue_a_restaurant_instead_of_failing_it(
     org_id, sandbox, monkeypatch
 ) -> None:
-    import flows.batch
-    import flows.dispatch as dispatch
+    import regbatch.flows.batch as batch_flow
+    import regbatch.flows.dispatch as dispatch
 
     real = dispatch.run_in_process
     failures: Counter = Counter()
@@ -234,7 +234,7 @@ def test_orchestration_errors_requeue_a_restaurant_instead_of_failing_it(
         await real(job, lease)
 
     monkeypatch.setattr(dispatch, "BACKOFF_S", (0.05, 0.05))
-    monkeypatch.setattr(flows.batch, "run_in_process", flaky_start)
+    monkeypatch.setattr(batch_flow, "run_in_process", flaky_start)
     batch_id, _, _ = new_batch(org_id, 2, execution_mode="parallel", concurrency=2)
     detail = run_batch(batch_id)
     assert (detail.status, detail.completed, detail.failed) == ("completed", 2, 0)

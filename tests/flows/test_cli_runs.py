@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from db.engine import session_scope
+from regbatch.db.engine import session_scope
 from tests.cli import cli
 from tests.factories import make_restaurants
 from tests.flows.conftest import ALL_STEPS_ON, new_batch

@@ -19,8 +19,8 @@ from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.deployments import arun_deployment
 from prefect.exceptions import ObjectAlreadyExists
 
-from deployments.catalog import CATALOG, WORK_POOL
-from services.batches import get_batch
+from regbatch.deployments.catalog import CATALOG, WORK_POOL
+from regbatch.services.batches import get_batch
 from tests.cli import REGBATCH, cli_json
 from tests.flows.conftest import new_batch
 from tests.flows.test_batch import wait_for

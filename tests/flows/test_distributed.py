@@ -16,9 +16,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 
-from flows.restaurant import register_restaurant
+from regbatch.api.running import run_batch
+from regbatch.flows.restaurant import register_restaurant
 from regbatch.settings import reset_settings
-from services.runs import run_batch
 from tests.flows.conftest import new_batch
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
@@ -95,8 +95,8 @@ def test_distributed_batch_runs_each_restaurant_on_the_pool(
         async with get_client() as client:
             return [await client.read_flow_run(job.flow_run_id) for job in jobs]
 
-    from db.engine import session_scope
-    from db.models import Job
+    from regbatch.db.engine import session_scope
+    from regbatch.db.models import Job
 
     with session_scope() as session:
         jobs = session.query(Job).filter(Job.batch_id == batch_id).order_by(Job.position).all()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runs import run_batch
+from regbatch.api.running import run_batch
 from tests.flows.conftest import new_batch
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-import api.python as regbatch
-from db.engine import session_scope
+import regbatch.api.python as regbatch
+from regbatch.db.engine import session_scope
 from regbatch.errors import ConflictError, NotFoundError
 from tests.cli import cli, cli_json
 from tests.factories import make_org, make_restaurants

@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
-from db.engine import session_scope
-from db.models import Batch
-from db.types import utcnow
-from services.batches import get_batch
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch
+from regbatch.db.types import utcnow
+from regbatch.services.batches import get_batch
 from tests.cli import REGBATCH, run
 from tests.flows.conftest import new_batch
 from tests.flows.test_batch import wait_for

@@ -7,12 +7,12 @@ from collections import Counter
 
 import pytest
 
-from db import batches
-from db.engine import session_scope
-from db.oplog import read_log
-from flows.restaurant import register_restaurant
+from regbatch.db import batches
+from regbatch.db.engine import session_scope
+from regbatch.db.oplog import read_log
+from regbatch.flows.restaurant import register_restaurant
+from regbatch.sandbox.control import SandboxControl
 from regbatch.steps import STEPS
-from sandbox.control import SandboxControl
 from tests.flows.conftest import lease_of, ledger_for, new_batch, run
 
 pytestmark = pytest.mark.flow
@@ -47,7 +47,7 @@ def test_happy_path_runs_all_twelve_steps_once(org_id, sandbox: SandboxControl) 
     assert not any(e["replay"] for e in entries)
     assert len({e["idempotency_key"] for e in entries}) == 12
     with session_scope() as session:
-        from db.models import Batch
+        from regbatch.db.models import Batch
 
         assert session.get(Batch, batch_id).completed_restaurants == 1  # type: ignore[union-attr]
 

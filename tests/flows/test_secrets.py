@@ -20,11 +20,11 @@ from prefect.client.schemas.filters import (
 )
 from sqlalchemy import select
 
-from db import batches
-from db.engine import session_scope
-from db.models import Job, JobStep, OperationLog, Restaurant
-from db.restaurants import import_restaurants
-from flows.restaurant import register_restaurant
+from regbatch.db import batches
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Job, JobStep, OperationLog, Restaurant
+from regbatch.db.restaurants import import_restaurants
+from regbatch.flows.restaurant import register_restaurant
 from tests.factories import restaurant_row
 from tests.flows.conftest import ALL_STEPS_ON, lease_of, run
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from db.engine import session_scope
+from regbatch.db.engine import session_scope
 from tests.factories import make_org
 
 

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import func, select, update
 
-from db import batches as batch_data
-from db.engine import session_scope
-from db.models import (
+from regbatch.db import batches as batch_data
+from regbatch.db.engine import session_scope
+from regbatch.db.models import (
     Batch,
     BatchTemplate,
     Job,
@@ -24,8 +24,8 @@ from db.models import (
     OperationLog,
     WebhookSubscription,
 )
-from db.types import utcnow
-from services.api_keys import create_api_key
+from regbatch.db.types import utcnow
+from regbatch.services.api_keys import create_api_key
 from tests.factories import make_restaurants
 
 COUNTED = (Batch, Job, JobStep, OperationLog, BatchTemplate, WebhookSubscription)
@@ -151,7 +151,7 @@ def finish_with_failure(batch_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
 @pytest.fixture(scope="session")
 def batch_deployment(prefect_server: str) -> Iterator[str]:
     """The `registration-batch` deployment, registered (not served) on the Prefect server."""
-    from flows.batch import registration_batch
+    from regbatch.flows.batch import registration_batch
 
     deployment = registration_batch.to_deployment(name="registration-batch")
     deployment.apply()

@@ -9,10 +9,10 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from db.engine import session_scope
-from db.models import ApiKey
+from regbatch.db.engine import session_scope
+from regbatch.db.models import ApiKey
 from regbatch.errors import InvalidInputError
-from services.api_keys import authenticate, create_api_key, revoke_api_key
+from regbatch.services.api_keys import authenticate, create_api_key, revoke_api_key
 from tests.cli import cli, cli_json
 
 

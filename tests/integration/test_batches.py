@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select
 
-from db import batches
-from db.engine import get_engine, session_scope
-from db.models import Batch, Job, JobStep, OperationLog
-from db.types import utcnow
+from regbatch.db import batches
+from regbatch.db.engine import get_engine, session_scope
+from regbatch.db.models import Batch, Job, JobStep, OperationLog
+from regbatch.db.types import utcnow
 from regbatch.errors import InvalidInputError
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import concurrently
@@ -53,7 +53,7 @@ def test_bad_input_writes_nothing_and_names_every_bad_id(org_id: uuid.UUID) -> N
         other_org = make_org(session)
         foreign = make_restaurants(session, other_org, 1)[0]
     with session_scope() as session:
-        from db.models import Restaurant
+        from regbatch.db.models import Restaurant
 
         session.get(Restaurant, no_email).email = None  # type: ignore[union-attr]
     unknown = uuid.uuid4()
@@ -203,8 +203,8 @@ def test_detail_without_results_is_the_same_detail_minus_the_results(org_id: uui
 
 
 def test_cancelling_a_batch_nobody_runs_logs_every_job_it_cancels(org_id: uuid.UUID) -> None:
-    from db import lifecycle
-    from db.oplog import read_log
+    from regbatch.db import lifecycle
+    from regbatch.db.oplog import read_log
 
     with session_scope() as session:
         ids = make_restaurants(session, org_id, 3)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import uuid
 
-from db import batches
-from db.engine import session_scope
-from db.jobs import set_job_status
+from regbatch.db import batches
+from regbatch.db.engine import session_scope
+from regbatch.db.jobs import set_job_status
 from regbatch.statuses import JobStatus
 from tests.factories import make_restaurants
 

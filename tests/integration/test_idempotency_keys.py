@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-import services.batches
-from api.rest import create_app
-from api.rest import idempotency as rest_idempotency
-from db.engine import session_scope
-from db.models import Batch, IdempotencyKey
-from db.types import utcnow
+import regbatch.services.batches as batch_services
+from regbatch.api.rest import create_app
+from regbatch.api.rest import idempotency as rest_idempotency
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch, IdempotencyKey
+from regbatch.db.types import utcnow
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import (
     all_returned,
@@ -278,17 +278,17 @@ def test_a_failure_releases_the_key_for_the_next_attempt(
 ) -> None:
     body = _batch_body(org_id)
     headers = {**auth, "Idempotency-Key": _key()}
-    create = services.batches.create_batch
+    create = batch_services.create_batch
 
     def broken(*args: Any, **kwargs: Any) -> uuid.UUID:
         raise RuntimeError("the database went away mid-request")
 
-    monkeypatch.setattr(services.batches, "create_batch", broken)
+    monkeypatch.setattr(batch_services, "create_batch", broken)
     with TestClient(create_app(), raise_server_exceptions=False) as fragile:
         failed = fragile.post("/registration-batches", headers=headers, json=body)
     assert failed.status_code == 500
     assert _stored(org_id, headers["Idempotency-Key"]) is None
-    monkeypatch.setattr(services.batches, "create_batch", create)
+    monkeypatch.setattr(batch_services, "create_batch", create)
     retried = client.post("/registration-batches", headers=headers, json=body)
     assert retried.status_code == 201, retried.text
     assert _batches_of(org_id) == 1
@@ -302,7 +302,7 @@ def test_a_request_arriving_while_the_first_runs_waits_or_is_told_to_come_back(
 ) -> None:
     body = _batch_body(org_id)
     headers = {**auth, "Idempotency-Key": _key()}
-    create = services.batches.create_batch
+    create = batch_services.create_batch
     started, go_on = threading.Event(), threading.Event()
 
     def slow(*args: Any, **kwargs: Any) -> uuid.UUID:
@@ -310,7 +310,7 @@ def test_a_request_arriving_while_the_first_runs_waits_or_is_told_to_come_back(
         assert go_on.wait(30)
         return create(*args, **kwargs)
 
-    monkeypatch.setattr(services.batches, "create_batch", slow)
+    monkeypatch.setattr(batch_services, "create_batch", slow)
     monkeypatch.setattr(rest_idempotency, "WAIT_SECONDS", 0.3)
     first: list[Any] = []
     runner = threading.Thread(

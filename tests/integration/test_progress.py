@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from sqlalchemy import event, update
 
-from db.batches import select_jobs
-from db.engine import get_engine, session_scope
-from db.models import Batch, Job, JobStep
-from db.types import utcnow
+from regbatch.db.batches import select_jobs
+from regbatch.db.engine import get_engine, session_scope
+from regbatch.db.models import Batch, Job, JobStep
+from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError
-from services.progress import batch_progress
+from regbatch.services.progress import batch_progress
 from tests.integration.rest_support import finish_with_failure, new_draft, set_status
 
 

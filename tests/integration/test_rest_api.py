@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.rest import create_app
-from db.engine import session_scope
-from db.models import Batch, Restaurant
-from services.api_keys import create_api_key, revoke_api_key
+from regbatch.api.rest import create_app
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch, Restaurant
+from regbatch.services.api_keys import create_api_key, revoke_api_key
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import (
     batch_deployment,  # noqa: F401 - a fixture

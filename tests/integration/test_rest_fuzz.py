@@ -25,11 +25,11 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from api.rest import create_app
-from db.engine import session_scope
+from regbatch.api.rest import create_app
+from regbatch.db.engine import session_scope
+from regbatch.services.templates import create_template
+from regbatch.services.webhooks import create_subscription
 from regbatch.settings import reset_settings
-from services.templates import create_template
-from services.webhooks import create_subscription
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import (
     batch_deployment,  # noqa: F401 - a fixture

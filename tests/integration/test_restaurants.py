@@ -7,10 +7,10 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from db.engine import session_scope
-from db.models import Restaurant
-from db.restaurants import import_restaurants, list_restaurants
 from regbatch import passwords
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Restaurant
+from regbatch.db.restaurants import import_restaurants, list_restaurants
 from regbatch.errors import InvalidInputError
 from tests.factories import restaurant_row, sample_rows
 

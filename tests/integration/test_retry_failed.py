@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from api.rest import create_app
-from db.engine import session_scope
-from db.models import Batch, Job, OperationLog, Restaurant
+from regbatch.api.rest import create_app
 from regbatch.audit import Operation
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch, Job, OperationLog, Restaurant
 from regbatch.errors import ConflictError
-from services import batches, lifecycle
+from regbatch.services import batches, lifecycle
 from tests.cli import cli, cli_json
 from tests.integration.rest_support import (
     all_returned,

@@ -14,9 +14,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from db import migrate
-from db.models import Base
 from regbatch.audit import Operation
+from regbatch.db import migrate
+from regbatch.db.models import Base
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType, Theme
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
 from tests.conftest import drop_schema, make_schema
@@ -37,7 +37,7 @@ TABLES = {
 def empty_schema() -> Iterator[str]:
     schema = f"regbatch_empty_{secrets.token_hex(4)}"
     yield make_schema(schema)
-    from db.engine import dispose_engines
+    from regbatch.db.engine import dispose_engines
 
     dispose_engines()
     drop_schema(schema)

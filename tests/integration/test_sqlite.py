@@ -4,9 +4,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, inspect
 
-from db import migrate
-from db.engine import dispose_engines, session_scope
-from db.organisations import create_organisation
+from regbatch.db import migrate
+from regbatch.db.engine import dispose_engines, session_scope
+from regbatch.db.organisations import create_organisation
 from tests.integration.test_schema import TABLES
 
 
@@ -18,7 +18,7 @@ def test_migrations_run_on_sqlite_up_and_down(tmp_path: Path) -> None:
     with session_scope(url) as session:
         org = create_organisation(session, "Embedded Ltd")
     with session_scope(url) as session:
-        from db.models import Organisation
+        from regbatch.db.models import Organisation
 
         stored = session.get(Organisation, org.id)
         assert stored is not None and stored.created_at.tzinfo is not None
@@ -29,8 +29,8 @@ def test_migrations_run_on_sqlite_up_and_down(tmp_path: Path) -> None:
 
 
 def test_idempotency_keys_are_claimed_once_on_sqlite(tmp_path: Path) -> None:
-    from db import idempotency
-    from db.types import utcnow
+    from regbatch.db import idempotency
+    from regbatch.db.types import utcnow
 
     url = f"sqlite:///{tmp_path / 'keys.db'}"
     migrate.upgrade(url)

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select, update
 
-from db import templates
-from db.batches import batch_detail, create_batch
-from db.engine import session_scope
-from db.models import Batch, BatchTemplate
-from db.restaurants import import_restaurants
+from regbatch.db import templates
+from regbatch.db.batches import batch_detail, create_batch
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch, BatchTemplate
+from regbatch.db.restaurants import import_restaurants
 from regbatch.errors import InvalidInputError, NotFoundError
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
+from regbatch.services import templates as service
 from regbatch.statuses import ExecutionMode
-from services import templates as service
 from tests.cli import cli, cli_json
 from tests.factories import make_org, restaurant_row
 from tests.integration.test_schema import _check_values

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from db.batches import create_batch
-from db.engine import session_scope
-from db.models import Batch, Job, JobStep, OperationLog, WebhookSubscription
-from db.types import utcnow
+from regbatch.db.batches import create_batch
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch, Job, JobStep, OperationLog, WebhookSubscription
+from regbatch.db.types import utcnow
 from regbatch.errors import ConfigurationError, ConflictError, InvalidInputError, NotFoundError
+from regbatch.services import webhooks as service
 from regbatch.settings import reset_settings
 from regbatch.webhooks import WebhookEvent, verify
-from services import webhooks as service
 from tests.cli import cli, cli_json
 from tests.conftest import free_port
 from tests.factories import make_org, make_restaurants

@@ -16,8 +16,8 @@ from fastapi import FastAPI
 
 from regbatch.config import RegistrationConfig, build_config
 from regbatch.platform import PlatformClient, build_request
+from regbatch.sandbox.app import create_app
 from regbatch.steps import STEPS, StepKey
-from sandbox.app import create_app
 
 SERVICE_KEY = "unit-test-service-key-5f1c9a"
 ORG = "org-unit-tests"

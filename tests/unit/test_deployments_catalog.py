@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from deployments.catalog import CATALOG, prefect_yaml
+from regbatch.deployments.catalog import CATALOG, prefect_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 

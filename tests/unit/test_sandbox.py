@@ -18,9 +18,9 @@ from regbatch.errors import (
     TransientPlatformError,
 )
 from regbatch.platform import PlatformClient, build_request
+from regbatch.sandbox.control import SandboxControl, SandboxControlError
+from regbatch.sandbox.server import SandboxServer
 from regbatch.steps import STEPS, StepKey
-from sandbox.control import SandboxControl, SandboxControlError
-from sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.anyio
 K = StepKey

@@ -18,9 +18,9 @@ from regbatch.config import RegistrationConfig
 from regbatch.errors import RateLimitedError
 from regbatch.platform import PlatformClient, build_request
 from regbatch.platform.endpoints import STEP_PATHS
+from regbatch.sandbox.control import SandboxControl
+from regbatch.sandbox.server import SandboxServer
 from regbatch.steps import StepKey
-from sandbox.control import SandboxControl
-from sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.anyio
 K = StepKey

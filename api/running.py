@@ -1,4 +1,9 @@
-"""Run a batch in this process: the batch flow, called as a plain Python function."""
+"""Run a batch in this process: the batch flow, called as a plain Python function.
+
+Shared by the interfaces (CLI, Python API): they sit above the flows, so this lives with them.
+Prefect is put offline here, before it is first imported, since this is where such a program
+starts it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from typing import Any
 
 from regbatch.errors import RegbatchError
 from regbatch.flow_params import BatchRun
+from regbatch.offline import apply_offline_defaults
+from regbatch.services.batches import get_batch, parse_uuid
 from regbatch.views import BatchDetail
-from services.batches import get_batch, parse_uuid
 
 
 async def run_batch_async(batch_id: str | uuid.UUID, started_by: str = "user") -> BatchDetail:
@@ -18,7 +24,8 @@ async def run_batch_async(batch_id: str | uuid.UUID, started_by: str = "user") -
     Refusals (a batch already finished, or held by a live runner) raise the same errors as
     everywhere else, not a failed flow run.
     """
-    from flows.batch import registration_batch
+    apply_offline_defaults()
+    from regbatch.flows.batch import registration_batch
 
     batch_uuid = parse_uuid(batch_id, "batch_id")
     state = await registration_batch(
@@ -35,7 +42,8 @@ def run_batch(batch_id: str | uuid.UUID, started_by: str = "user") -> BatchDetai
 
 def recover(started_by: str = "system") -> list[BatchDetail]:
     """Run every stalled batch (in progress, its runner's lease expired) to its end, here."""
-    from flows.recovery import recover_stalled_batches
+    apply_offline_defaults()
+    from regbatch.flows.recovery import recover_stalled_batches
 
     async def recover_here() -> Any:
         return await recover_stalled_batches(return_state=True)
