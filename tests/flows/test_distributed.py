@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.deployments.runner import EntrypointType
 
 from regbatch.api.running import run_batch
 from regbatch.flows.restaurant import register_restaurant
@@ -23,41 +24,51 @@ from tests.flows.conftest import new_batch
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
+REGBATCH = str(Path(sys.executable).with_name("regbatch"))
 
 
-async def _deploy(pool: str, name: str) -> str:
+async def _deploy(pool: str, name: str, working_dir: Path) -> str:
+    """The deployment as prefect.yaml declares it (the installed package's module, no source),
+    its runs working in `working_dir`."""
     async with get_client() as client:
         await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-    flow = await register_restaurant.from_source(
-        source=str(ROOT), entrypoint="flows/restaurant.py:register_restaurant"
+    deployment = await register_restaurant.ato_deployment(
+        name=name,
+        work_pool_name=pool,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        job_variables={"working_dir": str(working_dir)},
     )
-    await flow.deploy(
-        name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False
-    )
+    assert deployment.entrypoint == "regbatch.flows.restaurant.register_restaurant"
+    await deployment.apply()
     return f"register-restaurant/{name}"
+
+
+def _decoy_project(folder: Path) -> Path:
+    """A Prefect project of someone else's: its own flows/ package and an invoke tasks.py.
+
+    Before regbatch was one package, its modules `flows` and `tasks` were shadowed by these in
+    a worker's working directory, and the worker loaded the wrong code.
+    """
+    (folder / "flows").mkdir()
+    (folder / "flows" / "__init__.py").write_text("raise ImportError('the decoy flows/')\n")
+    (folder / "flows" / "restaurant.py").write_text("raise ImportError('the decoy flow')\n")
+    (folder / "tasks.py").write_text("raise ImportError('the decoy tasks.py')\n")
+    (folder / "db").mkdir()
+    (folder / "db" / "__init__.py").write_text("raise ImportError('the decoy db/')\n")
+    return folder
 
 
 @pytest.fixture(scope="module")
 def deployment_with_two_workers(sandbox_server, tmp_path_factory) -> Iterator[str]:
     pool = f"regbatch-test-{secrets.token_hex(3)}"
-    deployment = asyncio.run(_deploy(pool, pool))
+    # the runs work in someone else's project folder (first on their import path)
+    project = _decoy_project(tmp_path_factory.mktemp("someone-elses-project"))
+    deployment = asyncio.run(_deploy(pool, pool, project))
     logs = tmp_path_factory.mktemp("workers")
     workers = [
         subprocess.Popen(
-            [
-                PREFECT,
-                "worker",
-                "start",
-                "--pool",
-                pool,
-                "--type",
-                "process",
-                "--limit",
-                "3",
-                "--name",
-                f"{pool}-worker-{n}",
-            ],
+            [REGBATCH, "worker", "--pool", pool, "--limit", "3"],
+            cwd=project,
             stdout=open(logs / f"worker-{n}.log", "w"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             env={**os.environ},
@@ -77,7 +88,7 @@ def deployment_with_two_workers(sandbox_server, tmp_path_factory) -> Iterator[st
                 os.killpg(worker.pid, signal.SIGKILL)
 
 
-def test_distributed_batch_runs_each_restaurant_on_the_pool(
+def test_distributed_batch_runs_each_restaurant_on_the_pool_beside_a_decoy_project(
     org_id, sandbox, deployment_with_two_workers, monkeypatch
 ) -> None:
     monkeypatch.setenv("REGBATCH_RESTAURANT_DEPLOYMENT", deployment_with_two_workers)
