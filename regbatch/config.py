@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from regbatch.errors import Problem
 from regbatch.formats import slugify
 from regbatch.restaurant import Menu, RestaurantType, Theme
-from regbatch.steps import StepKey
+from regbatch.step_spec import StepKey
 
 
 class _Section(BaseModel):

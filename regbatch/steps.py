@@ -1,54 +1,40 @@
-"""The twelve registration steps and their dependency graph, declared once as data.
+"""The twelve registration steps, one row each: everything about a step, declared once.
 
-Execution, resume, skipping and display all read `STEPS`. A step's `depends_on` are hard
-dependencies: if one fails (or was skipped because of a failure), the step is skipped too. Its
-`waits_for` are soft: the step waits for them to finish but runs whatever their outcome
-(menu_import runs without CDN images when image_upload failed). `condition` decides whether a
-step whose dependencies are satisfied runs at all; it returns the skip reason, or None to run.
+A row (`StepSpec`, keyword-only) holds the step's number and key, its dependencies, the condition
+under which it runs, what its failure means, its timeout and retry policy, and how it is called on
+the platform: its endpoint, its request builder and its result model. Execution, resume,
+skipping, display, the platform client and the sandbox all read `STEPS`; nothing else lists the
+steps.
+
+A step's `depends_on` are hard dependencies: if one fails (or was skipped because of a failure),
+the step is skipped too. Its `waits_for` are soft: the step waits for them to finish but runs
+whatever their outcome (menu_import runs without CDN images when image_upload failed).
+`condition` decides whether a step whose dependencies are satisfied runs at all; it returns the
+skip reason, or None to run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
-if TYPE_CHECKING:
-    from regbatch.config import RegistrationConfig
+from regbatch.config import RegistrationConfig
+from regbatch.platform import builders
+from regbatch.platform import results as result_models
+from regbatch.step_spec import Condition, RetryPolicy, StepKey, StepSpec
 
-
-class StepKey(StrEnum):
-    ACCOUNT_REGISTRATION = "account_registration"
-    CODE_GENERATION = "code_generation"
-    ONBOARDING_USER = "onboarding_user"
-    IMAGE_UPLOAD = "image_upload"
-    RESTAURANT_REGISTRATION = "restaurant_registration"
-    WEBSITE_CONFIGURATION = "website_configuration"
-    SERVICES_CONFIGURATION = "services_configuration"
-    PAYMENT_CONFIGURATION = "payment_configuration"
-    MENU_IMPORT = "menu_import"
-    ONBOARDING_SYNC = "onboarding_sync"
-    OPTION_SETS = "option_sets"
-    ITEM_TAGS = "item_tags"
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often a step retries transient failures, and how long it waits before each retry."""
-
-    retries: int = 3
-    delays_s: tuple[float, ...] = (2.0, 4.0, 8.0)
-
-    def delay_before(self, retry_number: int) -> float:
-        """Seconds to wait before retry `retry_number` (1-based); the last delay repeats."""
-        if not self.delays_s:
-            return 0.0
-        return self.delays_s[min(retry_number, len(self.delays_s)) - 1]
-
-
-# What a condition sees: the job's configuration and the results of finished steps.
-Condition = Callable[["RegistrationConfig", Mapping["StepKey", dict[str, Any] | None]], str | None]
+__all__ = [
+    "BY_KEY",
+    "BY_NUMBER",
+    "STEPS",
+    "Condition",
+    "RetryPolicy",
+    "StepKey",
+    "StepSpec",
+    "critical_path_length",
+    "dependents",
+    "step",
+]
 
 
 def _always(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
@@ -108,181 +94,190 @@ def _item_tags(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> st
     return None
 
 
-@dataclass(frozen=True)
-class StepSpec:
-    """One registration step: what it is, what it needs, when it runs, how it fails and retries."""
-
-    number: int
-    key: StepKey
-    name: str
-    does: str
-    depends_on: tuple[StepKey, ...]
-    condition: Condition
-    condition_text: str
-    blocking: bool
-    on_failure: str
-    timeout_s: float
-    waits_for: tuple[StepKey, ...] = ()
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-    @property
-    def label(self) -> str:
-        """The name used for task runs and displays, e.g. '05-restaurant_registration'."""
-        return f"{self.number:02d}-{self.key}"
-
-    @property
-    def prerequisites(self) -> tuple[StepKey, ...]:
-        return self.depends_on + self.waits_for
-
-
 K = StepKey
 MIN = 60.0
 
 STEPS: tuple[StepSpec, ...] = (
     StepSpec(
-        1,
-        K.ACCOUNT_REGISTRATION,
-        "Account registration",
-        "creates the owner's platform account",
-        (),
-        _new_account,
-        "config says a new account is needed",
-        True,
-        "blocking: the job fails, later steps are skipped",
-        2 * MIN,
+        number=1,
+        key=K.ACCOUNT_REGISTRATION,
+        name="Account registration",
+        does="creates the owner's platform account",
+        depends_on=(),
+        condition=_new_account,
+        condition_text="config says a new account is needed",
+        blocking=True,
+        on_failure="blocking: the job fails, later steps are skipped",
+        timeout_s=2 * MIN,
+        path="/api/registration/account",
+        build=builders.account_registration,
+        result_model=result_models.AccountResult,
     ),
     StepSpec(
-        2,
-        K.CODE_GENERATION,
-        "Code generation",
-        "generates the ordering page's head/body code injections from theme and colours",
-        (),
-        _always,
-        "always",
-        False,
-        "website_configuration is skipped",
-        2 * MIN,
+        number=2,
+        key=K.CODE_GENERATION,
+        name="Code generation",
+        does="generates the ordering page's head/body code injections from theme and colours",
+        depends_on=(),
+        condition=_always,
+        condition_text="always",
+        blocking=False,
+        on_failure="website_configuration is skipped",
+        timeout_s=2 * MIN,
+        path="/api/registration/code-generation",
+        build=builders.code_generation,
+        result_model=result_models.CodeGenerationResult,
     ),
     StepSpec(
-        3,
-        K.ONBOARDING_USER,
-        "Onboarding user",
-        "creates the owner's user in the onboarding system",
-        (),
-        _onboarding_user,
-        "config asks for it",
-        False,
-        "onboarding_sync is skipped",
-        2 * MIN,
+        number=3,
+        key=K.ONBOARDING_USER,
+        name="Onboarding user",
+        does="creates the owner's user in the onboarding system",
+        depends_on=(),
+        condition=_onboarding_user,
+        condition_text="config asks for it",
+        blocking=False,
+        on_failure="onboarding_sync is skipped",
+        timeout_s=2 * MIN,
+        path="/api/registration/onboarding-user",
+        build=builders.onboarding_user,
+        result_model=result_models.OnboardingUserResult,
     ),
     StepSpec(
-        4,
-        K.IMAGE_UPLOAD,
-        "Image upload",
-        "uploads menu item images to the CDN (polls until the upload is done)",
-        (),
-        _image_upload,
-        "a menu is selected and image upload is on",
-        False,
-        "menu_import still runs, without CDN images",
-        10 * MIN,
+        number=4,
+        key=K.IMAGE_UPLOAD,
+        name="Image upload",
+        does="uploads menu item images to the CDN (polls until the upload is done)",
+        depends_on=(),
+        condition=_image_upload,
+        condition_text="a menu is selected and image upload is on",
+        blocking=False,
+        on_failure="menu_import still runs, without CDN images",
+        timeout_s=10 * MIN,
+        path="/api/menus/{menu_id}/upload-images",
+        build=builders.image_upload,
+        result_model=result_models.ImageUploadResult,
     ),
     StepSpec(
-        5,
-        K.RESTAURANT_REGISTRATION,
-        "Restaurant registration",
-        "registers the restaurant under the account; returns its platform id, subdomain, URLs",
-        (K.ACCOUNT_REGISTRATION,),
-        _always,
-        "always",
-        True,
-        "blocking",
-        3 * MIN,
+        number=5,
+        key=K.RESTAURANT_REGISTRATION,
+        name="Restaurant registration",
+        does="registers the restaurant under the account; returns its platform id, subdomain, URLs",
+        depends_on=(K.ACCOUNT_REGISTRATION,),
+        condition=_always,
+        condition_text="always",
+        blocking=True,
+        on_failure="blocking",
+        timeout_s=3 * MIN,
+        path="/api/registration/restaurant",
+        build=builders.restaurant_registration,
+        result_model=result_models.RestaurantRegistrationResult,
     ),
     StepSpec(
-        6,
-        K.WEBSITE_CONFIGURATION,
-        "Website configuration",
-        "applies code injection, header, logos, colours",
-        (K.CODE_GENERATION, K.RESTAURANT_REGISTRATION),
-        _injection_produced,
-        "code generation produced an injection",
-        False,
-        "job ends failed, others continue",
-        4 * MIN,
+        number=6,
+        key=K.WEBSITE_CONFIGURATION,
+        name="Website configuration",
+        does="applies code injection, header, logos, colours",
+        depends_on=(K.CODE_GENERATION, K.RESTAURANT_REGISTRATION),
+        condition=_injection_produced,
+        condition_text="code generation produced an injection",
+        blocking=False,
+        on_failure="job ends failed, others continue",
+        timeout_s=4 * MIN,
+        path="/api/registration/website",
+        build=builders.website_configuration,
+        result_model=result_models.WebsiteConfigurationResult,
     ),
     StepSpec(
-        7,
-        K.SERVICES_CONFIGURATION,
-        "Services configuration",
-        "pickup/delivery settings",
-        (K.RESTAURANT_REGISTRATION,),
-        _always,
-        "always",
-        False,
-        "job ends failed, others continue",
-        3 * MIN,
+        number=7,
+        key=K.SERVICES_CONFIGURATION,
+        name="Services configuration",
+        does="pickup/delivery settings",
+        depends_on=(K.RESTAURANT_REGISTRATION,),
+        condition=_always,
+        condition_text="always",
+        blocking=False,
+        on_failure="job ends failed, others continue",
+        timeout_s=3 * MIN,
+        path="/api/registration/services",
+        build=builders.services_configuration,
+        result_model=result_models.ServicesConfigurationResult,
     ),
     StepSpec(
-        8,
-        K.PAYMENT_CONFIGURATION,
-        "Payment configuration",
-        "payment setup, optionally returns a Stripe Connect link",
-        (K.RESTAURANT_REGISTRATION,),
-        _always,
-        "always",
-        False,
-        "job ends failed, others continue",
-        3 * MIN,
+        number=8,
+        key=K.PAYMENT_CONFIGURATION,
+        name="Payment configuration",
+        does="payment setup, optionally returns a Stripe Connect link",
+        depends_on=(K.RESTAURANT_REGISTRATION,),
+        condition=_always,
+        condition_text="always",
+        blocking=False,
+        on_failure="job ends failed, others continue",
+        timeout_s=3 * MIN,
+        path="/api/registration/payment",
+        build=builders.payment_configuration,
+        result_model=result_models.PaymentConfigurationResult,
     ),
     StepSpec(
-        9,
-        K.MENU_IMPORT,
-        "Menu import",
-        "imports the menu (CSV built from the menu data)",
-        (K.RESTAURANT_REGISTRATION,),
-        _menu_selected,
-        "a menu is selected",
-        False,
-        "option_sets and item_tags are skipped",
-        2 * MIN,
+        number=9,
+        key=K.MENU_IMPORT,
+        name="Menu import",
+        does="imports the menu (CSV built from the menu data)",
+        depends_on=(K.RESTAURANT_REGISTRATION,),
         waits_for=(K.IMAGE_UPLOAD,),
+        condition=_menu_selected,
+        condition_text="a menu is selected",
+        blocking=False,
+        on_failure="option_sets and item_tags are skipped",
+        timeout_s=2 * MIN,
+        path="/api/registration/menu-import",
+        build=builders.menu_import,
+        result_model=result_models.MenuImportResult,
     ),
     StepSpec(
-        10,
-        K.ONBOARDING_SYNC,
-        "Onboarding sync",
-        "pushes the restaurant's data into the onboarding record",
-        (K.ONBOARDING_USER, K.RESTAURANT_REGISTRATION),
-        _onboarding_sync,
-        "config asks for it and step 3 completed",
-        False,
-        "job ends failed, others continue",
-        2 * MIN,
+        number=10,
+        key=K.ONBOARDING_SYNC,
+        name="Onboarding sync",
+        does="pushes the restaurant's data into the onboarding record",
+        depends_on=(K.ONBOARDING_USER, K.RESTAURANT_REGISTRATION),
+        condition=_onboarding_sync,
+        condition_text="config asks for it and step 3 completed",
+        blocking=False,
+        on_failure="job ends failed, others continue",
+        timeout_s=2 * MIN,
+        path="/api/registration/onboarding-sync",
+        build=builders.onboarding_sync,
+        result_model=result_models.OnboardingSyncResult,
     ),
     StepSpec(
-        11,
-        K.OPTION_SETS,
-        "Option sets",
-        "creates the menu's option sets (up to an hour)",
-        (K.MENU_IMPORT,),
-        _option_sets,
-        "config asks for it",
-        False,
-        "job ends failed",
-        60 * MIN,
+        number=11,
+        key=K.OPTION_SETS,
+        name="Option sets",
+        does="creates the menu's option sets (up to an hour)",
+        depends_on=(K.MENU_IMPORT,),
+        condition=_option_sets,
+        condition_text="config asks for it",
+        blocking=False,
+        on_failure="job ends failed",
+        timeout_s=60 * MIN,
+        path="/api/registration/option-sets",
+        build=builders.option_sets,
+        result_model=result_models.OptionSetsResult,
     ),
     StepSpec(
-        12,
-        K.ITEM_TAGS,
-        "Item tags",
-        "creates item tags and maps items onto them (up to an hour)",
-        (K.MENU_IMPORT,),
-        _item_tags,
-        "config asks for it",
-        False,
-        "job ends failed",
-        60 * MIN,
+        number=12,
+        key=K.ITEM_TAGS,
+        name="Item tags",
+        does="creates item tags and maps items onto them (up to an hour)",
+        depends_on=(K.MENU_IMPORT,),
+        condition=_item_tags,
+        condition_text="config asks for it",
+        blocking=False,
+        on_failure="job ends failed",
+        timeout_s=60 * MIN,
+        path="/api/registration/item-tags",
+        build=builders.item_tags,
+        result_model=result_models.ItemTagsResult,
     ),
 )
 

@@ -31,13 +31,13 @@ from starlette.datastructures import Headers
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from regbatch.platform.endpoints import STEP_PATHS
 from regbatch.sandbox.faults import Fault, FaultSet, Latency
 from regbatch.sandbox.schemas import ConfigIn, FaultsIn, LatencyIn
 from regbatch.sandbox.state import Answer, PlatformState, Refusal, error_body
-from regbatch.steps import StepKey
+from regbatch.steps import STEPS, StepKey
 
-STEP_ROUTES = STEP_PATHS  # the sandbox serves the contract the client calls
+# The sandbox serves the endpoints the client calls: each step's path from its row in STEPS.
+STEP_ROUTES: dict[StepKey, str] = {spec.key: spec.path for spec in STEPS}
 _STEP_PATTERNS = [(step, compile_path(path)[0]) for step, path in STEP_ROUTES.items()]
 _FAULT_ANSWERS = {
     "transient": (503, "INJECTED_TRANSIENT", "injected transient fault; try again"),

@@ -23,11 +23,11 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ValidationError
 
+from regbatch.platform.builders import MENU_CSV_COLUMNS  # the import format the client sends
 from regbatch.sandbox import schemas as s
 from regbatch.steps import StepKey
 
 K = StepKey
-MENU_CSV_COLUMNS = ["category", "name", "price", "description", "tags", "image_url"]
 
 
 @dataclass
@@ -349,7 +349,7 @@ def parse_menu_csv(text: str) -> dict[str, str]:
     """Item name -> category from a menu CSV; Refusal 400 naming the line of any malformed row."""
     reader = csv.reader(io.StringIO(text))
     header = [c.strip() for c in next(reader, [])]
-    if header != MENU_CSV_COLUMNS:
+    if header != list(MENU_CSV_COLUMNS):
         raise _invalid(f"csv: the header must be {','.join(MENU_CSV_COLUMNS)}")
     items: dict[str, str] = {}
     for row in reader:

@@ -32,8 +32,7 @@ from regbatch.errors import (
     RateLimitedError,
     TransientPlatformError,
 )
-from regbatch.platform.results import RESULT_MODELS
-from regbatch.steps import StepKey
+from regbatch.steps import StepKey, step
 
 MESSAGE_TAIL = 300
 DEFAULT_RETRY_AFTER_S = 1.0
@@ -135,7 +134,7 @@ def to_result(
     call: Call, data: dict[str, Any], already_existed: bool, status: int | None = None
 ) -> dict[str, Any]:
     """The step's typed result as a JSON-safe dict; PermanentPlatformError if fields are missing."""
-    model = RESULT_MODELS[call.step]
+    model = step(call.step).result_model
     try:
         result = model.model_validate({**data, "already_existed": already_existed})
     except ValidationError as exc:

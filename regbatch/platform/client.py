@@ -18,10 +18,9 @@ import httpx
 
 from regbatch.errors import PermanentPlatformError, PlatformError, TransientPlatformError
 from regbatch.platform.answers import RETRYING, WRONG_API, Call, read_answer, to_result
-from regbatch.platform.endpoints import STEP_PATHS
-from regbatch.platform.requests import missing_input
+from regbatch.platform.builders import missing_input
 from regbatch.settings import Settings, get_settings
-from regbatch.steps import StepKey
+from regbatch.steps import StepKey, step
 
 UPLOAD_PENDING = frozenset({"accepted", "queued", "pending", "processing", "in_progress"})
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
@@ -101,17 +100,17 @@ class PlatformClient:
         timeout_s: float,
     ) -> dict[str, Any]:
         """Run one step on the platform; its typed result as a dict, or a PlatformError."""
-        step = StepKey(key)
+        key = StepKey(key)
         deadline = asyncio.get_running_loop().time() + timeout_s
         password = payload.get("password")
         secrets = (self._service_key, password if isinstance(password, str) else "")
-        path, body = _route(step, payload)
-        call = Call(step, f"POST {path}", secrets)
+        path, body = _route(key, payload)
+        call = Call(key, f"POST {path}", secrets)
         headers = {"X-Organisation-ID": organisation_id, "Idempotency-Key": idempotency_key}
         data, existed, status = await self._exchange(
             call, timeout_s, deadline, "POST", path, headers=headers, json=body
         )
-        if step is StepKey.IMAGE_UPLOAD and not existed and data.get("status") != "completed":
+        if key is StepKey.IMAGE_UPLOAD and not existed and data.get("status") != "completed":
             data = await self._poll_upload(call, timeout_s, deadline, path, data, organisation_id)
             status = 200
         return to_result(call, data, existed, status)
@@ -205,15 +204,16 @@ class PlatformClient:
                 )
 
 
-def _route(step: StepKey, payload: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def _route(key: StepKey, payload: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """The path of a step's request and its body (image upload's menuId goes in the path)."""
-    if step is not StepKey.IMAGE_UPLOAD:
-        return STEP_PATHS[step], dict(payload)
+    path = step(key).path
+    if key is not StepKey.IMAGE_UPLOAD:
+        return path, dict(payload)
     menu_id = payload.get("menuId")
     if not menu_id:
-        raise missing_input(step, "menuId", "build the payload with build_request")
+        raise missing_input(key, "menuId", "build the payload with build_request")
     body = {k: v for k, v in payload.items() if k != "menuId"}
-    return STEP_PATHS[step].format(menu_id=quote(str(menu_id), safe="")), body
+    return path.format(menu_id=quote(str(menu_id), safe="")), body
 
 
 def _timed_out(call: Call, timeout_s: float) -> PlatformError:

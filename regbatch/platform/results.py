@@ -1,7 +1,8 @@
 """The typed result of each platform step: what the step returns and what later steps read.
 
-A result is stored as the step's `result_data` (`model_dump(mode="json")`). `already_existed` is
-true when the platform answered "already exists" and the result carries the existing ids.
+Each step's row in `regbatch.steps` names its result model (`StepSpec.result_model`). A result
+is stored as the step's `result_data` (`model_dump(mode="json")`). `already_existed` is true
+when the platform answered "already exists" and the result carries the existing ids.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-
-from regbatch.steps import StepKey
 
 
 class _Model(BaseModel):
@@ -94,19 +93,3 @@ class OptionSetsResult(StepResult):
 class ItemTagsResult(StepResult):
     tag_ids: dict[str, str]
     mapped_items: int
-
-
-RESULT_MODELS: dict[StepKey, type[StepResult]] = {
-    StepKey.ACCOUNT_REGISTRATION: AccountResult,
-    StepKey.CODE_GENERATION: CodeGenerationResult,
-    StepKey.ONBOARDING_USER: OnboardingUserResult,
-    StepKey.IMAGE_UPLOAD: ImageUploadResult,
-    StepKey.RESTAURANT_REGISTRATION: RestaurantRegistrationResult,
-    StepKey.WEBSITE_CONFIGURATION: WebsiteConfigurationResult,
-    StepKey.SERVICES_CONFIGURATION: ServicesConfigurationResult,
-    StepKey.PAYMENT_CONFIGURATION: PaymentConfigurationResult,
-    StepKey.MENU_IMPORT: MenuImportResult,
-    StepKey.ONBOARDING_SYNC: OnboardingSyncResult,
-    StepKey.OPTION_SETS: OptionSetsResult,
-    StepKey.ITEM_TAGS: ItemTagsResult,
-}

@@ -17,10 +17,9 @@ from fastapi import FastAPI
 from regbatch.config import RegistrationConfig
 from regbatch.errors import RateLimitedError
 from regbatch.platform import PlatformClient, build_request
-from regbatch.platform.endpoints import STEP_PATHS
 from regbatch.sandbox.control import SandboxControl
 from regbatch.sandbox.server import SandboxServer
-from regbatch.steps import StepKey
+from regbatch.steps import StepKey, step
 
 pytestmark = pytest.mark.anyio
 K = StepKey
@@ -61,7 +60,7 @@ async def post_step(
     payload = build_request(key, config, results or {}, restaurant_id=rid, password=PASSWORD)
     sent = {"X-Organisation-ID": ORG, "Idempotency-Key": idempotency_key}
     sent.update({name.replace("_", "-"): value for name, value in headers.items()})
-    return await http.post(STEP_PATHS[key], json=payload, headers=sent)
+    return await http.post(step(key).path, json=payload, headers=sent)
 
 
 def in_progress_body(key: str) -> dict[str, Any]:
