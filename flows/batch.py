@@ -230,20 +230,10 @@ async def _safely(call: Any, default: Any) -> Any:
 
 async def _notify(batch_id: uuid.UUID) -> None:
     """Deliver the batch's outcome to its organisation's webhooks; never fails the run."""
-    from regbatch.services.webhooks import deliver_batch_event_async
+    from regbatch.tasks.webhooks import notify_batch_outcome
 
-    try:
-        results = await deliver_batch_event_async(batch_id)
-    except Exception:
-        get_run_logger().exception("webhook delivery for batch %s failed", batch_id)
-        return
-    for result in results:
-        if not result.delivered:
-            get_run_logger().warning(
-                "webhook %s not delivered after %d attempts",
-                result.subscription_id,
-                result.attempts,
-            )
+    # Each delivery is a task run of this flow run; failures are logged there, never raised.
+    await notify_batch_outcome(batch_id)
 
 
 def final_state(status: str, name: str, pause_reason: str | None) -> State[Any]:

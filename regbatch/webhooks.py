@@ -4,12 +4,20 @@ Pure functions, no I/O. A delivery POSTs `body` (the compact JSON of `build_payl
 header `X-Regbatch-Signature: t=<unix seconds>,v1=<hex>`, where `hex` is the HMAC-SHA256, keyed
 with the subscription's secret, of `f"{t}.".encode() + body`. A receiver recomputes it over the
 raw body it received and calls `verify` (constant-time, with a freshness window against replays).
+
+An attempt that was not answered 2xx raises a WebhookDeliveryError; whether it is worth another
+attempt is a property of its type:
+
+    WebhookDeliveryError        (regbatch.errors.RegbatchError)
+    ├── TransientWebhookError   no answer (connection failed, timed out), 408, 429 or 5xx
+    └── PermanentWebhookError   any other answer (4xx, a redirect): retrying cannot change it
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 import time
 import uuid
@@ -18,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from regbatch.errors import Problem
+from regbatch.errors import Problem, RegbatchError
 from regbatch.reporting import failing_step
 from regbatch.statuses import BatchStatus
 from regbatch.steps import BY_NUMBER
@@ -29,6 +37,8 @@ EVENT_HEADER = "X-Regbatch-Event"
 DELIVERY_HEADER = "X-Regbatch-Delivery"
 MAX_URL_LENGTH = 2000
 _MAX_ERROR_CHARS = 500
+# Receivers that are busy or briefly down answer these; any other answer is the receiver's word.
+_TRANSIENT_STATUSES = frozenset({408, 429})
 
 
 class WebhookEvent(StrEnum):
@@ -198,3 +208,35 @@ def verify(
     # Every v1 counts (a sender may sign with an old and a new secret while rotating); bytes,
     # because compare_digest refuses non-ASCII str and a header may carry anything.
     return any(hmac.compare_digest(expected, c.encode("utf-8", "replace")) for c in candidates)
+
+
+def encode_body(payload: dict[str, Any]) -> bytes:
+    """The bytes a delivery POSTs and signs: compact JSON, UTF-8."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def is_transient_status(status_code: int) -> bool:
+    """True when a receiver's status is worth another attempt: 408, 429 or 5xx."""
+    return status_code in _TRANSIENT_STATUSES or status_code >= 500
+
+
+class WebhookDeliveryError(RegbatchError):
+    """Raised when one delivery attempt was not answered 2xx; `reason` says how it failed."""
+
+    transient = False
+
+    def __init__(self, message: str, *, reason: str, status_code: int | None, attempt: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status_code = status_code
+        self.attempt = attempt
+
+
+class TransientWebhookError(WebhookDeliveryError):
+    """Raised when an attempt got no answer (connection, timeout) or a 408, 429 or 5xx."""
+
+    transient = True
+
+
+class PermanentWebhookError(WebhookDeliveryError):
+    """Raised when the receiver answered anything else (4xx, a redirect): retrying cannot help."""

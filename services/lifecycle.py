@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import uuid
 from dataclasses import dataclass, replace
 
@@ -55,27 +54,30 @@ def resume_batch(
 def cancel_batch(
     batch_id: str | uuid.UUID, actor: str = "user", organisation_id: uuid.UUID | None = None
 ) -> BatchDetail:
-    """Cancel now if nothing runs the batch, else at its runner's next step boundary."""
+    """Cancel now if nothing runs the batch, else at its runner's next step boundary.
+
+    A batch cancelled now is announced to its webhooks before this returns (`_announce`).
+    """
     with session_scope() as session:
         batch = lifecycle.request_cancel(
             session, parse_uuid(batch_id, "batch_id"), actor, organisation_id
         )
         detail = batch_detail(session, batch.id)
     if detail.status == "cancelled":  # nothing ran it, so nobody else will announce it
-        _announce_in_background(detail.id)
+        _announce(detail.id)
     return detail
 
 
-def _announce_in_background(batch_id: uuid.UUID) -> None:
-    """Deliver the batch's webhooks without holding up the caller (retries can take a while).
+def _announce(batch_id: uuid.UUID) -> None:
+    """Deliver the cancel to the batch's webhooks, each subscription at once, and wait.
 
-    The thread is not a daemon: a CLI process waits for the deliveries before it exits.
+    The caller waits for the slowest subscription's retries (none: no wait, no Prefect): a sync
+    call can only return sooner by leaving the deliveries to another thread, which a CLI process
+    would either wait for at exit anyway or kill with its pending retries. Errors are logged.
     """
-    from regbatch.services.webhooks import deliver_batch_event
+    from regbatch.services.webhooks import announce_batch_outcome
 
-    threading.Thread(
-        target=deliver_batch_event, args=(batch_id,), name=f"webhooks-{batch_id}"
-    ).start()
+    announce_batch_outcome(batch_id)
 
 
 def retry_failed(

@@ -1,9 +1,11 @@
-"""Webhook subscriptions, and the delivery of a batch's outcome to every subscriber.
+"""Webhook subscriptions, and what a delivery of a batch's outcome needs from the database.
 
 A delivery POSTs the signed JSON summary of the batch (regbatch.webhooks) to each active
-subscription of the batch's organisation that wants the event. Anything but a 2xx (an error
-status, a redirect, a refused connection, a timeout) is retried with exponential backoff, and
-every attempt lands in the batch's operation log. Receivers failing never raise here.
+subscription of the batch's organisation that wants the event. The POSTs and their retries are
+Prefect task runs (regbatch.tasks.webhooks); this module plans them (which subscriptions, which
+bytes), gives a task its subscription's URL and secret, and logs every attempt in the batch's
+operation log. `deliver_batch_event` and `deliver_to_subscription` are the synchronous entry
+points; they import Prefect only when there is something to deliver.
 
 Retry policy: keyword arguments, else REGBATCH_WEBHOOK_ATTEMPTS (default 4) and
 REGBATCH_WEBHOOK_BASE_DELAY_SECONDS (default 1.0: waits of 1 s, 2 s, 4 s between attempts).
@@ -11,19 +13,11 @@ REGBATCH_WEBHOOK_BASE_DELAY_SECONDS (default 1.0: waits of 1 s, 2 s, 4 s between
 
 from __future__ import annotations
 
-import asyncio
-import http.client
-import json
 import logging
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
@@ -40,21 +34,17 @@ from regbatch.errors import ConfigurationError, ConflictError
 from regbatch.services.batches import parse_uuid
 from regbatch.settings import get_settings
 from regbatch.webhooks import (
-    DELIVERY_HEADER,
-    EVENT_HEADER,
-    SIGNATURE_HEADER,
     WebhookEvent,
     build_payload,
+    encode_body,
     event_for_status,
     redact_url,
-    signature_header,
 )
 
 TIMEOUT_S = 10.0
-_USER_AGENT = "regbatch-webhooks/1"
+MAX_ATTEMPTS = 20  # as REGBATCH_WEBHOOK_ATTEMPTS allows
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class SubscriptionView(BaseModel):
@@ -87,6 +77,43 @@ class DeliveryResult(BaseModel):
     attempts: int
     status_code: int | None
     error: str | None
+
+
+class WebhookDelivery(BaseModel):
+    """One event of one batch for one subscription: what a delivery task is given.
+
+    The body is encoded once, so every attempt sends (and signs) the same bytes; the URL and
+    the secret are not in it: the task reads them itself (`load_target`).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    organisation_id: uuid.UUID
+    batch_id: uuid.UUID
+    subscription_id: uuid.UUID
+    url: str
+    """Without credentials, query string or fragment: what logs and results may show."""
+    event: WebhookEvent
+    delivery_id: uuid.UUID
+    """The same across the attempts, so a receiver can drop duplicates."""
+    body: str
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How many attempts a delivery makes, the first wait between them, and each one's timeout."""
+
+    attempts: int
+    base_delay_s: float
+    timeout_s: float = TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a delivery goes and how it is signed; never logged, never a task parameter."""
+
+    url: str
+    secret: str = field(repr=False)
 
 
 # --- subscriptions ---------------------------------------------------------------------------
@@ -126,41 +153,32 @@ def _org_id(session: Session, organisation: str | uuid.UUID) -> uuid.UUID:
     return find_organisation(session, organisation).id
 
 
-# --- delivery --------------------------------------------------------------------------------
+# --- what a delivery needs ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Target:
-    subscription_id: uuid.UUID
-    url: str
-    secret: str
+def delivery_policy(
+    attempts: int | None = None, base_delay_s: float | None = None, timeout_s: float = TIMEOUT_S
+) -> DeliveryPolicy:
+    """The given policy, with the REGBATCH_WEBHOOK_* settings for what is not given."""
+    settings = get_settings()
+    attempts = settings.webhook_attempts if attempts is None else attempts
+    base_delay_s = settings.webhook_base_delay_seconds if base_delay_s is None else base_delay_s
+    if not 1 <= attempts <= MAX_ATTEMPTS or not base_delay_s >= 0 or not timeout_s > 0:
+        raise ValueError(
+            f"webhook policy attempts={attempts}, base_delay_s={base_delay_s}, "
+            f"timeout_s={timeout_s} is out of range; give 1 to {MAX_ATTEMPTS} attempts, "
+            "a delay >= 0 and a timeout > 0"
+        )
+    return DeliveryPolicy(attempts, base_delay_s, timeout_s)
 
 
-@dataclass(frozen=True)
-class _Delivery:
-    organisation_id: uuid.UUID
-    batch_id: uuid.UUID
-    event: WebhookEvent
-    body: bytes
-    attempts: int
-    base_delay_s: float
-    timeout_s: float
+def plan_batch_event(
+    batch_id: uuid.UUID, event: WebhookEvent | None = None
+) -> list[WebhookDelivery]:
+    """One delivery per active subscription that wants `event` (default: the batch's status).
 
-
-def deliver_batch_event(
-    batch_id: uuid.UUID,
-    event: WebhookEvent | None = None,
-    *,
-    attempts: int | None = None,
-    base_delay_s: float | None = None,
-    timeout_s: float = TIMEOUT_S,
-) -> list[DeliveryResult]:
-    """Notify every subscriber of the batch's organisation that wants `event`.
-
-    `event` defaults to the one of the batch's status; a batch that is not stopped, or that
-    nobody subscribed to, gives []. HTTP failures are retried, logged and returned, not raised.
+    [] when the batch is not stopped or nobody subscribed to its event.
     """
-    attempts, base_delay_s = _policy(attempts, base_delay_s)
     with session_scope() as session:
         batch = get_batch(session, batch_id)
         chosen = WebhookEvent(event) if event else event_for_status(batch.status)
@@ -169,22 +187,14 @@ def deliver_batch_event(
         rows = data.subscriptions_for(session, batch.organisation_id, chosen)
         if not rows:
             return []
-        delivery = _prepare(session, batch_id, chosen, attempts, base_delay_s, timeout_s)
-        targets = [_target(row) for row in rows]
-    return _deliver_all(delivery, targets)
+        body = _body(session, batch_id, chosen)
+        return [_delivery(row, batch_id, chosen, body) for row in rows]
 
 
-def deliver_to_subscription(
-    organisation: str | uuid.UUID,
-    subscription_id: str | uuid.UUID,
-    batch_id: str | uuid.UUID,
-    *,
-    attempts: int | None = None,
-    base_delay_s: float | None = None,
-    timeout_s: float = TIMEOUT_S,
-) -> DeliveryResult:
-    """Send the batch's current event to one subscription now (a test: its filters are ignored)."""
-    attempts, base_delay_s = _policy(attempts, base_delay_s)
+def plan_test_delivery(
+    organisation: str | uuid.UUID, subscription_id: str | uuid.UUID, batch_id: str | uuid.UUID
+) -> WebhookDelivery:
+    """The batch's current event for one subscription of the organisation (its filters ignored)."""
     with session_scope() as session:
         org_id = _org_id(session, organisation)
         row = data.get_subscription(session, parse_uuid(subscription_id, "webhook_id"), org_id)
@@ -195,141 +205,20 @@ def deliver_to_subscription(
                 f"batch {batch.id} is {batch.status!r}, which no webhook event announces; "
                 "test with a batch that is completed, failed, paused or cancelled"
             )
-        delivery = _prepare(session, batch.id, event, attempts, base_delay_s, timeout_s)
-        target = _target(row)
-    return _deliver_one(delivery, target)
+        return _delivery(row, batch.id, event, _body(session, batch.id, event))
 
 
-async def deliver_batch_event_async(
-    batch_id: uuid.UUID, event: WebhookEvent | None = None, **options: Any
-) -> list[DeliveryResult]:
-    """`deliver_batch_event` in a worker thread, for the batch flow's event loop."""
-    return await asyncio.to_thread(deliver_batch_event, batch_id, event, **options)
+def load_target(delivery: WebhookDelivery) -> Target:
+    """The subscription's URL and clear secret, read when an attempt needs them."""
+    with session_scope() as session:
+        row = data.get_subscription(session, delivery.subscription_id, delivery.organisation_id)
+        return _target(row)
 
 
-def _prepare(
-    session: Session,
-    batch_id: uuid.UUID,
-    event: WebhookEvent,
-    attempts: int,
-    base_delay_s: float,
-    timeout_s: float,
-) -> _Delivery:
-    detail = batch_detail(session, batch_id)
-    payload = build_payload(detail, event, retry_batch_id=latest_retry_batch_id(session, batch_id))
-    # Compact and encoded once: the signature covers exactly these bytes on every attempt.
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return _Delivery(
-        detail.organisation_id, batch_id, event, body, attempts, base_delay_s, timeout_s
-    )
-
-
-def _target(row: WebhookSubscription) -> _Target:
-    try:
-        secret = passwords.decrypt(row.secret_encrypted)
-    except ConfigurationError:
-        raise ConfigurationError(
-            f"the secret of webhook {row.id} cannot be decrypted with the current "
-            "REGBATCH_SECRET_KEY; use the key it was created with, or delete and re-create it"
-        ) from None
-    return _Target(row.id, row.url, secret)
-
-
-def _deliver_all(delivery: _Delivery, targets: list[_Target]) -> list[DeliveryResult]:
-    if len(targets) == 1:
-        return [_deliver_one(delivery, targets[0])]
-    # One slow or dead receiver must not delay the others by its retries.
-    with ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
-        return list(pool.map(lambda target: _deliver_one(delivery, target), targets))
-
-
-def _deliver_one(delivery: _Delivery, target: _Target) -> DeliveryResult:
-    delivery_id = uuid.uuid4()
-    status_code: int | None = None
-    error: str | None = None
-    for attempt in range(1, delivery.attempts + 1):
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": _USER_AGENT,
-            EVENT_HEADER: str(delivery.event),
-            DELIVERY_HEADER: str(delivery_id),
-            # Signed per attempt, so a retry after a long backoff is not stale on arrival.
-            SIGNATURE_HEADER: signature_header(target.secret, int(time.time()), delivery.body),
-        }
-        status_code, error = _post(target.url, delivery.body, headers, delivery.timeout_s)
-        delivered = error is None
-        _log_attempt(delivery, target, delivery_id, attempt, status_code, error)
-        if delivered:
-            return _result(delivery, target, delivery_id, True, attempt, status_code, None)
-        if attempt < delivery.attempts:
-            time.sleep(delivery.base_delay_s * 2 ** (attempt - 1))
-    logger.warning(
-        "webhook %s to %s failed %d times: %s",
-        delivery.event,
-        redact_url(target.url),
-        delivery.attempts,
-        error,
-    )
-    return _result(delivery, target, delivery_id, False, delivery.attempts, status_code, error)
-
-
-def _result(
-    delivery: _Delivery,
-    target: _Target,
-    delivery_id: uuid.UUID,
-    delivered: bool,
-    attempts: int,
-    status_code: int | None,
-    error: str | None,
-) -> DeliveryResult:
-    return DeliveryResult(
-        subscription_id=target.subscription_id,
-        url=redact_url(target.url),
-        event=str(delivery.event),
-        delivery_id=delivery_id,
-        delivered=delivered,
-        attempts=attempts,
-        status_code=status_code,
-        error=error,
-    )
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Redirects are answers, not successes: urllib would re-send a POST as a bodiless GET."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def _post(
-    url: str, body: bytes, headers: dict[str, str], timeout_s: float
-) -> tuple[int | None, str | None]:
-    """(status code, error): error is None exactly when the receiver answered 2xx."""
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
-            return response.status, None
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return exc.code, f"HTTP {exc.code} {exc.reason}".strip()
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, TimeoutError):
-            return None, f"timed out after {timeout_s:g} s"
-        return None, f"connection failed: {exc.reason}"
-    except TimeoutError:
-        return None, f"timed out after {timeout_s:g} s"
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-def _log_attempt(
-    delivery: _Delivery,
-    target: _Target,
-    delivery_id: uuid.UUID,
+def log_attempt(
+    delivery: WebhookDelivery,
     attempt: int,
+    max_attempts: int,
     status_code: int | None,
     error: str | None,
 ) -> None:
@@ -342,22 +231,99 @@ def _log_attempt(
             operation=Operation.WEBHOOK_DELIVERED if error is None else Operation.WEBHOOK_FAILED,
             actor="system",
             details={
-                "subscription_id": str(target.subscription_id),
-                "url": redact_url(target.url),
+                "subscription_id": str(delivery.subscription_id),
+                "url": delivery.url,
                 "event": str(delivery.event),
-                "delivery_id": str(delivery_id),
+                "delivery_id": str(delivery.delivery_id),
                 "attempt": attempt,
-                "max_attempts": delivery.attempts,
+                "max_attempts": max_attempts,
                 "status_code": status_code,
                 "error": error,
             },
         )
 
 
-def _policy(attempts: int | None, base_delay_s: float | None) -> tuple[int, float]:
-    settings = get_settings()
-    attempts = settings.webhook_attempts if attempts is None else attempts
-    base_delay_s = settings.webhook_base_delay_seconds if base_delay_s is None else base_delay_s
-    if attempts < 1 or not base_delay_s >= 0:
-        raise ValueError(f"attempts={attempts} must be >= 1 and base_delay_s={base_delay_s} >= 0")
-    return attempts, base_delay_s
+def _body(session: Session, batch_id: uuid.UUID, event: WebhookEvent) -> str:
+    detail = batch_detail(session, batch_id)
+    payload = build_payload(detail, event, retry_batch_id=latest_retry_batch_id(session, batch_id))
+    return encode_body(payload).decode()
+
+
+def _delivery(
+    row: WebhookSubscription, batch_id: uuid.UUID, event: WebhookEvent, body: str
+) -> WebhookDelivery:
+    _target(row)  # a secret that cannot be decrypted fails now, before any attempt
+    return WebhookDelivery(
+        organisation_id=row.organisation_id,
+        batch_id=batch_id,
+        subscription_id=row.id,
+        url=redact_url(row.url),
+        event=event,
+        delivery_id=uuid.uuid4(),
+        body=body,
+    )
+
+
+def _target(row: WebhookSubscription) -> Target:
+    try:
+        secret = passwords.decrypt(row.secret_encrypted)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"the secret of webhook {row.id} cannot be decrypted with the current "
+            "REGBATCH_SECRET_KEY; use the key it was created with, or delete and re-create it"
+        ) from None
+    return Target(row.url, secret)
+
+
+# --- delivering now --------------------------------------------------------------------------
+
+
+def deliver_batch_event(
+    batch_id: uuid.UUID,
+    event: WebhookEvent | None = None,
+    *,
+    attempts: int | None = None,
+    base_delay_s: float | None = None,
+    timeout_s: float = TIMEOUT_S,
+) -> list[DeliveryResult]:
+    """Notify every subscriber of the batch's organisation that wants `event`; wait for them.
+
+    `event` defaults to the one of the batch's status; a batch that is not stopped, or that
+    nobody subscribed to, gives [] without touching Prefect. Failed deliveries are retried,
+    logged and returned, not raised.
+    """
+    policy = delivery_policy(attempts, base_delay_s, timeout_s)
+    deliveries = plan_batch_event(batch_id, event)
+    if not deliveries:
+        return []
+    # Imported here: Prefect is imported only when something is delivered.
+    from regbatch.tasks.webhooks import deliver_and_wait
+
+    return deliver_and_wait(deliveries, policy)
+
+
+def announce_batch_outcome(batch_id: uuid.UUID) -> list[DeliveryResult]:
+    """`deliver_batch_event` for a caller whose own work is done: errors are logged, not raised."""
+    try:
+        return deliver_batch_event(batch_id)
+    except Exception:
+        logger.exception("the webhooks of batch %s were not delivered", batch_id)
+        return []
+
+
+def deliver_to_subscription(
+    organisation: str | uuid.UUID,
+    subscription_id: str | uuid.UUID,
+    batch_id: str | uuid.UUID,
+    *,
+    attempts: int | None = None,
+    base_delay_s: float | None = None,
+    timeout_s: float = TIMEOUT_S,
+) -> DeliveryResult:
+    """Send the batch's current event to one subscription now (a test: its filters are ignored)."""
+    policy = delivery_policy(attempts, base_delay_s, timeout_s)
+    delivery = plan_test_delivery(organisation, subscription_id, batch_id)
+    from regbatch.tasks.webhooks import deliver_and_wait
+
+    [result] = deliver_and_wait([delivery], policy)
+    return result

@@ -1,4 +1,5 @@
-"""Webhook payloads and signatures: what a receiver gets, and how it checks it came from us."""
+"""Webhook payloads and signatures: what a receiver gets, and how it checks it came from us;
+how the delivery client reads answers, and which failures Prefect retries (no I/O, no server)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,26 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
+from prefect.states import Completed, Failed
 
+from regbatch.tasks.webhooks import Answer, WebhookClient, _only_transient, status_answer
 from regbatch.views import BatchDetail, JobView, StepView
 from regbatch.webhooks import (
+    PermanentWebhookError,
+    TransientWebhookError,
     WebhookEvent,
     build_payload,
+    encode_body,
     event_for_status,
     event_problems,
     generate_secret,
+    is_transient_status,
     redact_url,
     sign,
     signature_header,
@@ -205,3 +214,91 @@ def test_urls_and_events_are_checked_and_urls_redacted_for_logs() -> None:
         redact_url("https://user:pw@hooks.example.com:8443/in?token=abc#frag")
         == "https://hooks.example.com:8443/in"
     )
+
+
+# --- delivery: the client and what is retried ------------------------------------------------
+
+
+def test_the_body_is_compact_utf8_json() -> None:
+    assert encode_body({"name": "Café", "n": [1, 2]}) == '{"name":"Café","n":[1,2]}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [
+        *[(status, True) for status in (408, 429, 500, 503, 599)],
+        *[(status, False) for status in (400, 401, 404, 410, 422, 302)],
+    ],
+)
+def test_only_408_429_and_5xx_answers_are_worth_another_attempt(
+    status: int, transient: bool
+) -> None:
+    assert is_transient_status(status) is transient
+    answer = status_answer(status, "Reason")
+    assert answer == Answer(status, f"HTTP {status} Reason", transient)
+
+
+def test_any_2xx_is_delivered() -> None:
+    assert status_answer(200, "OK") == Answer(200) and status_answer(204) == Answer(204)
+
+
+def _client(handler: Callable[[httpx.Request], httpx.Response]) -> WebhookClient:
+    return WebhookClient(timeout_s=0.2, transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.anyio
+async def test_the_client_posts_the_bytes_and_headers_and_never_follows_a_redirect() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/moved":
+            return httpx.Response(302, headers={"Location": "https://elsewhere.example.com/"})
+        return httpx.Response(202, text="x" * 10_000)
+
+    async with _client(handler) as client:
+        accepted = await client.post("https://hooks.example.com/in", b"{}", {"X-A": "1"})
+        moved = await client.post("https://hooks.example.com/moved", b"{}", {})
+    assert accepted == Answer(202)
+    assert moved == Answer(302, "HTTP 302 Found", transient=False)
+    assert [r.url.host for r in seen] == ["hooks.example.com"] * 2  # the redirect not followed
+    assert seen[0].content == b"{}" and seen[0].method == "POST"
+    assert seen[0].headers["X-A"] == "1"
+    assert seen[0].headers["User-Agent"] == "regbatch-webhooks/1"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (httpx.ConnectError("[Errno 111] Connection refused"), Answer(None, "connection failed: [Errno 111] Connection refused", True)),
+        (httpx.ReadTimeout("slow"), Answer(None, "timed out after 0.2 s", True)),
+        (httpx.RemoteProtocolError("peer closed"), Answer(None, "connection failed: peer closed", True)),
+        (httpx.UnsupportedProtocol("no gopher"), Answer(None, "UnsupportedProtocol: no gopher")),
+    ],
+)  # fmt: skip
+async def test_the_client_answers_for_connection_errors_and_timeouts(
+    error: Exception, expected: Answer
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    async with _client(handler) as client:
+        assert await client.post("https://hooks.example.com/in", b"{}", {}) == expected
+
+
+def test_prefect_retries_only_transient_failures() -> None:
+    def state(error: Exception) -> Any:
+        return Failed(data=error)
+
+    def transient() -> TransientWebhookError:
+        return TransientWebhookError("x", reason="HTTP 503", status_code=503, attempt=1)
+
+    def permanent() -> PermanentWebhookError:
+        return PermanentWebhookError("x", reason="HTTP 404", status_code=404, attempt=1)
+
+    task: Any = None
+    assert _only_transient(task, task, state(transient())) is True
+    assert _only_transient(task, task, state(permanent())) is False
+    assert _only_transient(task, task, state(RuntimeError("database down"))) is False
+    assert _only_transient(task, task, Completed(data="a result")) is False
