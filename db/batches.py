@@ -141,7 +141,7 @@ def create_batch(
     Every check runs before anything is written, and the error lists every offending id.
     """
     settings = dict(settings or {})
-    overrides = overrides or {}
+    unique_ids = list(dict.fromkeys(restaurant_ids))
     problems = _check_options(
         name,
         restaurant_ids,
@@ -152,38 +152,13 @@ def create_batch(
         max_size,
     )
     problems += settings_problems(settings)
-    unique_ids = list(dict.fromkeys(restaurant_ids))
-    restaurants: dict[uuid.UUID, Restaurant] = {}
-    if unique_ids:
-        restaurants = lock_restaurants(session, organisation_id, unique_ids)
-        problems += [
-            Problem(
-                "restaurant_ids",
-                "does not exist in this organisation; check the id with "
-                "`regbatch restaurants list`",
-                str(rid),
-            )
-            for rid in unique_ids
-            if rid not in restaurants
-        ]
-        problems += _active_elsewhere(session, list(restaurants))
-
+    restaurants = lock_restaurants(session, organisation_id, unique_ids) if unique_ids else {}
+    problems += _restaurant_problems(session, unique_ids, restaurants)
     configs: dict[uuid.UUID, dict[str, Any]] = {}
-    if not any(p.field == "settings" or p.field.startswith("settings.") for p in problems):
-        for rid, restaurant in restaurants.items():
-            config, config_problems = registration_config(restaurant, settings, overrides.get(rid))
-            problems += config_problems
-            if config is not None:
-                configs[rid] = config
-
-    if problems:
-        offending = sorted({p.subject for p in problems if p.subject})
-        summary = "batch not created: " + (
-            f"{len(offending)} restaurant(s) cannot be registered: {', '.join(offending)}"
-            if offending
-            else "invalid batch options"
-        )
-        raise InvalidInputError(summary, problems)
+    if not _settings_invalid(problems):  # each restaurant's configuration builds on them
+        configs, config_problems = _configs(restaurants, settings, overrides or {})
+        problems += config_problems
+    _raise_if_invalid(problems)
 
     batch = Batch(
         organisation_id=organisation_id,
@@ -200,13 +175,76 @@ def create_batch(
     )
     session.add(batch)
     session.flush()
+    _add_jobs(session, batch, unique_ids, configs)
+    _log_created(session, batch)
+    return batch
+
+
+def _restaurant_problems(
+    session: Session, unique_ids: Sequence[uuid.UUID], restaurants: Mapping[uuid.UUID, Restaurant]
+) -> list[Problem]:
+    """Restaurants that are not the organisation's, or that an unfinished batch holds."""
+    if not unique_ids:
+        return []
+    missing = [
+        Problem(
+            "restaurant_ids",
+            "does not exist in this organisation; check the id with `regbatch restaurants list`",
+            str(rid),
+        )
+        for rid in unique_ids
+        if rid not in restaurants
+    ]
+    return missing + _active_elsewhere(session, list(restaurants))
+
+
+def _settings_invalid(problems: Sequence[Problem]) -> bool:
+    return any(p.field == "settings" or p.field.startswith("settings.") for p in problems)
+
+
+def _configs(
+    restaurants: Mapping[uuid.UUID, Restaurant],
+    settings: Mapping[str, Any],
+    overrides: Mapping[uuid.UUID, Mapping[str, Any]],
+) -> tuple[dict[uuid.UUID, dict[str, Any]], list[Problem]]:
+    """Each restaurant's validated registration configuration, and the problems of the others."""
+    configs: dict[uuid.UUID, dict[str, Any]] = {}
+    problems: list[Problem] = []
+    for rid, restaurant in restaurants.items():
+        config, config_problems = registration_config(restaurant, settings, overrides.get(rid))
+        problems += config_problems
+        if config is not None:
+            configs[rid] = config
+    return configs, problems
+
+
+def _raise_if_invalid(problems: list[Problem]) -> None:
+    """InvalidInputError listing every problem, summarised by the restaurants they concern."""
+    if not problems:
+        return
+    offending = sorted({p.subject for p in problems if p.subject})
+    summary = "batch not created: " + (
+        f"{len(offending)} restaurant(s) cannot be registered: {', '.join(offending)}"
+        if offending
+        else "invalid batch options"
+    )
+    raise InvalidInputError(summary, problems)
+
+
+def _add_jobs(
+    session: Session,
+    batch: Batch,
+    restaurant_ids: Sequence[uuid.UUID],
+    configs: Mapping[uuid.UUID, dict[str, Any]],
+) -> None:
+    """One pending job per restaurant, in the given order, each with its twelve pending steps."""
     job_rows, step_rows = [], []
-    for position, rid in enumerate(unique_ids):
+    for position, rid in enumerate(restaurant_ids):
         job_id = uuid.uuid4()
         job_rows.append(
             {
                 "id": job_id,
-                "organisation_id": organisation_id,
+                "organisation_id": batch.organisation_id,
                 "batch_id": batch.id,
                 "restaurant_id": rid,
                 "position": position,
@@ -219,7 +257,7 @@ def create_batch(
         step_rows += [
             {
                 "id": uuid.uuid4(),
-                "organisation_id": organisation_id,
+                "organisation_id": batch.organisation_id,
                 "job_id": job_id,
                 "step_number": spec.number,
                 "step_key": spec.key,
@@ -231,20 +269,22 @@ def create_batch(
         ]
     session.execute(insert(Job), job_rows)
     session.execute(insert(JobStep), step_rows)
+
+
+def _log_created(session: Session, batch: Batch) -> None:
     append_log(
         session,
-        organisation_id=organisation_id,
+        organisation_id=batch.organisation_id,
         batch_id=batch.id,
         operation=Operation.BATCH_CREATED,
-        actor=created_by or "system",
+        actor=batch.created_by or "system",
         details={
-            "restaurants": len(unique_ids),
-            "execution_mode": execution_mode,
-            "concurrency": concurrency,
-            "retry_of_batch_id": str(retry_of_batch_id) if retry_of_batch_id else None,
+            "restaurants": batch.total_restaurants,
+            "execution_mode": batch.execution_mode,
+            "concurrency": batch.concurrency,
+            "retry_of_batch_id": str(batch.retry_of_batch_id) if batch.retry_of_batch_id else None,
         },
     )
-    return batch
 
 
 def get_batch(
@@ -424,34 +464,7 @@ def batch_detail(
         .where(Job.batch_id == batch_id)
         .order_by(Job.position)
     ).all()
-    steps = session.execute(
-        select(JobStep.job_id, *(_STEP_VIEW_COLUMNS if with_results else _STEP_SUMMARY_COLUMNS))
-        .join(Job, Job.id == JobStep.job_id)
-        .where(Job.batch_id == batch_id)
-        .order_by(JobStep.job_id, JobStep.step_number)
-    )
-    steps_by_job: dict[uuid.UUID, list[StepView]] = {}
-    for row in steps:
-        fields = row._asdict()
-        fields.setdefault("result_data", None)
-        steps_by_job.setdefault(fields.pop("job_id"), []).append(StepView(**fields))
-    job_views = [
-        JobView(
-            id=job.id,
-            restaurant_id=job.restaurant_id,
-            restaurant_name=restaurant_name,
-            position=job.position,
-            status=job.status,
-            current_step=job.current_step,
-            error_message=job.error_message,
-            error_details=job.error_details,
-            retry_of_job_id=job.retry_of_job_id,
-            started_at=job.started_at,
-            completed_at=job.completed_at,
-            steps=steps_by_job.get(job.id, []),
-        )
-        for job, restaurant_name in jobs
-    ]
+    steps_by_job = _step_views(session, batch_id, with_results)
     return BatchDetail(
         **_summary(batch).model_dump(),
         organisation_id=batch.organisation_id,
@@ -466,7 +479,42 @@ def batch_detail(
         flow_run_id=batch.flow_run_id,
         cancelled_at=batch.cancelled_at,
         updated_at=batch.updated_at,
-        jobs=job_views,
+        jobs=[_job_view(job, name, steps_by_job.get(job.id, [])) for job, name in jobs],
+    )
+
+
+def _step_views(
+    session: Session, batch_id: uuid.UUID, with_results: bool
+) -> dict[uuid.UUID, list[StepView]]:
+    """The batch's steps by job, in step order, in one query."""
+    steps = session.execute(
+        select(JobStep.job_id, *(_STEP_VIEW_COLUMNS if with_results else _STEP_SUMMARY_COLUMNS))
+        .join(Job, Job.id == JobStep.job_id)
+        .where(Job.batch_id == batch_id)
+        .order_by(JobStep.job_id, JobStep.step_number)
+    )
+    steps_by_job: dict[uuid.UUID, list[StepView]] = {}
+    for row in steps:
+        fields = row._asdict()
+        fields.setdefault("result_data", None)
+        steps_by_job.setdefault(fields.pop("job_id"), []).append(StepView(**fields))
+    return steps_by_job
+
+
+def _job_view(job: Job, restaurant_name: str, steps: list[StepView]) -> JobView:
+    return JobView(
+        id=job.id,
+        restaurant_id=job.restaurant_id,
+        restaurant_name=restaurant_name,
+        position=job.position,
+        status=job.status,
+        current_step=job.current_step,
+        error_message=job.error_message,
+        error_details=job.error_details,
+        retry_of_job_id=job.retry_of_job_id,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        steps=steps,
     )
 
 

@@ -53,24 +53,46 @@ def create_retry_batch(
         latest = _latest_retry(session, original.id)
         if latest is not None:
             return RetryOutcome(latest.id, latest.status, existed=True)
+    _refuse_unretryable(original, failed)
+    _refuse_busy(session, original, [restaurant for _, restaurant in failed])
+    steps_by_job = _steps_by_job(session, [job.id for job, _ in failed])
+    configs = _retry_configs(original, failed)
+    retry = _add_retry_batch(session, original, actor, len(failed))
+    _add_retry_jobs(session, retry, failed, configs, steps_by_job)
+    _log_retry_created(session, original, retry, actor)
+    return RetryOutcome(retry.id, retry.status, existed=False)
+
+
+def _refuse_unretryable(original: Batch, failed: list[Row[Job, Restaurant]]) -> None:
+    """ConflictError unless the batch has stopped and has failed restaurants left to retry."""
     if original.status not in RETRYABLE:
         raise ConflictError(
-            f"batch {batch_id} is {original.status!r}; retry its failed "
+            f"batch {original.id} is {original.status!r}; retry its failed "
             "restaurants once it has stopped (completed, failed, paused or "
             "cancelled)"
         )
     if not failed:
-        raise ConflictError(f"batch {batch_id} has no failed restaurants to retry")
-    _refuse_busy(session, original, [restaurant for _, restaurant in failed])
+        raise ConflictError(f"batch {original.id} has no failed restaurants to retry")
+
+
+def _steps_by_job(session: Session, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[JobStep]]:
+    """The jobs' step rows, in step order."""
     steps = session.scalars(
         select(JobStep)
-        .where(JobStep.job_id.in_([j.id for j, _ in failed]))
+        .where(JobStep.job_id.in_(job_ids))
         .order_by(JobStep.job_id, JobStep.step_number)
     ).all()
     by_job: dict[uuid.UUID, list[JobStep]] = {}
     for row in steps:
         by_job.setdefault(row.job_id, []).append(row)
+    return by_job
 
+
+def _retry_configs(
+    original: Batch, failed: list[Row[Job, Restaurant]]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """Each failed job's configuration rebuilt from its restaurant as it is now, by job id;
+    InvalidInputError listing every restaurant that no longer validates."""
     problems: list[Problem] = []
     configs: dict[uuid.UUID, dict[str, Any]] = {}
     for job, restaurant in failed:
@@ -80,14 +102,18 @@ def create_retry_batch(
             configs[job.id] = config
     if problems:
         raise InvalidInputError("retry batch not created: fix these restaurants first", problems)
+    return configs
 
+
+def _add_retry_batch(session: Session, original: Batch, actor: str, restaurants: int) -> Batch:
+    """The retry batch's row (draft), with the original's name, mode and breaker."""
     retry = Batch(
         organisation_id=original.organisation_id,
         name=f"{original.name} - Retry"[:200],
         execution_mode=original.execution_mode,
         concurrency=original.concurrency,
         status=BatchStatus.DRAFT,
-        total_restaurants=len(failed),
+        total_restaurants=restaurants,
         settings=original.settings,
         created_by=actor,
         retry_of_batch_id=original.id,
@@ -96,6 +122,17 @@ def create_retry_batch(
     )
     session.add(retry)
     session.flush()
+    return retry
+
+
+def _add_retry_jobs(
+    session: Session,
+    retry: Batch,
+    failed: list[Row[Job, Restaurant]],
+    configs: dict[uuid.UUID, dict[str, Any]],
+    steps_by_job: dict[uuid.UUID, list[JobStep]],
+) -> None:
+    """One job per failed job, keeping its idempotency root, with its steps carried over."""
     job_rows, step_rows = [], []
     for position, (job, _) in enumerate(failed):
         new_id = uuid.uuid4()
@@ -113,16 +150,20 @@ def create_retry_batch(
                 "dispatch_attempts": 0,
             }
         )
-        step_rows += _carried_steps(by_job[job.id], new_id)
+        step_rows += _carried_steps(steps_by_job[job.id], new_id)
     session.execute(insert(Job), job_rows)
     session.execute(insert(JobStep), step_rows)
+
+
+def _log_retry_created(session: Session, original: Batch, retry: Batch, actor: str) -> None:
+    """One entry in each batch's log: the original names its retry, the retry its original."""
     append_log(
         session,
         organisation_id=original.organisation_id,
         batch_id=original.id,
         operation=Operation.RETRY_BATCH_CREATED,
         actor=actor,
-        details={"new_batch_id": str(retry.id), "restaurants": len(failed)},
+        details={"new_batch_id": str(retry.id), "restaurants": retry.total_restaurants},
     )
     append_log(
         session,
@@ -130,9 +171,8 @@ def create_retry_batch(
         batch_id=retry.id,
         operation=Operation.BATCH_CREATED,
         actor=actor,
-        details={"restaurants": len(failed), "retry_of_batch_id": str(original.id)},
+        details={"restaurants": retry.total_restaurants, "retry_of_batch_id": str(original.id)},
     )
-    return RetryOutcome(retry.id, retry.status, existed=False)
 
 
 def _held_by_retries(original_id: uuid.UUID) -> Select[uuid.UUID]:

@@ -89,25 +89,14 @@ def create_template(
     """A new template, or InvalidInputError listing every problem (nothing written then)."""
     name = name.strip()
     city = (city or "").strip() or None
-    problems: list[Problem] = []
-    if not name:
-        problems.append(Problem("name", "is empty; name the template, e.g. 'Auckland hot leads'"))
-    elif len(name) > NAME_MAX:
-        problems.append(Problem("name", f"has {len(name)} characters; use at most {NAME_MAX}"))
-    elif _find(session, organisation_id, name) is not None:
-        problems.append(Problem("name", f"{name!r} is taken in this organisation; choose another"))
+    problems = _name_problems(session, organisation_id, name)
     problems += _filter_problems(
         city, lead_stage, lead_type, min_icp_score, registration_status, limit, max_size
     )
     problems += option_problems(
         execution_mode, concurrency, breaker_threshold, breaker_min_finished
     )
-    if settings is not None and not isinstance(settings, Mapping):
-        problems.append(
-            Problem("settings", f"is a {type(settings).__name__}; give an object of settings")
-        )
-    else:
-        problems += settings_problems(dict(settings or {}))
+    problems += _template_settings_problems(settings)
     if problems:
         raise InvalidInputError("template not created: invalid template", problems)
     template = BatchTemplate(
@@ -125,15 +114,40 @@ def create_template(
         breaker_threshold=Decimal(str(breaker_threshold)),
         breaker_min_finished=breaker_min_finished,
     )
+    _add_template(session, template)
+    return template
+
+
+def _name_problems(session: Session, organisation_id: uuid.UUID, name: str) -> list[Problem]:
+    """A template's name is given, short enough, and not taken in the organisation."""
+    if not name:
+        return [Problem("name", "is empty; name the template, e.g. 'Auckland hot leads'")]
+    if len(name) > NAME_MAX:
+        return [Problem("name", f"has {len(name)} characters; use at most {NAME_MAX}")]
+    if _find(session, organisation_id, name) is not None:
+        return [_name_taken(name)]
+    return []
+
+
+def _name_taken(name: str) -> Problem:
+    return Problem("name", f"{name!r} is taken in this organisation; choose another")
+
+
+def _template_settings_problems(settings: Mapping[str, Any] | None) -> list[Problem]:
+    if settings is not None and not isinstance(settings, Mapping):
+        return [Problem("settings", f"is a {type(settings).__name__}; give an object of settings")]
+    return settings_problems(dict(settings or {}))
+
+
+def _add_template(session: Session, template: BatchTemplate) -> None:
+    """Insert the template; a name a concurrent create took meanwhile is an InvalidInputError."""
     try:
         with session.begin_nested():
             session.add(template)
     except IntegrityError:  # a concurrent create took the name between our check and insert
         raise InvalidInputError(
-            "template not created: invalid template",
-            [Problem("name", f"{name!r} is taken in this organisation; choose another")],
+            "template not created: invalid template", [_name_taken(template.name)]
         ) from None
-    return template
 
 
 def list_templates(session: Session, organisation_id: uuid.UUID) -> list[BatchTemplate]:
