@@ -25,6 +25,7 @@ from regbatch.db.oplog import append_log
 from regbatch.db.types import utcnow
 from regbatch.errors import ConflictError, LeaseHeldError
 from regbatch.lease import Lease
+from regbatch.ledger import RunStart
 from regbatch.statuses import (
     BATCH_FINISHED,
     STEP_ACTIVE,
@@ -53,17 +54,6 @@ def _log(
 
 def _lease_live(batch: Batch, now: datetime) -> bool:
     return batch.lease_expires_at is not None and batch.lease_expires_at > now
-
-
-@dataclass(frozen=True)
-class RunStart:
-    """What `begin_run` did: the lease to run under, or why there is nothing to run."""
-
-    lease: Lease | None
-    status: BatchStatus
-    previous_owner: str | None = None
-    previous_flow_run_id: uuid.UUID | None = None
-    """The flow run of the runner this one took over from (to be marked crashed in Prefect)."""
 
 
 def begin_run(

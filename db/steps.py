@@ -15,7 +15,6 @@ timeout, cancellation or database error of our own.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -30,6 +29,7 @@ from regbatch.db.oplog import append_log
 from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError, PlatformError
 from regbatch.lease import Lease
+from regbatch.ledger import JobPlan, StepInputs
 from regbatch.planning import StepState, job_outcome, steps_to_rerun
 from regbatch.statuses import (
     JOB_FINISHED,
@@ -42,33 +42,6 @@ from regbatch.statuses import (
     check_transition,
 )
 from regbatch.steps import BY_NUMBER, StepKey, step
-
-
-@dataclass(frozen=True)
-class JobPlan:
-    """What the restaurant subflow needs to drive one job."""
-
-    job_id: uuid.UUID
-    batch_id: uuid.UUID
-    organisation_id: uuid.UUID
-    restaurant_id: uuid.UUID
-    restaurant_name: str
-    status: JobStatus
-    config: RegistrationConfig
-    states: dict[StepKey, StepState]
-
-
-@dataclass(frozen=True)
-class StepInputs:
-    """What one attempt of a step needs: ids, configuration and its dependencies' results."""
-
-    organisation_id: uuid.UUID
-    restaurant_id: uuid.UUID
-    idempotency_key: str
-    attempt: int
-    config: RegistrationConfig
-    results: dict[StepKey, dict[str, Any]]
-    encrypted_password: str | None
 
 
 def _steps(session: Session, job_id: uuid.UUID) -> list[JobStep]:

@@ -20,7 +20,6 @@ from typing import Any
 
 from prefect import Flow, flow
 from prefect.client.schemas.objects import FlowRun
-from prefect.logging import get_run_logger
 from prefect.runtime import flow_run as this_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed, State
@@ -29,13 +28,18 @@ from regbatch.errors import LeaseLostError, LedgerUnavailableError
 from regbatch.flow_params import BatchRun
 from regbatch.flows.dispatch import Dispatcher, DistributedRunner, run_in_process
 from regbatch.lease import Lease
-from regbatch.services import execution, lifecycle, prefect_runs
-from regbatch.services.batches import batch_name, create_batch_async
-from regbatch.services.lease import LeaseKeeper
+from regbatch.ledger import RunStart
+from regbatch.runner import prefect_runs
+from regbatch.runner.cancellation import cancel_from_orchestrator
+from regbatch.runner.lease import LeaseKeeper, runner_identity
+from regbatch.runner.ledger import ledger
+from regbatch.runner.logs import run_logger
+from regbatch.runner.names import batch_name
+from regbatch.runner.platform import close_platform_client
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, ExecutionMode
 from regbatch.tasks.artifacts import ProgressReporter
-from regbatch.tasks.platform_client import close_platform_client
+from regbatch.tasks.batches import create_batch_from_run
 from regbatch.views import BatchDetail
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ def _run_name() -> str:
     get = run.get if isinstance(run, dict) else lambda key: getattr(run, key, None)
     if get("batch_id"):
         try:
-            return f"batch: {batch_name(str(get('batch_id')))}"
+            return f"batch: {batch_name(uuid.UUID(str(get('batch_id'))))}"
         except Exception:  # a name is never worth failing a run for
             return f"batch {get('batch_id')}"
     return f"batch: {get('name') or 'new'}"
@@ -84,7 +88,7 @@ def cancel_batch_of_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[An
     """
     actor = prefect_runs.prefect_actor(flow_run.id)
     try:
-        detail = lifecycle.cancel_from_orchestrator(flow_run.id, actor)
+        detail = cancel_from_orchestrator(flow_run.id, actor)
     except Exception:
         log.exception("could not cancel the batch of flow run %s", flow_run.id)
         return
@@ -105,7 +109,7 @@ def cancel_batch_of_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[An
 )
 async def registration_batch(run: BatchRun) -> State[Any]:
     """Register a batch of restaurants: every unfinished one, in the batch's execution mode."""
-    batch_id = run.batch_id or await create_batch_async(run)
+    batch_id = run.batch_id or await create_batch_from_run(run)
     lease = await _take(batch_id, run.started_by)
     if isinstance(lease, BatchDetail):  # a takeover carried out an operator's cancel or pause
         return final_state(lease.status, lease.name, lease.pause_reason)
@@ -113,7 +117,7 @@ async def registration_batch(run: BatchRun) -> State[Any]:
         final = await _run(lease)
     except (LeaseLostError, LedgerUnavailableError) as exc:
         # This runner stopped without ending the batch; its new owner (or the next) goes on.
-        get_run_logger().error("%s", exc)
+        run_logger().error("%s", exc)
         raise
     finally:
         await close_platform_client()
@@ -121,85 +125,74 @@ async def registration_batch(run: BatchRun) -> State[Any]:
 
 
 async def _take(batch_id: uuid.UUID, started_by: str) -> Lease | BatchDetail:
-    """Begin the run under a new lease; after a takeover, crash the previous runner's runs."""
+    """Begin the run under a new lease; after a takeover, end the previous runner's runs."""
     own_run = _flow_run_id()
-    status, previous_run = await lifecycle.previous_run(batch_id)
+    status, previous_run = await ledger().previous_run(batch_id)
     cancelled_by = None
     if status == BatchStatus.IN_PROGRESS and previous_run not in (None, own_run):
         assert previous_run is not None
         if await _safely(prefect_runs.was_cancelled(previous_run), default=False):
             cancelled_by = prefect_runs.prefect_actor(previous_run)
-    owner = lifecycle.runner_identity(own_run)
-    start = await lifecycle.begin_run(
-        batch_id, owner, get_settings().lease_seconds, started_by, own_run, cancelled_by
-    )
+    owner = runner_identity(own_run)
+    start = await ledger().begin_run(batch_id, owner, started_by, own_run, cancelled_by)
     if start.previous_flow_run_id not in (None, own_run):
         assert start.previous_flow_run_id is not None
-        message = (
-            "cancelled in Prefect; the batch is cancelled"
-            if cancelled_by
-            else f"runner {start.previous_owner} lost batch {batch_id} (its lease expired)"
-        )
-        ended = await _safely(
-            prefect_runs.crash_runs(
-                start.previous_flow_run_id, message, cancelled=cancelled_by is not None
-            ),
-            0,
-        )
-        get_run_logger().warning(
-            "took batch %s over from %s; ended %d of its flow runs left unfinished in Prefect",
-            batch_id,
-            start.previous_owner,
-            ended,
-        )
+        await _end_previous_runs(batch_id, start, cancelled_by)
     if start.lease is None:
-        return await execution.batch_detail_async(batch_id, with_results=False)
+        return await ledger().batch_detail(batch_id)
     return start.lease
+
+
+async def _end_previous_runs(
+    batch_id: uuid.UUID, start: RunStart, cancelled_by: str | None
+) -> None:
+    """The runner this one took over from left flow runs unfinished in Prefect: end them."""
+    assert start.previous_flow_run_id is not None
+    message = (
+        "cancelled in Prefect; the batch is cancelled"
+        if cancelled_by
+        else f"runner {start.previous_owner} lost batch {batch_id} (its lease expired)"
+    )
+    ended = await _safely(
+        prefect_runs.crash_runs(
+            start.previous_flow_run_id, message, cancelled=cancelled_by is not None
+        ),
+        0,
+    )
+    run_logger().warning(
+        "took batch %s over from %s; ended %d of its flow runs left unfinished in Prefect",
+        batch_id,
+        start.previous_owner,
+        ended,
+    )
 
 
 async def _run(lease: Lease) -> BatchDetail:
     """Dispatch the batch's unfinished restaurants and end the run (LeaseLostError: stopped)."""
-    logger = get_run_logger()
-    settings = get_settings()
-    detail = await execution.batch_detail_async(lease.batch_id, with_results=False)
-    jobs = await execution.unfinished_jobs(lease.batch_id)
+    detail = await ledger().batch_detail(lease.batch_id)
+    jobs = await ledger().unfinished_jobs(lease.batch_id)
     limit = concurrency_limit(detail.execution_mode, detail.concurrency)
-    if detail.execution_mode == ExecutionMode.PARALLEL and limit < min(
-        detail.concurrency, len(jobs)
-    ):
-        logger.warning(
-            "Prefect runs on its embedded SQLite server: %d restaurants at a time instead of "
-            "%d (set PREFECT_API_URL to a Prefect server on PostgreSQL for more)",
-            limit,
-            detail.concurrency,
-        )
-    logger.info(
-        "%s: %d of %d restaurants to run, %s, %d at a time",
-        detail.name,
-        len(jobs),
-        detail.total,
-        detail.execution_mode,
-        limit,
-    )
+    _log_start(detail, len(jobs), limit)
     reporter = ProgressReporter(lease.batch_id, detail.total)
     await reporter.start(detail.total - len(jobs))
-    with LeaseKeeper(lease, settings.lease_seconds) as keeper:
+    settings = get_settings()
+    async with LeaseKeeper(ledger(), lease, settings.lease_seconds) as keeper:
         dispatcher = Dispatcher(
-            keeper, detail.name, limit, run_in_process, reporter, _flow_run_id()
+            ledger(), keeper, detail.name, limit, run_in_process, reporter, _flow_run_id()
         )
         if detail.execution_mode == ExecutionMode.DISTRIBUTED:
-            distributed = DistributedRunner(settings.restaurant_deployment)
+            distributed = DistributedRunner(ledger(), settings.restaurant_deployment)
             dispatcher.run_job, dispatcher.on_stop = distributed, distributed.cancel_running
         outcome = await dispatcher.run(jobs)
         if outcome.stopped == "lease_lost":
             raise LeaseLostError(outcome.reason or f"the lease on batch {lease.batch_id} was lost")
         if outcome.stopped == "orchestration":
-            await lifecycle.request_pause_for(lease, outcome.reason or "orchestration")
-        final = await lifecycle.finish_run(lease)
+            await ledger().request_pause(lease, outcome.reason or "orchestration")
+        final = await ledger().finish_run(lease)
     await reporter.finish(final)
     await _settle_subflows()
     await _notify(lease.batch_id)
-    logger.info(
+    run_logger().info(
         "%s: %s (%d completed, %d failed, %d cancelled of %d)",
         final.name,
         final.status,
@@ -209,6 +202,25 @@ async def _run(lease: Lease) -> BatchDetail:
         final.total,
     )
     return final
+
+
+def _log_start(detail: BatchDetail, to_run: int, limit: int) -> None:
+    logger = run_logger()
+    if detail.execution_mode == ExecutionMode.PARALLEL and limit < min(detail.concurrency, to_run):
+        logger.warning(
+            "Prefect runs on its embedded SQLite server: %d restaurants at a time instead of "
+            "%d (set PREFECT_API_URL to a Prefect server on PostgreSQL for more)",
+            limit,
+            detail.concurrency,
+        )
+    logger.info(
+        "%s: %d of %d restaurants to run, %s, %d at a time",
+        detail.name,
+        to_run,
+        detail.total,
+        detail.execution_mode,
+        limit,
+    )
 
 
 async def _settle_subflows() -> None:
@@ -224,7 +236,7 @@ async def _safely(call: Any, default: Any) -> Any:
     try:
         return await call
     except Exception as exc:
-        get_run_logger().warning("Prefect call failed (%r); going on", exc)
+        run_logger().warning("Prefect call failed (%r); going on", exc)
         return default
 
 

@@ -17,22 +17,23 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prefect.client.orchestration import get_client
 from prefect.deployments import arun_deployment
 from prefect.events import emit_event
-from prefect.logging import get_run_logger
 from prefect.states import Cancelling
 
 from regbatch.errors import LeaseLostError, LedgerUnavailableError
 from regbatch.flows.restaurant import register_restaurant
 from regbatch.lease import Lease
-from regbatch.services import execution, lifecycle, prefect_runs
-from regbatch.services.execution import JobRef
-from regbatch.services.lease import LeaseKeeper
+from regbatch.ledger import JobRef, Ledger
+from regbatch.runner import prefect_runs
+from regbatch.runner.lease import LeaseKeeper
+from regbatch.runner.logs import run_logger
+from regbatch.runner.names import note_job_name
 from regbatch.statuses import JOB_FINISHED, RequestedAction
-from regbatch.step_outcomes import AfterError, after_error
-from regbatch.tasks.artifacts import ProgressReporter
+from regbatch.step_outcomes import Ended, StepEnd
 from regbatch.tasks.steps import state_error
 
 POLL_S = 1.0
@@ -54,17 +55,29 @@ class Outcome:
     requeued: Counter[uuid.UUID] = field(default_factory=Counter)
 
 
+class Reporter(Protocol):
+    """What the dispatcher tells about progress (the batch run's artifacts)."""
+
+    async def job_finished(self, finished: int) -> None: ...
+
+    async def refresh_table(self, force: bool = False) -> None: ...
+
+
 @dataclass
 class Dispatcher:
     """Runs one batch's jobs under the runner's lease (see the module docstring)."""
 
+    ledger: Ledger
     keeper: LeaseKeeper
     batch_name: str
     limit: int
     run_job: RunJob
-    reporter: ProgressReporter
+    reporter: Reporter
     flow_run_id: uuid.UUID | None = None
     on_stop: Callable[[str], Awaitable[None]] | None = None
+    on_breaker: Callable[[uuid.UUID, str, str], None] = field(
+        default=lambda batch_id, name, reason: _announce_breaker(batch_id, name, reason)
+    )
     outcome: Outcome = field(default_factory=Outcome)
     _last_prefect_check: float = 0.0
 
@@ -76,9 +89,7 @@ class Dispatcher:
         """Run `jobs` with at most `limit` at a time until all finish or dispatching must stop."""
         queue = deque(jobs)
         running: dict[asyncio.Task[None], JobRef] = {}
-        lost = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        self.keeper.on_lost(lambda: _call_soon(loop, lost.set))
+        lost = self.keeper.lost
         lost_waiter = asyncio.create_task(lost.wait())
         try:
             while True:
@@ -112,7 +123,7 @@ class Dispatcher:
     async def _attempt(self, job: JobRef, delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
-        await execution.mark_dispatched(self.lease, job.id)
+        await self.ledger.mark_dispatched(self.lease, job.id)
         await self.run_job(job, self.lease)
 
     async def _check_stop(self) -> None:
@@ -120,7 +131,7 @@ class Dispatcher:
         if self.outcome.stopped is not None:
             return
         await self._check_prefect_cancel()
-        action = await execution.requested_action(self.lease)
+        action = await self.ledger.requested_action(self.lease)
         if action is None:
             return
         self.outcome.stopped = {RequestedAction.PAUSE: "pause", RequestedAction.CANCEL: "cancel"}[
@@ -142,29 +153,29 @@ class Dispatcher:
         try:
             cancelled = await prefect_runs.was_cancelled(self.flow_run_id)
         except Exception as exc:  # Prefect briefly away: the batch goes on
-            get_run_logger().warning("could not read this flow run's state (%r)", exc)
+            run_logger().warning("could not read this flow run's state (%r)", exc)
             return
         if cancelled:
             actor = prefect_runs.prefect_actor(self.flow_run_id)
-            get_run_logger().warning("this flow run was cancelled in Prefect: cancelling the batch")
-            await lifecycle.request_cancel_for(self.lease, actor)
+            run_logger().warning("this flow run was cancelled in Prefect: cancelling the batch")
+            await self.ledger.request_cancel(self.lease, actor)
 
     async def _settle(self, job: JobRef, task: asyncio.Task[None], queue: deque[JobRef]) -> None:
         """The job's run ended: count it, check the breaker, or put it back in the queue."""
-        logger = get_run_logger()
+        logger = run_logger()
         error = task.exception()
-        if error is not None and after_error(error, 1, 1) is AfterError.RUNNER_STOPPED:
+        if error is not None and StepEnd.from_error(error).how is Ended.RUNNER_STOPPED:
             raise error
         if error is not None:
             logger.warning("%s: could not run (%r); back in the queue", job.restaurant_name, error)
         may_trip = bool(queue) and self.outcome.stopped is None
-        settled = await lifecycle.settle_job(self.lease, job.id, may_trip=may_trip)
+        settled = await self.ledger.settle_job(self.lease, job.id, may_trip=may_trip)
         if settled.status in JOB_FINISHED:
             await self.reporter.job_finished(settled.finished)
             if settled.breaker_reason is not None:
                 self.outcome.stopped, self.outcome.reason = "breaker", settled.breaker_reason
                 logger.error("%s", settled.breaker_reason)
-                _announce_breaker(self.lease.batch_id, self.batch_name, settled.breaker_reason)
+                self.on_breaker(self.lease.batch_id, self.batch_name, settled.breaker_reason)
             return
         if self.outcome.stopped is not None:
             return  # held by the pause or cancel that stopped dispatching
@@ -181,11 +192,6 @@ class Dispatcher:
         logger.warning(
             "%s did not finish (orchestration error); dispatching it again", job.restaurant_name
         )
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-    """Run `callback` on `loop` from any thread (the lease thread reports a lost lease)."""
-    loop.call_soon_threadsafe(callback)
 
 
 async def _cancel_all(running: dict[asyncio.Task[None], JobRef]) -> None:
@@ -211,10 +217,10 @@ def _announce_breaker(batch_id: uuid.UUID, batch_name: str, reason: str) -> None
 
 async def run_in_process(job: JobRef, lease: Lease) -> None:
     """The restaurant as a subflow of this flow run (its own flow run page in the UI)."""
-    execution.note_job_name(job.id, job.restaurant_name)
+    note_job_name(job.id, job.restaurant_name)
     state = await register_restaurant(job.id, lease, return_state=True)
     error = await state_error(state)
-    if error is not None and after_error(error, 1, 1) is AfterError.RUNNER_STOPPED:
+    if error is not None and StepEnd.from_error(error).how is Ended.RUNNER_STOPPED:
         raise error
 
 
@@ -226,8 +232,8 @@ class DistributedRunner:
     earlier lease (before a takeover) is fenced off: it is cancelled and submitted again.
     """
 
-    def __init__(self, deployment: str) -> None:
-        self.deployment = deployment
+    def __init__(self, ledger: Ledger, deployment: str) -> None:
+        self.ledger, self.deployment = ledger, deployment
         self.active: dict[uuid.UUID, uuid.UUID] = {}
 
     async def __call__(self, job: JobRef, lease: Lease) -> None:
@@ -265,7 +271,7 @@ class DistributedRunner:
             flow_run_name=job.restaurant_name,
             as_subflow=True,
         )
-        await execution.remember_flow_run(lease, job.id, run.id)
+        await self.ledger.remember_flow_run(lease, job.id, run.id)
         return run.id
 
     async def cancel_running(self, reason: str) -> None:

@@ -13,20 +13,19 @@ from __future__ import annotations
 import uuid
 
 from prefect import flow
-from prefect.logging import get_run_logger
 
-from regbatch.db.lifecycle import stalled_batches
 from regbatch.errors import ConflictError
 from regbatch.flow_params import BatchRun
 from regbatch.flows.batch import registration_batch
-from regbatch.services.execution import transact
+from regbatch.runner.ledger import ledger
+from regbatch.runner.logs import run_logger
 
 
 @flow(name="recover-stalled-batches", retries=0, persist_result=False)
 async def recover_stalled_batches() -> list[uuid.UUID]:
     """Find batches whose runner is gone and run each to its end; returns their ids."""
-    logger = get_run_logger()
-    stalled = await transact(stalled_batches)
+    logger = run_logger()
+    stalled = await ledger().stalled_batches()
     if not stalled:
         logger.info("no stalled batches")
     recovered = []

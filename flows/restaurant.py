@@ -1,39 +1,44 @@
 """`register_restaurant(job_id, lease)`: one restaurant's twelve steps, as a Prefect (sub)flow.
 
-The flow only orchestrates: it asks `regbatch.planning` what runs next, starts those step tasks
-concurrently where the graph allows, records skips with their reasons, and ends the job from its
-steps' outcome. Steps already completed are never run again (resume); a failed job re-runs only
-its failed steps and the steps they blocked. Pause and cancel requests on the batch are honoured
-at step boundaries: running steps finish, nothing new starts.
+The flow only orchestrates (`JobRun`): it asks `regbatch.planning` what runs next, starts those
+step tasks concurrently where the graph allows, records skips with their reasons, and ends the
+job from its steps' outcome. Steps already completed are never run again (resume); a failed job
+re-runs only its failed steps and the steps they blocked. Pause and cancel requests on the batch
+are honoured at step boundaries: running steps finish, nothing new starts.
 
 Every write states the batch runner's `lease`. When the lease is lost (another runner took the
 batch over) or the ledger is unreachable, every step still running is cancelled at once and the
 error ends this run: the batch's new owner resumes the job. A step that ended without an outcome
 (an orchestration error) leaves the job unfinished, and the batch runner dispatches it again.
+
+`JobRun` needs no Prefect: it is given a ledger and a way to run a step (here, the step's Prefect
+task), so the orchestration unit tests drive it with an in-memory ledger and fake steps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import flow
-from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed, State
 
 from regbatch.config import RegistrationConfig
 from regbatch.errors import ConfigurationError
 from regbatch.lease import Lease
+from regbatch.ledger import JobPlan, Ledger
 from regbatch.planning import Run, Skip, StepState, next_decisions
-from regbatch.services import execution
-from regbatch.services.execution import JobPlan
+from regbatch.runner.ledger import ledger
+from regbatch.runner.logs import run_logger
+from regbatch.runner.names import restaurant_name_for_job
 from regbatch.statuses import JOB_FINISHED, JobStatus, RequestedAction, StepStatus
-from regbatch.step_outcomes import AfterError, after_error
+from regbatch.step_outcomes import Ended, StepEnd
 from regbatch.steps import StepKey, step
-from regbatch.tasks.steps import state_error, step_task
+from regbatch.tasks.steps import run_step_task
 
 NO_LEASE = (
     "register-restaurant runs one restaurant for its batch's runner and needs that runner's "
@@ -41,11 +46,13 @@ NO_LEASE = (
     "registration-batch deployment)"
 )
 
+RunStep = Callable[[StepKey], Coroutine[Any, Any, StepEnd]]
+
 
 def _run_name() -> str:
     job_id = flow_run.parameters.get("job_id")
     try:
-        return execution.restaurant_name_for_job(uuid.UUID(str(job_id)))
+        return restaurant_name_for_job(uuid.UUID(str(job_id)))
     except Exception:  # a name is never worth failing a run for
         return f"job {job_id}"
 
@@ -61,24 +68,30 @@ async def register_restaurant(job_id: uuid.UUID, lease: Lease | None = None) -> 
     """Register one restaurant: run its steps in dependency order, resuming from the ledger."""
     if lease is None:
         raise ConfigurationError(NO_LEASE)
-    plan = await execution.begin_job(lease, job_id)
+    plan = await ledger().begin_job(lease, job_id)
     if plan.status in JOB_FINISHED:
         return Completed(message=f"job already {plan.status}; nothing to do")
-    run = _JobRun(lease, plan)
+
+    async def run_step(key: StepKey) -> StepEnd:
+        return await run_step_task(key, plan.config, lease, job_id)
+
+    run = JobRun(ledger(), lease, plan, run_step)
     await run.drive()
-    return await _end(run)
+    return await run.end()
 
 
 @dataclass
-class _JobRun:
+class JobRun:
     """One run of a job: its steps' states as this run knows them, and why it stopped."""
 
+    ledger: Ledger
     lease: Lease
     plan: JobPlan
+    run_step: RunStep
     states: dict[StepKey, StepState] = field(init=False)
     stop: RequestedAction | None = None
     interrupted: list[StepKey] = field(default_factory=list)
-    running: dict[asyncio.Task[Any], StepKey] = field(default_factory=dict)
+    running: dict[asyncio.Task[StepEnd], StepKey] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.states = dict(self.plan.states)
@@ -88,7 +101,7 @@ class _JobRun:
         try:
             while True:
                 if self.stop is None and not self.interrupted:
-                    self.stop = await execution.requested_action(self.lease)
+                    self.stop = await self.ledger.requested_action(self.lease)
                 if self.stop is None and not self.interrupted:
                     await self._start_ready_steps()
                 if not self.running:
@@ -103,7 +116,7 @@ class _JobRun:
         decisions = _decide(self.states, self.plan.config)
         skips = [d for d in decisions if isinstance(d, Skip)]
         if skips:
-            await execution.record_skipped(
+            await self.ledger.record_skips(
                 self.lease, self.plan.job_id, [(d.key, d.reason, d.blocked_by) for d in skips]
             )
         for decision in decisions:
@@ -113,64 +126,55 @@ class _JobRun:
                 )
                 continue
             self.states[decision.key] = StepState(StepStatus.IN_PROGRESS)
-            task = step_task(decision.key, self.plan.config)
-            call = task(self.lease, self.plan.job_id, return_state=True)
-            self.running[asyncio.create_task(call)] = decision.key
+            self.running[asyncio.create_task(self.run_step(decision.key))] = decision.key
 
-    async def _settle(self, key: StepKey, finished: asyncio.Task[State[Any]]) -> None:
-        """Take in how a step task ended, by the one rule of `after_error`."""
-        error = finished.exception()  # Prefect itself failed around the task (e.g. its API)
-        state = finished.result() if error is None else None
-        if state is not None and state.is_completed():
-            self.states[key] = StepState(StepStatus.COMPLETED, await state.aresult())
-            return
-        if state is not None and state.is_cancelled():  # refused before it started
-            self.states[key] = StepState(StepStatus.PENDING)
-            self.stop = self.stop or await execution.requested_action(self.lease)
-            return
-        if state is not None:
-            error = await state_error(state) or RuntimeError(f"{state.type}: {state.message}")
-        assert error is not None
-        verdict = after_error(error, attempt=1, attempts=1)  # retries are behind us now
-        if verdict is AfterError.FAILED:
+    async def _settle(self, key: StepKey, finished: asyncio.Task[StepEnd]) -> None:
+        """Take in how a step task ended, by the one rule of `regbatch.step_outcomes`."""
+        error = finished.exception()  # the step could not even be run (e.g. Prefect's API)
+        end = finished.result() if error is None else StepEnd.from_error(error)
+        if end.how is Ended.COMPLETED:
+            self.states[key] = StepState(StepStatus.COMPLETED, end.result)
+        elif end.how is Ended.FAILED:
             self.states[key] = StepState(StepStatus.FAILED)
-        elif verdict is AfterError.RUNNER_STOPPED:
-            raise error
+        elif end.how is Ended.NOT_STARTED:  # refused before it started: pause or cancel asked
+            self.states[key] = StepState(StepStatus.PENDING)
+            self.stop = self.stop or await self.ledger.requested_action(self.lease)
+        elif end.how is Ended.RUNNER_STOPPED:
+            assert end.error is not None
+            raise end.error
         else:
-            get_run_logger().warning(
+            run_logger().warning(
                 "%s ended without an outcome (%s); the restaurant will be run again",
                 step(key).label,
-                _describe(error),
+                _describe(end.error),
             )
             self.states[key] = StepState(StepStatus.PENDING)
             self.interrupted.append(key)
 
-
-async def _end(run: _JobRun) -> State[Any]:
-    """End the job: cancelled, held for a pause, left for a re-run, or completed/failed."""
-    lease, plan = run.lease, run.plan
-    unstarted = any(s.status == StepStatus.PENDING for s in run.states.values())
-    name = plan.restaurant_name
-    if unstarted and run.stop == RequestedAction.CANCEL:
-        await execution.cancel_job(lease, plan.job_id)
-        return Cancelled(message=f"{name}: batch cancelled; unfinished steps cancelled")
-    if unstarted and run.stop == RequestedAction.PAUSE:
-        await execution.hold_job(lease, plan.job_id)
-        done_count = sum(s.status == StepStatus.COMPLETED for s in run.states.values())
-        return Cancelled(
-            name="Paused",
-            message=f"{name}: batch paused after {done_count} completed steps; resume "
-            "continues from there",
-        )
-    if run.interrupted:
-        labels = ", ".join(step(k).label for k in run.interrupted)
-        return Failed(message=f"{name}: {labels} ended without an outcome; dispatched again")
-    outcome = await execution.finish_job(lease, plan.job_id)
-    if outcome == JobStatus.FAILED:
-        failed = [step(k).label for k, s in run.states.items() if s.status == StepStatus.FAILED]
-        get_run_logger().error("%s failed at %s", name, ", ".join(failed))
-        return Failed(message=f"{name}: {', '.join(failed)} failed")
-    return Completed(message=f"{name}: registered")
+    async def end(self) -> State[Any]:
+        """End the job: cancelled, held for a pause, left for a re-run, or completed/failed."""
+        name, job_id = self.plan.restaurant_name, self.plan.job_id
+        unstarted = any(s.status == StepStatus.PENDING for s in self.states.values())
+        if unstarted and self.stop == RequestedAction.CANCEL:
+            await self.ledger.cancel_job(self.lease, job_id)
+            return Cancelled(message=f"{name}: batch cancelled; unfinished steps cancelled")
+        if unstarted and self.stop == RequestedAction.PAUSE:
+            await self.ledger.hold_job(self.lease, job_id)
+            done = sum(s.status == StepStatus.COMPLETED for s in self.states.values())
+            return Cancelled(
+                name="Paused",
+                message=f"{name}: batch paused after {done} completed steps; resume "
+                "continues from there",
+            )
+        if self.interrupted:
+            labels = ", ".join(step(k).label for k in self.interrupted)
+            return Failed(message=f"{name}: {labels} ended without an outcome; dispatched again")
+        if await self.ledger.finish_job(self.lease, job_id) == JobStatus.FAILED:
+            states = self.states.items()
+            failed = [step(k).label for k, s in states if s.status == StepStatus.FAILED]
+            run_logger().error("%s failed at %s", name, ", ".join(failed))
+            return Failed(message=f"{name}: {', '.join(failed)} failed")
+        return Completed(message=f"{name}: registered")
 
 
 def _decide(states: dict[StepKey, StepState], config: RegistrationConfig) -> list[Run | Skip]:
@@ -188,7 +192,7 @@ def _decide(states: dict[StepKey, StepState], config: RegistrationConfig) -> lis
     return decisions
 
 
-async def _cancel_all(running: dict[asyncio.Task[Any], StepKey]) -> None:
+async def _cancel_all(running: dict[asyncio.Task[StepEnd], StepKey]) -> None:
     """Cancel the step tasks still running and wait until they have stopped."""
     for task in running:
         task.cancel()
@@ -197,5 +201,5 @@ async def _cancel_all(running: dict[asyncio.Task[Any], StepKey]) -> None:
     running.clear()
 
 
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {str(error)[:200]}"
+def _describe(error: BaseException | None) -> str:
+    return f"{type(error).__name__}: {str(error)[:200]}" if error else "no error given"

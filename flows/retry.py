@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from prefect import flow
@@ -10,8 +9,8 @@ from prefect.states import Completed, State
 
 from regbatch.flow_params import BatchRun, RetryRun
 from regbatch.flows.batch import registration_batch
-from regbatch.services.lifecycle import retry_failed
 from regbatch.statuses import BatchStatus
+from regbatch.tasks.batches import create_retry_batch
 
 
 @flow(name="retry-failed-batch", retries=0, persist_result=False)
@@ -21,7 +20,7 @@ async def retry_failed_batch(run: RetryRun) -> State[Any]:
     Triggered twice, it makes one retry batch: a run that finds the retry batch made by an
     earlier one runs it only if it never started (a draft), and otherwise leaves it to its runner.
     """
-    outcome = await asyncio.to_thread(retry_failed, run.batch_id, run.started_by)
+    outcome = await create_retry_batch(run.batch_id, run.started_by)
     if outcome.existed and outcome.status != BatchStatus.DRAFT:
         return Completed(
             message=f"retry batch {outcome.batch_id} already exists ({outcome.status}); "

@@ -5,27 +5,25 @@ Scheduled deployments use it ("every Monday 09:00, register the next 5 hot leads
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from prefect import flow
-from prefect.logging import get_run_logger
 from prefect.states import Completed, State
 
 from regbatch.flow_params import BatchRun, TemplateRun
 from regbatch.flows.batch import registration_batch
+from regbatch.runner.logs import run_logger
+from regbatch.tasks.batches import create_batch_from_saved_template
 
 
 @flow(name="template-batch", retries=0, persist_result=False)
 async def template_batch(run: TemplateRun) -> State[Any]:
     """Create a batch from a template's current selection and run it."""
-    from regbatch.services.templates import create_batch_from_template
-
-    batch_id = await asyncio.to_thread(
-        create_batch_from_template, run.organisation, run.template, created_by=run.started_by
+    batch_id = await create_batch_from_saved_template(
+        run.organisation, run.template, run.started_by
     )
     if batch_id is None:
-        get_run_logger().info("template %r selects no restaurant right now", run.template)
+        run_logger().info("template %r selects no restaurant right now", run.template)
         return Completed(message=f"template {run.template!r}: nothing to register")
     return await registration_batch(
         BatchRun(batch_id=batch_id, started_by=run.started_by), return_state=True

@@ -10,7 +10,9 @@ whoever runs the batch next asks the platform again with the same idempotency ke
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from regbatch.errors import (
     BatchStoppingError,
@@ -42,3 +44,28 @@ def after_error(error: BaseException, attempt: int, attempts: int) -> AfterError
     if isinstance(error, LeaseLostError | LedgerUnavailableError):
         return AfterError.RUNNER_STOPPED
     return AfterError.INTERRUPTED
+
+
+class Ended(StrEnum):
+    """How a step's task ended, as the restaurant's loop sees it (retries are behind it)."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    NOT_STARTED = "not_started"
+    RUNNER_STOPPED = "runner_stopped"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class StepEnd:
+    """A step task's end: how, with the step's result or the error that ended it."""
+
+    how: Ended
+    result: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+    @classmethod
+    def from_error(cls, error: BaseException) -> StepEnd:
+        """The end a task that raised `error` (after its retries) had."""
+        # with no attempt left, after_error never answers RETRY: the values are Ended's
+        return cls(Ended(after_error(error, attempt=1, attempts=1).value), error=error)

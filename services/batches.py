@@ -13,7 +13,6 @@ from regbatch.db.engine import session_scope
 from regbatch.db.models import Restaurant
 from regbatch.db.organisations import find_organisation
 from regbatch.errors import InvalidInputError, Problem
-from regbatch.flow_params import BatchRun
 from regbatch.settings import get_settings
 from regbatch.statuses import ExecutionMode
 from regbatch.views import BatchDetail, BatchPage
@@ -108,12 +107,6 @@ def list_batches(
         )
 
 
-def batch_name(batch_id: str | uuid.UUID) -> str:
-    """The batch's name (used to name its flow runs)."""
-    with session_scope() as session:
-        return batch_data.get_batch(session, parse_uuid(batch_id, "batch_id")).name
-
-
 def _organisation_id(session: Any, organisation: str | uuid.UUID) -> uuid.UUID:
     if isinstance(organisation, uuid.UUID):
         return organisation
@@ -146,19 +139,3 @@ def create_single(
             created_by=created_by,
             max_size=1,
         ).id
-
-
-async def create_batch_async(run: BatchRun) -> uuid.UUID:
-    """Create the batch a flow was asked to create (flow parameters), in a worker thread."""
-    import asyncio
-
-    return await asyncio.to_thread(
-        create_batch,
-        run.organisation or "",
-        name=run.name or "",
-        restaurant_ids=run.restaurant_ids,
-        settings=run.settings,
-        execution_mode=run.execution_mode,
-        concurrency=run.concurrency,
-        created_by=run.started_by,
-    )

@@ -10,8 +10,8 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec
 
 from prefect.artifacts import (
     acreate_markdown_artifact,
@@ -21,14 +21,16 @@ from prefect.artifacts import (
 )
 
 from regbatch.reporting import summary_markdown, table_rows
-from regbatch.services.execution import batch_detail_async
+from regbatch.runner.ledger import ledger
 from regbatch.views import BatchDetail
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 
 
-def _best_effort(method: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
+def _best_effort(
+    method: Callable[P, Coroutine[Any, Any, None]],
+) -> Callable[P, Coroutine[Any, Any, None]]:
     @functools.wraps(method)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
@@ -88,7 +90,7 @@ class ProgressReporter:
         if not force and time.monotonic() - self._last_table < self.table_interval_s:
             return
         self._last_table = time.monotonic()
-        await self._write_table(await batch_detail_async(self.batch_id, with_results=False))
+        await self._write_table(await ledger().batch_detail(self.batch_id))
 
     async def _write_table(self, detail: BatchDetail) -> None:
         await acreate_table_artifact(

@@ -21,7 +21,6 @@ from typing import Any
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
-from prefect.logging import get_run_logger
 from prefect.states import Cancelled, State
 
 from regbatch import passwords
@@ -33,13 +32,15 @@ from regbatch.errors import (
     StepCodeError,
 )
 from regbatch.lease import Lease
+from regbatch.ledger import Completed, Failed, Retrying, StepInputs
 from regbatch.platform import build_request
-from regbatch.services import execution
+from regbatch.runner.account_turn import account_creation_turn, spacing_s
+from regbatch.runner.ledger import ledger
+from regbatch.runner.logs import run_logger
+from regbatch.runner.platform import platform_client
 from regbatch.settings import get_settings
-from regbatch.step_outcomes import AfterError, after_error
+from regbatch.step_outcomes import AfterError, Ended, StepEnd, after_error
 from regbatch.steps import RetryPolicy, StepKey, step
-from regbatch.tasks.account_limit import account_creation_turn, spacing_s
-from regbatch.tasks.platform_client import platform_client
 
 
 def _attempt() -> tuple[int, int]:
@@ -80,7 +81,7 @@ async def _call_platform(
         except RateLimitedError as exc:
             if exc.retry_after >= deadline - time.monotonic():
                 raise
-            get_run_logger().info(
+            run_logger().info(
                 "%s: platform asks to wait %.1f s (%s); waiting, then asking again",
                 step(key).label,
                 exc.retry_after,
@@ -98,15 +99,22 @@ def step_timeout(key: StepKey, config: RegistrationConfig) -> float:
 
 
 async def execute_step(
-    lease: Lease, job_id: uuid.UUID, key: StepKey, timeout_s: float
+    lease: Lease,
+    job_id: uuid.UUID,
+    key: StepKey,
+    timeout_s: float,
+    attempt: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Run one attempt of a step and record its outcome; returns the step's result."""
-    attempt, most = _attempt()
+    """Run one attempt of a step and record its outcome; returns the step's result.
+
+    `attempt` is (this attempt, the most attempts) when not running as a Prefect task run.
+    """
+    number, most = attempt or _attempt()
     if key != StepKey.ACCOUNT_REGISTRATION or not spacing_s():
-        return await _attempt_step(lease, job_id, key, timeout_s, attempt, most)
-    get_run_logger().info("%s: waiting for the account-creation turn", step(key).label)
+        return await _attempt_step(lease, job_id, key, timeout_s, number, most)
+    run_logger().info("%s: waiting for the account-creation turn", step(key).label)
     async with account_creation_turn() as turn:
-        return await _attempt_step(lease, job_id, key, timeout_s, attempt, most, turn.note_answered)
+        return await _attempt_step(lease, job_id, key, timeout_s, number, most, turn.note_answered)
 
 
 async def _attempt_step(
@@ -119,26 +127,26 @@ async def _attempt_step(
     on_answer: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     # Refused, with nothing recorded, when the lease is gone or a pause or cancel was asked.
-    inputs = await execution.start_attempt(lease, job_id, key)
+    inputs = await ledger().start_attempt(lease, job_id, key)
     try:
         result = await _perform(key, inputs, timeout_s, on_answer)
     except (PlatformError, StepCodeError) as exc:
         if after_error(exc, attempt, most) is AfterError.RETRY:
-            await execution.record_retrying(lease, job_id, key, exc)
-            get_run_logger().warning(
+            await ledger().record_outcome(lease, job_id, key, Retrying(exc))
+            run_logger().warning(
                 "%s attempt %d of %d failed, will retry: %s", step(key).label, attempt, most, exc
             )
         else:
             cause = exc.__cause__ if isinstance(exc, StepCodeError) else None
-            await execution.record_failed(lease, job_id, key, cause or exc)
+            await ledger().record_outcome(lease, job_id, key, Failed(cause or exc))
         raise
-    await execution.record_completed(lease, job_id, key, result)
+    await ledger().record_outcome(lease, job_id, key, Completed(result))
     return result
 
 
 async def _perform(
     key: StepKey,
-    inputs: execution.StepInputs,
+    inputs: StepInputs,
     timeout_s: float,
     on_answer: Callable[[], None] | None,
 ) -> dict[str, Any]:
@@ -167,7 +175,7 @@ async def _perform(
     except PlatformError:
         raise
     except Exception as exc:
-        get_run_logger().exception("%s: the step's own code failed", step(key).label)
+        run_logger().exception("%s: the step's own code failed", step(key).label)
         raise StepCodeError(f"{step(key).label}: {type(exc).__name__}") from exc
 
 
@@ -233,3 +241,16 @@ async def state_error(state: State[Any]) -> BaseException | None:
         return None
     error = await state.aresult(raise_on_failure=False)
     return error if isinstance(error, BaseException) else None
+
+
+async def run_step_task(
+    key: StepKey, config: RegistrationConfig, lease: Lease, job_id: uuid.UUID
+) -> StepEnd:
+    """Run step `key`'s Prefect task (with its retries) and say how it ended."""
+    state = await step_task(key, config)(lease, job_id, return_state=True)
+    if state.is_completed():
+        return StepEnd(Ended.COMPLETED, result=await state.aresult())
+    if state.is_cancelled():  # refused before it started: a pause or cancel was asked
+        return StepEnd(Ended.NOT_STARTED)
+    error = await state_error(state)
+    return StepEnd.from_error(error or RuntimeError(f"{state.type}: {state.message}"))

@@ -17,9 +17,9 @@ def demo() -> None:
 
     SQLite, Prefect's embedded server and the sandbox platform in this process: nothing to start.
     """
+    from regbatch.api import demo as setup
     from regbatch.api.running import run_batch
     from regbatch.reporting import summary_markdown
-    from regbatch.services import demo as setup
     from regbatch.services.lifecycle import retry_failed
     from regbatch.settings import get_settings
 

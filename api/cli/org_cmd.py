@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from regbatch.api.cli import org_key_cmd
 from regbatch.api.cli._output import JsonFlag, emit
 
 app = typer.Typer(help="Organisations.", no_args_is_help=True)
@@ -17,7 +18,5 @@ def create(name: str, as_json: JsonFlag = False) -> None:
     org_id = new_organisation(name)
     emit({"id": str(org_id), "name": name}, as_json, lambda: typer.echo(str(org_id)))
 
-
-from regbatch.api.cli import org_key_cmd  # noqa: E402 - mounted after the org commands
 
 app.add_typer(org_key_cmd.app, name="key")

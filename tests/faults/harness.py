@@ -309,7 +309,7 @@ async def unfinished_runs(batch_name: str) -> list[tuple[str, str]]:
         FlowRunFilterParentFlowRunId,
     )
 
-    from regbatch.services.prefect_runs import UNFINISHED
+    from regbatch.runner.prefect_runs import UNFINISHED
 
     async with get_client() as client:
         runs = await client.read_flow_runs(

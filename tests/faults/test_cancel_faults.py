@@ -90,7 +90,7 @@ def test_cancel_through_the_prefect_api_under_serve(
 
 
 def harness_actor(flow_run_id: uuid.UUID) -> str:
-    from regbatch.services.prefect_runs import prefect_actor
+    from regbatch.runner.prefect_runs import prefect_actor
 
     return prefect_actor(flow_run_id)
 

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -72,10 +73,10 @@ def test_a_failed_restaurant_never_stops_the_others(org_id, sandbox, mode, concu
 def test_sequential_runs_restaurants_in_the_batch_order(org_id, sandbox) -> None:
     batch_id, _, restaurant_ids = new_batch(org_id, 3)
     run_batch(batch_id)
-    first_call = {}
+    first_call: dict[str, Any] = {}
     for entry in sandbox.ledger():
         first_call.setdefault(entry["restaurant"], entry["at"])
-    assert sorted(first_call, key=first_call.get) == [str(r) for r in restaurant_ids]
+    assert sorted(first_call, key=first_call.__getitem__) == [str(r) for r in restaurant_ids]
 
 
 def test_more_than_half_failing_fails_the_batch(org_id, sandbox) -> None:
@@ -92,7 +93,9 @@ def test_breaker_pauses_the_batch_and_nothing_starts_after_it(org_id, sandbox) -
     )
     detail = run_batch(batch_id)
     assert detail.status == "paused"
-    assert detail.pause_reason.startswith("breaker tripped: 3 of 3 finished restaurants failed")
+    assert (detail.pause_reason or "").startswith(
+        "breaker tripped: 3 of 3 finished restaurants failed"
+    )
     assert detail.failed == 3
     assert {s for s in (j.status for j in detail.jobs[3:])} == {"pending"}
     called = {e["restaurant"] for e in sandbox.ledger()}

@@ -1,9 +1,15 @@
-"""One platform client (one connection pool) per event loop in this process."""
+"""One platform client (one connection pool) per event loop in this process.
+
+`use_platform_client` puts a given client in place for the running loop (the unit tests' one,
+talking to the sandbox in-process).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from regbatch.platform import PlatformClient
 
@@ -26,3 +32,18 @@ async def close_platform_client() -> None:
     client = _CLIENTS.pop(asyncio.get_running_loop(), None)
     if client is not None:
         await client.aclose()
+
+
+@contextmanager
+def use_platform_client(client: PlatformClient) -> Iterator[PlatformClient]:
+    """Steps running on this event loop call the platform through `client` inside the block."""
+    loop = asyncio.get_running_loop()
+    previous = _CLIENTS.get(loop)
+    _CLIENTS[loop] = client
+    try:
+        yield client
+    finally:
+        if previous is None:
+            _CLIENTS.pop(loop, None)
+        else:
+            _CLIENTS[loop] = previous

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from regbatch.db.rate_limits import give_back_turn, keep_turn, take_turn
 from regbatch.db.types import utcnow
-from regbatch.services.execution import transact
+from regbatch.runner.ledger import transact
 from regbatch.settings import get_settings
 
 LIMIT_NAME = "account-creation"

@@ -1,0 +1,218 @@
+"""The SQL ledger (the production `regbatch.ledger.Ledger`) and how flows and tasks reach it.
+
+Each call is one transaction on a small thread pool, so the event loop that drives Prefect's
+async flows and tasks never blocks on the database. Every write states the runner's lease
+(db/fencing.py). A dropped connection or a database that is briefly down is not an outcome of
+the work: the transaction is retried with backoff for as long as the runner's lease lasts, then
+LedgerUnavailableError stops the runner and the next owner resumes the batch (the data
+functions are safe to run again).
+
+`ledger()` is the ledger of this process; tests put another in its place with `use_ledger`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from regbatch.db import lifecycle
+from regbatch.db import runner as runs
+from regbatch.db import steps as ledger_rows
+from regbatch.db.batches import batch_detail
+from regbatch.db.engine import session_scope
+from regbatch.errors import LedgerUnavailableError
+from regbatch.lease import Lease
+from regbatch.ledger import (
+    Completed,
+    Failed,
+    JobPlan,
+    JobRef,
+    JobSettled,
+    Ledger,
+    Outcome,
+    Retrying,
+    RunStart,
+    Skip,
+    StepInputs,
+)
+from regbatch.settings import get_settings
+from regbatch.statuses import BatchStatus, JobStatus, RequestedAction
+from regbatch.steps import StepKey
+from regbatch.views import BatchDetail
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Enough threads for every step of a few dozen concurrent restaurants; each holds a connection
+# for one short transaction only.
+_EXECUTOR = ThreadPoolExecutor(max_workers=24, thread_name_prefix="regbatch-db")
+_FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.05, 2.0
+
+
+def _in_transaction(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    with session_scope() as session:
+        return fn(session, *args, **kwargs)
+
+
+def is_transient_database_error(error: BaseException) -> bool:
+    """A connection that dropped, a server restarting, a deadlock: worth running again."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+async def transact(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `fn(session, *args, **kwargs)` in one transaction on a database thread.
+
+    Transient database errors are retried with backoff for up to the lease's length; past it,
+    LedgerUnavailableError.
+    """
+    loop = asyncio.get_running_loop()
+    budget = get_settings().lease_seconds
+    deadline = loop.time() + budget
+    delay = _FIRST_BACKOFF_S
+    while True:
+        try:
+            return await loop.run_in_executor(
+                _EXECUTOR, partial(_in_transaction, fn, *args, **kwargs)
+            )
+        except DBAPIError as exc:
+            if not is_transient_database_error(exc):
+                raise
+            if loop.time() + delay > deadline:
+                raise LedgerUnavailableError(
+                    f"the database could not be written for {budget:g} s (the runner's lease; "
+                    f"last error: {type(exc.orig or exc).__name__}); this runner stops and the "
+                    "next one resumes the batch once its lease has expired: check that the "
+                    "database named by REGBATCH_DATABASE_URL is up"
+                ) from None
+            log.warning(
+                "database error in %s (%s); trying again in %.2f s",
+                getattr(fn, "__name__", "a ledger write"),
+                type(exc.orig or exc).__name__,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF_S)
+
+
+class SqlLedger:
+    """The ledger in PostgreSQL (or the embedded SQLite file): see the module docstring."""
+
+    async def stalled_batches(self) -> list[uuid.UUID]:
+        return await transact(lifecycle.stalled_batches)
+
+    async def previous_run(self, batch_id: uuid.UUID) -> tuple[BatchStatus, uuid.UUID | None]:
+        return await transact(runs.previous_run, batch_id)
+
+    async def begin_run(
+        self,
+        batch_id: uuid.UUID,
+        owner: str,
+        actor: str,
+        flow_run_id: uuid.UUID | None,
+        cancelled_by: str | None = None,
+    ) -> RunStart:
+        seconds = get_settings().lease_seconds
+        return await transact(
+            lifecycle.begin_run, batch_id, owner, seconds, actor, flow_run_id, cancelled_by
+        )
+
+    async def renew_lease(self, lease: Lease) -> bool:
+        return await transact(lifecycle.renew_lease, lease, get_settings().lease_seconds)
+
+    async def release_lease(self, lease: Lease) -> None:
+        await transact(lifecycle.release_lease, lease)
+
+    async def batch_detail(self, batch_id: uuid.UUID) -> BatchDetail:
+        return await transact(batch_detail, batch_id, with_results=False)
+
+    async def unfinished_jobs(self, batch_id: uuid.UUID) -> list[JobRef]:
+        return await transact(runs.job_refs, batch_id, True)
+
+    async def requested_action(self, lease: Lease) -> RequestedAction | None:
+        return await transact(ledger_rows.requested_action, lease)
+
+    async def request_pause(self, lease: Lease, reason: str) -> None:
+        await transact(runs.request_pause, lease, reason)
+
+    async def request_cancel(self, lease: Lease, actor: str) -> None:
+        await transact(runs.request_cancel, lease, actor)
+
+    async def mark_dispatched(self, lease: Lease, job_id: uuid.UUID) -> None:
+        await transact(runs.mark_dispatched, lease, job_id)
+
+    async def remember_flow_run(
+        self, lease: Lease, job_id: uuid.UUID, flow_run_id: uuid.UUID
+    ) -> None:
+        await transact(runs.remember_flow_run, lease, job_id, flow_run_id)
+
+    async def settle_job(self, lease: Lease, job_id: uuid.UUID, may_trip: bool) -> JobSettled:
+        settled = await transact(runs.settle_job, lease, job_id, may_trip)
+        if settled.breaker_reason is None:
+            return settled
+        # The common case reads only; the rare trip takes the batch in a transaction of its own.
+        reason = await transact(runs.trip_breaker, lease)
+        return JobSettled(settled.status, settled.finished, reason)
+
+    async def finish_run(self, lease: Lease) -> BatchDetail:
+        def finish(session: Any) -> BatchDetail:
+            batch = lifecycle.finish_run(session, lease)
+            return batch_detail(session, batch.id, with_results=False)
+
+        return await transact(finish)
+
+    async def begin_job(self, lease: Lease, job_id: uuid.UUID) -> JobPlan:
+        return await transact(ledger_rows.begin_job, lease, job_id)
+
+    async def record_skips(self, lease: Lease, job_id: uuid.UUID, skips: list[Skip]) -> None:
+        await transact(ledger_rows.record_skipped, lease, job_id, skips)
+
+    async def finish_job(self, lease: Lease, job_id: uuid.UUID) -> JobStatus:
+        return await transact(ledger_rows.finish_job, lease, job_id)
+
+    async def hold_job(self, lease: Lease, job_id: uuid.UUID) -> None:
+        await transact(ledger_rows.hold_job, lease, job_id)
+
+    async def cancel_job(self, lease: Lease, job_id: uuid.UUID) -> bool:
+        return await transact(ledger_rows.cancel_job, lease, job_id)
+
+    async def start_attempt(self, lease: Lease, job_id: uuid.UUID, key: StepKey) -> StepInputs:
+        return await transact(ledger_rows.start_attempt, lease, job_id, key)
+
+    async def record_outcome(
+        self, lease: Lease, job_id: uuid.UUID, key: StepKey, outcome: Outcome
+    ) -> None:
+        if isinstance(outcome, Completed):
+            await transact(ledger_rows.record_completed, lease, job_id, key, outcome.result)
+        elif isinstance(outcome, Retrying):
+            await transact(ledger_rows.record_retrying, lease, job_id, key, outcome.error)
+        elif isinstance(outcome, Failed):
+            await transact(ledger_rows.record_failed, lease, job_id, key, outcome.error)
+
+
+_current: Ledger = SqlLedger()
+
+
+def ledger() -> Ledger:
+    """The ledger flows and tasks of this process record to."""
+    return _current
+
+
+@contextmanager
+def use_ledger(replacement: Ledger) -> Iterator[Ledger]:
+    """Record to `replacement` inside the block (the orchestration unit tests' in-memory one)."""
+    global _current
+    previous, _current = _current, replacement
+    try:
+        yield replacement
+    finally:
+        _current = previous
