@@ -9,8 +9,10 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -39,7 +41,8 @@ async def _deploy(pool: str, name: str, working_dir: Path) -> str:
         job_variables={"working_dir": str(working_dir)},
     )
     assert deployment.entrypoint == "regbatch.flows.restaurant.register_restaurant"
-    await deployment.apply()
+    # apply is a coroutine in async code; its hints also admit the sync variant's UUID
+    await cast(Awaitable[uuid.UUID], deployment.apply())
     return f"register-restaurant/{name}"
 
 
@@ -104,7 +107,7 @@ def test_distributed_batch_runs_each_restaurant_on_the_pool_beside_a_decoy_proje
 
     async def runs():
         async with get_client() as client:
-            return [await client.read_flow_run(job.flow_run_id) for job in jobs]
+            return [await client.read_flow_run(cast(uuid.UUID, job.flow_run_id)) for job in jobs]
 
     from regbatch.db.engine import session_scope
     from regbatch.db.models import Job

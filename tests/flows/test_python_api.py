@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from typing import cast
 
 import pytest
 
 import regbatch.api.python as regbatch
 from regbatch.db.engine import session_scope
 from regbatch.errors import ConflictError, NotFoundError
+from regbatch.views import BatchDetail
 from tests.cli import cli, cli_json
 from tests.factories import make_org, make_restaurants
 from tests.flows.conftest import ALL_STEPS_ON
@@ -54,7 +56,10 @@ def test_create_run_retry_export_and_scoping(org_id, sandbox) -> None:
 def test_register_one_restaurant(org_id, sandbox) -> None:
     with session_scope() as session:
         (restaurant_id,) = make_restaurants(session, org_id, 1)
-    detail = regbatch.register_restaurant(org_id, restaurant_id, settings=ALL_STEPS_ON)
+    # run here (the default), so a BatchDetail rather than a StartResult
+    detail = cast(
+        BatchDetail, regbatch.register_restaurant(org_id, restaurant_id, settings=ALL_STEPS_ON)
+    )
     assert detail.name.startswith("Single: ") and detail.status == "completed"
 
 

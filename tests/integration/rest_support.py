@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from sqlalchemy import func, select, update
@@ -26,6 +26,7 @@ from regbatch.db.models import (
 )
 from regbatch.db.types import utcnow
 from regbatch.services.api_keys import create_api_key
+from regbatch.statuses import JobStatus
 from tests.factories import make_restaurants
 
 COUNTED = (Batch, Job, JobStep, OperationLog, BatchTemplate, WebhookSubscription)
@@ -103,7 +104,7 @@ def finish_with_failure(batch_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
     with session_scope() as session:
         jobs = list(session.scalars(batch_data.select_jobs(batch_id)))
         done, failed = jobs[0], jobs[1]
-        for job, status in ((done, "completed"), (failed, "failed")):
+        for job, status in ((done, JobStatus.COMPLETED), (failed, JobStatus.FAILED)):
             job.status = status
             job.started_at = now - timedelta(seconds=90)
             job.completed_at = now
@@ -151,9 +152,12 @@ def finish_with_failure(batch_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
 @pytest.fixture(scope="session")
 def batch_deployment(prefect_server: str) -> Iterator[str]:
     """The `registration-batch` deployment, registered (not served) on the Prefect server."""
+    from prefect.deployments.runner import RunnerDeployment
+
     from regbatch.flows.batch import registration_batch
 
-    deployment = registration_batch.to_deployment(name="registration-batch")
+    # to_deployment is sync here; its hints also admit the coroutine of an async caller
+    deployment = cast(RunnerDeployment, registration_batch.to_deployment(name="registration-batch"))
     deployment.apply()
     yield "registration-batch/registration-batch"
 

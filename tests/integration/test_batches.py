@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select
@@ -13,11 +14,12 @@ from regbatch.db.engine import get_engine, session_scope
 from regbatch.db.models import Batch, Job, JobStep, OperationLog
 from regbatch.db.types import utcnow
 from regbatch.errors import InvalidInputError
+from regbatch.statuses import StepStatus
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import concurrently
 
 
-def new_batch(org_id: uuid.UUID, ids: list[uuid.UUID], **options: object) -> uuid.UUID:
+def new_batch(org_id: uuid.UUID, ids: list[uuid.UUID], **options: Any) -> uuid.UUID:
     with session_scope() as session:
         return batches.create_batch(
             session, organisation_id=org_id, name="Auckland Q4", restaurant_ids=ids, **options
@@ -189,7 +191,7 @@ def test_detail_without_results_is_the_same_detail_minus_the_results(org_id: uui
         step = session.scalars(
             select(JobStep).where(JobStep.job_id == first.id, JobStep.step_number == 1)
         ).one()
-        step.status, step.attempts = "completed", 1
+        step.status, step.attempts = StepStatus.COMPLETED, 1
         step.result_data = {"account_id": "acc-1"}
     with session_scope() as session:
         full = batches.batch_detail(session, batch_id)

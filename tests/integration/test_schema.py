@@ -7,11 +7,13 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterator
+from enum import Enum
+from typing import cast
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import DateTime, Engine, create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from regbatch.audit import Operation
@@ -99,7 +101,7 @@ def _check_values(engine: Engine, table: str, column: str) -> set[str]:
     ],
 )
 def test_enums_equal_the_migrated_check_lists(
-    engine: Engine, table: str, column: str, enum: type
+    engine: Engine, table: str, column: str, enum: type[Enum]
 ) -> None:
     assert _check_values(engine, table, column) == {m.value for m in enum}
 
@@ -235,4 +237,4 @@ def test_deleting_a_batch_cascades_to_jobs_steps_and_logs(engine: Engine, batch_
 def test_timestamps_are_timezone_aware(engine: Engine) -> None:
     columns = inspect(engine).get_columns("registration_job_steps")
     started = next(c for c in columns if c["name"] == "started_at")
-    assert started["type"].timezone is True
+    assert cast(DateTime, started["type"]).timezone is True

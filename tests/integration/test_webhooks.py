@@ -27,6 +27,7 @@ from regbatch.errors import ConfigurationError, ConflictError, InvalidInputError
 from regbatch.services import lifecycle
 from regbatch.services import webhooks as service
 from regbatch.settings import reset_settings
+from regbatch.statuses import JobStatus
 from regbatch.webhooks import WebhookEvent
 from tests.cli import cli, cli_json
 from tests.factories import make_org, make_restaurants
@@ -120,7 +121,7 @@ def stopped_batch(org_id: uuid.UUID, status: str = "failed") -> uuid.UUID:
         )
         jobs = session.scalars(select(Job).where(Job.batch_id == batch.id).order_by(Job.position))
         done, failed = list(jobs)
-        done.status, failed.status = "completed", "failed"
+        done.status, failed.status = JobStatus.COMPLETED, JobStatus.FAILED
         session.execute(
             update(JobStep)
             .where(JobStep.job_id == failed.id, JobStep.step_number == 9)

@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from regbatch.flow_params import BatchRun
+from regbatch.statuses import ExecutionMode
 
 
 def test_an_existing_batch_by_id() -> None:
@@ -18,7 +19,7 @@ def test_a_new_batch_needs_organisation_name_and_restaurants() -> None:
         organisation="Acme Foods",
         name="Q4",
         restaurant_ids=[uuid.uuid4()],
-        execution_mode="parallel",
+        execution_mode=ExecutionMode.PARALLEL,
         concurrency=5,
     )
     assert run.batch_id is None

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from prefect.states import Completed as CompletedState
 from prefect.states import Failed as FailedState
+from prefect.states import State
 
 from regbatch.errors import (
     BatchStoppingError,
@@ -120,7 +121,7 @@ async def test_a_ledger_that_cannot_write_after_the_call_leaves_the_step_unfinis
         ledger.fail_writes()
         await original(*args)
 
-    ledger.record_outcome = unavailable  # type: ignore[method-assign]
+    ledger.record_outcome = unavailable  # type: ignore[method-assign, assignment]
     with pytest.raises(LedgerUnavailableError):
         await _attempt(ledger, lease, job, platform, 1, 4)
     # not a platform failure: in progress, for the next owner to ask again (same key)
@@ -143,6 +144,6 @@ def test_prefects_retry_condition_follows_the_ledgers_rule(
 ) -> None:
     task = SimpleNamespace(retries=retries)
     task_run = SimpleNamespace(run_count=run_count)
-    state = FailedState(data=error)
+    state: State[Any] = FailedState(data=error)
     assert _retry_transient(task, task_run, state) is retried  # type: ignore[arg-type]
     assert _retry_transient(task, task_run, CompletedState(data={})) is False  # type: ignore[arg-type]

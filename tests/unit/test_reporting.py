@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from regbatch.reporting import duration_text, summary_markdown, table_rows
+from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, StepStatus
 from regbatch.views import BatchDetail, JobView, StepView
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -23,7 +24,7 @@ def step(number: int, key: str, status: str = "completed", error: str | None = N
     return StepView(
         step_number=number,
         step_key=key,
-        status=status,
+        status=StepStatus(status),
         attempts=1,
         started_at=T0,
         completed_at=T0,
@@ -43,7 +44,7 @@ def job(name: str, status: str, steps: list[StepView]) -> JobView:
         restaurant_id=uuid.uuid4(),
         restaurant_name=name,
         position=0,
-        status=status,
+        status=JobStatus(status),
         current_step=None,
         error_message=None,
         error_details=None,
@@ -64,8 +65,8 @@ def seed_example() -> BatchDetail:
     return BatchDetail(
         id=uuid.uuid4(),
         name="Auckland Q4",
-        status="completed",
-        execution_mode="sequential",
+        status=BatchStatus.COMPLETED,
+        execution_mode=ExecutionMode.SEQUENTIAL,
         concurrency=1,
         total=3,
         completed=2,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from prefect.states import Completed, Failed
 
+from regbatch.statuses import JobStatus, StepStatus
 from regbatch.tasks.webhooks import Answer, WebhookClient, _only_transient, status_answer
 from regbatch.views import BatchDetail, JobView, StepView
 from regbatch.webhooks import (
@@ -43,7 +44,7 @@ def _step(number: int, key: str, status: str, error: str | None = None) -> StepV
     return StepView(
         step_number=number,
         step_key=key,
-        status=status,
+        status=StepStatus(status),
         attempts=1,
         started_at=T0,
         completed_at=T1,
@@ -65,7 +66,7 @@ def _job(
         restaurant_id=uuid.uuid4(),
         restaurant_name=name,
         position=position,
-        status=status,
+        status=JobStatus(status),
         current_step=None,
         error_message=error,
         error_details=None,
