@@ -128,7 +128,9 @@ def cancel_batch(
     actor: str = "user:python",
 ) -> BatchDetail:
     """Cancel now if nothing runs the batch, else at its runner's next step boundary."""
-    return _lifecycle.cancel_batch(batch_id, actor, _org_id(organisation))
+    from regbatch.api.lifecycle import cancel_batch as cancel_and_announce
+
+    return cancel_and_announce(batch_id, actor, _org_id(organisation))
 
 
 def retry_failed(

@@ -40,6 +40,7 @@ from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, ExecutionMode
 from regbatch.tasks.artifacts import ProgressReporter
 from regbatch.tasks.batches import create_batch_from_run
+from regbatch.tasks.webhooks import announce_batch_outcome, notify_batch_outcome
 from regbatch.views import BatchDetail
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def cancel_batch_of_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[An
         return
     if detail is not None:
         log.warning("batch %s cancelled: its flow run was cancelled in Prefect", detail.id)
+        announce_batch_outcome(detail.id)  # nobody else will: the run that would have is gone
     try:
         prefect_runs.cancel_subflows(flow_run.id, "the batch's flow run was cancelled")
     except Exception:
@@ -242,8 +244,6 @@ async def _safely(call: Any, default: Any) -> Any:
 
 async def _notify(batch_id: uuid.UUID) -> None:
     """Deliver the batch's outcome to its organisation's webhooks; never fails the run."""
-    from regbatch.tasks.webhooks import notify_batch_outcome
-
     # Each delivery is a task run of this flow run; failures are logged there, never raised.
     await notify_batch_outcome(batch_id)
 

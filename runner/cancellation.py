@@ -15,13 +15,11 @@ from regbatch.views import BatchDetail
 
 
 def cancel_from_orchestrator(flow_run_id: uuid.UUID, actor: str) -> BatchDetail | None:
-    """Cancel the batch whose flow run Prefect cancelled, and announce it to its webhooks;
-    None when no unfinished batch has that run.
+    """Cancel the batch whose flow run Prefect cancelled; None when no unfinished batch has
+    that run.
 
     Whoever runs it is fenced off at once (its lease ends); what already finished stays.
     """
-    from regbatch.services.webhooks import deliver_batch_event
-
     with session_scope() as session:
         batch_id = session.scalar(
             select(Batch.id).where(
@@ -31,6 +29,4 @@ def cancel_from_orchestrator(flow_run_id: uuid.UUID, actor: str) -> BatchDetail 
         if batch_id is None:
             return None
         batch = lifecycle.cancel_from_orchestrator(session, batch_id, actor)
-        detail = batch_detail(session, batch.id)
-    deliver_batch_event(detail.id)  # nobody else will: the run that would have is gone
-    return detail
+        return batch_detail(session, batch.id)

@@ -38,28 +38,14 @@ def cancel_batch(
 ) -> BatchDetail:
     """Cancel now if nothing runs the batch, else at its runner's next step boundary.
 
-    A batch cancelled now is announced to its webhooks before this returns (`_announce`).
+    A batch cancelled now is announced to its webhooks by the caller (regbatch/api/lifecycle.py):
+    delivering them is a Prefect task's work, above this layer.
     """
     with session_scope() as session:
         batch = lifecycle.request_cancel(
             session, parse_uuid(batch_id, "batch_id"), actor, organisation_id
         )
-        detail = batch_detail(session, batch.id)
-    if detail.status == "cancelled":  # nothing ran it, so nobody else will announce it
-        _announce(detail.id)
-    return detail
-
-
-def _announce(batch_id: uuid.UUID) -> None:
-    """Deliver the cancel to the batch's webhooks, each subscription at once, and wait.
-
-    The caller waits for the slowest subscription's retries (none: no wait, no Prefect): a sync
-    call can only return sooner by leaving the deliveries to another thread, which a CLI process
-    would either wait for at exit anyway or kill with its pending retries. Errors are logged.
-    """
-    from regbatch.services.webhooks import announce_batch_outcome
-
-    announce_batch_outcome(batch_id)
+        return batch_detail(session, batch.id)
 
 
 def retry_failed(

@@ -4,8 +4,8 @@ A delivery POSTs the signed JSON summary of the batch (regbatch.webhooks) to eac
 subscription of the batch's organisation that wants the event. The POSTs and their retries are
 Prefect task runs (regbatch.tasks.webhooks); this module plans them (which subscriptions, which
 bytes), gives a task its subscription's URL and secret, and logs every attempt in the batch's
-operation log. `deliver_batch_event` and `deliver_to_subscription` are the synchronous entry
-points; they import Prefect only when there is something to deliver.
+operation log. The synchronous entry points, `deliver_batch_event` and `deliver_to_subscription`,
+are in regbatch.tasks.webhooks (above this layer).
 
 Retry policy: keyword arguments, else REGBATCH_WEBHOOK_ATTEMPTS (default 4) and
 REGBATCH_WEBHOOK_BASE_DELAY_SECONDS (default 1.0: waits of 1 s, 2 s, 4 s between attempts).
@@ -273,57 +273,3 @@ def _target(row: WebhookSubscription) -> Target:
             "REGBATCH_SECRET_KEY; use the key it was created with, or delete and re-create it"
         ) from None
     return Target(row.url, secret)
-
-
-# --- delivering now --------------------------------------------------------------------------
-
-
-def deliver_batch_event(
-    batch_id: uuid.UUID,
-    event: WebhookEvent | None = None,
-    *,
-    attempts: int | None = None,
-    base_delay_s: float | None = None,
-    timeout_s: float = TIMEOUT_S,
-) -> list[DeliveryResult]:
-    """Notify every subscriber of the batch's organisation that wants `event`; wait for them.
-
-    `event` defaults to the one of the batch's status; a batch that is not stopped, or that
-    nobody subscribed to, gives [] without touching Prefect. Failed deliveries are retried,
-    logged and returned, not raised.
-    """
-    policy = delivery_policy(attempts, base_delay_s, timeout_s)
-    deliveries = plan_batch_event(batch_id, event)
-    if not deliveries:
-        return []
-    # Imported here: Prefect is imported only when something is delivered.
-    from regbatch.tasks.webhooks import deliver_and_wait
-
-    return deliver_and_wait(deliveries, policy)
-
-
-def announce_batch_outcome(batch_id: uuid.UUID) -> list[DeliveryResult]:
-    """`deliver_batch_event` for a caller whose own work is done: errors are logged, not raised."""
-    try:
-        return deliver_batch_event(batch_id)
-    except Exception:
-        logger.exception("the webhooks of batch %s were not delivered", batch_id)
-        return []
-
-
-def deliver_to_subscription(
-    organisation: str | uuid.UUID,
-    subscription_id: str | uuid.UUID,
-    batch_id: str | uuid.UUID,
-    *,
-    attempts: int | None = None,
-    base_delay_s: float | None = None,
-    timeout_s: float = TIMEOUT_S,
-) -> DeliveryResult:
-    """Send the batch's current event to one subscription now (a test: its filters are ignored)."""
-    policy = delivery_policy(attempts, base_delay_s, timeout_s)
-    delivery = plan_test_delivery(organisation, subscription_id, batch_id)
-    from regbatch.tasks.webhooks import deliver_and_wait
-
-    [result] = deliver_and_wait([delivery], policy)
-    return result

@@ -7,7 +7,8 @@ ones (`_only_transient`), REGBATCH_WEBHOOK_ATTEMPTS attempts in all, waiting
 REGBATCH_WEBHOOK_BASE_DELAY_SECONDS, then twice as long each time.
 
 `notify_batch_outcome(batch_id)` is the batch flow's entry: every matching subscription at once,
-and it never raises. `deliver_and_wait` is the entry of synchronous callers (services.webhooks).
+and it never raises. Synchronous callers (the interfaces, the flow's cancellation hook) use
+`deliver_batch_event`, `announce_batch_outcome` and `deliver_to_subscription`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from regbatch.services.webhooks import (
     load_target,
     log_attempt,
     plan_batch_event,
+    plan_test_delivery,
 )
 from regbatch.webhooks import (
     DELIVERY_HEADER,
@@ -51,6 +53,7 @@ from regbatch.webhooks import (
     PermanentWebhookError,
     TransientWebhookError,
     WebhookDeliveryError,
+    WebhookEvent,
     is_transient_status,
     signature_header,
 )
@@ -293,3 +296,52 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return get_run_logger()
     except MissingContextError:
         return logger
+
+
+def deliver_batch_event(
+    batch_id: uuid.UUID,
+    event: WebhookEvent | None = None,
+    *,
+    attempts: int | None = None,
+    base_delay_s: float | None = None,
+    timeout_s: float = TIMEOUT_S,
+) -> list[DeliveryResult]:
+    """Notify every subscriber of the batch's organisation that wants `event`; wait for them.
+
+    `event` defaults to the one of the batch's status; a batch that is not stopped, or that
+    nobody subscribed to, gives [] at once. Failed deliveries are retried, logged and returned,
+    not raised.
+    """
+    policy = delivery_policy(attempts, base_delay_s, timeout_s)
+    deliveries = plan_batch_event(batch_id, event)
+    return deliver_and_wait(deliveries, policy) if deliveries else []
+
+
+def announce_batch_outcome(
+    batch_id: uuid.UUID, planned: Sequence[WebhookDelivery] | None = None
+) -> list[DeliveryResult]:
+    """`deliver_batch_event` for a caller whose own work is done (the deliveries `planned`
+    already, if given): errors are logged, not raised."""
+    try:
+        if planned is None:
+            return deliver_batch_event(batch_id)
+        return deliver_and_wait(planned, delivery_policy()) if planned else []
+    except Exception:
+        logger.exception("the webhooks of batch %s were not delivered", batch_id)
+        return []
+
+
+def deliver_to_subscription(
+    organisation: str | uuid.UUID,
+    subscription_id: str | uuid.UUID,
+    batch_id: str | uuid.UUID,
+    *,
+    attempts: int | None = None,
+    base_delay_s: float | None = None,
+    timeout_s: float = TIMEOUT_S,
+) -> DeliveryResult:
+    """Send the batch's current event to one subscription now (a test: its filters are ignored)."""
+    policy = delivery_policy(attempts, base_delay_s, timeout_s)
+    delivery = plan_test_delivery(organisation, subscription_id, batch_id)
+    [result] = deliver_and_wait([delivery], policy)
+    return result

@@ -217,7 +217,7 @@ def resume(
 @app.command("cancel")
 def cancel(batch_id: str, as_json: JsonFlag = False) -> None:
     """Cancel a batch: unfinished steps and restaurants end cancelled."""
-    from regbatch.services.lifecycle import cancel_batch
+    from regbatch.api.lifecycle import cancel_batch
 
     detail = cancel_batch(batch_id, actor="user:cli")
     message = (

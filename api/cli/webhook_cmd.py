@@ -98,7 +98,7 @@ def test(
     as_json: JsonFlag = False,
 ) -> None:
     """Send a batch's current event to one webhook now (exit 1 if it was not delivered)."""
-    from regbatch.services.webhooks import deliver_to_subscription
+    from regbatch.tasks.webhooks import deliver_to_subscription
 
     result = deliver_to_subscription(org, webhook_id, batch, attempts=attempts)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from regbatch.api.lifecycle import cancel_batch as cancel_and_announce
 from regbatch.api.rest import idempotency
 from regbatch.api.rest.auth import CallerDep
 from regbatch.api.rest.batches import renamed
@@ -90,7 +91,7 @@ async def resume(batch_id: uuid.UUID, caller: CallerDep) -> ResumeResult:
     summary="Cancel a batch (at once when nothing runs it, else at its next step boundary)",
 )
 def cancel(batch_id: uuid.UUID, caller: CallerDep) -> CancelResult:
-    detail = lifecycle.cancel_batch(batch_id, caller.actor, caller.organisation_id)
+    detail = cancel_and_announce(batch_id, caller.actor, caller.organisation_id)
     return CancelResult(
         batch_id=detail.id,
         status=detail.status,

@@ -16,12 +16,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 from prefect.client.schemas.objects import TaskRun
 
+from regbatch.api import lifecycle
 from regbatch.api.running import run_batch
 from regbatch.db.batches import create_batch
 from regbatch.db.engine import session_scope
-from regbatch.services import lifecycle
 from regbatch.services import webhooks as service
 from regbatch.settings import reset_settings
+from regbatch.tasks import webhooks as webhook_tasks
 from regbatch.tasks.webhooks import notify_batch_outcome
 from regbatch.webhooks import verify
 from tests.cli import cli, cli_json
@@ -69,7 +70,7 @@ def test_a_delivery_is_signed_with_the_secret_and_logged_without_it(
     created = service.create_subscription(org_id, url=hook.url)
     batch_id = stopped_batch(org_id, "failed")
 
-    [result] = service.deliver_batch_event(batch_id, base_delay_s=DELAY)
+    [result] = webhook_tasks.deliver_batch_event(batch_id, base_delay_s=DELAY)
 
     assert result.delivered and result.attempts == 1 and result.status_code == 200
     assert result.url == hook.url.split("?")[0]
@@ -114,7 +115,7 @@ def test_503_twice_then_200_is_delivered_on_the_third_attempt_by_prefect_retries
     created = service.create_subscription(org_id, url=hook.url)
     batch_id = stopped_batch(org_id, "completed")
 
-    [result] = service.deliver_batch_event(batch_id, base_delay_s=DELAY)
+    [result] = webhook_tasks.deliver_batch_event(batch_id, base_delay_s=DELAY)
 
     assert result.delivered and result.attempts == 3 and result.event == "batch.completed"
     assert len(hook.requests) == 3
@@ -140,7 +141,7 @@ def test_a_permanent_4xx_is_not_retried(
     service.create_subscription(org_id, url=hook.url)
     batch_id = stopped_batch(org_id, "failed")
 
-    [result] = service.deliver_batch_event(batch_id, base_delay_s=DELAY)
+    [result] = webhook_tasks.deliver_batch_event(batch_id, base_delay_s=DELAY)
 
     assert not result.delivered and result.attempts == 1 and result.status_code == 404
     assert result.error == "HTTP 404 Not Found"
@@ -157,7 +158,7 @@ def test_a_receiver_that_is_down_is_retried_logged_as_failed_and_nothing_raises(
     service.create_subscription(org_id, url=url, events=["batch.paused"])
     batch_id = stopped_batch(org_id, "paused")
 
-    [result] = service.deliver_batch_event(batch_id, attempts=3, base_delay_s=DELAY)
+    [result] = webhook_tasks.deliver_batch_event(batch_id, attempts=3, base_delay_s=DELAY)
 
     assert not result.delivered and result.attempts == 3 and result.status_code is None
     assert result.error is not None and result.error.startswith("connection failed")
@@ -175,7 +176,7 @@ def test_redirects_and_slow_receivers_are_failures(
     service.create_subscription(org_id, url=slow.url)
     batch_id = stopped_batch(org_id, "failed")
 
-    results = service.deliver_batch_event(batch_id, attempts=1, timeout_s=0.2, base_delay_s=DELAY)
+    results = webhook_tasks.deliver_batch_event(batch_id, attempts=1, timeout_s=0.2, base_delay_s=DELAY)
 
     by_url = {r.url: r for r in results}
     redirected, timed_out = by_url[moved.url.split("?")[0]], by_url[slow.url.split("?")[0]]
@@ -194,7 +195,7 @@ def test_the_retry_policy_comes_from_the_environment_when_not_given(
     monkeypatch.setenv("REGBATCH_WEBHOOK_BASE_DELAY_SECONDS", "0.01")
     reset_settings()
     try:
-        [result] = service.deliver_batch_event(batch_id)
+        [result] = webhook_tasks.deliver_batch_event(batch_id)
     finally:
         monkeypatch.undo()
         reset_settings()

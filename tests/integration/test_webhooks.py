@@ -19,15 +19,16 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select, update
 
+from regbatch.api import lifecycle
 from regbatch.db.batches import create_batch
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch, Job, JobStep, OperationLog, WebhookSubscription
 from regbatch.db.types import utcnow
 from regbatch.errors import ConfigurationError, ConflictError, InvalidInputError, NotFoundError
-from regbatch.services import lifecycle
 from regbatch.services import webhooks as service
 from regbatch.settings import reset_settings
 from regbatch.statuses import JobStatus
+from regbatch.tasks import webhooks as webhook_tasks
 from regbatch.webhooks import WebhookEvent
 from tests.cli import cli, cli_json
 from tests.factories import make_org, make_restaurants
@@ -234,7 +235,7 @@ def test_nothing_to_deliver_needs_no_prefect(org_id: uuid.UUID) -> None:
             name="Draft",
             restaurant_ids=make_restaurants(session, org_id, 1),
         ).id
-    assert service.deliver_batch_event(draft) == []
+    assert webhook_tasks.deliver_batch_event(draft) == []
     assert lifecycle.cancel_batch(draft).status == "cancelled"  # nobody wants batch.cancelled
     assert webhook_log(draft) == []
 
@@ -252,8 +253,8 @@ def test_a_secret_that_cannot_be_decrypted_fails_before_any_attempt(
         )
     batch_id = stopped_batch(org_id, "failed")
     with pytest.raises(ConfigurationError, match=f"the secret of webhook {created.id} cannot be"):
-        service.deliver_batch_event(batch_id)
-    assert service.announce_batch_outcome(batch_id) == []  # logged, not raised
+        webhook_tasks.deliver_batch_event(batch_id)
+    assert webhook_tasks.announce_batch_outcome(batch_id) == []  # logged, not raised
     assert hook.requests == [] and webhook_log(batch_id) == []
 
 
@@ -301,7 +302,7 @@ def test_webhook_commands(org_id: uuid.UUID, receiver: Callable[..., Receiver]) 
     with session_scope() as session:
         other_org = make_org(session)
     with pytest.raises(NotFoundError, match="does not exist in this organisation"):
-        service.deliver_to_subscription(other_org, created["id"], batch_id)
+        webhook_tasks.deliver_to_subscription(other_org, created["id"], batch_id)
     with session_scope() as session:
         draft = create_batch(
             session,
@@ -310,7 +311,7 @@ def test_webhook_commands(org_id: uuid.UUID, receiver: Callable[..., Receiver]) 
             restaurant_ids=make_restaurants(session, org_id, 1),
         ).id
     with pytest.raises(ConflictError, match="is 'draft', which no webhook event announces"):
-        service.deliver_to_subscription(org, created["id"], draft)
+        webhook_tasks.deliver_to_subscription(org, created["id"], draft)
 
     assert cli_json("webhook", "delete", created["id"], "--org", org)["deleted"] is True
     assert created["id"] not in {row["id"] for row in cli_json("webhook", "list", "--org", org)}
