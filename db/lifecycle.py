@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from regbatch.audit import Operation
-from regbatch.batch_rules import BreakerPolicy, breaker_reason, breaker_trips, final_status
+from regbatch.batch_rules import breaker_reason, breaker_trips, final_status
 from regbatch.db.batches import get_batch, job_counts, recompute_counters
 from regbatch.db.fencing import LockMode, hold
 from regbatch.db.models import Batch, Job, JobStep, OperationLog
@@ -33,6 +33,7 @@ from regbatch.statuses import (
     JobStatus,
     RequestedAction,
     StepStatus,
+    allowed_from,
     check_transition,
 )
 
@@ -74,55 +75,81 @@ def begin_run(
     """
     batch = get_batch(session, batch_id, lock=True)
     now = utcnow()
-    if batch.status not in RUNNABLE:
-        raise ConflictError(
-            f"batch {batch_id} is {batch.status!r}; only draft, pending, paused "
-            "or stalled batches can run (use retry-failed for failed restaurants)"
-        )
+    _check_runnable(batch, owner, now)
     previous_owner, previous_run = batch.lease_owner, batch.flow_run_id
     if batch.status == BatchStatus.IN_PROGRESS:
-        if _lease_live(batch, now) and batch.lease_owner != owner:
-            raise LeaseHeldError(
-                f"batch {batch_id} is being run by {batch.lease_owner} (lease until "
-                f"{batch.lease_expires_at:%H:%M:%S} UTC); two runners never run one batch: wait "
-                "for it, or let its lease expire if that runner is gone"
-            )
         stopped = _carry_out_request(session, batch, cancelled_by)
         if stopped is not None:
             return RunStart(None, stopped, previous_owner, previous_run)
-        _log(
-            session,
-            batch,
-            Operation.LEASE_TAKEN_OVER,
-            actor,
-            previous_owner=previous_owner,
-            previous_token=batch.lease_token,
-            new_owner=owner,
-            new_token=batch.lease_token + 1,
-        )
+        _log_takeover(session, batch, owner, actor)
     else:
-        check_transition("batch", batch.status, BatchStatus.IN_PROGRESS, f"batch {batch_id}")
-        resumed = batch.status == BatchStatus.PAUSED
-        batch.status = BatchStatus.IN_PROGRESS
-        batch.started_at = batch.started_at or now
-        if resumed or batch.breaker_window_start is None:
-            batch.breaker_window_start = now
-        _log(
-            session,
-            batch,
-            Operation.BATCH_RESUMED if resumed else Operation.BATCH_STARTED,
-            actor,
-            owner=owner,
-        )
+        _start(session, batch, owner, actor, now)
         previous_owner = previous_run = None
+    lease = _grant_lease(session, batch, owner, lease_seconds, now, flow_run_id)
+    return RunStart(lease, BatchStatus.IN_PROGRESS, previous_owner, previous_run)
+
+
+def _check_runnable(batch: Batch, owner: str, now: datetime) -> None:
+    """Refuse a finished batch, and one in progress whose runner's lease is live (not ours)."""
+    if batch.status not in RUNNABLE:
+        raise ConflictError(
+            f"batch {batch.id} is {batch.status!r}; only draft, pending, paused "
+            "or stalled batches can run (use retry-failed for failed restaurants)"
+        )
+    if (
+        batch.status == BatchStatus.IN_PROGRESS
+        and _lease_live(batch, now)
+        and batch.lease_owner != owner
+    ):
+        raise LeaseHeldError(
+            f"batch {batch.id} is being run by {batch.lease_owner} (lease until "
+            f"{batch.lease_expires_at:%H:%M:%S} UTC); two runners never run one batch: wait "
+            "for it, or let its lease expire if that runner is gone"
+        )
+
+
+def _log_takeover(session: Session, batch: Batch, owner: str, actor: str) -> None:
+    """The stalled batch changes hands: the log names both owners and both fencing tokens."""
+    _log(
+        session,
+        batch,
+        Operation.LEASE_TAKEN_OVER,
+        actor,
+        previous_owner=batch.lease_owner,
+        previous_token=batch.lease_token,
+        new_owner=owner,
+        new_token=batch.lease_token + 1,
+    )
+
+
+def _start(session: Session, batch: Batch, owner: str, actor: str, now: datetime) -> None:
+    """A draft, pending or paused batch goes in progress (a paused one is resumed)."""
+    check_transition("batch", batch.status, BatchStatus.IN_PROGRESS, f"batch {batch.id}")
+    resumed = batch.status == BatchStatus.PAUSED
+    batch.status = BatchStatus.IN_PROGRESS
+    batch.started_at = batch.started_at or now
+    if resumed or batch.breaker_window_start is None:
+        batch.breaker_window_start = now
+    operation = Operation.BATCH_RESUMED if resumed else Operation.BATCH_STARTED
+    _log(session, batch, operation, actor, owner=owner)
+
+
+def _grant_lease(
+    session: Session,
+    batch: Batch,
+    owner: str,
+    lease_seconds: float,
+    now: datetime,
+    flow_run_id: uuid.UUID | None,
+) -> Lease:
+    """`owner`'s lease, with the next fencing token: every earlier owner's writes now fail."""
     batch.lease_owner = owner
     batch.lease_token += 1
     batch.lease_expires_at = now + timedelta(seconds=lease_seconds)
     batch.error_message = None
     batch.flow_run_id = flow_run_id or batch.flow_run_id
     session.flush()
-    lease = Lease(batch_id=batch.id, owner=owner, token=batch.lease_token)
-    return RunStart(lease, BatchStatus.IN_PROGRESS, previous_owner, previous_run)
+    return Lease(batch_id=batch.id, owner=owner, token=batch.lease_token)
 
 
 def _carry_out_request(
@@ -136,7 +163,7 @@ def _carry_out_request(
         return BatchStatus(cancel_now(session, batch.id, "system:recovery").status)
     if batch.requested_action == RequestedAction.PAUSE:
         hold_unfinished_jobs(session, batch.id, "system:recovery")
-        reason = batch.pause_reason or "paused"
+        reason = batch.pause_reason or BatchStatus.PAUSED.value
         return BatchStatus(pause_now(session, batch.id, reason, "system:recovery").status)
     return None
 
@@ -147,14 +174,15 @@ def hold_unfinished_jobs(session: Session, batch_id: uuid.UUID, actor: str) -> N
     job_ids = list(session.scalars(running))
     if not job_ids:
         return
+    active_steps = STEP_ACTIVE & allowed_from("step", StepStatus.PENDING)
     session.execute(
         update(JobStep)
-        .where(JobStep.job_id.in_(job_ids), JobStep.status.in_(list(STEP_ACTIVE)))
+        .where(JobStep.job_id.in_(job_ids), JobStep.status.in_(sorted(active_steps)))
         .values(status=StepStatus.PENDING, updated_at=utcnow())
     )
     session.execute(
         update(Job)
-        .where(Job.id.in_(job_ids), Job.status == JobStatus.IN_PROGRESS)
+        .where(Job.id.in_(job_ids), Job.status.in_(sorted(allowed_from("job", JobStatus.PENDING))))
         .values(status=JobStatus.PENDING, updated_at=utcnow())
     )
     batch = get_batch(session, batch_id)
@@ -269,20 +297,21 @@ def cancel_now(session: Session, batch_id: uuid.UUID, actor: str) -> Batch:
     batch = get_batch(session, batch_id, lock=True)
     check_transition("batch", batch.status, BatchStatus.CANCELLED, f"batch {batch_id}")
     now = utcnow()
-    unfinished = select(Job.id).where(
-        Job.batch_id == batch_id, Job.status.in_([JobStatus.PENDING, JobStatus.IN_PROGRESS])
-    )
+    # Unfinished means: the rule lets it become cancelled (pending or in progress).
+    cancellable_jobs = sorted(allowed_from("job", JobStatus.CANCELLED))
+    unfinished = select(Job.id).where(Job.batch_id == batch_id, Job.status.in_(cancellable_jobs))
     cancelled_jobs = list(session.scalars(unfinished.order_by(Job.position)))
     session.execute(
         update(JobStep)
         .where(
-            JobStep.job_id.in_(unfinished), JobStep.status.in_([StepStatus.PENDING, *STEP_ACTIVE])
+            JobStep.job_id.in_(unfinished),
+            JobStep.status.in_(sorted(allowed_from("step", StepStatus.CANCELLED))),
         )
         .values(status=StepStatus.CANCELLED, completed_at=now)
     )
     session.execute(
         update(Job)
-        .where(Job.id.in_(unfinished))
+        .where(Job.id.in_(unfinished), Job.status.in_(cancellable_jobs))
         .values(status=JobStatus.CANCELLED, completed_at=now, current_step=None)
     )
     for job_id in cancelled_jobs:  # each job's transition is in the log, with its actor
@@ -342,7 +371,7 @@ def finish_run(session: Session, lease: Lease) -> Batch:
             total=counts.total,
         )
         return batch
-    reason = batch.pause_reason or "paused"
+    reason = batch.pause_reason or BatchStatus.PAUSED.value
     requester = _requester(
         session, batch, Operation.BATCH_PAUSE_REQUESTED, Operation.BREAKER_TRIPPED
     )
@@ -391,9 +420,7 @@ def breaker_verdict(session: Session, batch_id: uuid.UUID) -> BreakerVerdict | N
     """Whether too many of the jobs finished since the batch last started or resumed failed
     (read only: `trip_breaker` acts on it)."""
     batch = get_batch(session, batch_id)
-    policy = BreakerPolicy(
-        threshold=float(batch.breaker_threshold), min_finished=batch.breaker_min_finished
-    )
+    policy = batch.breaker
     query = select(
         func.count().filter(Job.status == JobStatus.FAILED),
         func.count(),

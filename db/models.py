@@ -25,10 +25,12 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from regbatch.audit import Operation
-from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, BreakerPolicy
 from regbatch.db.types import JSONType, UTCDateTime, utcnow
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType, Theme
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
@@ -67,6 +69,28 @@ def _created() -> Mapped[datetime]:
 
 def _updated() -> Mapped[datetime]:
     return mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# Vocabulary columns (statuses, modes, restaurant types, ...) hold their enum's values.
+VOCABULARY_LENGTH = 20
+
+
+class Vocabulary(TypeDecorator[StrEnum]):
+    """A column of one enum's values: strings in the database, the enum's members in Python
+    (statuses are BatchStatus, JobStatus, StepStatus from the row to the read models)."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int = VOCABULARY_LENGTH) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)  # the CHECK constraint judges the value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
 class Organisation(Base):
@@ -157,9 +181,13 @@ class Batch(Base):
     id: Mapped[uuid.UUID] = _uuid_pk()
     organisation_id: Mapped[uuid.UUID] = _org_fk()
     name: Mapped[str] = mapped_column(String(200))
-    execution_mode: Mapped[str] = mapped_column(String(20), default=ExecutionMode.SEQUENTIAL)
+    execution_mode: Mapped[ExecutionMode] = mapped_column(
+        Vocabulary(ExecutionMode), default=ExecutionMode.SEQUENTIAL
+    )
     concurrency: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(20), default=BatchStatus.DRAFT, index=True)
+    status: Mapped[BatchStatus] = mapped_column(
+        Vocabulary(BatchStatus), default=BatchStatus.DRAFT, index=True
+    )
     total_restaurants: Mapped[int] = mapped_column(Integer, default=0)
     completed_restaurants: Mapped[int] = mapped_column(Integer, default=0)
     failed_restaurants: Mapped[int] = mapped_column(Integer, default=0)
@@ -174,7 +202,9 @@ class Batch(Base):
     )
     breaker_min_finished: Mapped[int] = mapped_column(Integer, default=BREAKER_MIN_FINISHED)
     breaker_window_start: Mapped[datetime | None]
-    requested_action: Mapped[str | None] = mapped_column(String(10))
+    requested_action: Mapped[RequestedAction | None] = mapped_column(
+        Vocabulary(RequestedAction, length=10)
+    )
     pause_reason: Mapped[str | None] = mapped_column(Text)
     error_message: Mapped[str | None] = mapped_column(Text)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
@@ -188,6 +218,13 @@ class Batch(Base):
     paused_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
+
+    @property
+    def breaker(self) -> BreakerPolicy:
+        """The batch's breaker settings as the policy the breaker rules take."""
+        return BreakerPolicy(
+            threshold=float(self.breaker_threshold), min_finished=self.breaker_min_finished
+        )
 
     jobs: Mapped[list[Job]] = relationship(
         back_populates="batch",
@@ -218,7 +255,7 @@ class Job(Base):
         ForeignKey("restaurants.id", ondelete="RESTRICT"), index=True
     )
     position: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING)
+    status: Mapped[JobStatus] = mapped_column(Vocabulary(JobStatus), default=JobStatus.PENDING)
     execution_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     current_step: Mapped[int | None] = mapped_column(Integer)
     error_message: Mapped[str | None] = mapped_column(Text)
@@ -267,7 +304,7 @@ class JobStep(Base):
     )
     step_number: Mapped[int] = mapped_column(Integer)
     step_key: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(20), default=StepStatus.PENDING)
+    status: Mapped[StepStatus] = mapped_column(Vocabulary(StepStatus), default=StepStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]

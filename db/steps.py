@@ -38,7 +38,7 @@ from regbatch.statuses import (
     JobStatus,
     RequestedAction,
     StepStatus,
-    can_transition,
+    allowed_from,
     check_transition,
 )
 from regbatch.steps import BY_NUMBER, StepKey, step
@@ -93,14 +93,12 @@ def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "s
     if job.status in JOB_FINISHED and job.status != JobStatus.FAILED:
         return load_plan(session, job_id)
     rows = _steps(session, job_id)
+    # Left unfinished by a previous owner (active): run it again. A failed job: its failed steps.
+    reset = {row.step_number for row in rows if row.status in STEP_ACTIVE}
     if job.status == JobStatus.FAILED:
         rerun = steps_to_rerun({StepKey(r.step_key): _state(r) for r in rows})
-        for row in rows:
-            if StepKey(row.step_key) in rerun:
-                _reset(row)
-    for row in rows:
-        if row.status in STEP_ACTIVE:  # left unfinished by a previous owner: run it again
-            _reset(row)
+        reset |= {step(key).number for key in rerun}
+    _reset_steps(session, job_id, reset)
     if job.status != JobStatus.IN_PROGRESS:
         set_job_status(session, job_id, JobStatus.IN_PROGRESS)
         append_log(
@@ -115,12 +113,30 @@ def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "s
     return load_plan(session, job_id)
 
 
-def _reset(row: JobStep) -> None:
-    check_transition("step", row.status, StepStatus.PENDING, f"step {row.step_key}")
-    row.status = StepStatus.PENDING
-    row.error_message = row.error_details = row.skip_reason = None
-    row.blocked_by_step = None
-    row.started_at = row.completed_at = row.duration_ms = None
+def _reset_steps(session: Session, job_id: uuid.UUID, numbers: set[int]) -> None:
+    """These steps go back to pending, their outcome cleared (attempts and results are kept)."""
+    if not numbers:
+        return
+    table = _STEPS_TABLE
+    session.execute(
+        update(table)
+        .where(
+            table.c.job_id == job_id,
+            table.c.step_number.in_(sorted(numbers)),
+            table.c.status.in_(sorted(allowed_from("step", StepStatus.PENDING))),
+        )
+        .values(
+            status=StepStatus.PENDING,
+            error_message=None,
+            error_details=None,
+            skip_reason=None,
+            blocked_by_step=None,
+            started_at=None,
+            completed_at=None,
+            duration_ms=None,
+            updated_at=utcnow(),
+        )
+    )
 
 
 _CONFIGS: dict[uuid.UUID, RegistrationConfig] = {}
@@ -446,8 +462,8 @@ def _settle_active_steps(
     session: Session, job_id: uuid.UUID, target: StepStatus, include_pending: bool = False
 ) -> None:
     """Move the job's unfinished steps to `target` in one UPDATE, as the transitions allow."""
-    sources = [StepStatus.PENDING, *STEP_ACTIVE] if include_pending else list(STEP_ACTIVE)
-    allowed = [s for s in sources if s == target or can_transition("step", s, target)]
+    sources = STEP_ACTIVE | {StepStatus.PENDING} if include_pending else STEP_ACTIVE
+    allowed = sorted(sources & allowed_from("step", target))
     values: dict[str, Any] = {"status": target, "updated_at": utcnow()}
     if target == StepStatus.CANCELLED:
         values["completed_at"] = utcnow()

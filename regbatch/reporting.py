@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from regbatch.statuses import BatchStatus, JobStatus, StepStatus
 from regbatch.steps import BY_NUMBER
 from regbatch.views import BatchDetail, JobView
 
 STATUS_MARK = {
-    "completed": "✓ Complete",
-    "failed": "✗ Failed",
-    "cancelled": "– Cancelled",
-    "skipped": "– Skipped",
-    "in_progress": "⏳ In progress",
-    "pending": "○ Pending",
+    JobStatus.COMPLETED: "✓ Complete",
+    JobStatus.FAILED: "✗ Failed",
+    JobStatus.CANCELLED: "– Cancelled",
+    JobStatus.SKIPPED: "– Skipped",
+    JobStatus.IN_PROGRESS: "⏳ In progress",
+    JobStatus.PENDING: "○ Pending",
 }
 BATCH_MARK = {
-    "completed": "✓ Completed",
-    "failed": "✗ Failed",
-    "cancelled": "– Cancelled",
-    "paused": "⏸ Paused",
-    "in_progress": "⏳ In progress",
-    "pending": "○ Pending",
-    "draft": "○ Draft",
+    BatchStatus.COMPLETED: "✓ Completed",
+    BatchStatus.FAILED: "✗ Failed",
+    BatchStatus.CANCELLED: "– Cancelled",
+    BatchStatus.PAUSED: "⏸ Paused",
+    BatchStatus.IN_PROGRESS: "⏳ In progress",
+    BatchStatus.PENDING: "○ Pending",
+    BatchStatus.DRAFT: "○ Draft",
 }
 
 
@@ -49,9 +50,9 @@ def _span(start: datetime | None, end: datetime | None) -> float | None:
 def failing_step(job: JobView) -> str | None:
     """'09-menu_import: <error>' for a failed job, else None."""
     for step in job.steps:
-        if step.status == "failed":
+        if step.status == StepStatus.FAILED:
             label = BY_NUMBER[step.step_number].label
-            return f"{label}: {step.error_message or 'failed'}"
+            return f"{label}: {step.error_message or step.status}"
     return None
 
 
@@ -81,14 +82,14 @@ def table_rows(detail: BatchDetail) -> list[dict[str, str | int]]:
 def summary_markdown(detail: BatchDetail) -> str:
     """The seed's "Batch Results Summary": totals, each restaurant's result, failures named."""
     total = detail.total or 1
-    failed_jobs = [j for j in detail.jobs if j.status == "failed"]
+    failed_jobs = [j for j in detail.jobs if j.status == JobStatus.FAILED]
     end = detail.completed_at or detail.paused_at or detail.cancelled_at
     lines = [
         f'# Batch: "{detail.name}"  {BATCH_MARK.get(detail.status, detail.status)}',
         "",
         f"Duration: {duration_text(_span(detail.started_at, end)) or 'not started'}",
     ]
-    if detail.pause_reason and detail.status == "paused":
+    if detail.pause_reason and detail.status == BatchStatus.PAUSED:
         lines += ["", f"Paused: {detail.pause_reason}"]
     lines += [
         "",

@@ -2,7 +2,9 @@
 
 The enums are the single source of the CHECK constraints in the database (see db/models.py);
 a test compares them with the migrated schema. Transitions are data: `TRANSITIONS[level][from]`
-is the set of statuses a row may move to, and `check_transition` is the one place that enforces it.
+is the set of statuses a row may move to. `check_transition` enforces it for one row;
+`allowed_from` gives the statuses a bulk UPDATE may move (`WHERE status IN allowed_from(...)`),
+so a row the rule forbids is never moved, one at a time or many at once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from enum import StrEnum
 from regbatch.errors import InvalidTransitionError
 
 
-class BatchStatus(StrEnum):
+class _Vocabulary(StrEnum):
+    """Members are their strings everywhere: str(), format() and repr() (a message quotes
+    'paused' whether it holds a member or a string)."""
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class BatchStatus(_Vocabulary):
     DRAFT = "draft"
     PENDING = "pending"
     IN_PROGRESS = "in_progress"
@@ -22,7 +32,7 @@ class BatchStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class JobStatus(StrEnum):
+class JobStatus(_Vocabulary):
     PENDING = "pending"
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
@@ -31,7 +41,7 @@ class JobStatus(StrEnum):
     SKIPPED = "skipped"
 
 
-class StepStatus(StrEnum):
+class StepStatus(_Vocabulary):
     PENDING = "pending"
     IN_PROGRESS = "in_progress"
     RETRYING = "retrying"
@@ -41,13 +51,13 @@ class StepStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class ExecutionMode(StrEnum):
+class ExecutionMode(_Vocabulary):
     SEQUENTIAL = "sequential"
     PARALLEL = "parallel"
     DISTRIBUTED = "distributed"
 
 
-class RequestedAction(StrEnum):
+class RequestedAction(_Vocabulary):
     """What a user asked a running batch to do at its next step boundary."""
 
     PAUSE = "pause"
@@ -62,13 +72,17 @@ STEP_FINISHED = frozenset(
     {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
 )
 STEP_ACTIVE = frozenset({StepStatus.IN_PROGRESS, StepStatus.RETRYING})
+# Nothing runs the batch until someone acts: it finished, or it is paused.
+BATCH_AT_REST = BATCH_FINISHED | {BatchStatus.PAUSED}
 
 _B, _J, _S = BatchStatus, JobStatus, StepStatus
 
 TRANSITIONS: dict[str, dict[str, frozenset[str]]] = {
     "batch": {
         _B.DRAFT: frozenset({_B.PENDING, _B.IN_PROGRESS, _B.CANCELLED}),
-        _B.PENDING: frozenset({_B.IN_PROGRESS, _B.CANCELLED}),
+        # pending -> draft/paused: a start whose submission to Prefect failed is undone and
+        # the batch is what it was before (services/starts.py); nothing had run it.
+        _B.PENDING: frozenset({_B.IN_PROGRESS, _B.CANCELLED, _B.DRAFT, _B.PAUSED}),
         # in_progress -> pending: a runner gave the batch back (orchestration trouble, shutdown).
         _B.IN_PROGRESS: frozenset({_B.PAUSED, _B.COMPLETED, _B.FAILED, _B.CANCELLED, _B.PENDING}),
         _B.PAUSED: frozenset({_B.PENDING, _B.IN_PROGRESS, _B.CANCELLED}),
@@ -113,6 +127,19 @@ def can_transition(level: str, current: str, target: str) -> bool:
             f"{sorted(TRANSITIONS.get(level, {}))}"
         ) from None
     return target in allowed
+
+
+def allowed_from(level: str, target: str) -> frozenset[str]:
+    """Every status from which `level` ('batch', 'job' or 'step') allows a move to `target`."""
+    try:
+        rows = TRANSITIONS[level]
+    except KeyError:
+        raise ValueError(
+            f"unknown level {level!r}; expected one of {sorted(TRANSITIONS)}"
+        ) from None
+    if target not in rows:
+        raise ValueError(f"unknown {level!r} status {target!r}; expected one of {sorted(rows)}")
+    return frozenset(current for current, targets in rows.items() if target in targets)
 
 
 def check_transition(level: str, current: str, target: str, subject: str = "") -> None:

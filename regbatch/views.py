@@ -1,4 +1,6 @@
-"""Read models of batches, jobs and steps, shared by the CLI, the REST API and the Python API."""
+"""Read models of batches, jobs and steps, shared by the CLI, the REST API and the Python API.
+
+Statuses are the enums of regbatch.statuses (they serialise to the same strings)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
+
 
 class _View(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -16,7 +20,7 @@ class _View(BaseModel):
 class StepView(_View):
     step_number: int
     step_key: str
-    status: str
+    status: StepStatus
     attempts: int
     started_at: datetime | None
     completed_at: datetime | None
@@ -34,7 +38,7 @@ class JobView(_View):
     restaurant_id: uuid.UUID
     restaurant_name: str
     position: int
-    status: str
+    status: JobStatus
     current_step: int | None
     error_message: str | None
     error_details: dict[str, Any] | None
@@ -49,8 +53,8 @@ class BatchSummary(_View):
 
     id: uuid.UUID
     name: str
-    status: str
-    execution_mode: str
+    status: BatchStatus
+    execution_mode: ExecutionMode
     concurrency: int
     total: int
     completed: int
@@ -68,7 +72,7 @@ class BatchView(BatchSummary):
     created_by: str | None
     breaker_threshold: float
     breaker_min_finished: int
-    requested_action: str | None
+    requested_action: RequestedAction | None
     pause_reason: str | None
     error_message: str | None
     paused_at: datetime | None

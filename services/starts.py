@@ -35,7 +35,7 @@ class StartResult(BaseModel):
     """What starting a batch returns (the seed's `{started_at, first_job_id}`, and more)."""
 
     batch_id: uuid.UUID
-    status: str
+    status: BatchStatus
     started_at: datetime
     first_job_id: uuid.UUID | None
     flow_run_id: uuid.UUID
@@ -44,7 +44,7 @@ class StartResult(BaseModel):
 
 def _mark_pending(
     batch_id: uuid.UUID, actor: str, organisation_id: uuid.UUID | None
-) -> tuple[str, uuid.UUID | None]:
+) -> tuple[BatchStatus, uuid.UUID | None]:
     """Queue the batch; returns its previous status and its first job.
 
     A paused batch is resumed (its breaker starts a fresh window, the resume is logged); the
@@ -52,7 +52,7 @@ def _mark_pending(
     """
     with session_scope() as session:
         batch = load_batch(session, batch_id, organisation_id, lock=True)
-        previous = batch.status
+        previous = BatchStatus(batch.status)
         if previous == BatchStatus.PAUSED:
             resume(session, batch_id, actor, organisation_id)
         elif previous == BatchStatus.DRAFT:
@@ -60,7 +60,7 @@ def _mark_pending(
             batch.status = BatchStatus.PENDING
         else:
             raise ConflictError(
-                f"batch {batch_id} is {previous!r}; only a draft or paused batch can be "
+                f"batch {batch_id} is {previous.value!r}; only a draft or paused batch can be "
                 "started (a pending one is already queued, an in-progress one is running)"
             )
         first = session.scalars(select_jobs(batch_id).limit(1)).first()
@@ -145,11 +145,12 @@ def _prefect_refusal(exc: BaseException, deployment: str) -> RegbatchError | Non
     return None
 
 
-def _unqueue(batch_id: uuid.UUID, previous: str) -> None:
+def _unqueue(batch_id: uuid.UUID, previous: BatchStatus) -> None:
     """Undo the queueing when nothing could be submitted: a start never half-happens."""
     with session_scope() as session:
         batch = load_batch(session, batch_id, lock=True)
         if batch.status == BatchStatus.PENDING:
+            check_transition("batch", batch.status, previous, f"batch {batch_id}")
             batch.status = previous
 
 

@@ -25,10 +25,12 @@ from rich.table import Table
 from regbatch.api.cli._output import console
 from regbatch.reporting import STATUS_MARK, current_step, failing_step
 from regbatch.services.batches import get_batch
+from regbatch.statuses import BATCH_AT_REST, StepStatus
 from regbatch.steps import BY_NUMBER
 from regbatch.views import BatchDetail
 
-FINISHED_STATUSES = {"completed", "failed", "cancelled", "paused"}
+_S = StepStatus
+_STEP_MARK = {_S.COMPLETED: "✓", _S.FAILED: "✗", _S.SKIPPED: "–", _S.RETRYING: "↻"}
 
 
 def render(detail: BatchDetail, progress: Progress, task_id: TaskID) -> Group:
@@ -105,25 +107,23 @@ class BatchWatcher:
         console.print()
 
     def _print_steps(self) -> None:
-        seen: dict[tuple[uuid.UUID, int], str] = {}
+        seen: dict[tuple[uuid.UUID, int], StepStatus] = {}
 
         def emit(detail: BatchDetail) -> None:
             for job in detail.jobs:
                 for step in job.steps:
                     key = (job.id, step.step_number)
-                    if step.status == seen.get(key) or step.status in ("pending", "in_progress"):
+                    if step.status == seen.get(key) or step.status in (_S.PENDING, _S.IN_PROGRESS):
                         continue
                     seen[key] = step.status
                     label = BY_NUMBER[step.step_number].label
                     extra = {
-                        "completed": f"{(step.duration_ms or 0) / 1000:.1f}s",
-                        "retrying": f"attempt {step.attempts} failed: {step.error_message}",
-                        "failed": step.error_message or "",
-                        "skipped": step.skip_reason or "",
+                        _S.COMPLETED: f"{(step.duration_ms or 0) / 1000:.1f}s",
+                        _S.RETRYING: f"attempt {step.attempts} failed: {step.error_message}",
+                        _S.FAILED: step.error_message or "",
+                        _S.SKIPPED: step.skip_reason or "",
                     }.get(step.status, "")
-                    mark = {"completed": "✓", "failed": "✗", "skipped": "–", "retrying": "↻"}.get(
-                        step.status, "·"
-                    )
+                    mark = _STEP_MARK.get(step.status, "·")
                     console.print(
                         f"{mark} {label:<28} {step.status:<10} {extra}",
                         markup=False,
@@ -149,6 +149,6 @@ def watch_until_finished(
         detail = get_batch(batch_id)
         if on_tick:
             on_tick(detail)
-        if detail.status in FINISHED_STATUSES:
+        if detail.status in BATCH_AT_REST:
             return detail
         time.sleep(interval_s)

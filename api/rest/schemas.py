@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
-from regbatch.statuses import ExecutionMode
+from regbatch.statuses import BatchStatus, ExecutionMode, RequestedAction
 from regbatch.webhooks import WebhookEvent
 
 
@@ -111,7 +111,7 @@ class BatchCreated(BaseModel):
 
     batch_id: uuid.UUID
     jobs_count: int
-    status: str
+    status: str  # not BatchStatus yet: api/rest/*.py pass status literals
     started_at: datetime | None = None
     first_job_id: uuid.UUID | None = None
     flow_run_id: uuid.UUID | None = None
@@ -122,7 +122,7 @@ class RetryCreated(BaseModel):
     earlier call made (`already_existed`; then it is answered as it is, never started)."""
 
     new_batch_id: uuid.UUID
-    status: str
+    status: str  # not BatchStatus yet: api/rest/*.py pass status literals
     already_existed: bool = Field(
         default=False, description="True when an earlier call had made this retry batch."
     )
@@ -136,7 +136,7 @@ class TemplateRun(BaseModel):
 
     batch_id: uuid.UUID | None
     jobs_count: int = 0
-    status: str | None = None
+    status: str | None = None  # not BatchStatus yet: api/rest/*.py pass literals
     started_at: datetime | None = None
     first_job_id: uuid.UUID | None = None
     flow_run_id: uuid.UUID | None = None
@@ -146,8 +146,8 @@ class PauseResult(BaseModel):
     """A pause takes effect at the next step boundary: paused_at is null until it has."""
 
     batch_id: uuid.UUID
-    status: str
-    requested_action: str | None
+    status: BatchStatus
+    requested_action: RequestedAction | None
     paused_at: datetime | None
 
 
@@ -155,8 +155,8 @@ class ResumeResult(BaseModel):
     """A paused batch is submitted to Prefect again; a pending pause request is withdrawn."""
 
     batch_id: uuid.UUID
-    status: str
-    requested_action: str | None
+    status: BatchStatus
+    requested_action: RequestedAction | None
     started_at: datetime | None = None
     flow_run_id: uuid.UUID | None = None
 
@@ -165,8 +165,8 @@ class CancelResult(BaseModel):
     """A batch nothing runs is cancelled at once; a running one at its next step boundary."""
 
     batch_id: uuid.UUID
-    status: str
-    requested_action: str | None
+    status: BatchStatus
+    requested_action: RequestedAction | None
     cancelled_at: datetime | None
 
 
@@ -193,10 +193,10 @@ class PreviewRow(BaseModel):
     id: uuid.UUID
     name: str
     city: str | None
-    lead_stage: str
-    lead_type: str
+    lead_stage: LeadStage
+    lead_type: LeadType
     icp_score: int
-    registration_status: str
+    registration_status: RegistrationStatus
 
 
 class CreateWebhookRequest(_Request):

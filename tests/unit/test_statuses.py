@@ -8,6 +8,7 @@ from regbatch.statuses import (
     BatchStatus,
     JobStatus,
     StepStatus,
+    allowed_from,
     can_transition,
     check_transition,
 )
@@ -67,3 +68,29 @@ def test_check_transition_names_the_statuses() -> None:
 def test_unknown_status_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown 'job' status 'done'"):
         can_transition("job", "done", "failed")
+
+
+@pytest.mark.parametrize("level", ["batch", "job", "step"])
+def test_allowed_from_is_the_transition_table_read_backwards(level: str) -> None:
+    statuses = TRANSITIONS[level]
+    for target in statuses:
+        expected = {current for current in statuses if can_transition(level, current, target)}
+        assert allowed_from(level, target) == expected
+
+
+def test_allowed_from_names_unknown_levels_and_statuses() -> None:
+    with pytest.raises(ValueError, match="unknown level 'run'"):
+        allowed_from("run", "pending")
+    with pytest.raises(ValueError, match="unknown 'step' status 'paused'"):
+        allowed_from("step", "paused")
+
+
+def test_an_undone_start_returns_the_batch_to_what_it_was() -> None:
+    # services/starts.py: the submission to Prefect failed, so nothing ran the pending batch.
+    assert allowed_from("batch", BatchStatus.DRAFT) == {BatchStatus.PENDING}
+    assert BatchStatus.PENDING in allowed_from("batch", BatchStatus.PAUSED)
+
+
+def test_transition_errors_quote_the_statuses_not_the_enums() -> None:
+    with pytest.raises(InvalidTransitionError, match="is 'completed' and cannot become 'pending'"):
+        check_transition("step", StepStatus.COMPLETED, StepStatus.PENDING, "s1")
