@@ -10,8 +10,9 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, get_args
 
+from pydantic.fields import FieldInfo
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -27,12 +28,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from regbatch.audit import Operation
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, BreakerPolicy
 from regbatch.db.types import JSONType, UTCDateTime, utcnow
-from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType, Theme
+from regbatch.restaurant import (
+    LeadStage,
+    LeadType,
+    RegistrationStatus,
+    RestaurantRecord,
+    record_default,
+)
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
 
 NAMING = {
@@ -93,6 +100,56 @@ class Vocabulary(TypeDecorator[StrEnum]):
         return None if value is None else self.enum(value)
 
 
+def _record_column(name: str, **extra: Any) -> Any:
+    """The `restaurants` column of record field `name`: its type and size, nullability and
+    default, all read from regbatch.restaurant.RestaurantRecord (the fields' one declaration)."""
+    field = RestaurantRecord.model_fields[name]
+    kind, nullable = _unwrap_optional(field.annotation)
+    return mapped_column(
+        _column_type(kind, _constraint(field, "max_length")),
+        nullable=nullable,
+        default=record_default(name),
+        **extra,
+    )
+
+
+def _record_checks() -> list[CheckConstraint]:
+    """The record's vocabularies and ranges as CHECK constraints (an enum: its values)."""
+    checks = []
+    for name, field in RestaurantRecord.model_fields.items():
+        kind, _ = _unwrap_optional(field.annotation)
+        low, high = _constraint(field, "ge"), _constraint(field, "le")
+        if isinstance(kind, type) and issubclass(kind, StrEnum):
+            checks.append(one_of(name, kind))
+        elif low is not None and high is not None:
+            checks.append(CheckConstraint(f"{name} BETWEEN {low} AND {high}", name=f"{name}_range"))
+    return checks
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    """(the type, whether None is allowed) of `X` or `X | None`."""
+    args = get_args(annotation)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else annotation), True
+    return annotation, False
+
+
+def _constraint(field: FieldInfo, name: str) -> Any:
+    """The field's constraint `name` (max_length, ge, le), or None."""
+    return next((getattr(m, name) for m in field.metadata if hasattr(m, name)), None)
+
+
+def _column_type(kind: Any, max_length: int | None) -> TypeEngine[Any]:
+    if isinstance(kind, type) and issubclass(kind, StrEnum):
+        return String(VOCABULARY_LENGTH)
+    if kind is str:
+        return String(max_length) if max_length else Text()
+    if kind is int:
+        return Integer()
+    return JSONType  # a JSON object: a dict or a model such as the menu
+
+
 class Organisation(Base):
     __tablename__ = "organisations"
 
@@ -116,41 +173,36 @@ class ApiKey(Base):
 
 
 class Restaurant(Base):
+    """A restaurant: the record's fields (regbatch.restaurant.RestaurantRecord) as columns."""
+
     __tablename__ = "restaurants"
     __table_args__ = (
-        one_of("lead_type", LeadType),
-        one_of("lead_stage", LeadStage),
-        one_of("registration_status", RegistrationStatus),
-        one_of("restaurant_type", RestaurantType),
-        one_of("theme", Theme),
-        CheckConstraint("icp_score BETWEEN 0 AND 10", name="icp_score_range"),
+        *_record_checks(),
         Index("ix_restaurants_org_city_stage", "organisation_id", "city", "lead_stage"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     organisation_id: Mapped[uuid.UUID] = _org_fk()
-    name: Mapped[str] = mapped_column(String(200))
-    contact_name: Mapped[str | None] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(320))
-    phone: Mapped[str | None] = mapped_column(String(40))
-    address: Mapped[str | None] = mapped_column(Text)
-    city: Mapped[str | None] = mapped_column(String(120))
-    country: Mapped[str] = mapped_column(String(2), default="NZ")
-    opening_hours: Mapped[dict[str, Any] | None]
-    cuisine: Mapped[str | None] = mapped_column(String(120))
-    restaurant_type: Mapped[str] = mapped_column(String(20), default=RestaurantType.RESTAURANT)
-    theme: Mapped[str] = mapped_column(String(20), default=Theme.LIGHT)
-    primary_color: Mapped[str | None] = mapped_column(String(7))
-    secondary_color: Mapped[str | None] = mapped_column(String(7))
-    logo_url: Mapped[str | None] = mapped_column(Text)
-    subdomain: Mapped[str | None] = mapped_column(String(63))
-    lead_type: Mapped[str] = mapped_column(String(20), default=LeadType.OUTBOUND)
-    lead_stage: Mapped[str] = mapped_column(String(20), default=LeadStage.COLD)
-    icp_score: Mapped[int] = mapped_column(Integer, default=0)
-    registration_status: Mapped[str] = mapped_column(
-        String(20), default=RegistrationStatus.UNREGISTERED, index=True
-    )
-    menu: Mapped[dict[str, Any] | None]
+    name: Mapped[str] = _record_column("name")
+    contact_name: Mapped[str | None] = _record_column("contact_name")
+    email: Mapped[str | None] = _record_column("email")
+    phone: Mapped[str | None] = _record_column("phone")
+    address: Mapped[str | None] = _record_column("address")
+    city: Mapped[str | None] = _record_column("city")
+    country: Mapped[str] = _record_column("country")
+    opening_hours: Mapped[dict[str, Any] | None] = _record_column("opening_hours")
+    cuisine: Mapped[str | None] = _record_column("cuisine")
+    restaurant_type: Mapped[str] = _record_column("restaurant_type")
+    theme: Mapped[str] = _record_column("theme")
+    primary_color: Mapped[str | None] = _record_column("primary_color")
+    secondary_color: Mapped[str | None] = _record_column("secondary_color")
+    logo_url: Mapped[str | None] = _record_column("logo_url")
+    subdomain: Mapped[str | None] = _record_column("subdomain")
+    lead_type: Mapped[str] = _record_column("lead_type")
+    lead_stage: Mapped[str] = _record_column("lead_stage")
+    icp_score: Mapped[int] = _record_column("icp_score")
+    registration_status: Mapped[str] = _record_column("registration_status", index=True)
+    menu: Mapped[dict[str, Any] | None] = _record_column("menu")
     account_password_encrypted: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()

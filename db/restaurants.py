@@ -15,9 +15,7 @@ from regbatch.config import build_config, problems_from_validation
 from regbatch.db.models import Restaurant
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.preflight import preflight
-from regbatch.restaurant import RestaurantIn
-
-RECORD_FIELDS = tuple(name for name in RestaurantIn.model_fields if name != "account_password")
+from regbatch.restaurant import RECORD_FIELDS, RestaurantIn
 
 
 def validate_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[RestaurantIn], list[Problem]]:

@@ -1,6 +1,7 @@
 """The per-restaurant registration configuration, its defaults, and the merge of batch settings.
 
-`build_config(restaurant, common, override)` derives every default from the restaurant record,
+`build_config(restaurant, common, override)` derives every default from the restaurant record
+(the `restaurant` and `website` sections take the record's fields of the same names),
 lays the batch's common settings over it, then the restaurant's own override, and validates the
 result. The result is what a job stores as `execution_config` and what every step reads. The
 owner's password is never part of it: the account step decrypts it from the restaurant row.
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from regbatch.errors import Problem
 from regbatch.formats import slugify
-from regbatch.restaurant import Menu, RestaurantType, Theme
+from regbatch.restaurant import RECORD_FIELDS, Menu, RestaurantType, Theme, record_default
 from regbatch.step_spec import StepKey
 
 
@@ -34,20 +35,22 @@ class AccountConfig(_Section):
 
 
 class RestaurantConfig(_Section):
+    """The restaurant as the platform registers it: record fields, every one overridable."""
+
     name: str | None = None
     email: str | None = None
     phone: str | None = None
     address: str | None = None
     city: str | None = None
-    country: str = "NZ"
+    country: str = record_default("country")
     opening_hours: dict[str, Any] | None = None
     cuisine: str | None = None
-    restaurant_type: RestaurantType = RestaurantType.RESTAURANT
+    restaurant_type: RestaurantType = record_default("restaurant_type")
     subdomain: str | None = None
 
 
 class WebsiteConfig(_Section):
-    theme: Theme = Theme.LIGHT
+    theme: Theme = record_default("theme")
     primary_color: str | None = None
     secondary_color: str | None = None
     logo_url: str | None = None
@@ -112,32 +115,21 @@ def defaults_from_restaurant(restaurant: Mapping[str, Any]) -> dict[str, Any]:
     """The configuration a restaurant record implies, before any batch setting is applied."""
     menu = restaurant.get("menu")
     parsed = Menu.model_validate(menu) if menu else None
+    seeded = {
+        section: _from_record(model, restaurant)
+        for section, model in (("restaurant", RestaurantConfig), ("website", WebsiteConfig))
+    }
+    seeded["restaurant"]["subdomain"] = seeded["restaurant"]["subdomain"] or slugify(
+        restaurant.get("name") or "", restaurant.get("city") or ""
+    )
+    seeded["website"]["header_text"] = restaurant.get("name")
     return {
         "account": {
             "email": restaurant.get("email"),
             "name": restaurant.get("contact_name") or restaurant.get("name"),
             "phone": restaurant.get("phone"),
         },
-        "restaurant": {
-            "name": restaurant.get("name"),
-            "email": restaurant.get("email"),
-            "phone": restaurant.get("phone"),
-            "address": restaurant.get("address"),
-            "city": restaurant.get("city"),
-            "country": restaurant.get("country") or "NZ",
-            "opening_hours": restaurant.get("opening_hours"),
-            "cuisine": restaurant.get("cuisine"),
-            "restaurant_type": restaurant.get("restaurant_type") or RestaurantType.RESTAURANT,
-            "subdomain": restaurant.get("subdomain")
-            or slugify(restaurant.get("name") or "", restaurant.get("city") or ""),
-        },
-        "website": {
-            "theme": restaurant.get("theme") or Theme.LIGHT,
-            "primary_color": restaurant.get("primary_color"),
-            "secondary_color": restaurant.get("secondary_color"),
-            "logo_url": restaurant.get("logo_url"),
-            "header_text": restaurant.get("name"),
-        },
+        **seeded,
         "menu": {
             "import_menu": parsed is not None,
             "upload_images": bool(parsed and parsed.has_images),
@@ -147,6 +139,19 @@ def defaults_from_restaurant(restaurant: Mapping[str, Any]) -> dict[str, Any]:
             "data": parsed.model_dump(mode="json") if parsed else None,
         },
     }
+
+
+def _from_record(section: type[_Section], restaurant: Mapping[str, Any]) -> dict[str, Any]:
+    """The section's fields that are record fields, from the record (an empty one: its default)."""
+    values = {}
+    for name in section.model_fields:
+        if name not in RECORD_FIELDS:
+            continue
+        value, default = restaurant.get(name), record_default(name)
+        if not value and default is not None:
+            value = default  # e.g. an empty country: the record's "NZ"
+        values[name] = value
+    return values
 
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,10 @@
-"""The restaurant record as imported: its vocabularies, its menu, and the import row schema.
+"""The restaurant record: its vocabularies, its menu, and its fields, declared once.
 
-`RestaurantIn` validates one import row (JSON object or CSV row) whose keys are the `restaurants`
-column names, plus `account_password` (import only: it is encrypted before it is stored).
+`RestaurantRecord` is the one declaration of a restaurant's fields (the `restaurants` columns):
+name, type, size, default and format. The import row (`RestaurantIn`: the record plus
+`account_password`, which is encrypted before it is stored) inherits them, the SQLAlchemy model
+derives its columns from them (db/models.py), and the registration configuration is seeded from
+the record fields its sections share by name (regbatch/config.py).
 """
 
 from __future__ import annotations
@@ -142,32 +145,31 @@ class Menu(BaseModel):
         return any(item.tags for item in self.items())
 
 
-class RestaurantIn(BaseModel):
-    """One restaurant to import: keys are `restaurants` column names (+ `account_password`)."""
+class RestaurantRecord(BaseModel):
+    """A restaurant's fields, one per `restaurants` column: type, size (max_length), default."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200)
-    contact_name: str | None = None
-    email: str | None = None
-    phone: str | None = None
+    contact_name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
     address: str | None = None
-    city: str | None = None
-    country: str = "NZ"
+    city: str | None = Field(default=None, max_length=120)
+    country: str = Field(default="NZ", max_length=2)
     opening_hours: dict[str, Any] | None = None
-    cuisine: str | None = None
+    cuisine: str | None = Field(default=None, max_length=120)
     restaurant_type: RestaurantType = RestaurantType.RESTAURANT
     theme: Theme = Theme.LIGHT
-    primary_color: str | None = None
-    secondary_color: str | None = None
+    primary_color: str | None = Field(default=None, max_length=7)
+    secondary_color: str | None = Field(default=None, max_length=7)
     logo_url: str | None = None
-    subdomain: str | None = None
+    subdomain: str | None = Field(default=None, max_length=63)
     lead_type: LeadType = LeadType.OUTBOUND
     lead_stage: LeadStage = LeadStage.COLD
     icp_score: int = Field(default=0, ge=0, le=10)
     registration_status: RegistrationStatus = RegistrationStatus.UNREGISTERED
     menu: Menu | None = None
-    account_password: SecretStr | None = None
 
     @field_validator("email")
     @classmethod
@@ -198,6 +200,21 @@ class RestaurantIn(BaseModel):
     @classmethod
     def _hours(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         return _checked(formats.check_opening_hours, value) if value is not None else None
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(RestaurantRecord.model_fields)
+
+
+def record_default(name: str) -> Any:
+    """The default of record field `name`; None when it has none (it is required)."""
+    field = RestaurantRecord.model_fields[name]
+    return None if field.is_required() else field.default
+
+
+class RestaurantIn(RestaurantRecord):
+    """One restaurant to import: keys are `restaurants` column names (+ `account_password`)."""
+
+    account_password: SecretStr | None = None
 
     @field_validator("account_password")
     @classmethod
