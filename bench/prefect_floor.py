@@ -28,12 +28,10 @@ from batch_bench import cpu_seconds, start_prefect_server
 
 def graph_levels() -> list[int]:
     """How many of the twelve steps sit at each depth of the step graph ([3, 4, 4, 1] or so)."""
-    from regbatch.steps import STEPS
+    from regbatch.steps import step_depths
 
-    depth: dict[object, int] = {}
-    for spec in STEPS:
-        depth[spec.key] = 1 + max((depth[d] for d in spec.prerequisites), default=0)
-    return [list(depth.values()).count(d) for d in range(1, max(depth.values()) + 1)]
+    depths = list(step_depths().values())
+    return [depths.count(d) for d in range(1, max(depths) + 1)]
 
 
 async def measure(n: int, c: int, steps: int, step_s: float = 0.0) -> float:

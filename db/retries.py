@@ -38,7 +38,7 @@ class RetryOutcome:
     """A batch's retry batch, its status, and whether an earlier call had already made it."""
 
     batch_id: uuid.UUID
-    status: str
+    status: BatchStatus
     existed: bool
 
 

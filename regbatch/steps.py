@@ -308,9 +308,14 @@ def dependents(key: StepKey) -> set[StepKey]:
     return found
 
 
-def critical_path_length() -> int:
-    """The number of steps on the longest prerequisite chain (4: 1 -> 5 -> 9 -> 11)."""
+def step_depths() -> dict[StepKey, int]:
+    """Each step's depth in the graph: 1 + the deepest of its prerequisites (first steps: 1)."""
     depth: dict[StepKey, int] = {}
     for spec in STEPS:  # STEPS is in topological order; a test checks it
         depth[spec.key] = 1 + max((depth[d] for d in spec.prerequisites), default=0)
-    return max(depth.values())
+    return depth
+
+
+def critical_path_length() -> int:
+    """The number of steps on the longest prerequisite chain (4: 1 -> 5 -> 9 -> 11)."""
+    return max(step_depths().values())

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from regbatch.errors import Problem, RegbatchError
 from regbatch.reporting import failing_step
-from regbatch.statuses import BatchStatus
+from regbatch.statuses import BatchStatus, JobStatus, StepStatus
 from regbatch.steps import BY_NUMBER
 from regbatch.views import BatchDetail, JobView
 
@@ -113,7 +113,7 @@ def batch_path(batch_id: uuid.UUID) -> str:
 
 
 def _failure(job: JobView) -> dict[str, Any]:
-    failed = next((s for s in job.steps if s.status == "failed"), None)
+    failed = next((s for s in job.steps if s.status == StepStatus.FAILED), None)
     error = (failed.error_message if failed else None) or job.error_message or "failed"
     return {
         "job_id": str(job.id),
@@ -161,7 +161,9 @@ def build_payload(
             else None,
             "path": path,
         },
-        "failed_restaurants": [_failure(job) for job in detail.jobs if job.status == "failed"],
+        "failed_restaurants": [
+            _failure(job) for job in detail.jobs if job.status == JobStatus.FAILED
+        ],
         "retry_batch_id": str(retry_batch_id) if retry_batch_id else None,
     }
     if base_url:

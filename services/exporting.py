@@ -20,6 +20,7 @@ from regbatch.db.batches import batch_detail
 from regbatch.db.engine import session_scope
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.services.batches import parse_uuid
+from regbatch.statuses import StepStatus
 from regbatch.steps import BY_NUMBER, StepKey
 from regbatch.views import BatchView, JobView
 
@@ -108,7 +109,7 @@ def export_batch(
 
 def _row(job: JobView) -> ExportRow:
     by_key = {step.step_key: step for step in job.steps}
-    failed = next((s for s in job.steps if s.status == "failed"), None)
+    failed = next((s for s in job.steps if s.status == StepStatus.FAILED), None)
     duration = None
     if job.started_at is not None and job.completed_at is not None:
         duration = round((job.completed_at - job.started_at).total_seconds(), 3)

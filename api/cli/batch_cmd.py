@@ -12,7 +12,7 @@ from regbatch.api.cli._output import JsonFlag, console, emit, read_settings
 from regbatch.api.cli.progress import BatchWatcher
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.errors import InvalidInputError
-from regbatch.statuses import ExecutionMode
+from regbatch.statuses import BatchStatus, ExecutionMode, StepStatus
 from regbatch.views import BatchDetail
 
 app = typer.Typer(help="Registration batches.", no_args_is_help=True)
@@ -111,7 +111,7 @@ def render_detail(detail: BatchDetail) -> None:
     view = Table("#", "restaurant", "status", "step", "error")
     for job in detail.jobs:
         step = next((s for s in job.steps if s.step_number == job.current_step), None)
-        failed = next((s for s in job.steps if s.status == "failed"), None)
+        failed = next((s for s in job.steps if s.status == StepStatus.FAILED), None)
         shown = failed or step
         view.add_row(
             str(job.position + 1),
@@ -141,11 +141,11 @@ def run_here(
         emit({**(json_extra or {}), **detail.model_dump(mode="json")}, True)
     else:
         console.print(outcome_line(detail), markup=False)
-        if detail.failed and detail.status != "paused":
+        if detail.failed and detail.status != BatchStatus.PAUSED:
             console.print(f"retry the failed ones: regbatch batch retry-failed {detail.id}")
-        if detail.status == "paused":
+        if detail.status == BatchStatus.PAUSED:
             console.print(f"resume with: regbatch batch resume {detail.id}")
-    raise typer.Exit(0 if detail.status == "completed" else 1)
+    raise typer.Exit(0 if detail.status == BatchStatus.COMPLETED else 1)
 
 
 def outcome_line(detail: BatchDetail) -> str:
@@ -162,7 +162,7 @@ def outcome_line(detail: BatchDetail) -> str:
         f"{detail.name}: {detail.status} - {detail.completed} ok, {detail.failed} failed, "
         f"{detail.cancelled} cancelled of {detail.total}"
     )
-    if detail.status == "paused" and detail.pause_reason:
+    if detail.status == BatchStatus.PAUSED and detail.pause_reason:
         line += f"; {detail.pause_reason}"
     return f"{line} ({took})" if took else line
 
@@ -204,7 +204,7 @@ def resume(
     from regbatch.services.lifecycle import resume_batch
 
     detail = resume_batch(batch_id, actor="user:cli")
-    if no_run or detail.status == "in_progress":
+    if no_run or detail.status == BatchStatus.IN_PROGRESS:
         emit(
             {"batch_id": str(detail.id), "status": detail.status},
             as_json,
@@ -222,7 +222,7 @@ def cancel(batch_id: str, as_json: JsonFlag = False) -> None:
     detail = cancel_batch(batch_id, actor="user:cli")
     message = (
         f"batch {detail.id} cancelled"
-        if detail.status == "cancelled"
+        if detail.status == BatchStatus.CANCELLED
         else f"cancel requested; batch {detail.id} stops at its next step boundary"
     )
     emit(
@@ -248,7 +248,7 @@ def retry_failed(
     outcome = make_retry(batch_id, actor="user:cli")
     new_id = str(outcome.batch_id)
     fields = {"new_batch_id": new_id, "already_existed": outcome.existed, "status": outcome.status}
-    if outcome.existed and (no_run or outcome.status != "draft"):
+    if outcome.existed and (no_run or outcome.status != BatchStatus.DRAFT):
         emit(fields, as_json, lambda: typer.echo(existing_retry_line(new_id, outcome.status)))
         return
     if no_run:
@@ -306,7 +306,7 @@ def watch(batch_id: str, as_json: JsonFlag = False) -> None:
         emit(detail, True)
     else:
         console.print(outcome_line(detail), markup=False)
-    raise typer.Exit(0 if detail.status == "completed" else 1)
+    raise typer.Exit(0 if detail.status == BatchStatus.COMPLETED else 1)
 
 
 @app.command("export")

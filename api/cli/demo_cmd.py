@@ -10,6 +10,7 @@ from rich.markdown import Markdown
 from regbatch.api.cli._output import console
 from regbatch.api.cli.batch_cmd import outcome_line
 from regbatch.api.cli.progress import BatchWatcher
+from regbatch.statuses import BatchStatus
 
 
 def demo() -> None:
@@ -57,7 +58,7 @@ def demo() -> None:
     finally:
         demo.sandbox.stop()
     console.print(f"demo finished in {time.monotonic() - began:.0f} s")
-    raise typer.Exit(0 if detail.status == "completed" else 1)
+    raise typer.Exit(0 if detail.status == BatchStatus.COMPLETED else 1)
 
 
 def _prefect_url() -> str | None:

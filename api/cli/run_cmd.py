@@ -9,6 +9,7 @@ import typer
 
 from regbatch.api.cli._output import JsonFlag, console, emit, read_settings
 from regbatch.api.cli.batch_cmd import render_detail, run_here
+from regbatch.statuses import BatchStatus
 
 
 def register(
@@ -39,4 +40,4 @@ def recover(as_json: JsonFlag = False) -> None:
         typer.echo("no stalled batches")
     for detail in recovered if not as_json else []:
         render_detail(detail)
-    raise typer.Exit(0 if all(d.status == "completed" for d in recovered) else 1)
+    raise typer.Exit(0 if all(d.status == BatchStatus.COMPLETED for d in recovered) else 1)

@@ -26,6 +26,7 @@ from regbatch.api.rest.starting import start_if_asked, submit
 from regbatch.errors import InvalidInputError
 from regbatch.services import batches, lifecycle
 from regbatch.services.starts import StartResult
+from regbatch.statuses import BatchStatus
 
 router = APIRouter(tags=["batch actions"])
 AutoStart = Annotated[bool, Query(description="Also submit the new batch to Prefect.")]
@@ -67,7 +68,7 @@ async def resume(batch_id: uuid.UUID, caller: CallerDep) -> ResumeResult:
     """A paused batch is submitted to Prefect and continues from exactly where it stopped; a
     running batch with a pause request keeps running."""
     current = await run_in_threadpool(batches.get_batch, batch_id, caller.organisation_id)
-    if current.status == "paused":
+    if current.status == BatchStatus.PAUSED:
         started = await submit(batch_id, caller)
         return ResumeResult(
             batch_id=batch_id,
@@ -168,5 +169,5 @@ async def register(
         )
     except InvalidInputError as exc:
         raise renamed(exc, {"settings": "config", "restaurant_ids": "restaurant_id"}) from None
-    created = BatchCreated(batch_id=batch_id, jobs_count=1, status="draft")
+    created = BatchCreated(batch_id=batch_id, jobs_count=1, status=BatchStatus.DRAFT)
     return await start_if_asked(created, batch_id, caller, body.auto_start)

@@ -69,7 +69,9 @@ async def create_batch(
         )
     except InvalidInputError as exc:
         raise renamed(exc, {"settings": "common_config"}) from None
-    created = BatchCreated(batch_id=batch_id, jobs_count=len(body.restaurant_ids), status="draft")
+    created = BatchCreated(
+        batch_id=batch_id, jobs_count=len(body.restaurant_ids), status=BatchStatus.DRAFT
+    )
     return await start_if_asked(created, batch_id, caller, body.auto_start)
 
 

@@ -111,7 +111,7 @@ class BatchCreated(BaseModel):
 
     batch_id: uuid.UUID
     jobs_count: int
-    status: str  # not BatchStatus yet: api/rest/*.py pass status literals
+    status: BatchStatus
     started_at: datetime | None = None
     first_job_id: uuid.UUID | None = None
     flow_run_id: uuid.UUID | None = None
@@ -122,7 +122,7 @@ class RetryCreated(BaseModel):
     earlier call made (`already_existed`; then it is answered as it is, never started)."""
 
     new_batch_id: uuid.UUID
-    status: str  # not BatchStatus yet: api/rest/*.py pass status literals
+    status: BatchStatus
     already_existed: bool = Field(
         default=False, description="True when an earlier call had made this retry batch."
     )
@@ -136,7 +136,7 @@ class TemplateRun(BaseModel):
 
     batch_id: uuid.UUID | None
     jobs_count: int = 0
-    status: str | None = None  # not BatchStatus yet: api/rest/*.py pass literals
+    status: BatchStatus | None = None
     started_at: datetime | None = None
     first_job_id: uuid.UUID | None = None
     flow_run_id: uuid.UUID | None = None

@@ -21,6 +21,7 @@ from regbatch.api.rest.auth import Caller
 from regbatch.api.rest.errors import STATUS_OF
 from regbatch.errors import ConfigurationError, RegbatchError
 from regbatch.services.starts import StartResult, start_batch_async
+from regbatch.statuses import BatchStatus
 
 logger = logging.getLogger("regbatch.api")
 
@@ -47,7 +48,7 @@ async def not_started(exc: RegbatchError, batch_id: uuid.UUID, caller: Caller) -
 
     code = next((c for kind, c in STATUS_OF if isinstance(exc, kind)), 400)
     current = (await run_in_threadpool(get_batch, batch_id, caller.organisation_id)).status
-    if current == "draft":
+    if current == BatchStatus.DRAFT:
         detail = (
             f"batch {batch_id} was created as a draft but not started: {exc}. Start it with "
             f"POST /registration-batches/{batch_id}/start once that is fixed"

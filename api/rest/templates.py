@@ -21,6 +21,7 @@ from regbatch.errors import NotFoundError
 from regbatch.services import templates
 from regbatch.services.progress import batch_progress
 from regbatch.services.templates import TemplateView
+from regbatch.statuses import BatchStatus
 
 router = APIRouter(prefix="/templates", tags=["templates"])
 TemplateRef = Annotated[str, Path(max_length=120, description="The template's id or name.")]
@@ -108,5 +109,5 @@ async def run_template(
         response.status_code = status.HTTP_200_OK
         return TemplateRun(batch_id=None)
     total = (await run_in_threadpool(batch_progress, batch_id, caller.organisation_id)).total
-    created = TemplateRun(batch_id=batch_id, jobs_count=total, status="draft")
+    created = TemplateRun(batch_id=batch_id, jobs_count=total, status=BatchStatus.DRAFT)
     return await start_if_asked(created, batch_id, caller, auto_start)
