@@ -31,6 +31,8 @@ class StepView(_View):
     skip_reason: str | None
     blocked_by_step: int | None
     carried_over: bool
+    handler: str | None = None
+    """The plugin function that runs the step (`module:function`); None: the built-in step."""
 
 
 class JobView(_View):

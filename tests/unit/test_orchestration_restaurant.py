@@ -30,9 +30,9 @@ from tests.unit.fake_ledger import FakeJob, FakeLedger
 pytestmark = pytest.mark.anyio
 K = StepKey
 
-Script = dict[StepKey, Callable[[], Coroutine[Any, Any, Any]]]
+Script = dict[str, Callable[[], Coroutine[Any, Any, Any]]]
 # What later steps' conditions read of earlier results (code generation made an injection).
-RESULTS: dict[StepKey, dict[str, Any]] = {
+RESULTS: dict[str, dict[str, Any]] = {
     K.CODE_GENERATION: {"head_injection": "<style></style>", "body_injection": ""},
 }
 
@@ -42,10 +42,10 @@ class Steps:
 
     def __init__(self, ledger: FakeLedger, lease: Lease, job: FakeJob, script: Script) -> None:
         self.ledger, self.lease, self.job, self.script = ledger, lease, job, script
-        self.started: list[StepKey] = []
-        self.cancelled: list[StepKey] = []
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
 
-    async def __call__(self, key: StepKey) -> StepEnd:
+    async def __call__(self, key: str) -> StepEnd:
         try:
             await self.ledger.start_attempt(self.lease, self.job.id, key)
         except BatchStoppingError as exc:
@@ -81,7 +81,7 @@ async def _job_run(script: Script | None = None) -> tuple[FakeLedger, FakeJob, J
     return ledger, job, JobRun(ledger, start.lease, plan, steps), steps
 
 
-def _statuses(job: FakeJob) -> dict[StepKey, StepStatus]:
+def _statuses(job: FakeJob) -> dict[str, StepStatus]:
     return {key: row.status for key, row in job.steps.items()}
 
 
@@ -223,7 +223,7 @@ async def test_a_step_refused_before_it_started_stops_the_job_without_a_record()
 
 
 def test_the_step_graph_the_loop_follows_has_no_cycle() -> None:
-    seen: set[StepKey] = set()
+    seen: set[str] = set()
     for spec in STEPS:  # declared in an order where every prerequisite comes first
         assert set(spec.prerequisites) <= seen, step(spec.key).label
         seen.add(spec.key)

@@ -1,0 +1,503 @@
+"""Plugins: handlers that replace a built-in step (for every restaurant or one restaurant type),
+and extra steps that join the graph after the twelve.
+
+A plugin is an installed distribution with an entry point in the group `regbatch.step_handlers`
+naming a module; the module's functions are marked with the decorators below:
+
+    @step_handler("menu_import", restaurant_type="food_truck")
+    async def import_truck_menu(ctx: StepContext) -> dict: ...
+
+    @extra_step("crm_sync", after=("restaurant_registration",), timeout_s=60, retries=3)
+    async def crm_sync(ctx: StepContext) -> dict: ...
+
+The decorators only mark functions; a `HandlerRegistry` is built from modules (entry points or
+explicit ones) by reading the marks, so no global state is filled at import. The registry gives
+the step graph (`regbatch.steps.StepGraph`) a batch records when it is created; a batch then runs
+the graph it recorded, whatever is installed later, and refuses to run without its handlers.
+The other half of the contract, how a handler's errors and results are recorded, is the one
+rule of `regbatch.step_outcomes`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from regbatch.config import RegistrationConfig
+from regbatch.errors import ConfigurationError
+from regbatch.restaurant import RestaurantType
+from regbatch.step_spec import Condition, ExtraStep, RetryPolicy, StepKey
+from regbatch.steps import ANY_TYPE, STEPS, HandlerRef, StepGraph
+
+ENTRY_POINT_GROUP = "regbatch.step_handlers"
+_MARK = "__regbatch_step__"
+
+
+class PluginError(ConfigurationError):
+    """Raised when plugins conflict, declare an invalid step, or a batch's handler is missing."""
+
+
+@dataclass(frozen=True)
+class RestaurantInfo:
+    """The restaurant a step runs for, as its registration configuration has it."""
+
+    id: str
+    name: str | None
+    restaurant_type: str
+    city: str | None
+    email: str | None
+    phone: str | None
+    address: str | None
+    country: str
+    cuisine: str | None
+    subdomain: str | None
+    opening_hours: dict[str, Any] | None
+
+    @classmethod
+    def from_config(cls, restaurant_id: str, config: RegistrationConfig) -> RestaurantInfo:
+        fields = config.restaurant.model_dump(mode="json")
+        return cls(id=restaurant_id, **fields)
+
+
+@dataclass
+class StepContext:
+    """What a handler gets: the restaurant, the step, its idempotency key (`job_id:step_key`,
+    the same on every attempt and after a resume), the outputs of the job's completed steps by
+    key, the merged configuration (no password in it) and Prefect's run logger."""
+
+    restaurant: RestaurantInfo
+    step: str
+    idempotency_key: str
+    outputs: Mapping[str, dict[str, Any]]
+    config: RegistrationConfig
+    logger: Any
+    attempt: int
+    _default: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    _password: Callable[[], str | None] | None = None
+
+    async def call_default(self) -> dict[str, Any]:
+        """Run the built-in step (for handlers that wrap it) and return its result."""
+        if self._default is None:
+            raise PluginError(
+                f"step {self.step!r} is a plugin's extra step and has no built-in step to call; "
+                "call_default() is only for handlers of the twelve built-in steps"
+            )
+        return await self._default()
+
+    def owner_password(self) -> str | None:
+        """The owner's platform password in clear, when the restaurant has one (never logged)."""
+        return self._password() if self._password is not None else None
+
+
+Handler = Callable[[StepContext], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class HandlerMark:
+    """`@step_handler`: `fn` replaces built-in step `step` (for one type, or every type)."""
+
+    step: StepKey
+    restaurant_type: str | None
+
+
+@dataclass(frozen=True)
+class ExtraStepMark:
+    """`@extra_step`: a new step `key` run by the marked function."""
+
+    key: str
+    after: tuple[str, ...]
+    blocking: bool
+    condition: Condition | None
+    timeout_s: float
+    retries: int
+    retry_delays_s: tuple[float, ...]
+
+
+def _check_coroutine(fn: Callable[..., Any], what: str) -> None:
+    if not inspect.iscoroutinefunction(fn):
+        raise PluginError(
+            f"{what} {fn.__module__}.{fn.__qualname__} is not async; declare it "
+            "`async def name(ctx: StepContext) -> dict`"
+        )
+
+
+def step_handler(step: str, restaurant_type: str | None = None) -> Callable[[Handler], Handler]:
+    """Mark `fn` as the handler of built-in step `step` (for `restaurant_type` only, if given)."""
+    try:
+        key = StepKey(step)
+    except ValueError:
+        raise PluginError(
+            f"step_handler names unknown step {step!r}; built-in steps are "
+            f"{', '.join(s.key for s in STEPS)} (declare new steps with @extra_step)"
+        ) from None
+    if restaurant_type is not None and restaurant_type not in set(RestaurantType):
+        raise PluginError(
+            f"step_handler({step!r}) names unknown restaurant_type {restaurant_type!r}; types "
+            f"are {', '.join(RestaurantType)}"
+        )
+
+    def mark(fn: Handler) -> Handler:
+        _check_coroutine(fn, "step handler")
+        setattr(fn, _MARK, HandlerMark(key, restaurant_type))
+        return fn
+
+    return mark
+
+
+def extra_step(
+    key: str,
+    *,
+    after: Sequence[str] = (),
+    blocking: bool = False,
+    condition: Condition | None = None,
+    timeout_s: float = 120.0,
+    retries: int = 3,
+    retry_delays_s: Sequence[float] = (2.0, 4.0, 8.0),
+) -> Callable[[Handler], Handler]:
+    """Mark `fn` as a new step `key`, run after the steps named in `after`."""
+    if not key.isidentifier() or key != key.lower() or len(key) > 40:
+        raise PluginError(
+            f"extra step key {key!r} is not a lowercase identifier of at most 40 characters; "
+            "use a name like 'crm_sync'"
+        )
+    if timeout_s <= 0 or retries < 0:
+        raise PluginError(
+            f"extra step {key!r}: timeout_s must be > 0 and retries >= 0 "
+            f"(got {timeout_s}, {retries})"
+        )
+    declared = ExtraStepMark(
+        key, tuple(after), blocking, condition, float(timeout_s), retries, tuple(retry_delays_s)
+    )
+
+    def mark(fn: Handler) -> Handler:
+        _check_coroutine(fn, "extra step")
+        setattr(fn, _MARK, declared)
+        return fn
+
+    return mark
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One plugin: its name (the entry point's, or the module's) and its marked functions."""
+
+    name: str
+    module: str
+    functions: tuple[Handler, ...]
+
+    @classmethod
+    def from_module(cls, name: str, module: ModuleType) -> Plugin:
+        marked = [fn for fn in vars(module).values() if callable(fn) and hasattr(fn, _MARK)]
+        return cls(name, module.__name__, tuple(marked))
+
+
+def target(fn: Callable[..., Any]) -> str:
+    """How a handler is named in a batch's graph: `module:function`."""
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def _mark(fn: Handler) -> HandlerMark | ExtraStepMark:
+    found: HandlerMark | ExtraStepMark = getattr(fn, _MARK)
+    return found
+
+
+class HandlerRegistry:
+    """The plugins of a process, checked together, and the step graph they give."""
+
+    def __init__(self, plugins: Iterable[Plugin] = ()) -> None:
+        self.plugins = tuple(plugins)
+        self._functions: dict[str, Handler] = {}
+        self._handlers: dict[str, dict[str, HandlerRef]] = {}
+        extras: dict[str, tuple[Plugin, Handler, ExtraStepMark]] = {}
+        for plugin in self.plugins:
+            for fn in plugin.functions:
+                self._functions[target(fn)] = fn
+                declared = _mark(fn)
+                if isinstance(declared, HandlerMark):
+                    self._claim(plugin, fn, declared)
+                else:
+                    self._add_extra(extras, plugin, fn, declared)
+        self.graph = (
+            StepGraph(_extra_steps(extras), self._handlers) if self.plugins else StepGraph()
+        )
+
+    def _claim(self, plugin: Plugin, fn: Handler, declared: HandlerMark) -> None:
+        by_type = self._handlers.setdefault(declared.step, {})
+        slot = declared.restaurant_type or ANY_TYPE
+        if slot in by_type:
+            other = by_type[slot]
+            what = "every restaurant type" if slot == ANY_TYPE else f"restaurant type {slot!r}"
+            raise PluginError(
+                f"two handlers claim step {declared.step!r} for {what}: {other} and "
+                f"{target(fn)} ({plugin.name}); uninstall one of the two plugins or give one "
+                "a restaurant_type"
+            )
+        by_type[slot] = HandlerRef(plugin.name, target(fn))
+
+    @staticmethod
+    def _add_extra(
+        extras: dict[str, tuple[Plugin, Handler, ExtraStepMark]],
+        plugin: Plugin,
+        fn: Handler,
+        declared: ExtraStepMark,
+    ) -> None:
+        if declared.key in set(StepKey):
+            raise PluginError(
+                f"extra step {declared.key!r} of plugin {plugin.name} has the key of a "
+                "built-in step; give it another key (or replace the built-in step with "
+                "@step_handler)"
+            )
+        if declared.key in extras:
+            other = extras[declared.key]
+            raise PluginError(
+                f"two plugins declare extra step {declared.key!r}: {target(other[1])} "
+                f"({other[0].name}) and {target(fn)} ({plugin.name}); uninstall one of them"
+            )
+        extras[declared.key] = (plugin, fn, declared)
+
+    @classmethod
+    def from_modules(cls, *modules: ModuleType | str) -> HandlerRegistry:
+        """The registry of these modules (each a plugin named after its module)."""
+        loaded = [importlib.import_module(m) if isinstance(m, str) else m for m in modules]
+        return cls(Plugin.from_module(m.__name__, m) for m in loaded)
+
+    @classmethod
+    def from_entry_points(cls, path: Sequence[str] | None = None) -> HandlerRegistry:
+        """The registry of the installed plugins (entry point group `regbatch.step_handlers`),
+        or of the distributions found on `path` only."""
+        plugins = []
+        for entry_point in _entry_points(path):
+            try:
+                with _importable(path):
+                    module = entry_point.load()
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {entry_point.name!r} ({entry_point.value}) could not be loaded: "
+                    f"{type(exc).__name__}: {exc}; fix or uninstall its distribution"
+                ) from exc
+            if not isinstance(module, ModuleType):
+                raise PluginError(
+                    f"plugin {entry_point.name!r} names {entry_point.value!r}, not a module; "
+                    f"the entry point in group {ENTRY_POINT_GROUP} must name a module"
+                )
+            plugins.append(Plugin.from_module(entry_point.name, module))
+        return cls(plugins)
+
+    def resolve(self, ref: HandlerRef) -> Handler | None:
+        """The function a batch's graph names, if this process has it."""
+        return self._functions.get(ref.target)
+
+    def resolve_target(self, name: str) -> Handler | None:
+        """The function named `module:function`, if this process has it."""
+        return self._functions.get(name)
+
+    def missing(self, graph: StepGraph) -> list[HandlerRef]:
+        """The handlers `graph` needs that this process does not have."""
+        return sorted(
+            (r for r in graph.handler_refs() if r.target not in self._functions),
+            key=lambda r: r.target,
+        )
+
+    def condition(self, key: str) -> Condition | None:
+        for fn in self._functions.values():
+            declared = _mark(fn)
+            if isinstance(declared, ExtraStepMark) and declared.key == key:
+                return declared.condition
+        return None
+
+
+def _entry_points(path: Sequence[str] | None) -> list[importlib.metadata.EntryPoint]:
+    if path is None:
+        found = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    else:
+        found = [
+            ep
+            for dist in importlib.metadata.distributions(path=list(path))
+            for ep in dist.entry_points.select(group=ENTRY_POINT_GROUP)
+        ]
+    return sorted({ep.name: ep for ep in found}.values(), key=lambda ep: ep.name)
+
+
+@contextmanager
+def _importable(path: Sequence[str] | None) -> Iterator[None]:
+    """Modules on `path` importable while a plugin loads (its module stays loaded after)."""
+    added = [p for p in path or () if p not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for entry in added:
+            sys.path.remove(entry)
+
+
+def _always(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
+    return None
+
+
+def _extra_steps(
+    extras: Mapping[str, tuple[Plugin, Handler, ExtraStepMark]],
+) -> tuple[Any, ...]:
+    """The twelve steps, then the extra ones numbered from 13: in key order, each after the
+    steps it runs after (a stable order, whatever the order plugins load in)."""
+    ordered: list[str] = []
+    placed: set[str] = {s.key for s in STEPS}
+    pending = sorted(extras)
+    while pending:
+        ready = [k for k in pending if all(d in placed for d in extras[k][2].after)]
+        if not ready:
+            raise PluginError(_unplaceable(extras, pending, placed))
+        ordered.append(ready[0])
+        placed.add(ready[0])
+        pending.remove(ready[0])
+    steps: list[Any] = list(STEPS)
+    for number, key in enumerate(ordered, start=len(STEPS) + 1):
+        plugin, fn, declared = extras[key]
+        steps.append(_as_step(number, plugin.name, fn, declared))
+    return tuple(steps)
+
+
+def _unplaceable(
+    extras: Mapping[str, tuple[Plugin, Handler, ExtraStepMark]],
+    pending: list[str],
+    placed: set[str],
+) -> str:
+    known = placed | set(extras)
+    for key in pending:
+        unknown = [d for d in extras[key][2].after if d not in known]
+        if unknown:
+            return (
+                f"extra step {key!r} of plugin {extras[key][0].name} runs after unknown step "
+                f"{unknown[0]!r}; steps are {', '.join(sorted(known))}"
+            )
+    return (
+        f"extra steps {', '.join(pending)} run after each other in a cycle; remove one of "
+        "their `after` dependencies"
+    )
+
+
+def _as_step(number: int, plugin: str, fn: Handler, declared: ExtraStepMark) -> ExtraStep:
+    doc = (inspect.getdoc(fn) or "").strip().splitlines()
+    return ExtraStep(
+        number=number,
+        key=declared.key,
+        name=declared.key.replace("_", " ").capitalize(),
+        does=doc[0] if doc else f"runs {target(fn)}",
+        depends_on=declared.after,
+        condition=declared.condition or _always,
+        condition_text="the plugin's condition" if declared.condition else "always",
+        blocking=declared.blocking,
+        on_failure="blocking: later steps after it are skipped"
+        if declared.blocking
+        else "job ends failed, others continue",
+        timeout_s=declared.timeout_s,
+        retry=RetryPolicy(declared.retries, declared.retry_delays_s),
+        plugin=plugin,
+        handler=target(fn),
+    )
+
+
+# --- a batch's recorded graph ---------------------------------------------------------------
+
+
+def graph_record(graph: StepGraph) -> dict[str, Any] | None:
+    """What a batch stores of its graph (None: the twelve built-in steps alone)."""
+    if not graph.extra_steps and not graph.handlers:
+        return None
+    return {
+        "extra_steps": [
+            {
+                "number": s.number,
+                "key": s.key,
+                "after": list(s.depends_on),
+                "blocking": s.blocking,
+                "timeout_s": s.timeout_s,
+                "retries": s.retry.retries,
+                "retry_delays_s": list(s.retry.delays_s),
+                "does": s.does,
+                "conditional": s.condition_text != "always",
+                "plugin": s.plugin,
+                "handler": s.handler,
+            }
+            for s in graph.extra_steps
+        ],
+        "handlers": {
+            step: {kind: {"plugin": r.plugin, "handler": r.target} for kind, r in by.items()}
+            for step, by in graph.handlers.items()
+        },
+    }
+
+
+def graph_from_record(record: Mapping[str, Any] | None, registry: HandlerRegistry) -> StepGraph:
+    """A batch's graph as it recorded it; conditions of extra steps come from `registry` (a
+    missing plugin's step runs unconditionally here, and is refused when its handler runs)."""
+    if not record:
+        return StepGraph()
+    steps: list[Any] = list(STEPS)
+    for raw in record.get("extra_steps", []):
+        steps.append(
+            ExtraStep(
+                number=raw["number"],
+                key=raw["key"],
+                name=raw["key"].replace("_", " ").capitalize(),
+                does=raw.get("does", ""),
+                depends_on=tuple(raw["after"]),
+                condition=registry.condition(raw["key"]) or _always,
+                condition_text="the plugin's condition" if raw.get("conditional") else "always",
+                blocking=raw["blocking"],
+                on_failure="see the plugin",
+                timeout_s=raw["timeout_s"],
+                retry=RetryPolicy(raw["retries"], tuple(raw["retry_delays_s"])),
+                plugin=raw["plugin"],
+                handler=raw["handler"],
+            )
+        )
+    handlers = {
+        step: {kind: HandlerRef(r["plugin"], r["handler"]) for kind, r in by.items()}
+        for step, by in record.get("handlers", {}).items()
+    }
+    return StepGraph(tuple(steps), handlers)
+
+
+def missing_handlers_message(subject: str, missing: Sequence[HandlerRef]) -> str:
+    """The error for a batch or restaurant whose recorded handlers this process lacks."""
+    plugins = sorted({ref.plugin for ref in missing})
+    return (
+        f"{subject} needs step handlers this process does not have: "
+        f"{', '.join(str(r) for r in missing)}; install the plugin(s) {', '.join(plugins)} "
+        f"(entry point group {ENTRY_POINT_GROUP}) where the batch runs, then run it again"
+    )
+
+
+# --- the registry of this process -----------------------------------------------------------
+
+_installed: HandlerRegistry | None = None
+_override: HandlerRegistry | None = None
+
+
+def current_registry() -> HandlerRegistry:
+    """The plugins of this process: the installed entry points, loaded on first use (or the
+    registry put in place with `use_registry`)."""
+    global _installed
+    if _override is not None:
+        return _override
+    if _installed is None:
+        _installed = HandlerRegistry.from_entry_points()
+    return _installed
+
+
+@contextmanager
+def use_registry(registry: HandlerRegistry) -> Iterator[HandlerRegistry]:
+    """Use `registry` as this process's plugins inside the block (tests: a plugin, or none)."""
+    global _override
+    previous, _override = _override, registry
+    try:
+        yield registry
+    finally:
+        _override = previous
