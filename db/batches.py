@@ -491,6 +491,7 @@ def batch_detail(
         error_message=batch.error_message,
         paused_at=batch.paused_at,
         flow_run_id=batch.flow_run_id,
+        step_graph=batch.step_graph,
         cancelled_at=batch.cancelled_at,
         updated_at=batch.updated_at,
         jobs=[_job_view(job, name, steps_by_job.get(job.id, [])) for job, name in jobs],

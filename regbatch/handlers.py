@@ -428,7 +428,7 @@ def graph_record(graph: StepGraph) -> dict[str, Any] | None:
             for s in graph.extra_steps
         ],
         "handlers": {
-            step: {kind: {"plugin": r.plugin, "handler": r.target} for kind, r in by.items()}
+            str(step): {kind: {"plugin": r.plugin, "handler": r.target} for kind, r in by.items()}
             for step, by in graph.handlers.items()
         },
     }
@@ -501,3 +501,29 @@ def use_registry(registry: HandlerRegistry) -> Iterator[HandlerRegistry]:
         yield registry
     finally:
         _override = previous
+
+
+def describe_graph(graph: StepGraph) -> list[dict[str, Any]]:
+    """The graph as `regbatch steps` shows it: each step, what it runs after, and who runs it
+    for each restaurant type ("built-in", or a plugin's `module:function`)."""
+    rows = []
+    for spec in graph.steps:
+        runs = {}
+        for kind in RestaurantType:
+            ref = graph.handler_for(spec.key, kind)
+            runs[str(kind)] = ref.target if ref is not None else "built-in"
+        rows.append(
+            {
+                "number": spec.number,
+                "key": str(spec.key),
+                "label": spec.label,
+                "depends_on": [str(k) for k in spec.depends_on],
+                "waits_for": [str(k) for k in spec.waits_for],
+                "runs_when": spec.condition_text,
+                "timeout_s": spec.timeout_s,
+                "retries": spec.retry.retries,
+                "plugin": spec.plugin if isinstance(spec, ExtraStep) else None,
+                "handlers": runs,
+            }
+        )
+    return rows
