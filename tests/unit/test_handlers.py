@@ -23,7 +23,7 @@ from regbatch.handlers import (
     use_registry,
 )
 from regbatch.ledger import JobPlan, StepInputs
-from regbatch.planning import Run, StepState, next_decisions
+from regbatch.planning import Run, Skip, StepState, next_decisions
 from regbatch.statuses import JobStatus, StepStatus
 from regbatch.steps import BUILT_IN, STEPS, HandlerRef, StepGraph, StepKey
 from tests.unit.conftest import make_config
@@ -162,7 +162,9 @@ def test_planning_runs_an_extra_step_once_its_dependencies_completed() -> None:
     assert Run("crm_push") in next_decisions(states, make_config(), graph)
     states[StepKey.RESTAURANT_REGISTRATION] = StepState(StepStatus.FAILED)
     skipped = [d for d in next_decisions(states, make_config(), graph) if d.key == "crm_push"]
-    assert skipped and skipped[0].blocked_by == StepKey.RESTAURANT_REGISTRATION
+    assert skipped == [
+        Skip("crm_push", "05-restaurant_registration failed", StepKey.RESTAURANT_REGISTRATION)
+    ]
 
 
 def _inputs(config: RegistrationConfig, handler: str) -> StepInputs:
