@@ -305,12 +305,11 @@ class HandlerRegistry:
             key=lambda r: r.target,
         )
 
-    def condition(self, key: str) -> Condition | None:
-        for fn in self._functions.values():
-            declared = _mark(fn)
-            if isinstance(declared, ExtraStepMark) and declared.key == key:
-                return declared.condition
-        return None
+    def condition(self, handler: str) -> Condition | None:
+        """The condition of the extra step run by `handler` (`module:function`), if any."""
+        fn = self._functions.get(handler)
+        declared = _mark(fn) if fn is not None else None
+        return declared.condition if isinstance(declared, ExtraStepMark) else None
 
 
 def _entry_points(path: Sequence[str] | None) -> list[importlib.metadata.EntryPoint]:
@@ -384,22 +383,50 @@ def _unplaceable(
 
 def _as_step(number: int, plugin: str, fn: Handler, declared: ExtraStepMark) -> ExtraStep:
     doc = (inspect.getdoc(fn) or "").strip().splitlines()
-    return ExtraStep(
+    return _extra_step(
         number=number,
         key=declared.key,
-        name=declared.key.replace("_", " ").capitalize(),
-        does=doc[0] if doc else f"runs {target(fn)}",
-        depends_on=declared.after,
-        condition=declared.condition or _always,
-        condition_text="the plugin's condition" if declared.condition else "always",
+        after=declared.after,
         blocking=declared.blocking,
-        on_failure="blocking: later steps after it are skipped"
-        if declared.blocking
-        else "job ends failed, others continue",
+        condition=declared.condition,
         timeout_s=declared.timeout_s,
         retry=RetryPolicy(declared.retries, declared.retry_delays_s),
+        does=doc[0] if doc else f"runs {target(fn)}",
         plugin=plugin,
         handler=target(fn),
+    )
+
+
+def _extra_step(
+    *,
+    number: int,
+    key: str,
+    after: Sequence[str],
+    blocking: bool,
+    condition: Condition | None,
+    timeout_s: float,
+    retry: RetryPolicy,
+    does: str,
+    plugin: str,
+    handler: str,
+) -> ExtraStep:
+    """An extra step's row of the graph, from its declaration or from a batch's record."""
+    return ExtraStep(
+        number=number,
+        key=key,
+        name=key.replace("_", " ").capitalize(),
+        does=does,
+        depends_on=tuple(after),
+        condition=condition or _always,
+        condition_text="the plugin's condition" if condition else "always",
+        blocking=blocking,
+        on_failure="blocking: the steps after it are skipped"
+        if blocking
+        else "job ends failed, others continue",
+        timeout_s=timeout_s,
+        retry=retry,
+        plugin=plugin,
+        handler=handler,
     )
 
 
@@ -421,7 +448,6 @@ def graph_record(graph: StepGraph) -> dict[str, Any] | None:
                 "retries": s.retry.retries,
                 "retry_delays_s": list(s.retry.delays_s),
                 "does": s.does,
-                "conditional": s.condition_text != "always",
                 "plugin": s.plugin,
                 "handler": s.handler,
             }
@@ -442,18 +468,15 @@ def graph_from_record(record: Mapping[str, Any] | None, registry: HandlerRegistr
     steps: list[Any] = list(STEPS)
     for raw in record.get("extra_steps", []):
         steps.append(
-            ExtraStep(
+            _extra_step(
                 number=raw["number"],
                 key=raw["key"],
-                name=raw["key"].replace("_", " ").capitalize(),
-                does=raw.get("does", ""),
-                depends_on=tuple(raw["after"]),
-                condition=registry.condition(raw["key"]) or _always,
-                condition_text="the plugin's condition" if raw.get("conditional") else "always",
+                after=raw["after"],
                 blocking=raw["blocking"],
-                on_failure="see the plugin",
+                condition=registry.condition(raw["handler"]),
                 timeout_s=raw["timeout_s"],
                 retry=RetryPolicy(raw["retries"], tuple(raw["retry_delays_s"])),
+                does=raw.get("does", ""),
                 plugin=raw["plugin"],
                 handler=raw["handler"],
             )

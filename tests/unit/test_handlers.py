@@ -262,3 +262,45 @@ def test_a_process_without_the_recorded_handlers_refuses_the_restaurant() -> Non
         ),
     ):
         refuse_without_handlers(plan)
+
+
+def test_an_extra_step_is_skipped_by_its_condition_with_the_reason() -> None:
+    def only_with_menu(config: RegistrationConfig, results: Any) -> str | None:
+        return None if config.menu.import_menu else "no menu to push"
+
+    @extra_step("menu_push", after=("menu_import",), condition=only_with_menu)
+    async def push(ctx: StepContext) -> dict[str, Any]:
+        return {}
+
+    registry = HandlerRegistry.from_modules(plugin("p_cond", push=push))
+    restored = graph_from_record(graph_record(registry.graph), registry)
+    assert restored.spec("menu_push").condition is only_with_menu
+    states: dict[str, StepState] = {s.key: StepState(StepStatus.COMPLETED, {}) for s in STEPS}
+    states["menu_push"] = StepState(StepStatus.PENDING)
+    no_menu = make_config(override={"menu": {"import_menu": False}})
+    assert next_decisions(states, no_menu, restored) == [Skip("menu_push", "no menu to push")]
+    assert next_decisions(states, make_config(), restored) == [Run("menu_push")]
+
+
+def test_the_steps_command_lists_the_graph_and_the_handler_per_type() -> None:
+    from tests.cli import cli, cli_json
+
+    registry = HandlerRegistry.from_modules(
+        plugin(
+            "p_cli", t=menu_handler("food_truck"), s=extra("crm_push", "restaurant_registration")
+        )
+    )
+    with use_registry(registry):
+        listed = cli_json("steps")
+        table = cli("steps").stdout
+    assert listed["plugins"] == [{"name": "p_cli", "module": "p_cli"}]
+    rows = {row["key"]: row for row in listed["steps"]}
+    assert [row["label"] for row in listed["steps"]][-1] == "13-crm_push"
+    assert rows["crm_push"]["depends_on"] == ["restaurant_registration"]
+    assert rows["crm_push"]["handlers"]["cafe"] == "p_cli:s"
+    assert rows["menu_import"]["handlers"] == {
+        **{kind: "built-in" for kind in rows["menu_import"]["handlers"]},
+        "food_truck": "p_cli:t",
+    }
+    assert rows["menu_import"]["waits_for"] == ["image_upload"]
+    assert "13-crm_push" in table and "plugins: p_cli (p_cli)" in table
