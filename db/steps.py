@@ -376,9 +376,10 @@ def record_skipped(
         return
     hold(session, lease)
     table = _STEPS_TABLE
+    named = {str(key) for key, _, _ in skips} | {str(b) for _, _, b in skips if b is not None}
     rows = session.execute(
         select(table.c.step_key, table.c.step_number, table.c.status)
-        .where(table.c.job_id == job_id)
+        .where(table.c.job_id == job_id, table.c.step_key.in_(sorted(named)))
         .with_for_update()
     ).all()
     numbers = {key: number for key, number, _ in rows}
