@@ -77,10 +77,12 @@ def table_rows(detail: BatchDetail) -> list[dict[str, str | int]]:
                 "error": failing_step(job) or "",
             }
         )
-        plugin_steps = [s for s in job.steps if s.handler is not None]
-        if plugin_steps:  # the steps plugins ran, with their outcome
-            rows[-1]["plugin_steps"] = ", ".join(
-                f"{step_label(s.step_number, s.step_key)}: {s.status}" for s in plugin_steps
+    if any(s.handler for job in detail.jobs for s in job.steps):
+        for row, job in zip(rows, detail.jobs, strict=True):  # the steps plugins ran, and how
+            row["plugin_steps"] = ", ".join(
+                f"{step_label(s.step_number, s.step_key)}: {s.status}"
+                for s in job.steps
+                if s.handler is not None
             )
     return rows
 

@@ -25,7 +25,12 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    TaskRunFilter,
+    TaskRunFilterName,
+)
 
 from regbatch.api.running import run_batch
 from regbatch.db import batches
@@ -40,7 +45,7 @@ from regbatch.services.lifecycle import retry_failed
 from regbatch.views import BatchDetail, StepView
 from tests.cli import REGBATCH, run
 from tests.factories import restaurant_row
-from tests.flows.conftest import ALL_STEPS_ON
+from tests.flows.conftest import ALL_STEPS_ON, lease_of, ledger_for
 from tests.flows.test_batch import side_effects, wait_for
 from tests.flows.test_recovery import lease_expired
 
@@ -200,6 +205,20 @@ def test_a_food_truck_runs_the_plugin_handler_and_both_sync_to_the_crm(
     assert set(plugin_results[str(truck)]) == {"menu_import", "crm_sync"}
     assert set(plugin_results[str(restaurant)]) == {"crm_sync"}
     assert wait_for(lambda: run_coroutine(task_runs_named("13-crm_sync")) >= 2, timeout=30)
+    table = run_coroutine(latest_artifact(f"batch-{batch_id}-restaurants"))
+    rows = table if isinstance(table, list) else json.loads(table)
+    assert [r["plugin_steps"] for r in rows] == [
+        "09-menu_import: completed, 13-crm_sync: completed",
+        "13-crm_sync: completed",
+    ]
+
+
+async def latest_artifact(key: str) -> Any:
+    async with get_client() as client:
+        found = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    return max(found, key=lambda a: a.created or 0).data
 
 
 def run_coroutine(coroutine: Any) -> Any:
@@ -259,6 +278,32 @@ def test_a_batch_created_before_the_plugin_was_installed_keeps_its_twelve_steps(
     assert len(steps) == 12 and all(s.handler is None for s in steps.values())
     assert "menu_handler" not in (steps["menu_import"].result_data or {})
     assert crm.calls(truck) == []
+
+
+def test_a_worker_without_the_plugin_refuses_the_restaurant_instead_of_running_built_in_steps(
+    org_id, sandbox, trucks, crm
+) -> None:
+    from regbatch.flows.restaurant import register_restaurant
+
+    with use_registry(trucks):
+        batch_id, (truck,) = make_batch(org_id, [TRUCK])
+    job_id = job_id_of(get_batch(batch_id), truck)
+    with use_registry(HandlerRegistry()):  # this process (a worker) lacks regbatch-trucks
+        state = run_coroutine(register_restaurant(job_id, lease_of(job_id), return_state=True))
+    assert state.is_failed()
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, ConfigurationError)
+    assert "needs step handlers this process does not have" in str(error)
+    assert "regbatch_trucks:import_truck_menu (trucks)" in str(error)
+    assert "install the plugin(s) trucks" in str(error)
+    steps = steps_of(get_batch(batch_id), truck)
+    assert all(s.status == "pending" and s.attempts == 0 for s in steps.values())
+    assert ledger_for(sandbox, truck) == [] and crm.calls(truck) == []
+    # the same restaurant, given to a process that has the plugin, runs it
+    with use_registry(trucks):
+        state = run_coroutine(register_restaurant(job_id, lease_of(job_id), return_state=True))
+    assert state.is_completed()
+    assert steps_of(get_batch(batch_id), truck)["menu_import"].handler == TRUCK_MENU
 
 
 @pytest.mark.slow
