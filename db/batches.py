@@ -21,7 +21,7 @@ from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
 from regbatch.db.restaurants import registration_config
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
-from regbatch.handlers import current_registry, graph_record
+from regbatch.plugins import current_registry, graph_record
 from regbatch.statuses import (
     BATCH_FINISHED,
     JOB_FINISHED,

@@ -28,10 +28,10 @@ from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
 from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError, PlatformError
-from regbatch.handlers import current_registry, graph_from_record
 from regbatch.lease import Lease
 from regbatch.ledger import JobPlan, StepInputs
 from regbatch.planning import StepState, job_outcome, steps_to_rerun
+from regbatch.plugins import current_registry, graph_from_record
 from regbatch.statuses import (
     JOB_FINISHED,
     STEP_ACTIVE,

@@ -24,17 +24,12 @@ from prefect.runtime import flow_run as this_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed, State
 
-from regbatch.errors import LeaseLostError, LedgerUnavailableError
+from regbatch.errors import LeaseLostError, LedgerUnavailableError, PluginError
 from regbatch.flow_params import BatchRun
 from regbatch.flows.dispatch import Dispatcher, DistributedRunner, run_in_process
-from regbatch.handlers import (
-    PluginError,
-    current_registry,
-    graph_from_record,
-    missing_handlers_message,
-)
 from regbatch.lease import Lease
 from regbatch.ledger import RunStart
+from regbatch.plugins import current_registry, graph_from_record, missing_handlers_message
 from regbatch.runner import prefect_runs
 from regbatch.runner.cancellation import cancel_from_orchestrator
 from regbatch.runner.lease import LeaseKeeper, runner_identity

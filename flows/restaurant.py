@@ -28,11 +28,11 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed, State
 
 from regbatch.config import RegistrationConfig
-from regbatch.errors import ConfigurationError
-from regbatch.handlers import PluginError, current_registry, missing_handlers_message
+from regbatch.errors import ConfigurationError, PluginError
 from regbatch.lease import Lease
 from regbatch.ledger import JobPlan, Ledger
 from regbatch.planning import Run, Skip, StepState, next_decisions
+from regbatch.plugins import current_registry, missing_handlers_message
 from regbatch.runner.ledger import ledger
 from regbatch.runner.logs import run_logger
 from regbatch.runner.names import restaurant_name_for_job

@@ -19,7 +19,7 @@ from regbatch.db.batches import get_batch
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch, Job, JobStep
 from regbatch.db.types import utcnow
-from regbatch.handlers import current_registry, graph_from_record
+from regbatch.plugins import current_registry, graph_from_record
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import (
     BATCH_FINISHED,

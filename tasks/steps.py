@@ -30,6 +30,7 @@ from regbatch.config import RegistrationConfig
 from regbatch.errors import (
     BatchStoppingError,
     PlatformError,
+    PluginError,
     RateLimitedError,
     StepCodeError,
     TransientPlatformError,
@@ -37,15 +38,14 @@ from regbatch.errors import (
 from regbatch.handlers import (
     ENTRY_POINT_GROUP,
     Handler,
-    PluginError,
     RestaurantInfo,
     StepContext,
-    current_registry,
     target,
 )
 from regbatch.lease import Lease
 from regbatch.ledger import Completed, Failed, Retrying, StepInputs
 from regbatch.platform import build_request
+from regbatch.plugins import current_registry
 from regbatch.runner.account_turn import account_creation_turn, spacing_s
 from regbatch.runner.ledger import ledger
 from regbatch.runner.logs import run_logger

@@ -13,7 +13,7 @@ from regbatch.api.cli._output import JsonFlag, console, emit
 def steps(as_json: JsonFlag = False) -> None:
     """List the steps: dependencies, and which handler runs each for every restaurant type
     (the built-in steps plus the installed plugins', as a batch created now would record)."""
-    from regbatch.handlers import current_registry, describe_graph
+    from regbatch.plugins import current_registry, describe_graph
 
     registry = current_registry()
     rows = describe_graph(registry.graph)

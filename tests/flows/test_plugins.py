@@ -38,7 +38,7 @@ from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch
 from regbatch.db.restaurants import import_restaurants
 from regbatch.errors import ConfigurationError
-from regbatch.handlers import HandlerRegistry, use_registry
+from regbatch.plugins import HandlerRegistry, use_registry
 from regbatch.services.batches import get_batch
 from regbatch.services.exporting import export_batch
 from regbatch.services.lifecycle import retry_failed

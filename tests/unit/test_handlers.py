@@ -10,20 +10,17 @@ from typing import Any
 import pytest
 
 from regbatch.config import RegistrationConfig
-from regbatch.errors import PermanentPlatformError, TransientPlatformError
-from regbatch.handlers import (
-    HandlerRegistry,
-    PluginError,
-    StepContext,
-    current_registry,
-    extra_step,
-    graph_from_record,
-    graph_record,
-    step_handler,
-    use_registry,
-)
+from regbatch.errors import PermanentPlatformError, PluginError, TransientPlatformError
+from regbatch.handlers import StepContext, extra_step, step_handler
 from regbatch.ledger import JobPlan, StepInputs
 from regbatch.planning import Run, Skip, StepState, next_decisions
+from regbatch.plugins import (
+    HandlerRegistry,
+    current_registry,
+    graph_from_record,
+    graph_record,
+    use_registry,
+)
 from regbatch.statuses import JobStatus, StepStatus
 from regbatch.steps import BUILT_IN, STEPS, HandlerRef, StepGraph, StepKey
 from tests.unit.conftest import make_config
