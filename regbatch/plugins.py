@@ -34,8 +34,8 @@ from regbatch.handlers import (
     target,
 )
 from regbatch.restaurant import RestaurantType
-from regbatch.step_spec import Condition, ExtraStep, RetryPolicy, StepKey
-from regbatch.steps import ANY_TYPE, STEPS, HandlerRef, StepGraph
+from regbatch.step_spec import Condition, ExtraStep, RetryPolicy
+from regbatch.steps import ANY_TYPE, STEPS, HandlerRef, StepGraph, is_built_in
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class HandlerRegistry:
         fn: Handler,
         declared: ExtraStepMark,
     ) -> None:
-        if declared.key in set(StepKey):
+        if is_built_in(declared.key):
             raise PluginError(
                 f"extra step {declared.key!r} of plugin {plugin.name} has the key of a "
                 "built-in step; give it another key (or replace the built-in step with "

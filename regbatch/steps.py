@@ -41,6 +41,7 @@ __all__ = [
     "as_key",
     "critical_path_length",
     "dependents",
+    "is_built_in",
     "step",
     "step_label",
 ]
@@ -309,6 +310,11 @@ def step(key: StepKey | str) -> StepSpec:
 def as_key(raw: str) -> str:
     """A stored step key as the graph uses it: the StepKey of a built-in step, else the string."""
     return StepKey(raw) if raw in _BUILT_IN_KEYS else raw
+
+
+def is_built_in(key: str) -> bool:
+    """Whether `key` is one of the twelve built-in steps (not a plugin's extra step)."""
+    return key in _BUILT_IN_KEYS
 
 
 _BUILT_IN_KEYS = frozenset(k.value for k in StepKey)

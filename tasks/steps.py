@@ -52,7 +52,7 @@ from regbatch.runner.logs import run_logger
 from regbatch.runner.platform import platform_client
 from regbatch.settings import get_settings
 from regbatch.step_outcomes import AfterError, Ended, StepEnd, after_error
-from regbatch.steps import GraphStep, RetryPolicy, StepKey, step
+from regbatch.steps import GraphStep, RetryPolicy, StepKey, is_built_in, step
 
 
 def _attempt() -> tuple[int, int]:
@@ -103,7 +103,7 @@ async def _call_platform(
 
 
 def _label(key: str) -> str:
-    return step(key).label if key in set(StepKey) else key
+    return step(key).label if is_built_in(key) else key
 
 
 def step_timeout(spec: GraphStep, config: RegistrationConfig) -> float:
@@ -244,10 +244,11 @@ async def run_handler(
         step=str(key),
         idempotency_key=inputs.idempotency_key,
         outputs=MappingProxyType(inputs.results),
-        config=inputs.config,
+        # a copy: the job's configuration is cached for its later steps
+        config=inputs.config.model_copy(deep=True),
         logger=run_logger(),
         attempt=inputs.attempt,
-        _default=call_default if key in set(StepKey) else None,
+        _default=call_default if is_built_in(key) else None,
         _password=(lambda: passwords.decrypt(encrypted)) if encrypted else None,
     )
     try:
