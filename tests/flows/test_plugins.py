@@ -43,7 +43,7 @@ from regbatch.services.batches import get_batch
 from regbatch.services.exporting import export_batch
 from regbatch.services.lifecycle import retry_failed
 from regbatch.views import BatchDetail, StepView
-from tests.cli import REGBATCH, run
+from tests.cli import REGBATCH, cli, cli_json, run
 from tests.factories import restaurant_row
 from tests.flows.conftest import ALL_STEPS_ON, lease_of, ledger_for
 from tests.flows.test_batch import side_effects, wait_for
@@ -200,6 +200,12 @@ def test_a_food_truck_runs_the_plugin_handler_and_both_sync_to_the_crm(
         assert sync.handler == CRM_SYNC and sync.result_data == {"crm_id": f"crm-{key}"}
         assert crm.calls(rid) == [key] * attempts  # one idempotency key for every attempt
 
+    shown = cli("batch", "show", str(batch_id)).stdout
+    assert f"09-menu_import by {TRUCK_MENU}, 13-crm_sync by {CRM_SYNC}" in shown
+    as_json = cli_json("batch", "show", str(batch_id))
+    assert {s["step_key"]: s["handler"] for s in as_json["jobs"][1]["steps"]}[
+        "crm_sync"
+    ] == CRM_SYNC
     exported = json.loads(export_batch(batch_id, None, "json")[1])
     plugin_results = {row["restaurant_id"]: row["plugin_results"] for row in exported["rows"]}
     assert set(plugin_results[str(truck)]) == {"menu_import", "crm_sync"}
