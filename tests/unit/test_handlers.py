@@ -301,3 +301,29 @@ def test_the_steps_command_lists_the_graph_and_the_handler_per_type() -> None:
     }
     assert rows["menu_import"]["waits_for"] == ["image_upload"]
     assert "13-crm_push" in table and "plugins: p_cli (p_cli)" in table
+
+
+async def test_a_handler_raising_anything_else_fails_its_step_with_the_message_only() -> None:
+    from prefect.logging import disable_run_logger
+
+    from regbatch.db.steps import error_record
+    from regbatch.errors import StepCodeError
+    from regbatch.step_outcomes import AfterError, after_error
+    from regbatch.tasks.steps import _perform
+
+    @extra_step("crm_push")
+    async def broken(ctx: StepContext) -> dict[str, Any]:
+        raise ValueError("no CRM account for Auckland\nsecond line")
+
+    registry = HandlerRegistry.from_modules(plugin("p_err", broken=broken))
+    with use_registry(registry), disable_run_logger():
+        with pytest.raises(StepCodeError) as raised:
+            await _perform("crm_push", _inputs(make_config(), "p_err:broken"), 5, None)
+        assert after_error(raised.value, 1, 4) is AfterError.FAILED
+        message, details = error_record(raised.value.__cause__)  # type: ignore[arg-type]
+    assert message.startswith("internal error (ValueError: no CRM account for Auckland)")
+    assert "second line" not in message and details["code"] == "INTERNAL_ERROR"
+    # a process without the plugin refuses the step: not an outcome, nothing recorded
+    with use_registry(HandlerRegistry()), pytest.raises(PluginError, match="install the plugin"):
+        await _perform("crm_push", _inputs(make_config(), "p_err:broken"), 5, None)
+    assert after_error(PluginError("x"), 1, 4) is AfterError.INTERRUPTED
