@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
 
@@ -82,7 +83,7 @@ class BatchView(BatchSummary):
     updated_at: datetime
     flow_run_id: uuid.UUID | None = None
     """The Prefect flow run that last ran the batch (its page in the Prefect UI)."""
-    step_graph: dict[str, Any] | None = Field(default=None, exclude=True)
+    step_graph: SkipJsonSchema[dict[str, Any] | None] = Field(default=None, exclude=True)
     """The step graph the batch was created with (regbatch.handlers.graph_record); for the
     runner's pre-flight, not shown."""
 
