@@ -343,8 +343,9 @@ class StepGraph:
     """The steps one batch runs: the twelve built-in ones, then its plugins' extra steps, and
     the handler chosen per (step, restaurant type) where a plugin replaces a built-in step.
 
-    A batch records its graph when it is created (`record()`), so plugins installed or removed
-    later change neither the batch nor its retry. The default is the twelve steps alone.
+    A batch records its graph when it is created (`regbatch.plugins.graph_record`), so plugins
+    installed or removed later change neither the batch nor its retry. The default is the
+    twelve steps alone.
     """
 
     steps: tuple[GraphStep, ...] = STEPS
