@@ -66,7 +66,7 @@ def create_batch(
     breaker_min_finished: int = BREAKER_MIN_FINISHED,
     created_by: str = "user:python",
 ) -> uuid.UUID:
-    """Create a draft batch (one job and twelve steps per restaurant); every check first."""
+    """Create a draft batch (one job and its steps per restaurant); every check first."""
     return _batches.create_batch(
         organisation,
         name=name,

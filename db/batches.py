@@ -21,6 +21,7 @@ from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
 from regbatch.db.restaurants import registration_config
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
+from regbatch.plugins import current_registry, graph_record
 from regbatch.statuses import (
     BATCH_FINISHED,
     JOB_FINISHED,
@@ -29,7 +30,7 @@ from regbatch.statuses import (
     JobStatus,
     StepStatus,
 )
-from regbatch.steps import STEPS
+from regbatch.steps import StepGraph
 from regbatch.views import BatchDetail, BatchPage, BatchSummary, JobView, StepView
 
 
@@ -135,8 +136,9 @@ def create_batch(
     max_size: int = 1000,
     status: BatchStatus = BatchStatus.DRAFT,
     retry_of_batch_id: uuid.UUID | None = None,
+    graph: StepGraph | None = None,
 ) -> Batch:
-    """A new batch with one job and twelve pending steps per restaurant, or InvalidInputError.
+    """A new batch with one job and its pending steps per restaurant, or InvalidInputError.
 
     Every check runs before anything is written, and the error lists every offending id.
     """
@@ -175,7 +177,7 @@ def create_batch(
     )
     session.add(batch)
     session.flush()
-    _add_jobs(session, batch, unique_ids, configs)
+    _add_jobs(session, batch, unique_ids, configs, graph)
     _log_created(session, batch)
     return batch
 
@@ -236,8 +238,13 @@ def _add_jobs(
     batch: Batch,
     restaurant_ids: Sequence[uuid.UUID],
     configs: Mapping[uuid.UUID, dict[str, Any]],
+    graph: StepGraph | None,
 ) -> None:
-    """One pending job per restaurant, in the given order, each with its twelve pending steps."""
+    """One pending job per restaurant, in the given order, each with its graph's pending steps
+    and the handler that runs each for the restaurant's type. The batch records its graph
+    (default: the one the installed plugins give)."""
+    graph = graph if graph is not None else current_registry().graph
+    batch.step_graph = graph_record(graph)
     job_rows, step_rows = [], []
     for position, rid in enumerate(restaurant_ids):
         job_id = uuid.uuid4()
@@ -254,6 +261,7 @@ def _add_jobs(
                 "dispatch_attempts": 0,
             }
         )
+        kind = configs[rid]["restaurant"]["restaurant_type"]
         step_rows += [
             {
                 "id": uuid.uuid4(),
@@ -264,11 +272,17 @@ def _add_jobs(
                 "status": StepStatus.PENDING,
                 "attempts": 0,
                 "carried_over": False,
+                "handler": _handler_target(graph, spec.key, kind),
             }
-            for spec in STEPS
+            for spec in graph.steps
         ]
     session.execute(insert(Job), job_rows)
     session.execute(insert(JobStep), step_rows)
+
+
+def _handler_target(graph: StepGraph, key: str, restaurant_type: str) -> str | None:
+    ref = graph.handler_for(key, restaurant_type)
+    return ref.target if ref is not None else None
 
 
 def _log_created(session: Session, batch: Batch) -> None:
@@ -477,6 +491,7 @@ def batch_detail(
         error_message=batch.error_message,
         paused_at=batch.paused_at,
         flow_run_id=batch.flow_run_id,
+        step_graph=batch.step_graph,
         cancelled_at=batch.cancelled_at,
         updated_at=batch.updated_at,
         jobs=[_job_view(job, name, steps_by_job.get(job.id, [])) for job, name in jobs],

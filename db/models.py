@@ -42,6 +42,8 @@ from regbatch.restaurant import (
 )
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
 
+MAX_STEP_NUMBER = 999  # the twelve built-in steps, then plugins' extra steps
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -264,6 +266,9 @@ class Batch(Base):
     lease_token: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """The fencing token: grows at every start and takeover; every runner write states it."""
     flow_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    step_graph: Mapped[dict[str, Any] | None]
+    """The step graph the batch was created with (regbatch.handlers.graph_record); None: the
+    twelve built-in steps alone."""
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
     started_at: Mapped[datetime | None]
@@ -293,7 +298,8 @@ class Job(Base):
         UniqueConstraint("batch_id", "restaurant_id", name="uq_registration_jobs_batch_restaurant"),
         one_of("status", JobStatus),
         CheckConstraint(
-            "current_step IS NULL OR current_step BETWEEN 1 AND 12", name="current_step_range"
+            f"current_step IS NULL OR current_step BETWEEN 1 AND {MAX_STEP_NUMBER}",
+            name="current_step_range",
         ),
         Index("ix_registration_jobs_batch_status", "batch_id", "status"),
     )
@@ -340,10 +346,10 @@ class JobStep(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "step_number", name="uq_registration_job_steps_job_step"),
         one_of("status", StepStatus),
-        CheckConstraint("step_number BETWEEN 1 AND 12", name="step_number_range"),
+        CheckConstraint(f"step_number BETWEEN 1 AND {MAX_STEP_NUMBER}", name="step_number_range"),
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         CheckConstraint(
-            "blocked_by_step IS NULL OR blocked_by_step BETWEEN 1 AND 12",
+            f"blocked_by_step IS NULL OR blocked_by_step BETWEEN 1 AND {MAX_STEP_NUMBER}",
             name="blocked_by_step_range",
         ),
         Index("ix_registration_job_steps_status", "status"),
@@ -367,6 +373,8 @@ class JobStep(Base):
     skip_reason: Mapped[str | None] = mapped_column(Text)
     blocked_by_step: Mapped[int | None] = mapped_column(Integer)
     carried_over: Mapped[bool] = mapped_column(default=False)
+    handler: Mapped[str | None] = mapped_column(String(200))
+    """The plugin function (`module:function`) that runs the step; None: the built-in step."""
     updated_at: Mapped[datetime] = _updated()
 
     job: Mapped[Job] = relationship(back_populates="steps", lazy="raise")

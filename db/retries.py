@@ -28,7 +28,6 @@ from regbatch.db.restaurants import registration_config
 from regbatch.errors import ConflictError, InvalidInputError, Problem
 from regbatch.planning import StepState, steps_to_rerun
 from regbatch.statuses import BatchStatus, JobStatus, StepStatus
-from regbatch.steps import BY_NUMBER, StepKey
 
 RETRYABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.PAUSED, BatchStatus.CANCELLED)
 
@@ -119,6 +118,7 @@ def _add_retry_batch(session: Session, original: Batch, actor: str, restaurants:
         retry_of_batch_id=original.id,
         breaker_threshold=original.breaker_threshold,
         breaker_min_finished=original.breaker_min_finished,
+        step_graph=original.step_graph,  # the graph it was created with, whatever is installed now
     )
     session.add(retry)
     session.flush()
@@ -228,18 +228,19 @@ def _refuse_busy(session: Session, original: Batch, restaurants: list[Restaurant
 
 
 def _carried_steps(rows: list[JobStep], new_job_id: uuid.UUID) -> list[dict[str, Any]]:
+    keys = {r.step_number: r.step_key for r in rows}
     states = {
-        StepKey(r.step_key): StepState(
+        r.step_key: StepState(
             StepStatus(r.status),
             r.result_data,
-            BY_NUMBER[r.blocked_by_step].key if r.blocked_by_step else None,
+            keys.get(r.blocked_by_step) if r.blocked_by_step else None,
         )
         for r in rows
     }
     rerun = steps_to_rerun(states)
     result = []
     for row in rows:
-        again = StepKey(row.step_key) in rerun
+        again = row.step_key in rerun
         carried = {
             "id": uuid.uuid4(),
             "organisation_id": row.organisation_id,
@@ -249,6 +250,7 @@ def _carried_steps(rows: list[JobStep], new_job_id: uuid.UUID) -> list[dict[str,
             "status": StepStatus.PENDING if again else row.status,
             "attempts": 0 if again else row.attempts,
             "carried_over": not again,
+            "handler": row.handler,
         }
         if not again:
             carried.update(

@@ -24,13 +24,14 @@ from regbatch.audit import Operation
 from regbatch.config import RegistrationConfig
 from regbatch.db.fencing import LockMode, hold, hold_to_start
 from regbatch.db.jobs import set_job_status
-from regbatch.db.models import Job, JobStep, Restaurant
+from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
 from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError, PlatformError
 from regbatch.lease import Lease
 from regbatch.ledger import JobPlan, StepInputs
 from regbatch.planning import StepState, job_outcome, steps_to_rerun
+from regbatch.plugins import current_registry, graph_from_record
 from regbatch.statuses import (
     JOB_FINISHED,
     STEP_ACTIVE,
@@ -41,7 +42,7 @@ from regbatch.statuses import (
     allowed_from,
     check_transition,
 )
-from regbatch.steps import BY_NUMBER, StepKey, step
+from regbatch.steps import StepKey, as_key, step_label
 
 
 def _steps(session: Session, job_id: uuid.UUID) -> list[JobStep]:
@@ -49,9 +50,17 @@ def _steps(session: Session, job_id: uuid.UUID) -> list[JobStep]:
     return list(session.scalars(query.execution_options(populate_existing=True)))
 
 
-def _state(row: JobStep) -> StepState:
-    blocked = BY_NUMBER[row.blocked_by_step].key if row.blocked_by_step else None
-    return StepState(StepStatus(row.status), row.result_data, blocked)
+def _states(rows: list[JobStep]) -> dict[str, StepState]:
+    """The planning states of a job's step rows, by step key."""
+    keys = {row.step_number: as_key(row.step_key) for row in rows}
+    return {
+        as_key(row.step_key): StepState(
+            StepStatus(row.status),
+            row.result_data,
+            keys.get(row.blocked_by_step) if row.blocked_by_step else None,
+        )
+        for row in rows
+    }
 
 
 def _job(session: Session, job_id: uuid.UUID, lease: Lease | None = None) -> Job:
@@ -66,8 +75,9 @@ def _job(session: Session, job_id: uuid.UUID, lease: Lease | None = None) -> Job
 
 
 def load_plan(session: Session, job_id: uuid.UUID) -> JobPlan:
-    """The job, its configuration and the state of its twelve steps."""
+    """The job, its configuration, its batch's step graph and the state of its steps."""
     job = _job(session, job_id)
+    record = session.scalar(select(Batch.step_graph).where(Batch.id == job.batch_id))
     name = session.scalar(select(Restaurant.name).where(Restaurant.id == job.restaurant_id))
     return JobPlan(
         job_id=job.id,
@@ -77,7 +87,8 @@ def load_plan(session: Session, job_id: uuid.UUID) -> JobPlan:
         restaurant_name=name or str(job.restaurant_id),
         status=JobStatus(job.status),
         config=job_config(session, job_id),
-        states={StepKey(r.step_key): _state(r) for r in _steps(session, job_id)},
+        states=_states(_steps(session, job_id)),
+        graph=graph_from_record(record, current_registry()),
     )
 
 
@@ -96,8 +107,8 @@ def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "s
     # Left unfinished by a previous owner (active): run it again. A failed job: its failed steps.
     reset = {row.step_number for row in rows if row.status in STEP_ACTIVE}
     if job.status == JobStatus.FAILED:
-        rerun = steps_to_rerun({StepKey(r.step_key): _state(r) for r in rows})
-        reset |= {step(key).number for key in rerun}
+        rerun = steps_to_rerun(_states(rows))
+        reset |= {row.step_number for row in rows if row.step_key in rerun}
     _reset_steps(session, job_id, reset)
     if job.status != JobStatus.IN_PROGRESS:
         set_job_status(session, job_id, JobStatus.IN_PROGRESS)
@@ -157,11 +168,18 @@ def job_config(session: Session, job_id: uuid.UUID) -> RegistrationConfig:
     return config
 
 
-def _lock_step(session: Session, job_id: uuid.UUID, key: StepKey) -> Any:
-    """(status, started_at, attempts) of the step row, locked for this transaction."""
+def _lock_step(session: Session, job_id: uuid.UUID, key: str) -> Any:
+    """(status, started_at, attempts, step_number, handler) of the step row, locked for this
+    transaction."""
     row = session.execute(
-        select(JobStep.status, JobStep.started_at, JobStep.attempts)
-        .where(JobStep.job_id == job_id, JobStep.step_number == step(key).number)
+        select(
+            JobStep.status,
+            JobStep.started_at,
+            JobStep.attempts,
+            JobStep.step_number,
+            JobStep.handler,
+        )
+        .where(JobStep.job_id == job_id, JobStep.step_key == str(key))
         .with_for_update()
     ).one_or_none()
     if row is None:
@@ -172,13 +190,13 @@ def _lock_step(session: Session, job_id: uuid.UUID, key: StepKey) -> Any:
 _STEPS_TABLE = cast(Table, JobStep.__table__)
 
 
-def _update_step(session: Session, job_id: uuid.UUID, key: StepKey, **values: Any) -> None:
+def _update_step(session: Session, job_id: uuid.UUID, key: str, **values: Any) -> None:
     # A Core UPDATE on the table: the ORM's bulk-update path costs several times more CPU, and
     # no ORM object of a step row is held across these short transactions.
     table = _STEPS_TABLE
     session.execute(
         update(table)
-        .where(table.c.job_id == job_id, table.c.step_number == step(key).number)
+        .where(table.c.job_id == job_id, table.c.step_key == str(key))
         .values(updated_at=utcnow(), **values)
     )
 
@@ -198,7 +216,7 @@ def _job_log(session: Session, job_id: uuid.UUID, operation: Operation, **detail
     )
 
 
-def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: StepKey) -> StepInputs:
+def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: str) -> StepInputs:
     """Record a new attempt (`in_progress`, attempt n) and return what the attempt needs.
 
     Refused (BatchStoppingError) once the batch was asked to pause or cancel: no step starts
@@ -215,11 +233,11 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: StepKe
     job = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.batch_id == lease.batch_id)
-        .values(current_step=step(key).number)
+        .values(current_step=current.step_number)
         .returning(Job.organisation_id, Job.restaurant_id, Job.idempotency_root)
     ).one()
     results = {
-        StepKey(step_key): data or {}
+        as_key(step_key): data or {}
         for step_key, data in session.execute(
             select(JobStep.step_key, JobStep.result_data).where(
                 JobStep.job_id == job_id, JobStep.status == StepStatus.COMPLETED
@@ -227,7 +245,7 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: StepKe
         )
     }
     password = None
-    if key == StepKey.ACCOUNT_REGISTRATION:
+    if key == StepKey.ACCOUNT_REGISTRATION or current.handler is not None:
         password = session.scalar(
             select(Restaurant.account_password_encrypted).where(Restaurant.id == job.restaurant_id)
         )
@@ -239,6 +257,7 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: StepKe
         config=job_config(session, job_id),
         results=results,
         encrypted_password=password,
+        handler=current.handler,
     )
 
 
@@ -262,7 +281,7 @@ def error_record(error: BaseException) -> tuple[str, dict[str, Any]]:
 
 
 def record_retrying(
-    session: Session, lease: Lease, job_id: uuid.UUID, key: StepKey, error: BaseException
+    session: Session, lease: Lease, job_id: uuid.UUID, key: str, error: BaseException
 ) -> None:
     """The attempt failed transiently and another one will follow."""
     hold(session, lease)
@@ -290,7 +309,7 @@ def record_retrying(
 
 
 def record_completed(
-    session: Session, lease: Lease, job_id: uuid.UUID, key: StepKey, result: dict[str, Any]
+    session: Session, lease: Lease, job_id: uuid.UUID, key: str, result: dict[str, Any]
 ) -> None:
     """The step succeeded; its result is what later steps and resumes read."""
     hold(session, lease)
@@ -314,7 +333,7 @@ def record_completed(
 
 
 def record_failed(
-    session: Session, lease: Lease, job_id: uuid.UUID, key: StepKey, error: BaseException
+    session: Session, lease: Lease, job_id: uuid.UUID, key: str, error: BaseException
 ) -> bool:
     """The step failed for good. Returns False when the row had already finished (idempotent)."""
     hold(session, lease)
@@ -347,7 +366,7 @@ def record_skipped(
     session: Session,
     lease: Lease,
     job_id: uuid.UUID,
-    skips: list[tuple[StepKey, str, StepKey | None]],
+    skips: list[tuple[str, str, str | None]],
 ) -> None:
     """These steps will not run: (step, reason, the failed step that blocked it or None).
 
@@ -357,17 +376,19 @@ def record_skipped(
         return
     hold(session, lease)
     table = _STEPS_TABLE
-    wanted = {step(key).number: (key, reason, blocked_by) for key, reason, blocked_by in skips}
-    current = dict(
-        session.execute(
-            select(table.c.step_number, table.c.status)
-            .where(table.c.job_id == job_id, table.c.step_number.in_(list(wanted)))
-            .with_for_update()
-        ).all()
-    )
-    for number, (key, _, _) in wanted.items():
-        if number not in current:
+    named = {str(key) for key, _, _ in skips} | {str(b) for _, _, b in skips if b is not None}
+    rows = session.execute(
+        select(table.c.step_key, table.c.step_number, table.c.status)
+        .where(table.c.job_id == job_id, table.c.step_key.in_(sorted(named)))
+        .with_for_update()
+    ).all()
+    numbers = {key: number for key, number, _ in rows}
+    current = {number: status for _, number, status in rows}
+    for key, _, _ in skips:
+        if key not in numbers:
             raise NotFoundError(f"job {job_id} has no step {key}")
+    wanted = {numbers[key]: (key, reason, blocked_by) for key, reason, blocked_by in skips}
+    for number, (key, _, _) in wanted.items():
         if current[number] != StepStatus.SKIPPED:  # already skipped: a repeated write
             check_transition("step", current[number], StepStatus.SKIPPED, f"step {key}")
     now = utcnow()
@@ -385,7 +406,7 @@ def record_skipped(
                 "b_job": job_id,
                 "b_step": number,
                 "b_reason": reason,
-                "b_blocked_by": step(blocked_by).number if blocked_by else None,
+                "b_blocked_by": numbers[blocked_by] if blocked_by else None,
             }
             for number, (_, reason, blocked_by) in wanted.items()
         ],
@@ -399,14 +420,16 @@ def finish_job(session: Session, lease: Lease, job_id: uuid.UUID) -> JobStatus:
     if job.status in JOB_FINISHED:
         return JobStatus(job.status)  # this very write, repeated after a dropped connection
     rows = _steps(session, job_id)
-    outcome = job_outcome({StepKey(r.step_key): _state(r) for r in rows})
+    outcome = job_outcome(_states(rows))
     if outcome is None:
         unfinished = [r.step_key for r in rows if r.status not in STEP_FINISHED]
         raise RuntimeError(f"job {job_id} cannot finish: steps {unfinished} are unfinished")
     failed = next((r for r in rows if r.status == StepStatus.FAILED), None)
     message = details = None
     if failed is not None:
-        message = f"{step(failed.step_key).label} failed: {failed.error_message}"
+        message = (
+            f"{step_label(failed.step_number, failed.step_key)} failed: {failed.error_message}"
+        )
         details = {"step": failed.step_key, **(failed.error_details or {})}
     job = set_job_status(session, job_id, outcome, error_message=message, error_details=details)
     operation = {

@@ -24,11 +24,12 @@ from prefect.runtime import flow_run as this_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed, State
 
-from regbatch.errors import LeaseLostError, LedgerUnavailableError
+from regbatch.errors import LeaseLostError, LedgerUnavailableError, PluginError
 from regbatch.flow_params import BatchRun
 from regbatch.flows.dispatch import Dispatcher, DistributedRunner, run_in_process
 from regbatch.lease import Lease
 from regbatch.ledger import RunStart
+from regbatch.plugins import current_registry, graph_from_record, missing_handlers_message
 from regbatch.runner import prefect_runs
 from regbatch.runner.cancellation import cancel_from_orchestrator
 from regbatch.runner.lease import LeaseKeeper, runner_identity
@@ -112,6 +113,7 @@ def cancel_batch_of_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[An
 async def registration_batch(run: BatchRun) -> State[Any]:
     """Register a batch of restaurants: every unfinished one, in the batch's execution mode."""
     batch_id = run.batch_id or await create_batch_from_run(run)
+    await _check_handlers(batch_id)
     lease = await _take(batch_id, run.started_by)
     if isinstance(lease, BatchDetail):  # a takeover carried out an operator's cancel or pause
         return final_state(lease.status, lease.name, lease.pause_reason)
@@ -124,6 +126,16 @@ async def registration_batch(run: BatchRun) -> State[Any]:
     finally:
         await close_platform_client()
     return final_state(final.status, final.name, final.pause_reason)
+
+
+async def _check_handlers(batch_id: uuid.UUID) -> None:
+    """Pre-flight: PluginError, before anything starts, when this process lacks a step handler
+    the batch's recorded graph needs (workers check again for their own restaurants)."""
+    registry = current_registry()
+    detail = await ledger().batch_detail(batch_id)
+    missing = registry.missing(graph_from_record(detail.step_graph, registry))
+    if missing:
+        raise PluginError(missing_handlers_message(f"batch {detail.name} ({batch_id})", missing))
 
 
 async def _take(batch_id: uuid.UUID, started_by: str) -> Lease | BatchDetail:

@@ -1,4 +1,4 @@
-"""`register_restaurant(job_id, lease)`: one restaurant's twelve steps, as a Prefect (sub)flow.
+"""`register_restaurant(job_id, lease)`: one restaurant's steps, as a Prefect (sub)flow.
 
 The flow only orchestrates (`JobRun`): it asks `regbatch.planning` what runs next, starts those
 step tasks concurrently where the graph allows, records skips with their reasons, and ends the
@@ -28,16 +28,17 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed, State
 
 from regbatch.config import RegistrationConfig
-from regbatch.errors import ConfigurationError
+from regbatch.errors import ConfigurationError, PluginError
 from regbatch.lease import Lease
 from regbatch.ledger import JobPlan, Ledger
 from regbatch.planning import Run, Skip, StepState, next_decisions
+from regbatch.plugins import current_registry, missing_handlers_message
 from regbatch.runner.ledger import ledger
 from regbatch.runner.logs import run_logger
 from regbatch.runner.names import restaurant_name_for_job
 from regbatch.statuses import JOB_FINISHED, JobStatus, RequestedAction, StepStatus
 from regbatch.step_outcomes import Ended, StepEnd
-from regbatch.steps import StepKey, step
+from regbatch.steps import StepGraph
 from regbatch.tasks.steps import run_step_task
 
 NO_LEASE = (
@@ -46,7 +47,24 @@ NO_LEASE = (
     "registration-batch deployment)"
 )
 
-RunStep = Callable[[StepKey], Coroutine[Any, Any, StepEnd]]
+RunStep = Callable[[str], Coroutine[Any, Any, StepEnd]]
+
+
+def refuse_without_handlers(plan: JobPlan) -> None:
+    """PluginError, before any step runs, when this process lacks a handler the restaurant's
+    unfinished steps need (rather than running the built-in step in its place)."""
+    kind = plan.config.restaurant.restaurant_type
+    needed = {
+        ref
+        for spec in plan.graph.steps
+        if plan.states[spec.key].status != StepStatus.COMPLETED
+        and (ref := plan.graph.handler_for(spec.key, kind)) is not None
+    }
+    registry = current_registry()
+    missing = sorted((r for r in needed if registry.resolve(r) is None), key=str)
+    if missing:
+        subject = f"restaurant {plan.restaurant_name} (job {plan.job_id})"
+        raise PluginError(missing_handlers_message(subject, missing))
 
 
 def _run_name() -> str:
@@ -71,9 +89,10 @@ async def register_restaurant(job_id: uuid.UUID, lease: Lease | None = None) -> 
     plan = await ledger().begin_job(lease, job_id)
     if plan.status in JOB_FINISHED:
         return Completed(message=f"job already {plan.status}; nothing to do")
+    refuse_without_handlers(plan)
 
-    async def run_step(key: StepKey) -> StepEnd:
-        return await run_step_task(key, plan.config, lease, job_id)
+    async def run_step(key: str) -> StepEnd:
+        return await run_step_task(plan.graph.spec(key), plan.config, lease, job_id)
 
     run = JobRun(ledger(), lease, plan, run_step)
     await run.drive()
@@ -88,10 +107,10 @@ class JobRun:
     lease: Lease
     plan: JobPlan
     run_step: RunStep
-    states: dict[StepKey, StepState] = field(init=False)
+    states: dict[str, StepState] = field(init=False)
     stop: RequestedAction | None = None
-    interrupted: list[StepKey] = field(default_factory=list)
-    running: dict[asyncio.Task[StepEnd], StepKey] = field(default_factory=dict)
+    interrupted: list[str] = field(default_factory=list)
+    running: dict[asyncio.Task[StepEnd], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.states = dict(self.plan.states)
@@ -113,7 +132,7 @@ class JobRun:
             await _cancel_all(self.running)
 
     async def _start_ready_steps(self) -> None:
-        decisions = _decide(self.states, self.plan.config)
+        decisions = _decide(self.states, self.plan.config, self.plan.graph)
         skips = [d for d in decisions if isinstance(d, Skip)]
         if skips:
             await self.ledger.record_skips(
@@ -128,7 +147,7 @@ class JobRun:
             self.states[decision.key] = StepState(StepStatus.IN_PROGRESS)
             self.running[asyncio.create_task(self.run_step(decision.key))] = decision.key
 
-    async def _settle(self, key: StepKey, finished: asyncio.Task[StepEnd]) -> None:
+    async def _settle(self, key: str, finished: asyncio.Task[StepEnd]) -> None:
         """Take in how a step task ended, by the one rule of `regbatch.step_outcomes`."""
         error = finished.exception()  # the step could not even be run (e.g. Prefect's API)
         end = finished.result() if error is None else StepEnd.from_error(error)
@@ -145,7 +164,7 @@ class JobRun:
         else:
             run_logger().warning(
                 "%s ended without an outcome (%s); the restaurant will be run again",
-                step(key).label,
+                self.plan.graph.spec(key).label,
                 _describe(end.error),
             )
             self.states[key] = StepState(StepStatus.PENDING)
@@ -167,21 +186,24 @@ class JobRun:
                 "continues from there",
             )
         if self.interrupted:
-            labels = ", ".join(step(k).label for k in self.interrupted)
+            labels = ", ".join(self.plan.graph.spec(k).label for k in self.interrupted)
             return Failed(message=f"{name}: {labels} ended without an outcome; dispatched again")
         if await self.ledger.finish_job(self.lease, job_id) == JobStatus.FAILED:
             states = self.states.items()
-            failed = [step(k).label for k, s in states if s.status == StepStatus.FAILED]
+            graph = self.plan.graph
+            failed = [graph.spec(k).label for k, s in states if s.status == StepStatus.FAILED]
             run_logger().error("%s failed at %s", name, ", ".join(failed))
             return Failed(message=f"{name}: {', '.join(failed)} failed")
         return Completed(message=f"{name}: registered")
 
 
-def _decide(states: dict[StepKey, StepState], config: RegistrationConfig) -> list[Run | Skip]:
+def _decide(
+    states: dict[str, StepState], config: RegistrationConfig, graph: StepGraph
+) -> list[Run | Skip]:
     """Every decision available now, following skips (a skip can settle a dependency)."""
     decisions: list[Run | Skip] = []
     projected = dict(states)
-    while batch := next_decisions(projected, config):
+    while batch := next_decisions(projected, config, graph):
         decisions += batch
         for decision in batch:
             projected[decision.key] = (
@@ -192,7 +214,7 @@ def _decide(states: dict[StepKey, StepState], config: RegistrationConfig) -> lis
     return decisions
 
 
-async def _cancel_all(running: dict[asyncio.Task[StepEnd], StepKey]) -> None:
+async def _cancel_all(running: dict[asyncio.Task[StepEnd], str]) -> None:
     """Cancel the step tasks still running and wait until they have stopped."""
     for task in running:
         task.cancel()

@@ -2,6 +2,7 @@
 
     RegbatchError
     ├── ConfigurationError          a setting is missing or malformed
+    │   └── PluginError             plugins conflict, or a batch's step handler is missing
     ├── DatabaseUnavailableError    the configured database cannot be reached
     │   └── LedgerUnavailableError  a runner could not write for longer than its lease
     ├── PrefectUnavailableError     the Prefect API cannot be reached or refused a request
@@ -33,6 +34,11 @@ class RegbatchError(Exception):
 
 class ConfigurationError(RegbatchError):
     """Raised when a REGBATCH_* setting is missing or malformed."""
+
+
+class PluginError(ConfigurationError):
+    """Raised when plugins conflict or declare an invalid step or handler, or when a batch's
+    recorded step handler is not installed where it runs."""
 
 
 class DatabaseUnavailableError(RegbatchError):

@@ -17,7 +17,7 @@ from regbatch.config import RegistrationConfig
 from regbatch.lease import Lease
 from regbatch.planning import StepState
 from regbatch.statuses import BatchStatus, JobStatus, RequestedAction
-from regbatch.steps import StepKey
+from regbatch.steps import BUILT_IN, StepGraph
 from regbatch.views import BatchDetail
 
 
@@ -63,7 +63,9 @@ class JobPlan:
     restaurant_name: str
     status: JobStatus
     config: RegistrationConfig
-    states: dict[StepKey, StepState]
+    states: dict[str, StepState]
+    graph: StepGraph = BUILT_IN
+    """The step graph the job's batch was created with."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,10 @@ class StepInputs:
     idempotency_key: str
     attempt: int
     config: RegistrationConfig
-    results: dict[StepKey, dict[str, Any]]
+    results: dict[str, dict[str, Any]]
     encrypted_password: str | None
+    handler: str | None = None
+    """The plugin function that runs the step for this restaurant; None: the built-in step."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class Failed:
 
 
 Outcome = Completed | Retrying | Failed
-Skip = tuple[StepKey, str, StepKey | None]  # (step, reason, the failed step that blocked it)
+Skip = tuple[str, str, str | None]  # (step, reason, the failed step that blocked it)
 
 
 class Ledger(Protocol):
@@ -193,12 +197,12 @@ class Ledger(Protocol):
         ...
 
     # --- a step, for its task --------------------------------------------------------------
-    async def start_attempt(self, lease: Lease, job_id: uuid.UUID, key: StepKey) -> StepInputs:
+    async def start_attempt(self, lease: Lease, job_id: uuid.UUID, key: str) -> StepInputs:
         """Record a new attempt; BatchStoppingError once a pause or cancel was asked."""
         ...
 
     async def record_outcome(
-        self, lease: Lease, job_id: uuid.UUID, key: StepKey, outcome: Outcome
+        self, lease: Lease, job_id: uuid.UUID, key: str, outcome: Outcome
     ) -> None:
         """Record how the attempt ended: completed, retrying or failed."""
         ...

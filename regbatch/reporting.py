@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from regbatch.statuses import BatchStatus, JobStatus, StepStatus
-from regbatch.steps import BY_NUMBER
+from regbatch.steps import step_label
 from regbatch.views import BatchDetail, JobView
 
 STATUS_MARK = {
@@ -51,7 +51,7 @@ def failing_step(job: JobView) -> str | None:
     """'09-menu_import: <error>' for a failed job, else None."""
     for step in job.steps:
         if step.status == StepStatus.FAILED:
-            label = BY_NUMBER[step.step_number].label
+            label = step_label(step.step_number, step.step_key)
             return f"{label}: {step.error_message or step.status}"
     return None
 
@@ -59,7 +59,8 @@ def failing_step(job: JobView) -> str | None:
 def current_step(job: JobView) -> str:
     if job.current_step is None:
         return ""
-    return BY_NUMBER[job.current_step].label
+    keys = {s.step_number: s.step_key for s in job.steps}
+    return step_label(job.current_step, keys.get(job.current_step))
 
 
 def table_rows(detail: BatchDetail) -> list[dict[str, str | int]]:
@@ -76,6 +77,13 @@ def table_rows(detail: BatchDetail) -> list[dict[str, str | int]]:
                 "error": failing_step(job) or "",
             }
         )
+    if any(s.handler for job in detail.jobs for s in job.steps):
+        for row, job in zip(rows, detail.jobs, strict=True):  # the steps plugins ran, and how
+            row["plugin_steps"] = ", ".join(
+                f"{step_label(s.step_number, s.step_key)}: {s.status}"
+                for s in job.steps
+                if s.handler is not None
+            )
     return rows
 
 

@@ -1,8 +1,9 @@
 """What a registration step is: its key, its retry policy, and the one row that declares it.
 
-The twelve rows are in `regbatch.steps` (STEPS). This module imports nothing of the platform at
-run time, so the platform's request builders and result models can use `StepKey` while the
-table refers to them: `regbatch.config`, `regbatch.platform.builders` and
+The twelve rows are in `regbatch.steps` (STEPS); plugins add `ExtraStep`s after them
+(`regbatch.handlers`), and `regbatch.steps.StepGraph` holds both. This module imports nothing
+of the platform at run time, so the platform's request builders and result models can use
+`StepKey` while the table refers to them: `regbatch.config`, `regbatch.platform.builders` and
 `regbatch.platform.results` import from here, and `regbatch.steps` imports them.
 """
 
@@ -48,24 +49,25 @@ class RetryPolicy:
         return self.delays_s[min(retry_number, len(self.delays_s)) - 1]
 
 
-# What a condition sees: the job's configuration and the results of finished steps.
-Condition = Callable[["RegistrationConfig", Mapping["StepKey", dict[str, Any] | None]], str | None]
+# What a condition sees: the job's configuration and the results of finished steps, by step key
+# (a StepKey for the twelve built-in steps, a plugin's own key for an extra step).
+Condition = Callable[["RegistrationConfig", Mapping[str, dict[str, Any] | None]], str | None]
 # A step's request body (without `restaurantId`) from the job's configuration and results.
 RequestBuilder = Callable[["RequestContext"], dict[str, Any]]
 
 
 @dataclass(frozen=True, kw_only=True)
-class StepSpec:
-    """One registration step, everything about it: what it is, what it needs, when it runs,
-    how it fails and retries, and how it is called on the platform."""
+class GraphStep:
+    """What the step graph knows of a step, built-in or a plugin's extra step: its place in the
+    graph, when it runs, how it fails and retries."""
 
     number: int
-    key: StepKey
+    key: str
     name: str
     does: str
-    depends_on: tuple[StepKey, ...]
+    depends_on: tuple[str, ...]
     """Hard dependencies: if one failed (or was skipped because of a failure), so is this step."""
-    waits_for: tuple[StepKey, ...] = ()
+    waits_for: tuple[str, ...] = ()
     """Soft dependencies: the step waits for them to finish but runs whatever their outcome."""
     condition: Condition
     """Whether a step whose dependencies are satisfied runs: the skip reason, or None to run."""
@@ -74,12 +76,6 @@ class StepSpec:
     on_failure: str
     timeout_s: float
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    path: str
-    """The platform endpoint the step POSTs to (the client calls it, the sandbox serves it);
-    image upload's `{menu_id}` comes from its payload, and it answers GET .../{upload_id}."""
-    build: RequestBuilder
-    result_model: type[StepResult]
-    """The typed result: what the step returns, stores as `result_data`, and later steps read."""
 
     @property
     def label(self) -> str:
@@ -87,5 +83,31 @@ class StepSpec:
         return f"{self.number:02d}-{self.key}"
 
     @property
-    def prerequisites(self) -> tuple[StepKey, ...]:
+    def prerequisites(self) -> tuple[str, ...]:
         return self.depends_on + self.waits_for
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepSpec(GraphStep):
+    """One built-in registration step, everything about it: what it is, what it needs, when it
+    runs, how it fails and retries, and how it is called on the platform."""
+
+    key: StepKey
+    depends_on: tuple[StepKey, ...]
+    waits_for: tuple[StepKey, ...] = ()
+    path: str
+    """The platform endpoint the step POSTs to (the client calls it, the sandbox serves it);
+    image upload's `{menu_id}` comes from its payload, and it answers GET .../{upload_id}."""
+    build: RequestBuilder
+    result_model: type[StepResult]
+    """The typed result: what the step returns, stores as `result_data`, and later steps read."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtraStep(GraphStep):
+    """A step a plugin adds to the graph (numbered after the twelve): its handler runs it."""
+
+    plugin: str
+    """The plugin (entry point name) that declares it."""
+    handler: str
+    """The handler that runs it, as `module:function`."""

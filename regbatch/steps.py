@@ -15,45 +15,55 @@ skip reason, or None to run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from regbatch.config import RegistrationConfig
 from regbatch.platform import builders
 from regbatch.platform import results as result_models
-from regbatch.step_spec import Condition, RetryPolicy, StepKey, StepSpec
+from regbatch.step_spec import Condition, ExtraStep, GraphStep, RetryPolicy, StepKey, StepSpec
 
 __all__ = [
+    "ANY_TYPE",
+    "BUILT_IN",
     "BY_KEY",
     "BY_NUMBER",
     "STEPS",
     "Condition",
+    "ExtraStep",
+    "GraphStep",
+    "HandlerRef",
     "RetryPolicy",
+    "StepGraph",
     "StepKey",
     "StepSpec",
+    "as_key",
     "critical_path_length",
     "dependents",
+    "is_built_in",
     "step",
+    "step_label",
 ]
 
 
-def _always(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
+def _always(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _new_account(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
+def _new_account(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
     if not config.account.create_account:
         return "the owner already has a platform account (account.create_account is false)"
     return None
 
 
-def _onboarding_user(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
+def _onboarding_user(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
     if not config.onboarding.create_user:
         return "onboarding is not requested (onboarding.create_user is false)"
     return None
 
 
-def _image_upload(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
+def _image_upload(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
     if not config.menu.import_menu:
         return "no menu is selected (menu.import_menu is false)"
     if not config.menu.upload_images:
@@ -61,20 +71,20 @@ def _image_upload(config: RegistrationConfig, results: Mapping[StepKey, Any]) ->
     return None
 
 
-def _injection_produced(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
+def _injection_produced(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
     generated = results.get(StepKey.CODE_GENERATION) or {}
     if not (generated.get("head_injection") or generated.get("body_injection")):
         return "code generation produced no injection to apply"
     return None
 
 
-def _menu_selected(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
+def _menu_selected(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
     if not config.menu.import_menu:
         return "no menu is selected (menu.import_menu is false)"
     return None
 
 
-def _onboarding_sync(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
+def _onboarding_sync(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
     if not config.onboarding.sync:
         return "onboarding sync is not requested (onboarding.sync is false)"
     if results.get(StepKey.ONBOARDING_USER) is None:
@@ -82,13 +92,13 @@ def _onboarding_sync(config: RegistrationConfig, results: Mapping[StepKey, Any])
     return None
 
 
-def _option_sets(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
+def _option_sets(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
     if not config.menu.create_option_sets:
         return "option sets are not requested (menu.create_option_sets is false)"
     return None
 
 
-def _item_tags(config: RegistrationConfig, results: Mapping[StepKey, Any]) -> str | None:
+def _item_tags(config: RegistrationConfig, results: Mapping[str, Any]) -> str | None:
     if not config.menu.create_item_tags:
         return "item tags are not requested (menu.create_item_tags is false)"
     return None
@@ -283,10 +293,12 @@ STEPS: tuple[StepSpec, ...] = (
 
 BY_KEY: dict[StepKey, StepSpec] = {spec.key: spec for spec in STEPS}
 BY_NUMBER: dict[int, StepSpec] = {spec.number: spec for spec in STEPS}
+ANY_TYPE = "*"
+"""The restaurant type of a handler that replaces a step for every type."""
 
 
 def step(key: StepKey | str) -> StepSpec:
-    """The spec of a step by key; raises ValueError naming the valid keys."""
+    """The spec of a built-in step by key; raises ValueError naming the valid keys."""
     try:
         return BY_KEY[StepKey(key)]
     except ValueError:
@@ -295,25 +307,146 @@ def step(key: StepKey | str) -> StepSpec:
         ) from None
 
 
+def as_key(raw: str) -> str:
+    """A stored step key as the graph uses it: the StepKey of a built-in step, else the string."""
+    return StepKey(raw) if raw in _BUILT_IN_KEYS else raw
+
+
+def is_built_in(key: str) -> bool:
+    """Whether `key` is one of the twelve built-in steps (not a plugin's extra step)."""
+    return key in _BUILT_IN_KEYS
+
+
+_BUILT_IN_KEYS = frozenset(k.value for k in StepKey)
+
+
+def step_label(number: int, key: str | None = None) -> str:
+    """The display name of step `number` ('05-restaurant_registration', '13-crm_sync')."""
+    if number in BY_NUMBER:
+        return BY_NUMBER[number].label
+    return f"{number:02d}-{key}" if key else f"{number:02d}"
+
+
+@dataclass(frozen=True)
+class HandlerRef:
+    """Which plugin's function runs a step: `target` is `module:function`."""
+
+    plugin: str
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.target} ({self.plugin})"
+
+
+@dataclass(frozen=True)
+class StepGraph:
+    """The steps one batch runs: the twelve built-in ones, then its plugins' extra steps, and
+    the handler chosen per (step, restaurant type) where a plugin replaces a built-in step.
+
+    A batch records its graph when it is created (`regbatch.plugins.graph_record`), so plugins
+    installed or removed later change neither the batch nor its retry. The default is the
+    twelve steps alone.
+    """
+
+    steps: tuple[GraphStep, ...] = STEPS
+    handlers: Mapping[str, Mapping[str, HandlerRef]] = field(default_factory=dict)
+    """step key -> restaurant type (or ANY_TYPE) -> the handler replacing the built-in step."""
+
+    def __post_init__(self) -> None:
+        problems = graph_problems(self.steps)
+        if problems:
+            raise ValueError("invalid step graph: " + "; ".join(problems))
+
+    @property
+    def extra_steps(self) -> tuple[ExtraStep, ...]:
+        return tuple(s for s in self.steps if isinstance(s, ExtraStep))
+
+    def spec(self, key: str) -> GraphStep:
+        """The step by key; ValueError naming the graph's steps."""
+        for candidate in self.steps:
+            if candidate.key == key:
+                return candidate
+        raise ValueError(
+            f"unknown step {key!r}; this batch's steps are {', '.join(s.key for s in self.steps)}"
+        )
+
+    def by_number(self, number: int) -> GraphStep:
+        return next(s for s in self.steps if s.number == number)
+
+    def handler_for(self, key: str, restaurant_type: str) -> HandlerRef | None:
+        """Who runs step `key` for this type: a plugin's handler, or None for the built-in."""
+        spec = self.spec(key)
+        if isinstance(spec, ExtraStep):
+            return HandlerRef(spec.plugin, spec.handler)
+        chosen = self.handlers.get(key, {})
+        return chosen.get(restaurant_type) or chosen.get(ANY_TYPE)
+
+    def handler_refs(self) -> set[HandlerRef]:
+        """Every handler the graph may run (its extra steps' and its replacements')."""
+        refs = {HandlerRef(s.plugin, s.handler) for s in self.extra_steps}
+        return refs | {ref for by_type in self.handlers.values() for ref in by_type.values()}
+
+    def dependents(self, key: str) -> set[str]:
+        """Every step that (transitively) hard-depends on `key`."""
+        found: set[str] = set()
+        frontier = [key]
+        while frontier:
+            current = frontier.pop()
+            for spec in self.steps:
+                if current in spec.depends_on and spec.key not in found:
+                    found.add(spec.key)
+                    frontier.append(spec.key)
+        return found
+
+    def depths(self) -> dict[str, int]:
+        """Each step's depth: 1 + the deepest of its prerequisites (first steps: 1)."""
+        depth: dict[str, int] = {}
+        for spec in self.steps:  # in topological order: graph_problems checks it
+            depth[spec.key] = 1 + max((depth[d] for d in spec.prerequisites), default=0)
+        return depth
+
+
+def graph_problems(steps: Sequence[GraphStep]) -> list[str]:
+    """What is wrong with a graph: duplicate keys or numbers, unknown dependencies, cycles (a
+    step may only depend on steps before it, so any cycle shows as a forward dependency)."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for position, spec in enumerate(steps):
+        if spec.key in seen:
+            problems.append(
+                f"step key {spec.key!r} is declared twice (steps {seen[spec.key]} "
+                f"and {spec.number}); give the extra step another key"
+            )
+        seen.setdefault(spec.key, spec.number)
+        if spec.number != position + 1:
+            problems.append(f"step {spec.key!r} is numbered {spec.number}, expected {position + 1}")
+    keys = {s.key for s in steps}
+    for spec in steps:
+        for dep in spec.prerequisites:
+            if dep not in keys:
+                problems.append(
+                    f"step {spec.key!r} runs after unknown step {dep!r}; steps are "
+                    f"{', '.join(sorted(keys))}"
+                )
+            elif seen[dep] >= spec.number:
+                problems.append(
+                    f"step {spec.key!r} runs after {dep!r}, which does not come "
+                    "before it: the steps' dependencies form a cycle"
+                )
+    return problems
+
+
+BUILT_IN = StepGraph()
+
+
 def dependents(key: StepKey) -> set[StepKey]:
-    """Every step that (transitively) hard-depends on `key`."""
-    found: set[StepKey] = set()
-    frontier = [key]
-    while frontier:
-        current = frontier.pop()
-        for spec in STEPS:
-            if current in spec.depends_on and spec.key not in found:
-                found.add(spec.key)
-                frontier.append(spec.key)
-    return found
+    """Every built-in step that (transitively) hard-depends on `key`."""
+    return {StepKey(k) for k in BUILT_IN.dependents(key)}
 
 
 def step_depths() -> dict[StepKey, int]:
-    """Each step's depth in the graph: 1 + the deepest of its prerequisites (first steps: 1)."""
-    depth: dict[StepKey, int] = {}
-    for spec in STEPS:  # STEPS is in topological order; a test checks it
-        depth[spec.key] = 1 + max((depth[d] for d in spec.prerequisites), default=0)
-    return depth
+    """Each built-in step's depth in the graph: 1 + the deepest of its prerequisites."""
+    return {StepKey(k): d for k, d in BUILT_IN.depths().items()}
 
 
 def critical_path_length() -> int:

@@ -8,7 +8,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
 
@@ -31,6 +32,8 @@ class StepView(_View):
     skip_reason: str | None
     blocked_by_step: int | None
     carried_over: bool
+    handler: str | None = None
+    """The plugin function that runs the step (`module:function`); None: the built-in step."""
 
 
 class JobView(_View):
@@ -80,6 +83,9 @@ class BatchView(BatchSummary):
     updated_at: datetime
     flow_run_id: uuid.UUID | None = None
     """The Prefect flow run that last ran the batch (its page in the Prefect UI)."""
+    step_graph: SkipJsonSchema[dict[str, Any] | None] = Field(default=None, exclude=True)
+    """The step graph the batch was created with (regbatch.handlers.graph_record); for the
+    runner's pre-flight, not shown."""
 
 
 class BatchDetail(BatchView):

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 from regbatch.errors import Problem, RegbatchError
 from regbatch.reporting import failing_step
 from regbatch.statuses import BatchStatus, JobStatus, StepStatus
-from regbatch.steps import BY_NUMBER
+from regbatch.steps import step_label
 from regbatch.views import BatchDetail, JobView
 
 SIGNATURE_HEADER = "X-Regbatch-Signature"
@@ -119,7 +119,7 @@ def _failure(job: JobView) -> dict[str, Any]:
         "job_id": str(job.id),
         "restaurant_id": str(job.restaurant_id),
         "restaurant_name": job.restaurant_name,
-        "step": BY_NUMBER[failed.step_number].label if failed else None,
+        "step": step_label(failed.step_number, failed.step_key) if failed else None,
         "error": error[:_MAX_ERROR_CHARS],
         "summary": (failing_step(job) or error)[:_MAX_ERROR_CHARS],
     }

@@ -45,7 +45,6 @@ from regbatch.ledger import (
 )
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, JobStatus, RequestedAction
-from regbatch.steps import StepKey
 from regbatch.views import BatchDetail
 
 T = TypeVar("T")
@@ -185,11 +184,11 @@ class SqlLedger:
     async def cancel_job(self, lease: Lease, job_id: uuid.UUID) -> bool:
         return await transact(ledger_rows.cancel_job, lease, job_id)
 
-    async def start_attempt(self, lease: Lease, job_id: uuid.UUID, key: StepKey) -> StepInputs:
+    async def start_attempt(self, lease: Lease, job_id: uuid.UUID, key: str) -> StepInputs:
         return await transact(ledger_rows.start_attempt, lease, job_id, key)
 
     async def record_outcome(
-        self, lease: Lease, job_id: uuid.UUID, key: StepKey, outcome: Outcome
+        self, lease: Lease, job_id: uuid.UUID, key: str, outcome: Outcome
     ) -> None:
         if isinstance(outcome, Completed):
             await transact(ledger_rows.record_completed, lease, job_id, key, outcome.result)

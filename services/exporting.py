@@ -21,7 +21,7 @@ from regbatch.db.engine import session_scope
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import StepStatus
-from regbatch.steps import BY_NUMBER, StepKey
+from regbatch.steps import StepKey, step_label
 from regbatch.views import BatchView, JobView
 
 ExportFormat = Literal["csv", "json"]
@@ -65,6 +65,9 @@ class ExportRow(BaseModel):
     stripe_connect_url: str | None = None
     platform_menu_id: str | None = None
     onboarding_user_id: str | None = None
+    plugin_results: dict[str, Any] | None = None
+    """The results of the steps plugins ran (their extra steps, the built-in steps their
+    handlers replaced), by step key; a JSON cell in CSV."""
 
 
 class ExportDocument(BaseModel):
@@ -117,16 +120,18 @@ def _row(job: JobView) -> ExportRow:
     for column, key, path in PLATFORM_FIELDS:
         step = by_key.get(key)
         platform[column] = _dig(step.result_data, path) if step is not None else None
+    plugin_results = {s.step_key: s.result_data for s in job.steps if s.handler is not None}
     return ExportRow(
         restaurant_id=job.restaurant_id,
         restaurant_name=job.restaurant_name,
         status=job.status,
-        failing_step=BY_NUMBER[failed.step_number].label if failed else None,
+        failing_step=step_label(failed.step_number, failed.step_key) if failed else None,
         error=(failed.error_message if failed else None) or job.error_message,
         attempts=sum(step.attempts for step in job.steps),
         started_at=job.started_at,
         completed_at=job.completed_at,
         duration_seconds=duration,
+        plugin_results=plugin_results or None,
         **platform,
     )
 
@@ -151,6 +156,8 @@ def _csv(rows: list[ExportRow]) -> str:
 
 def _cell(value: Any) -> Any:
     """A CSV cell; text a spreadsheet would run as a formula is prefixed with a quote."""
+    if isinstance(value, dict):
+        value = json.dumps(value, sort_keys=True)
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return "" if value is None else value

@@ -19,6 +19,7 @@ from regbatch.db.batches import get_batch
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch, Job, JobStep
 from regbatch.db.types import utcnow
+from regbatch.plugins import current_registry, graph_from_record
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import (
     BATCH_FINISHED,
@@ -28,13 +29,13 @@ from regbatch.statuses import (
     JobStatus,
     StepStatus,
 )
-from regbatch.steps import STEPS, critical_path_length
+from regbatch.steps import critical_path_length
 
 EtaMethod = Literal["finished", "restaurant_average", "step_average"]
 
 
 class StepProgress(BaseModel):
-    """How the batch's restaurants stand on one of the twelve steps."""
+    """How the batch's restaurants stand on one of its steps."""
 
     step_number: int
     step_key: str
@@ -91,7 +92,7 @@ def batch_progress(batch_id: str | uuid.UUID, organisation_id: uuid.UUID | None)
     with session_scope() as session:
         batch = get_batch(session, bid, organisation_id)
         jobs = _job_counts(session, bid)
-        steps = _step_histogram(session, bid)
+        steps = _step_histogram(session, bid, batch.step_graph)
         averages = _averages(session, bid)
     total = batch.total_restaurants
     finished = sum(jobs[s] for s in JOB_FINISHED)
@@ -126,7 +127,9 @@ def _job_counts(session: Session, batch_id: uuid.UUID) -> dict[str, int]:
     return {str(s): found.get(s, 0) for s in JobStatus}
 
 
-def _step_histogram(session: Session, batch_id: uuid.UUID) -> list[StepProgress]:
+def _step_histogram(
+    session: Session, batch_id: uuid.UUID, record: dict[str, Any] | None
+) -> list[StepProgress]:
     rows = session.execute(
         select(JobStep.step_number, JobStep.status, func.count())
         .join(Job, Job.id == JobStep.job_id)
@@ -136,6 +139,7 @@ def _step_histogram(session: Session, batch_id: uuid.UUID) -> list[StepProgress]
     found: dict[int, dict[str, int]] = {}
     for number, status, n in rows:
         found.setdefault(number, {})[status] = int(n)
+    graph = graph_from_record(record, current_registry())  # with its plugins' extra steps
     return [
         StepProgress(
             step_number=spec.number,
@@ -143,7 +147,7 @@ def _step_histogram(session: Session, batch_id: uuid.UUID) -> list[StepProgress]
             name=spec.name,
             counts={str(s): found.get(spec.number, {}).get(s, 0) for s in StepStatus},
         )
-        for spec in STEPS
+        for spec in graph.steps
     ]
 
 

@@ -1,21 +1,24 @@
-"""The twelve registration steps as Prefect tasks.
+"""The registration steps as Prefect tasks: the twelve built-in ones and plugins' extra steps.
 
 Each task is a thin wrapper around `execute_step(lease, job_id, key)`: record the attempt (under
 the runner's lease), build the request from the job's configuration and its dependencies'
-results (read from the database), call the platform, record the outcome. What an error means is
-decided in one place, `regbatch.step_outcomes.after_error`, which Prefect's retry condition
-follows too. The platform's Retry-After (429) is waited out inside the attempt, up to the step's
-timeout. Account registration first waits for the global account-creation turn, outside its
-attempt: queueing for the turn is not part of any attempt or timeout.
+results (read from the database), call the platform, record the outcome. A step whose row names
+a plugin's handler runs that handler instead (with a `StepContext`), under the same rules. What
+an error means is decided in one place, `regbatch.step_outcomes.after_error`, which Prefect's
+retry condition follows too. The platform's Retry-After (429) is waited out inside the attempt,
+up to the step's timeout. Account registration first waits for the global account-creation
+turn, outside its attempt: queueing for the turn is not part of any attempt or timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from prefect import Task, task
@@ -28,19 +31,29 @@ from regbatch.config import RegistrationConfig
 from regbatch.errors import (
     BatchStoppingError,
     PlatformError,
+    PluginError,
     RateLimitedError,
     StepCodeError,
+    TransientPlatformError,
+)
+from regbatch.handlers import (
+    ENTRY_POINT_GROUP,
+    Handler,
+    RestaurantInfo,
+    StepContext,
+    target,
 )
 from regbatch.lease import Lease
 from regbatch.ledger import Completed, Failed, Retrying, StepInputs
 from regbatch.platform import build_request
+from regbatch.plugins import current_registry
 from regbatch.runner.account_turn import account_creation_turn, spacing_s
 from regbatch.runner.ledger import ledger
 from regbatch.runner.logs import run_logger
 from regbatch.runner.platform import platform_client
 from regbatch.settings import get_settings
 from regbatch.step_outcomes import AfterError, Ended, StepEnd, after_error
-from regbatch.steps import RetryPolicy, StepKey, step
+from regbatch.steps import GraphStep, RetryPolicy, StepKey, is_built_in, step
 
 
 def _attempt() -> tuple[int, int]:
@@ -90,18 +103,22 @@ async def _call_platform(
             await asyncio.sleep(exc.retry_after)
 
 
-def step_timeout(key: StepKey, config: RegistrationConfig) -> float:
+def _label(key: str) -> str:
+    return step(key).label if is_built_in(key) else key
+
+
+def step_timeout(spec: GraphStep, config: RegistrationConfig) -> float:
     """The step's timeout: its graph default (scaled by settings) unless the config overrides."""
-    policy = config.policies.get(key)
+    policy = config.policies.get(spec.key) if isinstance(spec.key, StepKey) else None
     if policy is not None and policy.timeout_s is not None:
         return policy.timeout_s
-    return step(key).timeout_s * get_settings().step_timeout_scale
+    return spec.timeout_s * get_settings().step_timeout_scale
 
 
 async def execute_step(
     lease: Lease,
     job_id: uuid.UUID,
-    key: StepKey,
+    key: str,
     timeout_s: float,
     attempt: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
@@ -112,7 +129,7 @@ async def execute_step(
     number, most = attempt or _attempt()
     if key != StepKey.ACCOUNT_REGISTRATION or not spacing_s():
         return await _attempt_step(lease, job_id, key, timeout_s, number, most)
-    run_logger().info("%s: waiting for the account-creation turn", step(key).label)
+    run_logger().info("%s: waiting for the account-creation turn", _label(key))
     async with account_creation_turn() as turn:
         return await _attempt_step(lease, job_id, key, timeout_s, number, most, turn.note_answered)
 
@@ -120,7 +137,7 @@ async def execute_step(
 async def _attempt_step(
     lease: Lease,
     job_id: uuid.UUID,
-    key: StepKey,
+    key: str,
     timeout_s: float,
     attempt: int,
     most: int,
@@ -134,7 +151,7 @@ async def _attempt_step(
         if after_error(exc, attempt, most) is AfterError.RETRY:
             await ledger().record_outcome(lease, job_id, key, Retrying(exc))
             run_logger().warning(
-                "%s attempt %d of %d failed, will retry: %s", step(key).label, attempt, most, exc
+                "%s attempt %d of %d failed, will retry: %s", _label(key), attempt, most, exc
             )
         else:
             cause = exc.__cause__ if isinstance(exc, StepCodeError) else None
@@ -145,38 +162,121 @@ async def _attempt_step(
 
 
 async def _perform(
+    key: str,
+    inputs: StepInputs,
+    timeout_s: float,
+    on_answer: Callable[[], None] | None,
+) -> dict[str, Any]:
+    """Run the step: its plugin's handler, or the built-in request to the platform. A fault in
+    this code (not an answer of the platform) is a StepCodeError."""
+    handler = _handler(key, inputs)
+    try:
+        if handler is not None:
+            return await run_handler(handler, key, inputs, timeout_s, on_answer)
+        return await _built_in(StepKey(key), inputs, timeout_s, on_answer)
+    except PlatformError:
+        raise
+    except Exception as exc:
+        run_logger().exception("%s: the step's own code failed", _label(key))
+        raise StepCodeError(f"{_label(key)}: {type(exc).__name__}") from exc
+
+
+def _handler(key: str, inputs: StepInputs) -> Handler | None:
+    """The plugin function the step row names; PluginError (not an outcome: the step is left
+    for a process that has the plugin) when this process lacks it."""
+    if inputs.handler is None:
+        return None
+    handler = current_registry().resolve_target(inputs.handler)
+    if handler is None:
+        raise PluginError(
+            f"step {key} of restaurant {inputs.restaurant_id} is run by {inputs.handler}, "
+            "which this process does not have; install the plugin that provides it here "
+            f"(entry point group {ENTRY_POINT_GROUP}), then run the batch again"
+        )
+    return handler
+
+
+async def _built_in(
     key: StepKey,
     inputs: StepInputs,
     timeout_s: float,
     on_answer: Callable[[], None] | None,
 ) -> dict[str, Any]:
-    """Build the request and call the platform; a fault in this code is a StepCodeError."""
+    """The built-in step: build the request and call the platform."""
+    password = (
+        passwords.decrypt(inputs.encrypted_password)
+        if key == StepKey.ACCOUNT_REGISTRATION and inputs.encrypted_password
+        else None
+    )
+    payload = build_request(
+        key,
+        inputs.config,
+        inputs.results,
+        restaurant_id=str(inputs.restaurant_id),
+        password=password,
+    )
+    return await _call_platform(
+        key,
+        payload,
+        str(inputs.organisation_id),
+        inputs.idempotency_key,
+        timeout_s,
+        on_answer,
+    )
+
+
+async def run_handler(
+    handler: Handler,
+    key: str,
+    inputs: StepInputs,
+    timeout_s: float,
+    on_answer: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run a plugin's handler within the step's timeout; its result must be a JSON object."""
+    deadline = time.monotonic() + timeout_s
+
+    async def call_default() -> dict[str, Any]:
+        remaining = max(deadline - time.monotonic(), 0.001)
+        return await _built_in(StepKey(key), inputs, remaining, on_answer)
+
+    encrypted = inputs.encrypted_password
+    context = StepContext(
+        restaurant=RestaurantInfo.from_config(str(inputs.restaurant_id), inputs.config),
+        step=str(key),
+        idempotency_key=inputs.idempotency_key,
+        outputs=MappingProxyType(inputs.results),
+        # a copy: the job's configuration is cached for its later steps
+        config=inputs.config.model_copy(deep=True),
+        logger=run_logger(),
+        attempt=inputs.attempt,
+        _default=call_default if is_built_in(key) else None,
+        _password=(lambda: passwords.decrypt(encrypted)) if encrypted else None,
+    )
     try:
-        password = (
-            passwords.decrypt(inputs.encrypted_password)
-            if key == StepKey.ACCOUNT_REGISTRATION and inputs.encrypted_password
-            else None
+        result = await asyncio.wait_for(handler(context), timeout=timeout_s)
+    except TimeoutError:
+        raise TransientPlatformError(
+            f"{_label(key)}: handler {target(handler)} did not finish within {timeout_s:g} s; "
+            "it is retried with the same idempotency key"
+        ) from None
+    return _json_object(result, key, handler)
+
+
+def _json_object(result: Any, key: str, handler: Handler) -> dict[str, Any]:
+    """The handler's result as stored: a JSON object, or TypeError naming the handler."""
+    if not isinstance(result, dict):
+        raise TypeError(
+            f"handler {target(handler)} of step {key} returned {type(result).__name__}, "
+            "not a dict; return a JSON-serialisable dict"
         )
-        payload = build_request(
-            key,
-            inputs.config,
-            inputs.results,
-            restaurant_id=str(inputs.restaurant_id),
-            password=password,
-        )
-        return await _call_platform(
-            key,
-            payload,
-            str(inputs.organisation_id),
-            inputs.idempotency_key,
-            timeout_s,
-            on_answer,
-        )
-    except PlatformError:
-        raise
-    except Exception as exc:
-        run_logger().exception("%s: the step's own code failed", step(key).label)
-        raise StepCodeError(f"{step(key).label}: {type(exc).__name__}") from exc
+    try:
+        stored: dict[str, Any] = json.loads(json.dumps(result))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"handler {target(handler)} of step {key} returned a dict that is not "
+            f"JSON-serialisable ({exc}); return plain str/int/float/bool/list/dict values"
+        ) from None
+    return stored
 
 
 def _retry_transient(task: Task[Any, Any], task_run: Any, state: Any) -> bool:
@@ -195,10 +295,8 @@ def _delays(policy: RetryPolicy) -> list[float]:
 
 @lru_cache(maxsize=256)
 def _build(
-    key: StepKey, retries: int, delays: tuple[float, ...], timeout_s: float
+    key: str, label: str, doc: str, retries: int, delays: tuple[float, ...], timeout_s: float
 ) -> Task[Any, Any]:
-    spec = step(key)
-
     async def run(lease: Lease, job_id: uuid.UUID) -> Any:
         try:
             return await execute_step(lease, job_id, key, timeout_s)
@@ -207,12 +305,12 @@ def _build(
             return Cancelled(message=str(exc))
 
     run.__name__ = f"step_{key}"
-    run.__doc__ = f"Step {spec.number}: {spec.does}."
+    run.__doc__ = doc
     # No Prefect timeout: the platform call has the step's own deadline, the ledger is bounded by
     # the lease, and the account-creation queue must not count against any timeout.
     decorate = task(
-        name=spec.label,
-        task_run_name=spec.label,
+        name=label,
+        task_run_name=label,
         retries=retries,
         retry_delay_seconds=list(delays),
         retry_jitter_factor=None,
@@ -223,16 +321,17 @@ def _build(
     return decorate(run)
 
 
-def step_task(key: StepKey, config: RegistrationConfig) -> Task[Any, Any]:
-    """The Prefect task for step `key` with this job's retry policy and timeout."""
-    spec = step(key)
+def step_task(spec: GraphStep, config: RegistrationConfig) -> Task[Any, Any]:
+    """The Prefect task for step `spec` with this job's retry policy and timeout."""
     policy = spec.retry
-    override = config.policies.get(key)
+    override = config.policies.get(spec.key) if isinstance(spec.key, StepKey) else None
     if override is not None and override.retries is not None:
         policy = RetryPolicy(override.retries, tuple(override.retry_delays_s or policy.delays_s))
     elif override is not None and override.retry_delays_s is not None:
         policy = RetryPolicy(policy.retries, tuple(override.retry_delays_s))
-    return _build(key, policy.retries, tuple(_delays(policy)), step_timeout(key, config))
+    doc = f"Step {spec.number}: {spec.does}."
+    delays = tuple(_delays(policy))
+    return _build(spec.key, spec.label, doc, policy.retries, delays, step_timeout(spec, config))
 
 
 async def state_error(state: State[Any]) -> BaseException | None:
@@ -244,10 +343,10 @@ async def state_error(state: State[Any]) -> BaseException | None:
 
 
 async def run_step_task(
-    key: StepKey, config: RegistrationConfig, lease: Lease, job_id: uuid.UUID
+    spec: GraphStep, config: RegistrationConfig, lease: Lease, job_id: uuid.UUID
 ) -> StepEnd:
-    """Run step `key`'s Prefect task (with its retries) and say how it ended."""
-    state = await step_task(key, config)(lease, job_id, return_state=True)
+    """Run step `spec`'s Prefect task (with its retries) and say how it ended."""
+    state = await step_task(spec, config)(lease, job_id, return_state=True)
     if state.is_completed():
         return StepEnd(Ended.COMPLETED, result=await state.aresult())
     if state.is_cancelled():  # refused before it started: a pause or cancel was asked

@@ -18,6 +18,7 @@ from regbatch.api.cli import (
     run_cmd,
     sandbox_cmd,
     serve_cmd,
+    steps_cmd,
     template_cmd,
     webhook_cmd,
 )
@@ -63,6 +64,7 @@ app.command("recover")(run_cmd.recover)
 app.command("serve")(serve_cmd.serve)
 app.command("worker")(serve_cmd.worker)
 app.command("demo")(demo_cmd.demo)
+app.command("steps")(steps_cmd.steps)
 app.add_typer(serve_cmd.deployments_app, name="deployments")
 app.add_typer(api_cmd.app, name="api")
 

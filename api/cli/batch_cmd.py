@@ -121,6 +121,10 @@ def render_detail(detail: BatchDetail) -> None:
             (failed.error_message or "") if failed else "",
         )
     console.print(view)
+    for job in detail.jobs:  # the steps plugins ran instead of the built-in ones
+        ran = [f"{s.step_number:02d}-{s.step_key} by {s.handler}" for s in job.steps if s.handler]
+        if ran:
+            console.print(f"{job.restaurant_name}: {', '.join(ran)}", markup=False)
 
 
 def run_here(

@@ -26,7 +26,7 @@ from regbatch.api.cli._output import console
 from regbatch.reporting import STATUS_MARK, current_step, failing_step
 from regbatch.services.batches import get_batch
 from regbatch.statuses import BATCH_AT_REST, StepStatus
-from regbatch.steps import BY_NUMBER
+from regbatch.steps import step_label
 from regbatch.views import BatchDetail
 
 _S = StepStatus
@@ -116,7 +116,7 @@ class BatchWatcher:
                     if step.status == seen.get(key) or step.status in (_S.PENDING, _S.IN_PROGRESS):
                         continue
                     seen[key] = step.status
-                    label = BY_NUMBER[step.step_number].label
+                    label = step_label(step.step_number, step.step_key)
                     extra = {
                         _S.COMPLETED: f"{(step.duration_ms or 0) / 1000:.1f}s",
                         _S.RETRYING: f"attempt {step.attempts} failed: {step.error_message}",

@@ -19,7 +19,7 @@ from regbatch.restaurant import Menu
 from regbatch.step_spec import StepKey
 
 K = StepKey
-Results = Mapping[StepKey, dict[str, Any] | None]
+Results = Mapping[str, dict[str, Any] | None] | Mapping[StepKey, dict[str, Any] | None]
 MENU_CSV_COLUMNS = ("category", "name", "price", "description", "tags", "image_url")
 
 

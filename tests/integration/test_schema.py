@@ -171,7 +171,7 @@ def batch_rows(engine: Engine) -> dict[str, uuid.UUID]:
             "ck_registration_job_steps_status_valid",
         ),
         (
-            "UPDATE registration_job_steps SET step_number = 13 WHERE id = :step",
+            "UPDATE registration_job_steps SET step_number = 1000 WHERE id = :step",
             "ck_registration_job_steps_step_number_range",
         ),
         (

@@ -47,7 +47,7 @@ from regbatch.statuses import (
     StepStatus,
     check_transition,
 )
-from regbatch.steps import STEPS, StepKey
+from regbatch.steps import BUILT_IN, StepGraph
 from regbatch.views import BatchDetail
 
 
@@ -57,7 +57,7 @@ class FakeStep:
     attempts: int = 0
     result: dict[str, Any] | None = None
     error: str | None = None
-    blocked_by: StepKey | None = None
+    blocked_by: str | None = None
 
     def move(self, target: StepStatus, what: str) -> None:
         check_transition("step", self.status, target, what)
@@ -74,15 +74,23 @@ class FakeJob:
     status: JobStatus = JobStatus.PENDING
     dispatches: int = 0
     flow_run_id: uuid.UUID | None = None
-    steps: dict[StepKey, FakeStep] = field(
-        default_factory=lambda: {spec.key: FakeStep() for spec in STEPS}
-    )
+    graph: StepGraph = BUILT_IN
+    handlers: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, FakeStep] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.steps = {spec.key: FakeStep() for spec in self.graph.steps}
+        kind = self.config.restaurant.restaurant_type
+        for spec in self.graph.steps:
+            ref = self.graph.handler_for(spec.key, kind)
+            if ref is not None:
+                self.handlers[spec.key] = ref.target
 
     def move(self, target: JobStatus) -> None:
         check_transition("job", self.status, target, f"job {self.id}")
         self.status = target
 
-    def states(self) -> dict[StepKey, StepState]:
+    def states(self) -> dict[str, StepState]:
         return {k: StepState(s.status, s.result, s.blocked_by) for k, s in self.steps.items()}
 
 
@@ -109,12 +117,17 @@ class FakeLedger:
 
     # --- set-up and steering ----------------------------------------------------------------
     def add_batch(
-        self, config: RegistrationConfig, count: int, policy: BreakerPolicy | None = None
+        self,
+        config: RegistrationConfig,
+        count: int,
+        policy: BreakerPolicy | None = None,
+        graph: StepGraph = BUILT_IN,
     ) -> FakeBatch:
         batch = FakeBatch(uuid.uuid4(), f"batch of {count}", policy or BreakerPolicy())
         self.batches[batch.id] = batch
         for position in range(count):
-            job = FakeJob(uuid.uuid4(), batch.id, position, f"restaurant {position}", config)
+            name = f"restaurant {position}"
+            job = FakeJob(uuid.uuid4(), batch.id, position, name, config, graph=graph)
             self.jobs[job.id] = job
         return batch
 
@@ -277,6 +290,7 @@ class FakeLedger:
             job.status,
             job.config,
             job.states(),
+            job.graph,
         )
 
     async def record_skips(self, lease: Lease, job_id: uuid.UUID, skips: list[Skip]) -> None:
@@ -314,7 +328,7 @@ class FakeLedger:
         job.move(JobStatus.CANCELLED)
 
     # --- a step ------------------------------------------------------------------------------
-    async def start_attempt(self, lease: Lease, job_id: uuid.UUID, key: StepKey) -> StepInputs:
+    async def start_attempt(self, lease: Lease, job_id: uuid.UUID, key: str) -> StepInputs:
         job = self._job(lease, job_id)
         action = self.batches[lease.batch_id].requested_action
         if action is not None:
@@ -332,10 +346,11 @@ class FakeLedger:
             config=job.config,
             results=results,
             encrypted_password=None,
+            handler=job.handlers.get(key),
         )
 
     async def record_outcome(
-        self, lease: Lease, job_id: uuid.UUID, key: StepKey, outcome: Outcome
+        self, lease: Lease, job_id: uuid.UUID, key: str, outcome: Outcome
     ) -> None:
         row = self._job(lease, job_id).steps[key]
         if isinstance(outcome, Completed):

@@ -23,16 +23,16 @@ from regbatch.lease import Lease
 from regbatch.ledger import Completed, Failed
 from regbatch.statuses import JobStatus, RequestedAction, StepStatus
 from regbatch.step_outcomes import Ended, StepEnd
-from regbatch.steps import STEPS, StepKey, step
+from regbatch.steps import BUILT_IN, STEPS, StepGraph, StepKey, step
 from tests.unit.conftest import make_config
 from tests.unit.fake_ledger import FakeJob, FakeLedger
 
 pytestmark = pytest.mark.anyio
 K = StepKey
 
-Script = dict[StepKey, Callable[[], Coroutine[Any, Any, Any]]]
+Script = dict[str, Callable[[], Coroutine[Any, Any, Any]]]
 # What later steps' conditions read of earlier results (code generation made an injection).
-RESULTS: dict[StepKey, dict[str, Any]] = {
+RESULTS: dict[str, dict[str, Any]] = {
     K.CODE_GENERATION: {"head_injection": "<style></style>", "body_injection": ""},
 }
 
@@ -42,10 +42,10 @@ class Steps:
 
     def __init__(self, ledger: FakeLedger, lease: Lease, job: FakeJob, script: Script) -> None:
         self.ledger, self.lease, self.job, self.script = ledger, lease, job, script
-        self.started: list[StepKey] = []
-        self.cancelled: list[StepKey] = []
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
 
-    async def __call__(self, key: StepKey) -> StepEnd:
+    async def __call__(self, key: str) -> StepEnd:
         try:
             await self.ledger.start_attempt(self.lease, self.job.id, key)
         except BatchStoppingError as exc:
@@ -70,9 +70,11 @@ class Steps:
         return StepEnd(Ended.COMPLETED, result=result)
 
 
-async def _job_run(script: Script | None = None) -> tuple[FakeLedger, FakeJob, JobRun, Steps]:
+async def _job_run(
+    script: Script | None = None, graph: StepGraph = BUILT_IN
+) -> tuple[FakeLedger, FakeJob, JobRun, Steps]:
     ledger = FakeLedger()
-    batch = ledger.add_batch(make_config(), 1)
+    batch = ledger.add_batch(make_config(), 1, graph=graph)
     start = await ledger.begin_run(batch.id, "tests", "tests", None)
     assert start.lease is not None
     job = ledger.jobs_of(batch.id)[0]
@@ -81,7 +83,7 @@ async def _job_run(script: Script | None = None) -> tuple[FakeLedger, FakeJob, J
     return ledger, job, JobRun(ledger, start.lease, plan, steps), steps
 
 
-def _statuses(job: FakeJob) -> dict[StepKey, StepStatus]:
+def _statuses(job: FakeJob) -> dict[str, StepStatus]:
     return {key: row.status for key, row in job.steps.items()}
 
 
@@ -223,7 +225,43 @@ async def test_a_step_refused_before_it_started_stops_the_job_without_a_record()
 
 
 def test_the_step_graph_the_loop_follows_has_no_cycle() -> None:
-    seen: set[StepKey] = set()
+    seen: set[str] = set()
     for spec in STEPS:  # declared in an order where every prerequisite comes first
         assert set(spec.prerequisites) <= seen, step(spec.key).label
         seen.add(spec.key)
+
+
+def _crm_graph() -> StepGraph:
+    from types import ModuleType
+
+    from regbatch.handlers import StepContext, extra_step
+    from regbatch.plugins import HandlerRegistry
+
+    @extra_step("crm_sync", after=("restaurant_registration",))
+    async def crm_sync(ctx: StepContext) -> dict[str, Any]:
+        return {}
+
+    module = ModuleType("crm_plugin")
+    crm_sync.__module__, crm_sync.__qualname__ = module.__name__, "crm_sync"
+    module.crm_sync = crm_sync  # type: ignore[attr-defined]
+    return HandlerRegistry.from_modules(module).graph
+
+
+async def test_an_extra_step_runs_after_its_dependencies_and_counts_for_the_job() -> None:
+    graph = _crm_graph()
+    _, job, run, steps = await _job_run(graph=graph)
+    assert job.handlers == {"crm_sync": "crm_plugin:crm_sync"}
+    await run.drive()
+    assert (await run.end()).is_completed()
+    assert steps.started.index("crm_sync") > steps.started.index(K.RESTAURANT_REGISTRATION)
+    assert sorted(steps.started) == sorted(s.key for s in graph.steps)
+
+    async def refused() -> Any:
+        raise PermanentPlatformError("the CRM refused the restaurant: 400")
+
+    _, job, run, _ = await _job_run({"crm_sync": refused}, graph=graph)
+    await run.drive()
+    assert (await run.end()).is_failed()
+    statuses = _statuses(job)
+    assert statuses["crm_sync"] == StepStatus.FAILED
+    assert {k for k, v in statuses.items() if v != StepStatus.COMPLETED} == {"crm_sync"}

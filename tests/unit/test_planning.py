@@ -17,8 +17,8 @@ def config(**settings: object):
     )
 
 
-def states(**overrides: StepState) -> dict[StepKey, StepState]:
-    result = {spec.key: StepState(S.PENDING) for spec in STEPS}
+def states(**overrides: StepState) -> dict[str, StepState]:
+    result: dict[str, StepState] = {spec.key: StepState(S.PENDING) for spec in STEPS}
     result.update({K(k): v for k, v in overrides.items()})
     return result
 
@@ -110,7 +110,7 @@ def test_website_configuration_is_skipped_without_an_injection() -> None:
 
 def test_job_outcome() -> None:
     assert job_outcome(states()) is None
-    all_done = {spec.key: done() for spec in STEPS}
+    all_done: dict[str, StepState] = {spec.key: done() for spec in STEPS}
     assert job_outcome(all_done) == "completed"
     assert job_outcome({**all_done, K.ITEM_TAGS: StepState(S.SKIPPED)}) == "completed"
     assert job_outcome({**all_done, K.ITEM_TAGS: StepState(S.FAILED)}) == "failed"
@@ -119,7 +119,7 @@ def test_job_outcome() -> None:
 
 
 def test_rerun_takes_failed_steps_and_what_they_blocked_only() -> None:
-    current = {spec.key: done() for spec in STEPS}
+    current: dict[str, StepState] = {spec.key: done() for spec in STEPS}
     current[K.MENU_IMPORT] = StepState(S.FAILED)
     current[K.OPTION_SETS] = StepState(S.SKIPPED, blocked_by=K.MENU_IMPORT)
     current[K.ITEM_TAGS] = StepState(S.SKIPPED, blocked_by=K.MENU_IMPORT)
