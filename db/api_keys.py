@@ -109,3 +109,13 @@ def revoke(session: Session, key_id: uuid.UUID, organisation_id: uuid.UUID) -> A
         row.revoked_at = utcnow()
         session.flush()
     return row
+
+
+def is_live(session: Session, key_id: uuid.UUID, organisation_id: uuid.UUID) -> bool:
+    """True when the organisation's key `key_id` exists and is not revoked."""
+    revoked = session.execute(
+        select(ApiKey.revoked_at).where(
+            ApiKey.id == key_id, ApiKey.organisation_id == organisation_id
+        )
+    ).first()
+    return revoked is not None and revoked[0] is None

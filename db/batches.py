@@ -398,7 +398,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from None
 
 
-def _summary(batch: Batch) -> BatchSummary:
+def batch_summary(batch: Batch) -> BatchSummary:
+    """One line of a batch list, from its row."""
     return BatchSummary(
         id=batch.id,
         name=batch.name,
@@ -449,7 +450,7 @@ def list_batches(
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id)
-    return BatchPage(items=[_summary(b) for b in rows], next_cursor=next_cursor)
+    return BatchPage(items=[batch_summary(b) for b in rows], next_cursor=next_cursor)
 
 
 # A step's columns as its view shows them; the summary leaves out `result_data` (for
@@ -480,7 +481,7 @@ def batch_detail(
     ).all()
     steps_by_job = _step_views(session, batch_id, with_results)
     return BatchDetail(
-        **_summary(batch).model_dump(),
+        **batch_summary(batch).model_dump(),
         organisation_id=batch.organisation_id,
         settings=batch.settings,
         created_by=batch.created_by,

@@ -21,6 +21,7 @@ from sqlalchemy import Row, Select, insert, select
 from sqlalchemy.orm import Session
 
 from regbatch.audit import Operation
+from regbatch.batch_rules import RETRYABLE
 from regbatch.db.batches import get_batch, lock_restaurants, unfinished_elsewhere
 from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
@@ -28,8 +29,6 @@ from regbatch.db.restaurants import registration_config
 from regbatch.errors import ConflictError, InvalidInputError, Problem
 from regbatch.planning import StepState, steps_to_rerun
 from regbatch.statuses import BatchStatus, JobStatus, StepStatus
-
-RETRYABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.PAUSED, BatchStatus.CANCELLED)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,14 @@ DOMAIN.md say 'completed with the failures counted', and that is what `final_sta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from regbatch.errors import Problem
-from regbatch.statuses import BatchStatus, ExecutionMode
+from regbatch.statuses import BATCH_FINISHED, BatchStatus, ExecutionMode, RequestedAction
 
 FAILURE_THRESHOLD = 0.5
+# The statuses from which "retry failed" makes a batch of the failed restaurants.
+RETRYABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.PAUSED, BatchStatus.CANCELLED)
 # A batch's breaker unless it says otherwise: every interface's default reads these.
 BREAKER_THRESHOLD = 0.5
 BREAKER_MIN_FINISHED = 3
@@ -139,3 +142,39 @@ def option_problems(
             Problem("breaker_min_finished", f"{breaker_min_finished} is below 1; use at least 1")
         )
     return problems
+
+
+class BatchAction(StrEnum):
+    """What a user can do to a batch."""
+
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    RETRY_FAILED = "retry-failed"
+
+
+def allowed_actions(
+    status: BatchStatus, requested_action: RequestedAction | None, failed: int
+) -> list[BatchAction]:
+    """The actions the batch's state allows now, as the lifecycle operations check them.
+
+    Start takes a draft (a paused batch is resumed, which submits it again); pause, a batch in
+    progress not already asked to stop; resume, a paused batch or a pending pause request;
+    cancel, an unfinished batch not already being cancelled; retry failed, a batch at rest or
+    finished with failed restaurants.
+    """
+    actions = []
+    if status == BatchStatus.DRAFT:
+        actions.append(BatchAction.START)
+    if status == BatchStatus.IN_PROGRESS and requested_action is None:
+        actions.append(BatchAction.PAUSE)
+    if status == BatchStatus.PAUSED or (
+        status == BatchStatus.IN_PROGRESS and requested_action == RequestedAction.PAUSE
+    ):
+        actions.append(BatchAction.RESUME)
+    if status not in BATCH_FINISHED and requested_action != RequestedAction.CANCEL:
+        actions.append(BatchAction.CANCEL)
+    if status in RETRYABLE and failed > 0:
+        actions.append(BatchAction.RETRY_FAILED)
+    return actions

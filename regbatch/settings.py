@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     restaurant_deployment: str = "register-restaurant/register-restaurant"
     """The deployment (flow/deployment) distributed batches submit each restaurant to."""
 
+    console_secret: SecretStr | None = None
+    """Signs the operations console's session cookies; empty means a random secret made when
+    the process starts (sessions then end when it restarts, and processes do not share them)."""
+
+    console_session_minutes: int = Field(default=480, ge=1, le=10080)
+    """How long a console sign-in lasts."""
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:

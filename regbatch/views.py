@@ -97,3 +97,42 @@ class BatchPage(BaseModel):
 
     items: list[BatchSummary]
     next_cursor: str | None
+
+
+class BatchListPage(BaseModel):
+    """One page of a filtered, sorted batch list, with how many batches match in all."""
+
+    items: list[BatchSummary]
+    total: int
+    offset: int
+    limit: int
+
+
+class MatrixCell(BaseModel):
+    """One step of one restaurant, as the batch's matrix shows it (no step results)."""
+
+    status: StepStatus
+    attempts: int
+    error_message: str | None
+    skip_reason: str | None
+
+
+class MatrixRow(BaseModel):
+    """One restaurant of a batch: its job and a cell per step number."""
+
+    job_id: uuid.UUID
+    position: int
+    restaurant_name: str
+    status: JobStatus
+    current_step: int | None
+    error_message: str | None
+    cells: dict[int, MatrixCell]
+
+
+class MatrixPage(BaseModel):
+    """A page of a batch's restaurant x step matrix, with how many restaurants match in all."""
+
+    rows: list[MatrixRow]
+    total: int
+    offset: int
+    limit: int

@@ -67,3 +67,10 @@ def _org_id(session: Session, organisation: str | uuid.UUID) -> uuid.UUID:
     if isinstance(organisation, uuid.UUID):
         return organisation
     return find_organisation(session, organisation).id
+
+
+def key_is_live(key_id: uuid.UUID, organisation_id: uuid.UUID) -> bool:
+    """True while the key exists in the organisation and is not revoked (sessions made with
+    it end when it is revoked)."""
+    with session_scope() as session:
+        return data.is_live(session, key_id, organisation_id)

@@ -34,4 +34,7 @@ def create_app() -> FastAPI:
     app.add_middleware(IdempotencyMiddleware)
     for module in (batches, actions, templates, webhooks):
         app.include_router(module.router)
+    from regbatch.api.console.app import install as install_console
+
+    install_console(app)  # the operations console, at /console
     return app

@@ -1,0 +1,65 @@
+"""What screens show of batches: a filtered, sorted, paged batch list, and a batch with one
+page of its restaurant x step matrix. Each call is one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from regbatch.db import overview as data
+from regbatch.db.engine import session_scope
+from regbatch.db.overview import BatchSort
+from regbatch.services.batches import parse_uuid
+from regbatch.statuses import JobStatus
+from regbatch.views import BatchListPage, BatchView, MatrixPage
+
+__all__ = ["BatchSort", "batch_header", "batch_matrix", "find_batches"]
+
+
+def find_batches(
+    organisation_id: uuid.UUID,
+    *,
+    statuses: Sequence[str] = (),
+    name: str | None = None,
+    sort: str = BatchSort.CREATED,
+    descending: bool = True,
+    offset: int = 0,
+    limit: int = 50,
+) -> BatchListPage:
+    """One page of the organisation's batches, filtered and sorted in SQL, with the total."""
+    with session_scope() as session:
+        return data.search_batches(
+            session,
+            organisation_id,
+            statuses=statuses,
+            name=name,
+            sort=sort,
+            descending=descending,
+            offset=offset,
+            limit=limit,
+        )
+
+
+def batch_header(batch_id: str | uuid.UUID, organisation_id: uuid.UUID | None) -> BatchView:
+    """The batch's own fields (no jobs); NotFoundError outside `organisation_id`."""
+    with session_scope() as session:
+        return data.batch_view(session, parse_uuid(batch_id, "batch_id"), organisation_id)
+
+
+def batch_matrix(
+    batch_id: str | uuid.UUID,
+    organisation_id: uuid.UUID | None,
+    *,
+    job_statuses: Sequence[JobStatus] = (),
+    offset: int = 0,
+    limit: int = 100,
+    total: int | None = None,
+) -> tuple[BatchView, MatrixPage]:
+    """The batch and one page of its matrix (restaurants in `job_statuses`, when given)."""
+    bid = parse_uuid(batch_id, "batch_id")
+    with session_scope() as session:
+        view = data.batch_view(session, bid, organisation_id)
+        page = data.matrix_page(
+            session, bid, job_statuses=job_statuses, offset=offset, limit=limit, total=total
+        )
+        return view, page

@@ -1,0 +1,240 @@
+"""The operations console over HTTP (httpx through FastAPI's TestClient, against the ASGI app)
+on the session's PostgreSQL schema: sign-in, the session cookie, CSRF, organisation scoping,
+the batches list, the batch detail matrix and which actions it offers."""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from regbatch.api.rest import create_app
+from regbatch.db.engine import session_scope
+from regbatch.db.models import Batch
+from regbatch.services.api_keys import create_api_key, revoke_api_key
+from tests.factories import make_org
+from tests.integration.rest_support import finish_with_failure, new_draft, row_counts, set_status
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def app() -> object:
+    return create_app()
+
+
+@pytest.fixture()
+def browser(app: object) -> Iterator[TestClient]:
+    with TestClient(app, follow_redirects=False) as client:  # type: ignore[arg-type]
+        yield client
+
+
+def sign_in(client: TestClient, key: str) -> str:
+    """Sign in with `key`; the session's CSRF token (read from a page, as a browser would)."""
+    form = client.get("/console/sign-in")
+    token = CSRF.search(form.text)
+    assert token is not None
+    answer = client.post("/console/sign-in", data={"api_key": key, "csrf_token": token[1]})
+    assert answer.status_code == 303, answer.text
+    page = client.get("/console/batches")
+    assert page.status_code == 200
+    found = CSRF.search(page.text)
+    assert found is not None
+    return found[1]
+
+
+def status_of(batch_id: uuid.UUID) -> tuple[str, str | None]:
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        return str(batch.status), batch.requested_action
+
+
+def buttons(html: str) -> list[str]:
+    return re.findall(r'<button type="submit" class="act-([a-z-]+)"', html)
+
+
+def test_root_and_pages_without_a_session_lead_to_sign_in(browser: TestClient) -> None:
+    assert browser.get("/").headers["location"] == "/console"
+    assert browser.get("/console").headers["location"] == "/console/batches"
+    answer = browser.get("/console/batches")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/sign-in"
+    polled = browser.get(f"/console/batches/{uuid.uuid4()}/live", headers={"HX-Request": "true"})
+    assert polled.status_code == 401
+    assert polled.headers["HX-Redirect"] == "/console/sign-in"
+
+
+def test_sign_in_refuses_a_bad_key_and_a_form_without_its_token(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    form = browser.get("/console/sign-in")
+    token = CSRF.search(form.text)
+    assert token is not None
+    bad = browser.post("/console/sign-in", data={"api_key": "rk_nope", "csrf_token": token[1]})
+    assert bad.status_code == 401
+    assert "was not accepted" in bad.text
+    assert "regbatch_console=" not in bad.headers.get("set-cookie", "")
+    key = create_api_key(org_id, "console").api_key
+    forged = browser.post("/console/sign-in", data={"api_key": key, "csrf_token": "forged"})
+    assert forged.status_code == 403
+    assert "regbatch_console=" not in forged.headers.get("set-cookie", "")
+    assert browser.get("/console/batches").status_code == 303
+
+
+def test_the_session_cookie_is_signed_httponly_strict_and_never_holds_the_key(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    key = create_api_key(org_id, "console").api_key
+    form = browser.get("/console/sign-in")
+    token = CSRF.search(form.text)
+    assert token is not None
+    answer = browser.post("/console/sign-in", data={"api_key": key, "csrf_token": token[1]})
+    cookie = next(
+        c for c in answer.headers.get_list("set-cookie") if c.startswith("regbatch_console=")
+    )
+    flags = cookie.lower()
+    assert "httponly" in flags
+    assert "samesite=strict" in flags
+    assert "path=/console" in flags
+    assert re.search(r"max-age=\d+", flags)
+    assert key not in cookie and key[3:] not in cookie
+    page = browser.get("/console/batches")
+    assert key not in page.text
+    # A tampered cookie is no session.
+    value = cookie.split(";")[0].split("=", 1)[1]
+    browser.cookies.clear()
+    browser.cookies.set("regbatch_console", "x" + value, path="/console")
+    assert browser.get("/console/batches").status_code == 303
+
+
+def test_revoking_the_key_ends_its_sessions(browser: TestClient, org_id: uuid.UUID) -> None:
+    key = create_api_key(org_id, "console")
+    sign_in(browser, key.api_key)
+    revoke_api_key(org_id, key.id)
+    assert browser.get("/console/batches").headers["location"] == "/console/sign-in"
+
+
+def test_a_post_without_the_csrf_token_changes_nothing(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    batch_id = new_draft(org_id)
+    sign_in(browser, create_api_key(org_id, "console").api_key)
+    before = row_counts()
+    for data in ({}, {"csrf_token": "not-the-token"}):
+        answer = browser.post(f"/console/batches/{batch_id}/cancel", data=data)
+        assert answer.status_code == 403
+        assert "CSRF token" in answer.text
+    assert status_of(batch_id) == ("draft", None)
+    assert row_counts() == before
+    assert browser.post("/console/sign-out", data={}).status_code == 403
+
+
+def test_another_organisations_batch_is_not_found_and_untouched(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    with session_scope() as session:
+        other_org = make_org(session)
+    theirs = new_draft(other_org)
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    for path in ("", "/live", "/export.csv"):
+        assert browser.get(f"/console/batches/{theirs}{path}").status_code == 404
+    answer = browser.post(f"/console/batches/{theirs}/cancel", data={"csrf_token": csrf})
+    assert answer.status_code == 303
+    assert "error=" in answer.headers["location"]
+    assert browser.get(answer.headers["location"]).status_code == 404
+    assert status_of(theirs) == ("draft", None)
+    assert str(theirs) not in browser.get("/console/batches").text
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("draft", ["start", "cancel"]),
+        ("in_progress", ["pause", "cancel"]),
+        ("paused", ["resume", "cancel"]),
+        ("cancelled", []),
+    ],
+)
+def test_the_detail_page_offers_only_the_actions_the_status_allows(
+    browser: TestClient, org_id: uuid.UUID, state: str, expected: list[str]
+) -> None:
+    batch_id = new_draft(org_id)
+    if state != "draft":
+        set_status(batch_id, state)
+    sign_in(browser, create_api_key(org_id, "console").api_key)
+    page = browser.get(f"/console/batches/{batch_id}")
+    assert page.status_code == 200
+    assert buttons(page.text) == expected
+    if not expected:
+        assert "No action is possible" in page.text
+
+
+def test_a_failed_batch_offers_retry_failed_and_its_matrix_shows_the_failure(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    batch_id = new_draft(org_id)
+    finish_with_failure(batch_id)
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    live = browser.get(f"/console/batches/{batch_id}/live")
+    assert buttons(live.text) == ["retry-failed"]
+    assert "hx-trigger" not in live.text  # a finished batch is not polled
+    assert live.text.count('<td class="cell s-failed"') == 1
+    assert "services refused: no pickup" in live.text
+    assert "Retry failed: it re-runs only the failed steps" in live.text
+    failed_only = browser.get(f"/console/batches/{batch_id}?show=failed")
+    assert failed_only.text.count('<tr class="r-') == 1
+    retried = browser.post(f"/console/batches/{batch_id}/retry-failed", data={"csrf_token": csrf})
+    assert retried.status_code == 303
+    new_page = browser.get(retried.headers["location"])
+    assert "Retry batch made" in new_page.text
+    assert buttons(new_page.text) == ["start", "cancel"]
+
+
+def test_pause_and_resume_through_the_console(browser: TestClient, org_id: uuid.UUID) -> None:
+    batch_id = new_draft(org_id)
+    set_status(batch_id, "in_progress")
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    polled = browser.get(f"/console/batches/{batch_id}/live")
+    assert 'hx-trigger="every 2s' in polled.text
+    paused = browser.post(f"/console/batches/{batch_id}/pause", data={"csrf_token": csrf})
+    assert "notice=Pause+requested" in paused.headers["location"]
+    assert status_of(batch_id) == ("in_progress", "pause")
+    page = browser.get(f"/console/batches/{batch_id}")
+    assert buttons(page.text) == ["resume", "cancel"]
+    browser.post(f"/console/batches/{batch_id}/resume", data={"csrf_token": csrf})
+    assert status_of(batch_id) == ("in_progress", None)
+    refused = browser.post(f"/console/batches/{batch_id}/start", data={"csrf_token": csrf})
+    assert "start+refused" in refused.headers["location"]
+    unknown = browser.post(f"/console/batches/{batch_id}/explode", data={"csrf_token": csrf})
+    assert "does+not+exist" in unknown.headers["location"]
+
+
+def test_the_batches_list_filters_searches_sorts_and_pages_in_sql(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    ids = [new_draft(org_id, 1, name=f"Console {tag} {i:02d}") for i in range(55)]
+    set_status(ids[0], "cancelled")
+    sign_in(browser, create_api_key(org_id, "console").api_key)
+    first = browser.get(
+        "/console/batches", params={"q": tag.upper(), "sort": "name", "order": "asc"}
+    )
+    assert "55 found" in first.text
+    names = re.findall(rf"Console {tag} (\d\d)</a>", first.text)
+    assert names == [f"{i:02d}" for i in range(50)]
+    second = browser.get(
+        "/console/batches", params={"q": tag, "sort": "name", "order": "asc", "page": 2}
+    )
+    assert re.findall(rf"Console {tag} (\d\d)</a>", second.text) == [
+        f"{i:02d}" for i in range(50, 55)
+    ]
+    cancelled = browser.get("/console/batches", params={"q": tag, "status": "cancelled"})
+    assert "1 found" in cancelled.text
+    bad = browser.get("/console/batches", params={"sort": "colour"})
+    assert bad.status_code == 400
+    assert "'colour' is not a sort order; use one of created, name" in html.unescape(bad.text)
