@@ -12,11 +12,19 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from regbatch.audit import Operation
 from regbatch.db.batches import batch_summary, get_batch
-from regbatch.db.models import Batch, Job, JobStep, Restaurant
+from regbatch.db.models import Batch, Job, JobStep, OperationLog, Restaurant
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.statuses import BatchStatus, JobStatus
-from regbatch.views import BatchListPage, BatchView, MatrixCell, MatrixPage, MatrixRow
+from regbatch.views import (
+    BatchListPage,
+    BatchView,
+    DeliveryAttempt,
+    MatrixCell,
+    MatrixPage,
+    MatrixRow,
+)
 
 PAGE_MAX = 500
 NAME_SEARCH_MAX = 200
@@ -198,3 +206,32 @@ def batch_view(
         cancelled_at=batch.cancelled_at,
         updated_at=batch.updated_at,
     )
+
+
+def webhook_attempts(
+    session: Session, organisation_id: uuid.UUID, limit: int = 100
+) -> list[DeliveryAttempt]:
+    """The organisation's latest webhook delivery attempts, newest first."""
+    rows = session.scalars(
+        select(OperationLog)
+        .where(
+            OperationLog.organisation_id == organisation_id,
+            OperationLog.operation.in_([Operation.WEBHOOK_DELIVERED, Operation.WEBHOOK_FAILED]),
+        )
+        .order_by(OperationLog.created_at.desc(), OperationLog.id.desc())
+        .limit(limit)
+    )
+    return [
+        DeliveryAttempt(
+            at=row.created_at,
+            batch_id=row.batch_id,
+            delivered=row.operation == Operation.WEBHOOK_DELIVERED,
+            subscription_id=row.details.get("subscription_id"),
+            url=row.details.get("url"),
+            event=row.details.get("event"),
+            attempt=row.details.get("attempt"),
+            status_code=row.details.get("status_code"),
+            error=row.details.get("error"),
+        )
+        for row in rows
+    ]

@@ -136,3 +136,17 @@ class MatrixPage(BaseModel):
     total: int
     offset: int
     limit: int
+
+
+class DeliveryAttempt(BaseModel):
+    """One attempt to deliver a webhook, as the batch's operation log recorded it."""
+
+    at: datetime
+    batch_id: uuid.UUID
+    delivered: bool
+    subscription_id: str | None
+    url: str | None
+    event: str | None
+    attempt: int | None
+    status_code: int | None
+    error: str | None

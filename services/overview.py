@@ -11,9 +11,9 @@ from regbatch.db.engine import session_scope
 from regbatch.db.overview import BatchSort
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import JobStatus
-from regbatch.views import BatchListPage, BatchView, MatrixPage
+from regbatch.views import BatchListPage, BatchView, DeliveryAttempt, MatrixPage
 
-__all__ = ["BatchSort", "batch_header", "batch_matrix", "find_batches"]
+__all__ = ["BatchSort", "batch_header", "batch_matrix", "find_batches", "webhook_attempts"]
 
 
 def find_batches(
@@ -63,3 +63,9 @@ def batch_matrix(
             session, bid, job_statuses=job_statuses, offset=offset, limit=limit, total=total
         )
         return view, page
+
+
+def webhook_attempts(organisation_id: uuid.UUID, limit: int = 100) -> list[DeliveryAttempt]:
+    """The organisation's latest webhook delivery attempts (the delivery log), newest first."""
+    with session_scope() as session:
+        return data.webhook_attempts(session, organisation_id, limit)

@@ -238,3 +238,53 @@ def test_the_batches_list_filters_searches_sorts_and_pages_in_sql(
     bad = browser.get("/console/batches", params={"sort": "colour"})
     assert bad.status_code == 400
     assert "'colour' is not a sort order; use one of created, name" in html.unescape(bad.text)
+
+
+def test_templates_are_saved_from_a_filter_run_and_deleted(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    refused = browser.post(
+        "/console/templates",
+        data={"csrf_token": csrf, "name": "Bad", "min_icp_score": "ten", "limit": "5"},
+    )
+    assert refused.status_code == 400
+    assert "'ten' is not a whole number" in html.unescape(refused.text)
+    assert "Bad</td>" not in refused.text
+    nothing = browser.post(
+        "/console/templates",
+        data={"csrf_token": csrf, "name": "Nowhere", "city": "Atlantis", "limit": "3"},
+    )
+    assert nothing.status_code == 303
+    listing = browser.get("/console/templates")
+    assert "Nowhere</td>" in listing.text
+    template_id = re.search(r"/console/templates/([0-9a-f-]{36})/run", listing.text)
+    assert template_id is not None
+    ran = browser.post(f"/console/templates/{template_id[1]}/run", data={"csrf_token": csrf})
+    assert "No+restaurant+matches" in ran.headers["location"]
+    gone = browser.post(f"/console/templates/{template_id[1]}/delete", data={"csrf_token": csrf})
+    assert gone.status_code == 303
+    assert "Nowhere</td>" not in browser.get("/console/templates").text
+
+
+def test_webhooks_are_added_with_their_secret_shown_once_and_removed(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    bad = browser.post("/console/webhooks", data={"csrf_token": csrf, "url": "ftp://x"})
+    assert bad.status_code == 400
+    url = f"https://hooks.example.com/{uuid.uuid4().hex}"
+    added = browser.post(
+        "/console/webhooks", data={"csrf_token": csrf, "url": url, "events": "batch.failed"}
+    )
+    assert added.status_code == 200
+    secret = re.search(r'id="secret" type="text" readonly value="([^"]+)"', added.text)
+    assert secret is not None
+    listing = browser.get("/console/webhooks")
+    assert url in listing.text
+    assert secret[1] not in listing.text
+    assert "Delivery log" in listing.text
+    webhook_id = re.search(r"/console/webhooks/([0-9a-f-]{36})/delete", listing.text)
+    assert webhook_id is not None
+    browser.post(f"/console/webhooks/{webhook_id[1]}/delete", data={"csrf_token": csrf})
+    assert url not in browser.get("/console/webhooks").text
