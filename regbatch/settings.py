@@ -66,6 +66,10 @@ class Settings(BaseSettings):
 
     webhook_base_delay_seconds: float = Field(default=1.0, ge=0)
 
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback and private-network addresses (local testing only); the
+    link-local, multicast, unspecified and reserved ranges stay refused even then."""
+
     batch_deployment: str = "registration-batch/registration-batch"
     """The deployment `batch start` (CLI, REST, Python) submits batches to."""
 
