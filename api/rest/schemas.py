@@ -69,9 +69,11 @@ class ErrorBody(BaseModel):
     batch_id: uuid.UUID | None = Field(
         default=None, description="The batch the request created before it failed, if any."
     )
-    code: str | None = Field(
-        default=None,
-        description="A stable code for problems of the request itself: IDEMPOTENCY_KEY_INVALID, "
+    code: str = Field(
+        description="A stable, machine-readable code: validation_error, invalid_input, "
+        "malformed_json, body_too_large, unauthorized, not_found, method_not_allowed, conflict, "
+        "unstorable_value, unavailable, database_unavailable, prefect_unavailable, "
+        "internal_error; for the Idempotency-Key: IDEMPOTENCY_KEY_INVALID, "
         "IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS.",
     )
 
@@ -207,10 +209,11 @@ class CreateWebhookRequest(_Request):
 
 
 _DESCRIPTIONS = {
-    400: "The body is not JSON (or not UTF-8).",
+    400: "The body is not JSON, or not UTF-8 (code malformed_json).",
     401: "No valid API key.",
     404: "No such object in the caller's organisation.",
     409: "The object's status does not allow the action (the message names it).",
+    413: "The body is over the server's limit (code body_too_large); it was not read.",
     422: "Invalid request: every invalid field is listed.",
     503: "Prefect cannot take the run (no deployment, server down) or the database is down.",
 }
@@ -225,9 +228,9 @@ _IDEMPOTENCY_NOTES = {
 
 
 def error_responses(*codes: int, idempotent: bool = False) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer (401 and 422 always); an
+    """OpenAPI entries for the error statuses a route can answer (401, 413 and 422 always); an
     `idempotent` route also answers the Idempotency-Key's own errors."""
-    chosen = sorted({401, 422, *codes, *(_IDEMPOTENCY_NOTES if idempotent else ())})
+    chosen = sorted({401, 413, 422, *codes, *(_IDEMPOTENCY_NOTES if idempotent else ())})
 
     def describe(code: int) -> str:
         if not idempotent or code not in _IDEMPOTENCY_NOTES:

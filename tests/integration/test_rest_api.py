@@ -722,3 +722,33 @@ def test_no_key_reaches_a_response_or_the_log(
         ]
     assert all(key.api_key not in text for text in texts)
     assert key.api_key not in caplog.text
+
+
+def test_every_error_carries_a_stable_code(
+    client: TestClient, org_id: uuid.UUID, auth: dict[str, str]
+) -> None:
+    batch = new_draft(org_id, 1)
+    set_status(batch, "completed")
+    answers = {
+        "unauthorized": client.get("/registration-batches"),
+        "not_found": client.get(f"/registration-batches/{NOBODY}", headers=auth),
+        "validation_error": client.get("/registration-batches?limit=0", headers=auth),
+        "malformed_json": client.post(
+            "/templates", headers={**auth, "Content-Type": "application/json"}, content=b"[1,"
+        ),
+        "invalid_input": client.post(
+            "/registration-batches", headers=auth, json={"restaurant_ids": []}
+        ),
+        "conflict": client.post(f"/registration-batches/{batch}/pause", headers=auth),
+        "method_not_allowed": client.options("/webhooks", headers=auth),
+    }
+    for code, response in answers.items():
+        assert response.json()["code"] == code, (code, response.status_code, response.text)
+        assert response.json()["detail"]
+    assert answers["malformed_json"].status_code == 400
+    assert answers["method_not_allowed"].headers["Allow"] == "GET, POST"
+    unknown = client.get("/no-such-route", headers=auth)
+    assert unknown.status_code == 404 and unknown.json() == {
+        "detail": "no such path: /no-such-route; the API's paths are listed at /docs",
+        "code": "not_found",
+    }
