@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from regbatch.offline import apply_offline_defaults
 
@@ -32,7 +32,12 @@ def create_app() -> FastAPI:
     from regbatch.api.rest.idempotency import IdempotencyMiddleware
     from regbatch.api.rest.limits import BodyLimitMiddleware
 
-    app = FastAPI(title="regbatch", version="1", description=DESCRIPTION)
+    app = FastAPI(
+        title="regbatch",
+        version="1",
+        description=DESCRIPTION,
+        dependencies=[Depends(errors.refuse_unknown_query)],
+    )
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware)  # outermost: a body over the limit is never read

@@ -233,3 +233,33 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StatementError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """A dependency of every route: a query parameter the route does not take is a 422, not
+    silently ignored (`?stauts=paused` would otherwise list every batch)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in _query_params(dependant)}
+    unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name or "(empty name)"),
+                    "msg": f"{name!r} is not a query parameter of this route; it takes: {takes}",
+                }
+                for name in unknown
+            ]
+        )
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    found = list(dependant.query_params)
+    for child in dependant.dependencies:
+        found.extend(_query_params(child))
+    return found

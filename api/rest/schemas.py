@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    WithJsonSchema,
+)
 
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
@@ -45,8 +54,53 @@ def _clean_json(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is blank; give it a name with at least one visible character")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_clean_text)]
+# A name: at least one character that is not white space (the schema's pattern says the same).
+Name = Annotated[
+    str,
+    AfterValidator(_clean_text),
+    AfterValidator(_not_blank),
+    Field(min_length=1, json_schema_extra={"pattern": r"\S"}),
+]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_clean_json)]
+# Strict: JSON false is not the number 0, nor 1 the boolean true (lax parsing stored both).
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1)]
+Flag = Annotated[bool, Field(strict=True)]
+
+ISO_MOMENT = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+
+
+def _iso_only(value: Any) -> Any:
+    """Refuse what lax parsing reads as a Unix timestamp (0.5, 1700000000): dates are dates."""
+    if isinstance(value, str) and not re.fullmatch(ISO_MOMENT, value):
+        raise ValueError(
+            f"{value[:40]!r} is not an ISO 8601 date or date-time; give e.g. 2026-11-29 or "
+            "2026-11-29T09:00:00Z (UTC when it has no zone)"
+        )
+    return value
+
+
+# A date or date-time in ISO 8601 form, and only that (the schema's pattern says the same).
+Moment = Annotated[
+    datetime,
+    BeforeValidator(_iso_only),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": ISO_MOMENT,
+            "description": "ISO 8601 date or date-time; UTC when it has no zone.",
+        }
+    ),
+]
 
 
 class _Request(BaseModel):
@@ -81,23 +135,25 @@ class ErrorBody(BaseModel):
 class CreateBatchRequest(_Request):
     """A new batch of the caller's restaurants (the seed's `{restaurant_ids, common_config}`)."""
 
-    name: Text | None = Field(
+    name: Name | None = Field(
         default=None, max_length=200, description="Default: 'Batch <YYYY-MM-DD HH:MM>' (UTC)."
     )
-    restaurant_ids: list[uuid.UUID] = Field(description="The restaurants, in order.")
+    restaurant_ids: list[uuid.UUID] = Field(
+        min_length=1, description="The restaurants, in order (at least one)."
+    )
     common_config: JsonObject = Field(
         default_factory=dict, description="Registration settings laid over every restaurant's."
     )
     execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
-    concurrency: int | None = Field(
+    concurrency: StrictInt | None = Field(
         default=None,
         ge=1,
         le=200,
         description="Restaurants at once; default 1 in sequential mode, else the server's.",
     )
-    breaker_threshold: float = Field(default=BREAKER_THRESHOLD, ge=0, le=1)
-    breaker_min_finished: int = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
-    auto_start: bool = Field(default=False, description="Submit the batch to Prefect at once.")
+    breaker_threshold: Fraction = BREAKER_THRESHOLD
+    breaker_min_finished: StrictInt = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
+    auto_start: Flag = Field(default=False, description="Submit the batch to Prefect at once.")
 
 
 class RegistrationRequest(_Request):
@@ -105,7 +161,7 @@ class RegistrationRequest(_Request):
 
     restaurant_id: uuid.UUID
     config: JsonObject = Field(default_factory=dict, description="Registration settings.")
-    auto_start: bool = True
+    auto_start: Flag = True
 
 
 class BatchCreated(BaseModel):
@@ -175,18 +231,18 @@ class CancelResult(BaseModel):
 class CreateTemplateRequest(_Request):
     """A saved restaurant selection and the options of the batches made from it."""
 
-    name: Text = Field(min_length=1, max_length=120)
+    name: Name = Field(max_length=120)
     city: Text | None = Field(default=None, max_length=120)
     lead_stage: LeadStage | None = None
     lead_type: LeadType | None = None
-    min_icp_score: int | None = Field(default=None, ge=0, le=10)
+    min_icp_score: StrictInt | None = Field(default=None, ge=0, le=10)
     registration_status: RegistrationStatus | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
+    limit: StrictInt = Field(default=10, ge=1, le=1000)
     execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
-    concurrency: int | None = Field(default=None, ge=1, le=200)
+    concurrency: StrictInt | None = Field(default=None, ge=1, le=200)
     settings: JsonObject = Field(default_factory=dict)
-    breaker_threshold: float = Field(default=BREAKER_THRESHOLD, ge=0, le=1)
-    breaker_min_finished: int = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
+    breaker_threshold: Fraction = BREAKER_THRESHOLD
+    breaker_min_finished: StrictInt = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
 
 
 class PreviewRow(BaseModel):

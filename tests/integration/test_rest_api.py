@@ -247,7 +247,7 @@ def test_a_batch_the_rules_reject_lists_every_problem_and_writes_nothing(
         "/registration-batches",
         headers=auth,
         json={
-            "name": "  ",
+            "name": "Auckland Q4",
             "restaurant_ids": [str(rid), str(rid), NOBODY],
             "common_config": {"payment": {"provider": "barter"}, "colour": "red"},
             "execution_mode": "sequential",
@@ -257,7 +257,7 @@ def test_a_batch_the_rules_reject_lists_every_problem_and_writes_nothing(
     assert response.status_code == 422, response.text
     problems = response.json()["errors"]
     fields = {p["field"] for p in problems}
-    assert {"name", "restaurant_ids", "concurrency", "common_config.colour"} <= fields
+    assert {"restaurant_ids", "concurrency", "common_config.colour"} <= fields
     assert "common_config.payment.provider" in fields
     assert {"field": "restaurant_ids", "subject": NOBODY} in [
         {"field": p["field"], "subject": p["subject"]} for p in problems
@@ -737,7 +737,7 @@ def test_every_error_carries_a_stable_code(
             "/templates", headers={**auth, "Content-Type": "application/json"}, content=b"[1,"
         ),
         "invalid_input": client.post(
-            "/registration-batches", headers=auth, json={"restaurant_ids": []}
+            "/registration-batches", headers=auth, json={"restaurant_ids": [NOBODY]}
         ),
         "conflict": client.post(f"/registration-batches/{batch}/pause", headers=auth),
         "method_not_allowed": client.options("/webhooks", headers=auth),
@@ -752,3 +752,52 @@ def test_every_error_carries_a_stable_code(
         "detail": "no such path: /no-such-route; the API's paths are listed at /docs",
         "code": "not_found",
     }
+
+
+def test_the_schema_and_the_api_agree_on_strict_values(
+    client: TestClient, org_id: uuid.UUID, auth: dict[str, str]
+) -> None:
+    with session_scope() as session:
+        [rid] = make_restaurants(session, org_id, 1)
+    before = row_counts()
+    loose = client.post(
+        "/registration-batches",
+        headers=auth,
+        json={
+            "name": " ",
+            "restaurant_ids": [str(rid)],
+            "breaker_threshold": False,
+            "breaker_min_finished": True,
+            "concurrency": "2",
+            "auto_start": "yes",
+        },
+    )
+    assert loose.status_code == 422, loose.text
+    assert _fields(loose) == {
+        "name",
+        "breaker_threshold",
+        "breaker_min_finished",
+        "concurrency",
+        "auto_start",
+    }
+    empty = client.post("/templates", headers=auth, json={"name": "", "breaker_threshold": True})
+    assert empty.status_code == 422 and _fields(empty) == {"name", "breaker_threshold"}
+    no_restaurants = client.post("/registration-batches", headers=auth, json={"restaurant_ids": []})
+    assert _fields(no_restaurants) == {"restaurant_ids"}
+    assert row_counts() == before
+
+    for moment in ("0.5", "1700000000", "yesterday", "2026-11-29T25"):
+        bad = client.get("/registration-batches", headers=auth, params={"created_after": moment})
+        assert bad.status_code == 422 and _fields(bad) == {"created_after"}, (moment, bad.text)
+        assert "is not an ISO 8601 date or date-time" in bad.text
+    for moment in ("2026-11-29", "2026-11-29T09:00", "2026-11-29T09:00:00+13:00"):
+        good = client.get("/registration-batches", headers=auth, params={"created_after": moment})
+        assert good.status_code == 200, (moment, good.text)
+    typo = client.get("/registration-batches", headers=auth, params={"stauts": "paused"})
+    assert typo.status_code == 422 and _fields(typo) == {"stauts"}
+    assert "it takes: created_after, cursor, limit, status" in typo.text
+
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    name = schema["CreateTemplateRequest"]["properties"]["name"]
+    assert (name["minLength"], name["pattern"]) == (1, r"\S")
+    assert schema["CreateBatchRequest"]["properties"]["restaurant_ids"]["minItems"] == 1
