@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import httpx
 
-from regbatch.webhook_targets import IPAddress, checked_addresses, resolve
+from regbatch.webhook_targets import IPAddress, TargetRefusedError, checked_addresses, resolve
 from regbatch.webhooks import redact_url
 
 Resolver = Callable[[str, int], list[IPAddress]]
@@ -61,6 +61,11 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         url = request.url
         port = url.port or DEFAULT_PORTS.get(url.scheme, 80)
         shown = redact_url(str(url))
+        if url.userinfo:  # a subscription from before credentials were refused
+            raise TargetRefusedError(
+                f"webhook URL {shown} has credentials (user:password@) in it; delete the "
+                "webhook and subscribe the URL without them"
+            )
         timeout = (request.extensions.get("timeout") or {}).get("connect")
 
         def lookup() -> list[IPAddress]:

@@ -242,3 +242,13 @@ def test_address_problem_judges_the_ipv4_inside_ipv6() -> None:
     assert address_problem(ipaddress.ip_address("::ffff:10.0.0.1"), False) == (
         "a private-network address (10.0.0.1, inside ::ffff:a00:1)"
     )
+
+
+@pytest.mark.anyio
+async def test_credentials_stored_before_they_were_refused_are_not_sent() -> None:
+    seen: list[httpx.Request] = []
+    lookups: list[str] = []
+    async with httpx.AsyncClient(transport=_guarded([PUBLIC], seen, lookups)) as client:
+        with pytest.raises(TargetRefusedError, match="has credentials") as caught:
+            await client.post("https://bob:hunter2@hooks.example.com/in", content=b"{}")
+    assert "hunter2" not in str(caught.value) and seen == [] and lookups == []
