@@ -6,6 +6,8 @@ tested in tests/flows/test_webhook_delivery.py with the `Receiver` and helpers d
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import threading
 import time
@@ -29,6 +31,8 @@ from regbatch.services import webhooks as service
 from regbatch.settings import reset_settings
 from regbatch.statuses import JobStatus
 from regbatch.tasks import webhooks as webhook_tasks
+from regbatch.tasks.webhooks import Answer, WebhookClient
+from regbatch.webhook_targets import IPAddress
 from regbatch.webhooks import WebhookEvent
 from tests.cli import cli, cli_json
 from tests.factories import make_org, make_restaurants
@@ -382,3 +386,33 @@ def test_the_setting_allows_private_targets_but_never_the_metadata_service(
     with pytest.raises(InvalidInputError, match=r"link-local .*\(no setting allows this range\)"):
         service.create_subscription(org_id, url="http://169.254.169.254/latest/")
     assert [s.id for s in service.list_subscriptions(org_id)] == [created.id]
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    receiver: Callable[..., Receiver],
+) -> None:
+    """`.invalid` never resolves: the POST can only reach the receiver through the address the
+    guard resolved and checked, and a second lookup would have failed."""
+    hook = receiver()
+    port = hook.server.server_address[1]
+    lookups: list[str] = []
+
+    def resolver(host: str, _port: int) -> list[IPAddress]:
+        lookups.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    async def post(allow_private: bool) -> Answer:
+        client = WebhookClient(allow_private=allow_private, resolver=resolver, timeout_s=5)
+        async with client:
+            return await client.post(f"http://hooks.rebind.invalid:{port}/in", b"{}", {})
+
+    assert asyncio.run(post(allow_private=True)) == Answer(200)
+    assert lookups == ["hooks.rebind.invalid"]
+    assert hook.requests[0][0]["Host"] == f"hooks.rebind.invalid:{port}"
+
+    refused = asyncio.run(post(allow_private=False))
+    assert refused.status_code is None and not refused.transient
+    assert (
+        refused.error is not None and "resolves to 127.0.0.1, a loopback address" in refused.error
+    )
+    assert len(hook.requests) == 1  # the refused one reached nothing
