@@ -1,9 +1,11 @@
 """Webhooks of batch outcomes: the event vocabulary, the JSON payload, and its signature.
 
-Pure functions, no I/O. A delivery POSTs `body` (the compact JSON of `build_payload`) with the
-header `X-Regbatch-Signature: t=<unix seconds>,v1=<hex>`, where `hex` is the HMAC-SHA256, keyed
-with the subscription's secret, of `f"{t}.".encode() + body`. A receiver recomputes it over the
-raw body it received and calls `verify` (constant-time, with a freshness window against replays).
+Pure functions, no I/O, but `resolved_url_problems`, which asks DNS whether a URL's host is
+one webhooks may reach (regbatch.webhook_targets). A delivery POSTs `body` (the compact JSON
+of `build_payload`) with the header `X-Regbatch-Signature: t=<unix seconds>,v1=<hex>`, where
+`hex` is the HMAC-SHA256, keyed with the subscription's secret, of `f"{t}.".encode() + body`.
+A receiver recomputes it over the raw body it received and calls `verify` (constant-time, with
+a freshness window against replays).
 
 An attempt that was not answered 2xx raises a WebhookDeliveryError; whether it is worth another
 attempt is a property of its type:
