@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -164,10 +164,33 @@ def sample_rss(pid: int, stop: threading.Event, peak: list[float]) -> None:
         time.sleep(0.005)
 
 
+def largest_body(limit: int) -> bytes:
+    """A JSON batch request just under `limit` bytes, of the smallest values (the most work per
+    byte for the parser and the validators)."""
+    head = b'{"restaurant_ids":["00000000-0000-4000-8000-000000000000"],"common_config":{"x":['
+    count = (limit - len(head) - 4) // 2
+    return head + b",".join([b"0"] * count) + b"]}}"
+
+
+def post_largest(port: int, key: str, body: bytes) -> Upload:
+    """POST `body` with httpx; its status and seconds."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    started = time.monotonic()
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/registration-batches", content=body, headers=headers, timeout=60
+    )
+    return Upload(response.status_code, time.monotonic() - started, len(body))
+
+
 def concurrent_uploads(
-    port: int, key: str, pid: int, size: int, count: int, rounds: int
+    port: int,
+    key: str,
+    pid: int,
+    count: int,
+    rounds: int,
+    send: Callable[[], Upload],
 ) -> tuple[list[Upload], list[float], float]:
-    """`count` clients each sending `rounds` chunked uploads back to back, all at once, with
+    """`count` clients each making `rounds` requests (`send`) back to back, all at once, with
     small GETs and an RSS sampler beside; the uploads, the GETs made while they ran, the peak."""
     stop = threading.Event()
     times: list[tuple[float, float]] = []
@@ -183,7 +206,7 @@ def concurrent_uploads(
 
     def client() -> None:
         for _ in range(rounds):
-            results.append(upload(port, key, size, True))
+            results.append(send())
 
     workers = [threading.Thread(target=client) for _ in range(count)]
     began = time.monotonic()
@@ -229,16 +252,36 @@ def report(pid: int, port: int, key: str, size: int, count: int, rounds: int) ->
         one = upload(port, key, size, chunked)
         print(f"{size // MB} MB body ({label}): answered {one.status} after "
               f"{one.seconds * 1000:.0f} ms, {one.sent / MB:.1f} MB sent by then")  # fmt: skip
-    results, during, peak = concurrent_uploads(port, key, pid, size, count, rounds)
+    results, during, peak = concurrent_uploads(
+        port, key, pid, count, rounds, lambda: upload(port, key, size, True)
+    )
+    _print_round(
+        f"{count} clients x {rounds} chunked {size // MB} MB uploads", results, during, peak
+    )
+    body = largest_body(get_limit())
+    results, during, peak = concurrent_uploads(
+        port, key, pid, count, 3, lambda: post_largest(port, key, body)
+    )
+    label = f"{count} clients x 3 bodies of {len(body) / MB:.2f} MB of zeros (the largest accepted)"
+    _print_round(label, results, during, peak)
+
+
+def get_limit() -> int:
+    from regbatch.settings import get_settings
+
+    return get_settings().max_request_body_bytes
+
+
+def _print_round(label: str, results: list[Upload], during: list[float], peak: float) -> None:
     statuses = sorted({str(r.status) for r in results})
     slowest = max(r.seconds for r in results) * 1000
     print(
-        f"{count} clients x {rounds} chunked {size // MB} MB uploads at once: all answered "
-        f"{', '.join(statuses)}, each within {slowest:.0f} ms; API peak RSS {peak:.0f} MB"
+        f"{label} at once: all answered {', '.join(statuses)}, each within {slowest:.0f} ms; "
+        f"API peak RSS {peak:.0f} MB"
     )
     if during:
         median, most = statistics.median(during) * 1000, max(during) * 1000
-        print(f"small GETs meanwhile: {len(during)}, median {median:.1f} ms, max {most:.0f} ms")
+        print(f"  small GETs meanwhile: {len(during)}, median {median:.1f} ms, max {most:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -283,6 +283,15 @@ def test_nul_characters_are_refused_not_crashing_the_database(
     )
     assert response.status_code == 422
     assert _fields(response) == {"name", "common_config"}
+    assert "account.email contains a NUL character" in response.text
+    deep = client.post(
+        "/registration-batches",
+        headers={**auth, "Content-Type": "application/json"},
+        content=b'{"restaurant_ids": ["%s"], "common_config": {"a": [1, {"b\\u0000": 2}], '
+        b'"c": [0.5, NaN]}}' % str(rid).encode(),
+    )
+    assert deep.status_code == 422 and _fields(deep) == {"common_config"}, deep.text
+    assert "a key in a.1 has a NUL character" in deep.text or "c.1 is nan" in deep.text
     assert client.get("/templates/a%00b", headers=auth).status_code == 404
     assert row_counts() == before
 
