@@ -14,7 +14,9 @@ Every request carries `Authorization: Bearer <API key>` (create a key with
 batch, template or webhook answers 404. Errors are JSON `{"detail": ..., "code": ...}` with a
 stable `code` (`validation_error`, `invalid_input`, `malformed_json`, `body_too_large`,
 `not_found`, `conflict`, `unauthorized`, ...); rejected input also lists every invalid field in
-`errors`. A request body over the server's limit (1 MB by default) is refused with 413.
+`errors`. A request body over the server's limit (1 MB by default) is refused with 413; a query
+parameter the route does not take is refused with 422, as is a number or boolean sent as another
+type (`false` is not `0`) and a date that is not ISO 8601.
 
 The POSTs that create batches (`/registration-batches`, `.../retry-failed`, `/registrations`,
 `/templates/{ref}/run`) take an `Idempotency-Key` header: the same key and body sent again answer
