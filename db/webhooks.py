@@ -20,14 +20,16 @@ def create_subscription(
     organisation_id: uuid.UUID,
     url: str,
     events: Sequence[str] = (),
+    allow_private: bool = False,
 ) -> tuple[WebhookSubscription, str]:
     """A new active subscription and its clear signing secret (the only time it is returned).
 
     No events means every event; the list is stored in full, so events added to the vocabulary
-    later reach only the subscriptions that ask for them.
+    later reach only the subscriptions that ask for them. `allow_private` lets the URL name a
+    loopback or private-network address (REGBATCH_WEBHOOK_ALLOW_PRIVATE).
     """
     url = url.strip()
-    problems = url_problems(url) + event_problems(events)
+    problems = url_problems(url, allow_private=allow_private) + event_problems(events)
     if problems:
         raise InvalidInputError("webhook not created: invalid subscription", problems)
     chosen = list(dict.fromkeys(events)) if events else list(WebhookEvent)

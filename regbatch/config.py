@@ -156,13 +156,30 @@ def _from_record(section: type[_Section], restaurant: Mapping[str, Any]) -> dict
 
 def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
     """`overlay` laid over `base`: nested objects merge key by key, anything else replaces."""
-    merged = copy.deepcopy(dict(base))
+    merged = _copied(dict(base))
     for key, value in overlay.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value)
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = _copied(value)
     return merged
+
+
+_IMMUTABLE = (str, int, float, bool, type(None), Decimal)
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of JSON-like data, without deepcopy's per-value bookkeeping (a REST body's
+    settings may hold a million values; deepcopy took a second over them)."""
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if type(value) is dict:
+        return {key: _copied(child) for key, child in value.items()}
+    if type(value) is list:
+        if all(isinstance(child, _IMMUTABLE) for child in value):
+            return value.copy()
+        return [_copied(child) for child in value]
+    return copy.deepcopy(value)
 
 
 def build_config(

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
 
     webhook_base_delay_seconds: float = Field(default=1.0, ge=0)
 
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback and private-network addresses (local testing only); the
+    link-local, multicast, unspecified and reserved ranges stay refused even then."""
+
+    max_request_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """The largest REST request body; a larger one is refused with 413 before it is read."""
+
     batch_deployment: str = "registration-batch/registration-batch"
     """The deployment `batch start` (CLI, REST, Python) submits batches to."""
 

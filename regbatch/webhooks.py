@@ -1,9 +1,11 @@
 """Webhooks of batch outcomes: the event vocabulary, the JSON payload, and its signature.
 
-Pure functions, no I/O. A delivery POSTs `body` (the compact JSON of `build_payload`) with the
-header `X-Regbatch-Signature: t=<unix seconds>,v1=<hex>`, where `hex` is the HMAC-SHA256, keyed
-with the subscription's secret, of `f"{t}.".encode() + body`. A receiver recomputes it over the
-raw body it received and calls `verify` (constant-time, with a freshness window against replays).
+Pure functions, no I/O, but `resolved_url_problems`, which asks DNS whether a URL's host is
+one webhooks may reach (regbatch.webhook_targets). A delivery POSTs `body` (the compact JSON
+of `build_payload`) with the header `X-Regbatch-Signature: t=<unix seconds>,v1=<hex>`, where
+`hex` is the HMAC-SHA256, keyed with the subscription's secret, of `f"{t}.".encode() + body`.
+A receiver recomputes it over the raw body it received and calls `verify` (constant-time, with
+a freshness window against replays).
 
 An attempt that was not answered 2xx raises a WebhookDeliveryError; whether it is worth another
 attempt is a property of its type:
@@ -24,13 +26,14 @@ import uuid
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from regbatch.errors import Problem, RegbatchError
 from regbatch.reporting import failing_step
 from regbatch.statuses import BatchStatus, JobStatus, StepStatus
 from regbatch.steps import step_label
 from regbatch.views import BatchDetail, JobView
+from regbatch.webhook_targets import resolution_problems, url_target_problems
 
 SIGNATURE_HEADER = "X-Regbatch-Signature"
 EVENT_HEADER = "X-Regbatch-Event"
@@ -66,25 +69,56 @@ def generate_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
 
-def url_problems(url: str) -> list[Problem]:
-    """Every reason `url` cannot receive webhooks (empty when it can)."""
+def url_problems(url: str, *, allow_private: bool = False) -> list[Problem]:
+    """Every reason `url` cannot receive webhooks (empty when it can), DNS left out: see
+    regbatch.webhook_targets for the addresses refused and `allow_private`."""
     parts = urlsplit(url.strip())
+    shown = _shown(url, parts)
     if parts.scheme not in ("http", "https"):
         return [
             Problem(
                 "url",
-                f"{url!r} is not an http or https URL; give the full address, "
+                f"{shown!r} is not an http or https URL; give the full address, "
                 "e.g. https://hooks.example.com/regbatch",
             )
         ]
     problems = []
     if not parts.hostname:
-        problems.append(Problem("url", f"{url!r} has no host; e.g. https://hooks.example.com/x"))
+        problems.append(Problem("url", f"{shown!r} has no host; e.g. https://hooks.example.com/x"))
     if any(c.isspace() for c in url.strip()):
-        problems.append(Problem("url", f"{url!r} contains white space; percent-encode it"))
+        problems.append(Problem("url", f"{shown!r} contains white space; percent-encode it"))
     if len(url) > MAX_URL_LENGTH:
         problems.append(Problem("url", f"has {len(url)} characters; use at most {MAX_URL_LENGTH}"))
+    try:
+        _ = parts.port  # raises for a port that is not 0-65535
+    except ValueError:
+        problems.append(Problem("url", f"{shown!r} has an invalid port; use 1 to 65535"))
+        return problems
+    targets = url_target_problems(redact_url(url.strip()), parts, allow_private)
+    problems.extend(Problem("url", problem) for problem in targets)
     return problems
+
+
+def resolved_url_problems(url: str, *, allow_private: bool = False) -> list[Problem]:
+    """Why the host of a well-formed `url` may not receive webhooks once DNS has answered
+    (a name that resolves to a refused address); [] when it does not resolve yet, since every
+    delivery resolves and checks it again."""
+    parts = urlsplit(url.strip())
+    if url_problems(url, allow_private=allow_private) or parts.hostname is None:
+        return []
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    found = resolution_problems(redact_url(url.strip()), parts.hostname, port, allow_private)
+    return [Problem("url", problem) for problem in found]
+
+
+def _shown(url: str, parts: SplitResult) -> str:
+    """`url` as a message may show it: never its credentials."""
+    if parts.username is None and parts.password is None and "@" not in parts.netloc:
+        return url
+    try:
+        return redact_url(url)
+    except ValueError:
+        return f"{parts.scheme}://<host with credentials>"
 
 
 def event_problems(events: Iterable[str]) -> list[Problem]:

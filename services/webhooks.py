@@ -30,7 +30,7 @@ from regbatch.db.engine import session_scope
 from regbatch.db.models import WebhookSubscription
 from regbatch.db.oplog import append_log
 from regbatch.db.organisations import find_organisation
-from regbatch.errors import ConfigurationError, ConflictError
+from regbatch.errors import ConfigurationError, ConflictError, InvalidInputError
 from regbatch.services.batches import parse_uuid
 from regbatch.settings import get_settings
 from regbatch.webhooks import (
@@ -39,6 +39,7 @@ from regbatch.webhooks import (
     encode_body,
     event_for_status,
     redact_url,
+    resolved_url_problems,
 )
 
 TIMEOUT_S = 10.0
@@ -122,10 +123,24 @@ class Target:
 def create_subscription(
     organisation: str | uuid.UUID, *, url: str, events: Sequence[str] = ()
 ) -> CreatedSubscription:
-    """Subscribe `url` to `events` (all when empty); the result holds the secret, once."""
+    """Subscribe `url` to `events` (all when empty); the result holds the secret, once.
+
+    A URL whose host is, or resolves to, a loopback, private, link-local or otherwise
+    non-public address is refused unless REGBATCH_WEBHOOK_ALLOW_PRIVATE allows it
+    (regbatch.webhook_targets); its credentials (user:password@) are refused always.
+    """
+    allow_private = get_settings().webhook_allow_private
+    # DNS is asked before the transaction opens: a slow resolver holds no connection.
+    resolved = resolved_url_problems(url, allow_private=allow_private)
+    if resolved:
+        raise InvalidInputError("webhook not created: invalid subscription", resolved)
     with session_scope() as session:
         row, secret = data.create_subscription(
-            session, organisation_id=_org_id(session, organisation), url=url, events=events
+            session,
+            organisation_id=_org_id(session, organisation),
+            url=url,
+            events=events,
+            allow_private=allow_private,
         )
         return CreatedSubscription(
             **SubscriptionView.model_validate(row).model_dump(), secret=secret

@@ -46,6 +46,9 @@ from regbatch.services.webhooks import (
     plan_batch_event,
     plan_test_delivery,
 )
+from regbatch.settings import get_settings
+from regbatch.tasks.webhook_transport import GuardedTransport, Resolver
+from regbatch.webhook_targets import TargetRefusedError, resolve
 from regbatch.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -76,19 +79,32 @@ class Answer:
 
 
 class WebhookClient:
-    """POSTs webhook bodies over one httpx.AsyncClient, with explicit timeouts; never redirected."""
+    """POSTs webhook bodies over one httpx.AsyncClient, with explicit timeouts; never redirected,
+    and only to addresses checked after resolution (GuardedTransport).
+
+    `allow_private` defaults to REGBATCH_WEBHOOK_ALLOW_PRIVATE; `transport` (what connects) and
+    `resolver` (what resolves names) are the test seams, both behind the guard.
+    """
 
     def __init__(
-        self, *, timeout_s: float = TIMEOUT_S, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        *,
+        timeout_s: float = TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+        allow_private: bool | None = None,
+        resolver: Resolver = resolve,
     ) -> None:
         self._timeout_s = timeout_s
+        if allow_private is None:
+            allow_private = get_settings().webhook_allow_private
+        guarded = GuardedTransport(allow_private=allow_private, inner=transport, resolver=resolver)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             # A redirect is the receiver's answer, not a success: following it would re-send
             # the signed body somewhere its subscriber never named.
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
-            transport=transport,
+            transport=guarded,
         )
 
     async def __aenter__(self) -> WebhookClient:
@@ -112,6 +128,8 @@ class WebhookClient:
             ) as response:
                 # The status is the whole answer: the body, whatever its size, is never read.
                 return status_answer(response.status_code, response.reason_phrase)
+        except TargetRefusedError as exc:
+            return Answer(None, f"refused: {exc}")
         except httpx.TimeoutException:
             return Answer(None, f"timed out after {seconds:g} s", transient=True)
         except httpx.UnsupportedProtocol as exc:

@@ -51,6 +51,8 @@ os.environ.update(
         "REGBATCH_RETRY_DELAY_SCALE": "0.01",
         "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": "0",
         "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
+        # Webhook receivers of the tests listen on 127.0.0.1; tests of the refusal unset it.
+        "REGBATCH_WEBHOOK_ALLOW_PRIVATE": "1",
     }
 )
 os.environ.pop("PREFECT_PROFILE", None)

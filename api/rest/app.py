@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from regbatch.offline import apply_offline_defaults
 
@@ -11,8 +11,12 @@ Register restaurants on the ordering platform in batches, orchestrated by Prefec
 
 Every request carries `Authorization: Bearer <API key>` (create a key with
 `regbatch org key create ORG`) and sees only its organisation's objects: another organisation's
-batch, template or webhook answers 404. Errors are JSON `{"detail": ...}`; rejected input also
-lists every invalid field in `errors`.
+batch, template or webhook answers 404. Errors are JSON `{"detail": ..., "code": ...}` with a
+stable `code` (`validation_error`, `invalid_input`, `malformed_json`, `body_too_large`,
+`not_found`, `conflict`, `unauthorized`, ...); rejected input also lists every invalid field in
+`errors`. A request body over the server's limit (1 MB by default) is refused with 413; a query
+parameter the route does not take is refused with 422, as is a number or boolean sent as another
+type (`false` is not `0`) and a date that is not ISO 8601.
 
 The POSTs that create batches (`/registration-batches`, `.../retry-failed`, `/registrations`,
 `/templates/{ref}/run`) take an `Idempotency-Key` header: the same key and body sent again answer
@@ -28,10 +32,17 @@ def create_app() -> FastAPI:
 
     from regbatch.api.rest import actions, batches, errors, templates, webhooks
     from regbatch.api.rest.idempotency import IdempotencyMiddleware
+    from regbatch.api.rest.limits import BodyLimitMiddleware
 
-    app = FastAPI(title="regbatch", version="1", description=DESCRIPTION)
+    app = FastAPI(
+        title="regbatch",
+        version="1",
+        description=DESCRIPTION,
+        dependencies=[Depends(errors.refuse_unknown_query)],
+    )
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(BodyLimitMiddleware)  # outermost: a body over the limit is never read
     for module in (batches, actions, templates, webhooks):
         app.include_router(module.router)
     from regbatch.api.console.app import install as install_console

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from regbatch.api.rest import idempotency
 from regbatch.api.rest.auth import CallerDep
 from regbatch.api.rest.idempotency import IdempotencyKeyHeader
-from regbatch.api.rest.schemas import BatchCreated, CreateBatchRequest, error_responses
+from regbatch.api.rest.schemas import BatchCreated, CreateBatchRequest, Moment, error_responses
 from regbatch.api.rest.starting import start_if_asked
 from regbatch.db.types import utcnow
 from regbatch.errors import InvalidInputError, Problem
@@ -87,7 +87,7 @@ def list_batches(
         list[BatchStatus] | None, Query(alias="status", description="Repeat for several.")
     ] = None,
     created_after: Annotated[
-        datetime | None, Query(description="ISO 8601; UTC when it has no zone.")
+        Moment | None, Query(description="ISO 8601 date or date-time; UTC when it has no zone.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[

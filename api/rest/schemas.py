@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    WithJsonSchema,
+)
 
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
 from regbatch.statuses import BatchStatus, ExecutionMode, RequestedAction
 from regbatch.webhooks import WebhookEvent
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and halves of surrogate pairs
+
 
 def _bad_text(value: str) -> bool:
-    return "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value)
+    return _UNSTORABLE.search(value) is not None
 
 
 def _clean_text(value: str) -> str:
@@ -25,28 +36,91 @@ def _clean_text(value: str) -> str:
     return value
 
 
+_PLAIN = frozenset({int, bool, type(None)})
+
+
 def _clean_json(value: dict[str, Any]) -> dict[str, Any]:
     """Reject what PostgreSQL cannot store in JSON: NUL characters, lone surrogates, NaN."""
+    # Iterative, and a value's path is spelled out only when it is wrong: a body of a million
+    # small values is walked in a few tens of milliseconds.
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        children = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in children:
+            if type(child) in _PLAIN and (not isinstance(key, str) or not _bad_text(key)):
+                continue  # the common case, decided at once
+            problem = _unstorable(path, key, child)
+            if problem is not None:
+                raise ValueError(problem)
+            if isinstance(child, dict | list):
+                stack.append((child, (*path, key)))
+    return value
 
-    def walk(item: Any, path: str) -> None:
-        if isinstance(item, str) and _bad_text(item):
-            raise ValueError(f"{path or 'a value'} contains a NUL character or a lone surrogate")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"{path or 'a value'} is {item}; use a finite number")
-        if isinstance(item, dict):
-            for key, child in item.items():
-                walk(str(key), path)
-                walk(child, f"{path}.{key}" if path else str(key))
-        elif isinstance(item, list):
-            for index, child in enumerate(item):
-                walk(child, f"{path}.{index}" if path else str(index))
 
-    walk(value, "")
+def _unstorable(path: tuple[Any, ...], key: Any, child: Any) -> str | None:
+    """What PostgreSQL cannot store in `key` (of the object at `path`) or its value, or None."""
+    if isinstance(key, str) and _bad_text(key):
+        where = ".".join(str(part) for part in path) or "the object"
+        return f"a key in {where} has a NUL character or a lone surrogate"
+    if isinstance(child, str) and _bad_text(child):
+        return f"{_spelled(path, key)} contains a NUL character or a lone surrogate"
+    if isinstance(child, float) and not math.isfinite(child):
+        return f"{_spelled(path, key)} is {child}; use a finite number"
+    return None
+
+
+def _spelled(path: tuple[Any, ...], key: Any) -> str:
+    return ".".join(str(part) for part in (*path, key))
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is blank; give it a name with at least one visible character")
     return value
 
 
 Text = Annotated[str, AfterValidator(_clean_text)]
+# A name: at least one character that is not white space (the schema's pattern says the same).
+Name = Annotated[
+    str,
+    AfterValidator(_clean_text),
+    AfterValidator(_not_blank),
+    Field(min_length=1, json_schema_extra={"pattern": r"\S"}),
+]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_clean_json)]
+# Strict: JSON false is not the number 0, nor 1 the boolean true (lax parsing stored both).
+Fraction = Annotated[float, Field(strict=True, ge=0, le=1)]
+Flag = Annotated[bool, Field(strict=True)]
+
+ISO_MOMENT = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?([Zz]|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+
+
+def _iso_only(value: Any) -> Any:
+    """Refuse what lax parsing reads as a Unix timestamp (0.5, 1700000000): dates are dates."""
+    if isinstance(value, str) and not re.fullmatch(ISO_MOMENT, value):
+        raise ValueError(
+            f"{value[:40]!r} is not an ISO 8601 date or date-time; give e.g. 2026-11-29 or "
+            "2026-11-29T09:00:00Z (UTC when it has no zone)"
+        )
+    return value
+
+
+# A date or date-time in ISO 8601 form, and only that (the schema's pattern says the same).
+Moment = Annotated[
+    datetime,
+    BeforeValidator(_iso_only),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": ISO_MOMENT,
+            "description": "ISO 8601 date or date-time; UTC when it has no zone.",
+        }
+    ),
+]
 
 
 class _Request(BaseModel):
@@ -69,9 +143,11 @@ class ErrorBody(BaseModel):
     batch_id: uuid.UUID | None = Field(
         default=None, description="The batch the request created before it failed, if any."
     )
-    code: str | None = Field(
-        default=None,
-        description="A stable code for problems of the request itself: IDEMPOTENCY_KEY_INVALID, "
+    code: str = Field(
+        description="A stable, machine-readable code: validation_error, invalid_input, "
+        "malformed_json, body_too_large, unauthorized, not_found, method_not_allowed, conflict, "
+        "unstorable_value, unavailable, database_unavailable, prefect_unavailable, "
+        "internal_error; for the Idempotency-Key: IDEMPOTENCY_KEY_INVALID, "
         "IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_PROGRESS.",
     )
 
@@ -79,23 +155,25 @@ class ErrorBody(BaseModel):
 class CreateBatchRequest(_Request):
     """A new batch of the caller's restaurants (the seed's `{restaurant_ids, common_config}`)."""
 
-    name: Text | None = Field(
+    name: Name | None = Field(
         default=None, max_length=200, description="Default: 'Batch <YYYY-MM-DD HH:MM>' (UTC)."
     )
-    restaurant_ids: list[uuid.UUID] = Field(description="The restaurants, in order.")
+    restaurant_ids: list[uuid.UUID] = Field(
+        min_length=1, description="The restaurants, in order (at least one)."
+    )
     common_config: JsonObject = Field(
         default_factory=dict, description="Registration settings laid over every restaurant's."
     )
     execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
-    concurrency: int | None = Field(
+    concurrency: StrictInt | None = Field(
         default=None,
         ge=1,
         le=200,
         description="Restaurants at once; default 1 in sequential mode, else the server's.",
     )
-    breaker_threshold: float = Field(default=BREAKER_THRESHOLD, ge=0, le=1)
-    breaker_min_finished: int = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
-    auto_start: bool = Field(default=False, description="Submit the batch to Prefect at once.")
+    breaker_threshold: Fraction = BREAKER_THRESHOLD
+    breaker_min_finished: StrictInt = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
+    auto_start: Flag = Field(default=False, description="Submit the batch to Prefect at once.")
 
 
 class RegistrationRequest(_Request):
@@ -103,7 +181,7 @@ class RegistrationRequest(_Request):
 
     restaurant_id: uuid.UUID
     config: JsonObject = Field(default_factory=dict, description="Registration settings.")
-    auto_start: bool = True
+    auto_start: Flag = True
 
 
 class BatchCreated(BaseModel):
@@ -173,18 +251,18 @@ class CancelResult(BaseModel):
 class CreateTemplateRequest(_Request):
     """A saved restaurant selection and the options of the batches made from it."""
 
-    name: Text = Field(min_length=1, max_length=120)
+    name: Name = Field(max_length=120)
     city: Text | None = Field(default=None, max_length=120)
     lead_stage: LeadStage | None = None
     lead_type: LeadType | None = None
-    min_icp_score: int | None = Field(default=None, ge=0, le=10)
+    min_icp_score: StrictInt | None = Field(default=None, ge=0, le=10)
     registration_status: RegistrationStatus | None = None
-    limit: int = Field(default=10, ge=1, le=1000)
+    limit: StrictInt = Field(default=10, ge=1, le=1000)
     execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
-    concurrency: int | None = Field(default=None, ge=1, le=200)
+    concurrency: StrictInt | None = Field(default=None, ge=1, le=200)
     settings: JsonObject = Field(default_factory=dict)
-    breaker_threshold: float = Field(default=BREAKER_THRESHOLD, ge=0, le=1)
-    breaker_min_finished: int = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
+    breaker_threshold: Fraction = BREAKER_THRESHOLD
+    breaker_min_finished: StrictInt = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)
 
 
 class PreviewRow(BaseModel):
@@ -207,10 +285,11 @@ class CreateWebhookRequest(_Request):
 
 
 _DESCRIPTIONS = {
-    400: "The body is not JSON (or not UTF-8).",
+    400: "The body is not JSON, or not UTF-8 (code malformed_json).",
     401: "No valid API key.",
     404: "No such object in the caller's organisation.",
     409: "The object's status does not allow the action (the message names it).",
+    413: "The body is over the server's limit (code body_too_large); it was not read.",
     422: "Invalid request: every invalid field is listed.",
     503: "Prefect cannot take the run (no deployment, server down) or the database is down.",
 }
@@ -225,9 +304,9 @@ _IDEMPOTENCY_NOTES = {
 
 
 def error_responses(*codes: int, idempotent: bool = False) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer (401 and 422 always); an
+    """OpenAPI entries for the error statuses a route can answer (401, 413 and 422 always); an
     `idempotent` route also answers the Idempotency-Key's own errors."""
-    chosen = sorted({401, 422, *codes, *(_IDEMPOTENCY_NOTES if idempotent else ())})
+    chosen = sorted({401, 413, 422, *codes, *(_IDEMPOTENCY_NOTES if idempotent else ())})
 
     def describe(code: int) -> str:
         if not idempotent or code not in _IDEMPOTENCY_NOTES:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from regbatch.api.rest.auth import Caller
-from regbatch.api.rest.errors import STATUS_OF
+from regbatch.api.rest.errors import status_and_code
 from regbatch.errors import ConfigurationError, RegbatchError
 from regbatch.services.starts import StartResult, start_batch_async
 from regbatch.statuses import BatchStatus
@@ -46,7 +46,7 @@ async def not_started(exc: RegbatchError, batch_id: uuid.UUID, caller: Caller) -
     """The error response of a request that created `batch_id` but could not start it."""
     from regbatch.services.batches import get_batch
 
-    code = next((c for kind, c in STATUS_OF if isinstance(exc, kind)), 400)
+    status_code, code = status_and_code(exc)
     current = (await run_in_threadpool(get_batch, batch_id, caller.organisation_id)).status
     if current == BatchStatus.DRAFT:
         detail = (
@@ -55,7 +55,9 @@ async def not_started(exc: RegbatchError, batch_id: uuid.UUID, caller: Caller) -
         )
     else:
         detail = f"batch {batch_id} was created but its start failed, leaving it {current!r}: {exc}"
-    return JSONResponse({"detail": detail, "batch_id": str(batch_id)}, status_code=code)
+    return JSONResponse(
+        {"detail": detail, "code": code, "batch_id": str(batch_id)}, status_code=status_code
+    )
 
 
 def started_fields(result: StartResult) -> dict[str, object]:

@@ -284,3 +284,36 @@ def test_the_batch_flow_announces_its_outcome(
     assert json.loads(body)["batch"]["counts"]["completed"] == 1
     [entry] = webhook_log(batch_id)
     assert entry.operation == "webhook_delivered" and entry.details["attempt"] == 1
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused_at_delivery(
+    org_id: uuid.UUID, receiver: Callable[..., Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = receiver()
+    port = hook.server.server_address[1]
+    # Subscribed while private targets were allowed; `localhost` resolves to 127.0.0.1.
+    service.create_subscription(org_id, url=f"http://localhost:{port}/hooks?token=t0p")
+    batch_id = stopped_batch(org_id, "failed")
+    monkeypatch.setenv("REGBATCH_WEBHOOK_ALLOW_PRIVATE", "0")
+    reset_settings()
+    try:
+        [refused] = webhook_tasks.deliver_batch_event(batch_id, attempts=3, base_delay_s=DELAY)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+    assert hook.requests == []  # nothing reached the receiver
+    assert not refused.delivered and refused.attempts == 1 and refused.status_code is None
+    assert refused.error == (
+        f"refused: webhook URL http://localhost:{port}/hooks resolves to 127.0.0.1, a loopback "
+        "address; webhooks go only to public addresses: use a publicly reachable receiver (or "
+        "set REGBATCH_WEBHOOK_ALLOW_PRIVATE=1 to allow private targets for local testing)"
+    )
+    [entry] = webhook_log(batch_id)
+    assert entry.operation == "webhook_failed" and entry.details["error"] == refused.error
+    assert "t0p" not in json.dumps(entry.details)
+
+    # The same subscription, private targets allowed again: the receiver was there all along.
+    [delivered] = webhook_tasks.deliver_batch_event(batch_id, attempts=1)
+    assert delivered.delivered and len(hook.requests) == 1
+    assert hook.requests[0][0]["Host"] == f"localhost:{port}"

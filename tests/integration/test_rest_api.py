@@ -247,7 +247,7 @@ def test_a_batch_the_rules_reject_lists_every_problem_and_writes_nothing(
         "/registration-batches",
         headers=auth,
         json={
-            "name": "  ",
+            "name": "Auckland Q4",
             "restaurant_ids": [str(rid), str(rid), NOBODY],
             "common_config": {"payment": {"provider": "barter"}, "colour": "red"},
             "execution_mode": "sequential",
@@ -257,7 +257,7 @@ def test_a_batch_the_rules_reject_lists_every_problem_and_writes_nothing(
     assert response.status_code == 422, response.text
     problems = response.json()["errors"]
     fields = {p["field"] for p in problems}
-    assert {"name", "restaurant_ids", "concurrency", "common_config.colour"} <= fields
+    assert {"restaurant_ids", "concurrency", "common_config.colour"} <= fields
     assert "common_config.payment.provider" in fields
     assert {"field": "restaurant_ids", "subject": NOBODY} in [
         {"field": p["field"], "subject": p["subject"]} for p in problems
@@ -283,6 +283,15 @@ def test_nul_characters_are_refused_not_crashing_the_database(
     )
     assert response.status_code == 422
     assert _fields(response) == {"name", "common_config"}
+    assert "account.email contains a NUL character" in response.text
+    deep = client.post(
+        "/registration-batches",
+        headers={**auth, "Content-Type": "application/json"},
+        content=b'{"restaurant_ids": ["%s"], "common_config": {"a": [1, {"b\\u0000": 2}], '
+        b'"c": [0.5, NaN]}}' % str(rid).encode(),
+    )
+    assert deep.status_code == 422 and _fields(deep) == {"common_config"}, deep.text
+    assert "a key in a.1 has a NUL character" in deep.text or "c.1 is nan" in deep.text
     assert client.get("/templates/a%00b", headers=auth).status_code == 404
     assert row_counts() == before
 
@@ -650,7 +659,7 @@ def test_webhooks_show_the_secret_once(client: TestClient, auth: dict[str, str])
     created = client.post(
         "/webhooks",
         headers=auth,
-        json={"url": "https://u:pw@example.com/hooks?token=t0p", "events": ["batch.completed"]},
+        json={"url": "https://example.com/hooks?token=t0p", "events": ["batch.completed"]},
     )
     assert created.status_code == 201, created.text
     body = created.json()
@@ -660,8 +669,16 @@ def test_webhooks_show_the_secret_once(client: TestClient, auth: dict[str, str])
         (body["id"], "https://example.com/hooks")
     ]
     assert body["secret"] not in listed.text and "secret" not in listed.json()[0]
-    assert "t0p" not in listed.text and "pw" not in listed.text
+    assert "t0p" not in listed.text
     before = row_counts()
+    with_credentials = client.post(
+        "/webhooks", headers=auth, json={"url": "https://u:pa55w0rd@example.com/hooks"}
+    )
+    assert with_credentials.status_code == 422 and _fields(with_credentials) == {"url"}
+    assert "credentials" in with_credentials.text and "pa55w0rd" not in with_credentials.text
+    metadata = client.post("/webhooks", headers=auth, json={"url": "http://0xa9fea9fe/latest"})
+    assert metadata.status_code == 422 and _fields(metadata) == {"url"}
+    assert "is 169.254.169.254, a link-local address" in metadata.text
     bad = client.post(
         "/webhooks", headers=auth, json={"url": "ftp://example.com", "events": ["nope"]}
     )
@@ -714,3 +731,82 @@ def test_no_key_reaches_a_response_or_the_log(
         ]
     assert all(key.api_key not in text for text in texts)
     assert key.api_key not in caplog.text
+
+
+def test_every_error_carries_a_stable_code(
+    client: TestClient, org_id: uuid.UUID, auth: dict[str, str]
+) -> None:
+    batch = new_draft(org_id, 1)
+    set_status(batch, "completed")
+    answers = {
+        "unauthorized": client.get("/registration-batches"),
+        "not_found": client.get(f"/registration-batches/{NOBODY}", headers=auth),
+        "validation_error": client.get("/registration-batches?limit=0", headers=auth),
+        "malformed_json": client.post(
+            "/templates", headers={**auth, "Content-Type": "application/json"}, content=b"[1,"
+        ),
+        "invalid_input": client.post(
+            "/registration-batches", headers=auth, json={"restaurant_ids": [NOBODY]}
+        ),
+        "conflict": client.post(f"/registration-batches/{batch}/pause", headers=auth),
+        "method_not_allowed": client.options("/webhooks", headers=auth),
+    }
+    for code, response in answers.items():
+        assert response.json()["code"] == code, (code, response.status_code, response.text)
+        assert response.json()["detail"]
+    assert answers["malformed_json"].status_code == 400
+    assert answers["method_not_allowed"].headers["Allow"] == "GET, POST"
+    unknown = client.get("/no-such-route", headers=auth)
+    assert unknown.status_code == 404 and unknown.json() == {
+        "detail": "no such path: /no-such-route; the API's paths are listed at /docs",
+        "code": "not_found",
+    }
+
+
+def test_the_schema_and_the_api_agree_on_strict_values(
+    client: TestClient, org_id: uuid.UUID, auth: dict[str, str]
+) -> None:
+    with session_scope() as session:
+        [rid] = make_restaurants(session, org_id, 1)
+    before = row_counts()
+    loose = client.post(
+        "/registration-batches",
+        headers=auth,
+        json={
+            "name": " ",
+            "restaurant_ids": [str(rid)],
+            "breaker_threshold": False,
+            "breaker_min_finished": True,
+            "concurrency": "2",
+            "auto_start": "yes",
+        },
+    )
+    assert loose.status_code == 422, loose.text
+    assert _fields(loose) == {
+        "name",
+        "breaker_threshold",
+        "breaker_min_finished",
+        "concurrency",
+        "auto_start",
+    }
+    empty = client.post("/templates", headers=auth, json={"name": "", "breaker_threshold": True})
+    assert empty.status_code == 422 and _fields(empty) == {"name", "breaker_threshold"}
+    no_restaurants = client.post("/registration-batches", headers=auth, json={"restaurant_ids": []})
+    assert _fields(no_restaurants) == {"restaurant_ids"}
+    assert row_counts() == before
+
+    for moment in ("0.5", "1700000000", "yesterday", "2026-11-29T25"):
+        bad = client.get("/registration-batches", headers=auth, params={"created_after": moment})
+        assert bad.status_code == 422 and _fields(bad) == {"created_after"}, (moment, bad.text)
+        assert "is not an ISO 8601 date or date-time" in bad.text
+    for moment in ("2026-11-29", "2026-11-29T09:00", "2026-11-29T09:00:00+13:00"):
+        good = client.get("/registration-batches", headers=auth, params={"created_after": moment})
+        assert good.status_code == 200, (moment, good.text)
+    typo = client.get("/registration-batches", headers=auth, params={"stauts": "paused"})
+    assert typo.status_code == 422 and _fields(typo) == {"stauts"}
+    assert "it takes: created_after, cursor, limit, status" in typo.text
+
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    name = schema["CreateTemplateRequest"]["properties"]["name"]
+    assert (name["minLength"], name["pattern"]) == (1, r"\S")
+    assert schema["CreateBatchRequest"]["properties"]["restaurant_ids"]["minItems"] == 1

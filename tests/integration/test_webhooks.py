@@ -6,6 +6,8 @@ tested in tests/flows/test_webhook_delivery.py with the `Receiver` and helpers d
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import threading
 import time
@@ -29,6 +31,8 @@ from regbatch.services import webhooks as service
 from regbatch.settings import reset_settings
 from regbatch.statuses import JobStatus
 from regbatch.tasks import webhooks as webhook_tasks
+from regbatch.tasks.webhooks import Answer, WebhookClient
+from regbatch.webhook_targets import IPAddress
 from regbatch.webhooks import WebhookEvent
 from tests.cli import cli, cli_json
 from tests.factories import make_org, make_restaurants
@@ -318,3 +322,97 @@ def test_webhook_commands(org_id: uuid.UUID, receiver: Callable[..., Receiver]) 
     gone = cli("webhook", "delete", created["id"], "--org", org, check=False)
     assert gone.returncode == 1 and gone.stderr.startswith(f"error: webhook {created['id']}")
     assert hook.requests == []
+
+
+# --- which targets are allowed ----------------------------------------------------------------
+
+
+@pytest.fixture()
+def public_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """REGBATCH_WEBHOOK_ALLOW_PRIVATE off, as in production (the tests' receivers need it on)."""
+    monkeypatch.setenv("REGBATCH_WEBHOOK_ALLOW_PRIVATE", "0")
+    reset_settings()
+    yield
+    monkeypatch.undo()
+    reset_settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "is 169.254.169.254"),
+        ("http://2130706433/hooks", "is 127.0.0.1"),
+        ("http://[::ffff:127.0.0.1]/hooks", "is ::ffff:7f00:1"),
+        ("http://localhost:9/hooks?token=t0p", "resolves to 127.0.0.1"),  # asks DNS (/etc/hosts)
+    ],
+)
+@pytest.mark.usefixtures("public_only")
+def test_a_subscription_to_a_non_public_target_is_refused_and_writes_nothing(
+    org_id: uuid.UUID, url: str, address: str
+) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        service.create_subscription(org_id, url=url)
+    [problem] = caught.value.problems
+    assert problem.field == "url" and f" {address}, " in problem.message
+    assert problem.message.startswith(f"webhook URL {url.split('?')[0]} ")
+    assert "REGBATCH_WEBHOOK_ALLOW_PRIVATE=1" in problem.message or (
+        "no setting allows this range" in problem.message
+    )
+    assert "t0p" not in problem.message
+    assert service.list_subscriptions(org_id) == []
+
+
+@pytest.mark.usefixtures("public_only")
+def test_the_cli_refuses_a_private_target_and_credentials(org_id: uuid.UUID) -> None:
+    refused = cli(
+        "webhook", "create", "--org", str(org_id), "--url", "http://10.0.0.1/", check=False
+    )
+    assert refused.returncode != 0 and "10.0.0.1, a private-network address" in refused.stderr
+    leaky = cli(
+        "webhook", "create", "--org", str(org_id), "--url", "https://bob:hunter2@example.com/",
+        check=False,
+    )  # fmt: skip
+    assert leaky.returncode != 0 and "credentials (user:password@)" in leaky.stderr
+    assert "hunter2" not in leaky.stderr + leaky.stdout
+    assert service.list_subscriptions(org_id) == []
+
+
+def test_the_setting_allows_private_targets_but_never_the_metadata_service(
+    org_id: uuid.UUID,
+) -> None:
+    # REGBATCH_WEBHOOK_ALLOW_PRIVATE=1 here (tests/conftest.py)
+    created = service.create_subscription(org_id, url="http://localhost:9/hooks")
+    assert created.url == "http://localhost:9/hooks"
+    with pytest.raises(InvalidInputError, match=r"link-local .*\(no setting allows this range\)"):
+        service.create_subscription(org_id, url="http://169.254.169.254/latest/")
+    assert [s.id for s in service.list_subscriptions(org_id)] == [created.id]
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(
+    receiver: Callable[..., Receiver],
+) -> None:
+    """`.invalid` never resolves: the POST can only reach the receiver through the address the
+    guard resolved and checked, and a second lookup would have failed."""
+    hook = receiver()
+    port = hook.server.server_address[1]
+    lookups: list[str] = []
+
+    def resolver(host: str, _port: int) -> list[IPAddress]:
+        lookups.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    async def post(allow_private: bool) -> Answer:
+        client = WebhookClient(allow_private=allow_private, resolver=resolver, timeout_s=5)
+        async with client:
+            return await client.post(f"http://hooks.rebind.invalid:{port}/in", b"{}", {})
+
+    assert asyncio.run(post(allow_private=True)) == Answer(200)
+    assert lookups == ["hooks.rebind.invalid"]
+    assert hook.requests[0][0]["Host"] == f"hooks.rebind.invalid:{port}"
+
+    refused = asyncio.run(post(allow_private=False))
+    assert refused.status_code is None and not refused.transient
+    assert (
+        refused.error is not None and "resolves to 127.0.0.1, a loopback address" in refused.error
+    )
+    assert len(hook.requests) == 1  # the refused one reached nothing

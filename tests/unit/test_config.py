@@ -61,6 +61,20 @@ def test_deep_merge_does_not_mutate_its_inputs() -> None:
     assert base == {"a": {"b": 1}}
 
 
+def test_deep_merge_shares_no_list_or_object_with_its_inputs() -> None:
+    base = {"a": {"tags": ["x"]}, "rows": [{"n": 1}]}
+    overlay = {"b": [[1, 2], {"c": [3]}], "d": (4, [5])}
+    merged = deep_merge(base, overlay)
+    assert merged == {**base, **overlay}
+    merged["a"]["tags"].append("y")
+    merged["rows"][0]["n"] = 2
+    merged["b"][0].append(9)
+    merged["b"][1]["c"].append(9)
+    merged["d"][1].append(9)
+    assert base == {"a": {"tags": ["x"]}, "rows": [{"n": 1}]}
+    assert overlay == {"b": [[1, 2], {"c": [3]}], "d": (4, [5])}
+
+
 @pytest.mark.parametrize(
     ("settings", "field", "message"),
     [

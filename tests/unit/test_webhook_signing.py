@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import uuid
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from regbatch.webhooks import (
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 T1 = datetime(2026, 12, 1, 9, 47, 23, tzinfo=UTC)
 SECRET = "whsec_unit-test-secret"
+PUBLIC = ipaddress.IPv4Address("93.184.215.14")  # what the fake resolver answers for any name
 
 
 def _step(number: int, key: str, status: str, error: str | None = None) -> StepView:
@@ -204,7 +206,8 @@ def test_secrets_are_long_and_unique() -> None:
 
 def test_urls_and_events_are_checked_and_urls_redacted_for_logs() -> None:
     assert url_problems("https://hooks.example.com/regbatch") == []
-    assert url_problems("http://127.0.0.1:8080/x") == []
+    assert url_problems("http://127.0.0.1:8080/x", allow_private=True) == []
+    assert "a loopback address" in url_problems("http://127.0.0.1:8080/x")[0].message
     assert [p.field for p in url_problems("ftp://files.example.com")] == ["url"]
     assert "http or https" in url_problems("hooks.example.com/x")[0].message
     assert url_problems("https:///no-host")[0].message.endswith("e.g. https://hooks.example.com/x")
@@ -244,7 +247,11 @@ def test_any_2xx_is_delivered() -> None:
 
 
 def _client(handler: Callable[[httpx.Request], httpx.Response]) -> WebhookClient:
-    return WebhookClient(timeout_s=0.2, transport=httpx.MockTransport(handler))
+    return WebhookClient(
+        timeout_s=0.2,
+        transport=httpx.MockTransport(handler),
+        resolver=lambda host, port: [PUBLIC],
+    )
 
 
 @pytest.mark.anyio
@@ -262,7 +269,9 @@ async def test_the_client_posts_the_bytes_and_headers_and_never_follows_a_redire
         moved = await client.post("https://hooks.example.com/moved", b"{}", {})
     assert accepted == Answer(202)
     assert moved == Answer(302, "HTTP 302 Found", transient=False)
-    assert [r.url.host for r in seen] == ["hooks.example.com"] * 2  # the redirect not followed
+    # the redirect not followed; the connection went to the address the name resolved to
+    assert [r.headers["Host"] for r in seen] == ["hooks.example.com"] * 2
+    assert [r.url.host for r in seen] == [str(PUBLIC)] * 2
     assert seen[0].content == b"{}" and seen[0].method == "POST"
     assert seen[0].headers["X-A"] == "1"
     assert seen[0].headers["User-Agent"] == "regbatch-webhooks/1"
