@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from regbatch import passwords
@@ -16,6 +16,7 @@ from regbatch.db.models import Restaurant
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.preflight import preflight
 from regbatch.restaurant import RECORD_FIELDS, RestaurantIn
+from regbatch.selection import RestaurantSelection
 
 
 def validate_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[RestaurantIn], list[Problem]]:
@@ -68,32 +69,60 @@ def import_restaurants(
     return restaurants
 
 
+def apply_selection(query: Select[Any], selection: RestaurantSelection) -> Select[Any]:
+    """`query` over restaurants narrowed by every criterion of `selection`, best ICP score first
+    (then name, id), at most its limit: the one place a restaurant filter becomes SQL."""
+    if selection.city:
+        # Case-insensitive: "auckland" finds "Auckland".
+        query = query.where(func.lower(Restaurant.city) == selection.city.strip().lower())
+    if selection.lead_stage:
+        query = query.where(Restaurant.lead_stage == selection.lead_stage)
+    if selection.lead_type:
+        query = query.where(Restaurant.lead_type == selection.lead_type)
+    if selection.min_icp_score is not None:
+        query = query.where(Restaurant.icp_score >= selection.min_icp_score)
+    if selection.registration_status:
+        query = query.where(Restaurant.registration_status == selection.registration_status)
+    if selection.search:
+        pattern = "%" + _escape_like(selection.search.strip().lower()) + "%"
+        query = query.where(
+            or_(
+                *(
+                    func.lower(column).like(pattern, escape="\\")
+                    for column in (Restaurant.name, Restaurant.email, Restaurant.city)
+                )
+            )
+        )
+    query = query.order_by(Restaurant.icp_score.desc(), Restaurant.name, Restaurant.id)
+    return query if selection.limit is None else query.limit(selection.limit)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def list_restaurants(
     session: Session,
     organisation_id: uuid.UUID,
-    *,
-    city: str | None = None,
-    lead_stage: str | None = None,
-    lead_type: str | None = None,
-    min_icp_score: int | None = None,
-    registration_status: str | None = None,
-    limit: int | None = None,
+    selection: RestaurantSelection | None = None,
+    **criteria: Any,
 ) -> list[Restaurant]:
-    """The organisation's restaurants matching every given filter, best ICP score first."""
+    """The organisation's restaurants matching the selection (or the same criteria as keywords:
+    city, lead_stage, ...), best ICP score first."""
+    selection = selection or RestaurantSelection(**criteria)
     query = select(Restaurant).where(Restaurant.organisation_id == organisation_id)
-    if city:
-        query = query.where(Restaurant.city == city)
-    if lead_stage:
-        query = query.where(Restaurant.lead_stage == lead_stage)
-    if lead_type:
-        query = query.where(Restaurant.lead_type == lead_type)
-    if min_icp_score is not None:
-        query = query.where(Restaurant.icp_score >= min_icp_score)
-    if registration_status:
-        query = query.where(Restaurant.registration_status == registration_status)
-    query = query.order_by(Restaurant.icp_score.desc(), Restaurant.name, Restaurant.id)
-    if limit is not None:
-        query = query.limit(limit)
+    return list(session.scalars(apply_selection(query, selection)))
+
+
+def restaurants_by_id(
+    session: Session, organisation_id: uuid.UUID, restaurant_ids: Sequence[uuid.UUID]
+) -> list[Restaurant]:
+    """The organisation's restaurants among `restaurant_ids` (others are left out)."""
+    if not restaurant_ids:
+        return []
+    query = select(Restaurant).where(
+        Restaurant.organisation_id == organisation_id, Restaurant.id.in_(restaurant_ids)
+    )
     return list(session.scalars(query))
 
 

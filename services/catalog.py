@@ -15,6 +15,7 @@ from regbatch.db.organisations import create_organisation, find_organisation
 from regbatch.db.restaurants import import_restaurants, list_restaurants
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.restaurant import RestaurantIn
+from regbatch.selection import RestaurantSelection
 
 JSON_COLUMNS = ("opening_hours", "menu")
 
@@ -87,13 +88,18 @@ def import_file(organisation_ref: str, path: Path) -> list[uuid.UUID]:
         return [r.id for r in import_restaurants(session, org.id, rows)]
 
 
-def restaurants_of(organisation_ref: str, **filters: Any) -> list[dict[str, Any]]:
+def restaurants_of(
+    organisation_ref: str, selection: RestaurantSelection | None = None
+) -> list[dict[str, Any]]:
     """The organisation's restaurants as plain dicts (no password), filtered."""
+    selection = selection or RestaurantSelection()
+    if selection.problems():
+        raise InvalidInputError("no restaurant listed: invalid filter", selection.problems())
     with session_scope() as session:
         org = find_organisation(session, organisation_ref)
         return [
             {"id": str(r.id), **{k: getattr(r, k) for k in _LISTED}}
-            for r in list_restaurants(session, org.id, **filters)
+            for r in list_restaurants(session, org.id, selection)
         ]
 
 

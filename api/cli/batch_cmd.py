@@ -2,29 +2,52 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from regbatch.api.cli._output import JsonFlag, console, emit, read_settings
+from regbatch.api.cli import _selection as sel
+from regbatch.api.cli._output import (
+    JsonFlag,
+    WideFlag,
+    console,
+    emit,
+    err_console,
+    print_id_table,
+    read_settings,
+)
 from regbatch.api.cli.progress import BatchWatcher
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.errors import InvalidInputError
+from regbatch.selection import RestaurantSelection
 from regbatch.statuses import BatchStatus, ExecutionMode, StepStatus
 from regbatch.views import BatchDetail
 
 app = typer.Typer(help="Registration batches.", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
+ModeOption = Annotated[
+    ExecutionMode, typer.Option("--mode", help="sequential, parallel or distributed.")
+]
 
 
 @app.command("create")
 def create(
     org: OrgOption,
     name: Annotated[str, typer.Option("--name", help="The batch's name.")],
-    restaurant: Annotated[list[str], typer.Option("--restaurant", help="A restaurant id; repeat.")],
-    mode: Annotated[ExecutionMode, typer.Option("--mode")] = ExecutionMode.SEQUENTIAL,
+    restaurant: sel.RestaurantOption = None,
+    from_file: sel.FromFileOption = None,
+    everything: sel.AllOption = False,
+    city: sel.CityOption = None,
+    stage: sel.StageOption = None,
+    type_: sel.TypeOption = None,
+    status: sel.StatusOption = None,
+    search: sel.SearchOption = None,
+    min_icp: sel.MinIcpOption = None,
+    limit: sel.LimitOption = None,
+    mode: ModeOption = ExecutionMode.SEQUENTIAL,
     concurrency: Annotated[int | None, typer.Option(help="Parallel restaurants at most.")] = None,
     settings: Annotated[Path | None, typer.Option(help="JSON file of common settings.")] = None,
     breaker_threshold: Annotated[
@@ -33,27 +56,95 @@ def create(
     breaker_min_finished: Annotated[
         int, typer.Option(help="Finished before it can trip.")
     ] = BREAKER_MIN_FINISHED,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show; write nothing.")] = (
+        False
+    ),
+    wide: WideFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a batch (draft) of restaurants; every check runs before anything is written."""
+    """Create a batch (draft); every check runs before anything is written.
+
+    Its restaurants: the ids given (--restaurant, --from-file), then those matching the filters
+    (--all, --city, --stage, ...; filters combine), best ICP score first, each once.
+    """
     from regbatch.services.batches import create_batch
 
+    given = [*(restaurant or []), *sel.read_id_file(from_file)]
+    selection = sel.selection(
+        everything=everything, city=city, stage=stage, type=type_, status=status,
+        search=search, min_icp=min_icp, limit=limit,
+    )  # fmt: skip
+    chosen, ids = _choose(org, given, selection, as_json)
     batch_id = create_batch(
         org,
         name=name,
-        restaurant_ids=restaurant,
+        restaurant_ids=ids,
         settings=read_settings(settings),
         execution_mode=mode,
         concurrency=concurrency,
         breaker_threshold=breaker_threshold,
         breaker_min_finished=breaker_min_finished,
         created_by="user:cli",
+        dry_run=dry_run,
     )
-    emit(
-        {"batch_id": str(batch_id), "jobs_count": len(restaurant)},
-        as_json,
-        lambda: typer.echo(str(batch_id)),
-    )
+    _created(batch_id, name, chosen, dry_run=dry_run, wide=wide, as_json=as_json)
+
+
+def _choose(
+    org: str, given: list[str], selection: RestaurantSelection, as_json: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The restaurants `batch create` takes (rows for display, and every id, unknown ones
+    included so that creating names them); says how many match."""
+    from regbatch.services.batches import select_restaurants
+
+    if not given and not selection.selects:
+        raise InvalidInputError(
+            "batch not created: no restaurant chosen; pass --restaurant ID, --from-file FILE, "
+            "--all, or a filter such as --city, --stage, --type, --status or --search"
+        )
+    chosen = select_restaurants(org, restaurant_ids=given, selection=selection)
+    ids = list(dict.fromkeys([*(str(uuid.UUID(g)) for g in given), *(r["id"] for r in chosen)]))
+    if not as_json:
+        err_console.print(_match_line(len(ids)), markup=False)
+    if not ids:
+        raise InvalidInputError(
+            "batch not created: no restaurant matches the filters; widen them (see "
+            "`regbatch restaurants list --org ORG`)"
+        )
+    return chosen, ids
+
+
+def _match_line(count: int) -> str:
+    return f"{count} restaurant{'' if count == 1 else 's'} match"
+
+
+def _created(
+    batch_id: Any,
+    name: str,
+    chosen: list[dict[str, Any]],
+    *,
+    dry_run: bool,
+    wide: bool,
+    as_json: bool,
+) -> None:
+    """What `batch create` prints: the new batch's id, or (dry run) what it would hold."""
+    if not dry_run:
+        emit(
+            {"batch_id": str(batch_id), "jobs_count": len(chosen)},
+            as_json,
+            lambda: typer.echo(str(batch_id)),
+        )
+        return
+
+    def human() -> None:
+        print_id_table(sel.RESTAURANT_HEADERS, [sel.restaurant_cells(r) for r in chosen], wide=wide)
+        console.print(
+            f"dry run: batch {name!r} of {len(chosen)} restaurants passes every check; "
+            "nothing was written (run again without --dry-run to create it)",
+            markup=False,
+        )
+
+    emit({"dry_run": True, "jobs_count": len(chosen), "restaurants": chosen}, as_json, human)
 
 
 @app.command("show")
@@ -71,6 +162,7 @@ def list_(
     status: Annotated[list[str] | None, typer.Option(help="Only these statuses; repeat.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+    wide: WideFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """List the organisation's batches, newest first."""
@@ -79,19 +171,21 @@ def list_(
     page = list_batches(org, statuses=status or [], limit=limit, cursor=cursor)
 
     def table() -> None:
-        view = Table("id", "name", "status", "mode", "total", "done", "failed", "created")
-        for b in page.items:
-            view.add_row(
+        headers = ("id", "name", "status", "total", "done", "failed", "mode", "created")
+        rows = [
+            [
                 str(b.id),
                 b.name,
                 b.status,
-                b.execution_mode,
                 str(b.total),
                 str(b.completed),
                 str(b.failed),
+                b.execution_mode,
                 f"{b.created_at:%Y-%m-%d %H:%M}",
-            )
-        console.print(view)
+            ]
+            for b in page.items
+        ]
+        print_id_table(headers, rows, wide=wide)
         if page.next_cursor:
             console.print(f"more: --cursor {page.next_cursor}")
 

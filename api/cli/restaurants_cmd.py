@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from regbatch.api.cli._output import JsonFlag, console, emit
+from regbatch.api.cli import _selection as sel
+from regbatch.api.cli._output import JsonFlag, WideFlag, emit, print_id_table
 
 app = typer.Typer(help="Restaurants (the inputs of registration).", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
@@ -34,28 +34,29 @@ def import_(
 @app.command("list")
 def list_(
     org: OrgOption,
-    city: Annotated[str | None, typer.Option(help="Only this city.")] = None,
-    stage: Annotated[str | None, typer.Option(help="cold, warm or hot.")] = None,
-    status: Annotated[str | None, typer.Option(help="Registration status.")] = None,
+    city: sel.CityOption = None,
+    stage: sel.StageOption = None,
+    type_: sel.TypeOption = None,
+    status: sel.StatusOption = None,
+    search: sel.SearchOption = None,
+    min_icp: sel.MinIcpOption = None,
+    limit: sel.LimitOption = None,
+    wide: WideFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List the organisation's restaurants, best ICP score first."""
+    """List the organisation's restaurants, best ICP score first (the filters combine)."""
     from regbatch.services.catalog import restaurants_of
 
-    rows = restaurants_of(org, city=city, lead_stage=stage, registration_status=status)
+    rows = restaurants_of(
+        org,
+        sel.selection(
+            city=city, stage=stage, type=type_, status=status, search=search,
+            min_icp=min_icp, limit=limit,
+        ),
+    )  # fmt: skip
 
     def table() -> None:
-        view = Table("id", "name", "type", "stage", "ICP", "city", "status")
-        for r in rows:
-            view.add_row(
-                r["id"],
-                r["name"],
-                r["lead_type"],
-                r["lead_stage"],
-                f"{r['icp_score']}/10",
-                r["city"] or "",
-                r["registration_status"],
-            )
-        console.print(view)
+        cells = [sel.restaurant_cells(r) for r in rows]
+        print_id_table(sel.RESTAURANT_HEADERS, cells, wide=wide)
 
     emit(rows, as_json, table)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
 
 from tests.cli import cli, cli_json, run
 from tests.factories import EXAMPLES
@@ -84,3 +88,105 @@ def test_bad_database_url_names_the_variable() -> None:
     result = run("org", "create", "x", env={"REGBATCH_DATABASE_URL": "mysql://a@b/c"}, check=False)
     assert result.returncode == 1
     assert "REGBATCH_DATABASE_URL uses driver 'mysql'" in result.stderr
+
+
+def _org_with_examples() -> tuple[str, list[dict[str, Any]]]:
+    org = cli_json("org", "create", f"Pick Foods {secrets.token_hex(3)}")["id"]
+    cli_json("restaurants", "import", str(EXAMPLES), "--org", org)
+    return org, cli_json("restaurants", "list", "--org", org)
+
+
+def _batches(org: str) -> list[Any]:
+    return list(cli_json("batch", "list", "--org", org)["items"])
+
+
+def test_batch_create_chooses_restaurants_by_filters_combined_with_ids(tmp_path: Path) -> None:
+    org, listed = _org_with_examples()
+    hot_auckland = [r["id"] for r in listed if r["city"] == "Auckland" and r["lead_stage"] == "hot"]
+    created = cli("batch", "create", "--org", org, "--name", "Hot", "--city", "auckland",
+                  "--stage", "hot")  # fmt: skip
+    assert created.stderr.strip() == f"{len(hot_auckland)} restaurants match"
+    batch = cli_json("batch", "show", created.stdout.strip())
+    assert [j["restaurant_id"] for j in batch["jobs"]] == hot_auckland  # best ICP first
+    cli("batch", "cancel", batch["id"])
+
+    nelson = next(r["id"] for r in listed if r["city"] == "Nelson")
+    ids = tmp_path / "ids.txt"
+    ids.write_text(f"# chosen by hand\n{nelson}\n\n{hot_auckland[0]}\n")
+    combined = cli_json("batch", "create", "--org", org, "--name", "Mixed", "--from-file",
+                        str(ids), "--type", "inbound", "--limit", "2", "--restaurant", nelson)  # fmt: skip
+    shown = cli_json("batch", "show", combined["batch_id"])
+    inbound = [r["id"] for r in listed if r["lead_type"] == "inbound"]
+    expected = list(dict.fromkeys([nelson, hot_auckland[0], *inbound[:2]]))
+    assert [j["restaurant_id"] for j in shown["jobs"]] == expected
+    assert combined["jobs_count"] == len(expected)
+
+
+def test_batch_create_from_stdin_and_search_and_all() -> None:
+    org, listed = _org_with_examples()
+    from regbatch.api.cli import app
+
+    ramen = next(r["id"] for r in listed if "Ramen" in r["name"])
+    outcome = CliRunner().invoke(
+        app, ["batch", "create", "--org", org, "--name", "Stdin", "--from-file", "-", "--json",
+              "--dry-run"], input=f"{ramen}\n",
+    )  # fmt: skip
+    assert outcome.exit_code == 0, outcome.output
+    assert [r["id"] for r in json.loads(outcome.stdout)["restaurants"]] == [ramen]
+    searched = cli_json("batch", "create", "--org", org, "--name", "S", "--search", "RAMEN",
+                        "--dry-run")  # fmt: skip
+    assert [r["id"] for r in searched["restaurants"]] == [ramen]
+    everything = cli_json("batch", "create", "--org", org, "--name", "All", "--all", "--dry-run")
+    assert everything["jobs_count"] == len(listed)
+    assert _batches(org) == []  # dry runs write nothing
+
+
+def test_batch_create_dry_run_shows_the_restaurants_and_writes_nothing() -> None:
+    org, listed = _org_with_examples()
+    result = cli("batch", "create", "--org", org, "--name", "Try", "--city", "Auckland",
+                 "--dry-run")  # fmt: skip
+    auckland = [r for r in listed if r["city"] == "Auckland"]
+    assert result.stderr.strip() == f"{len(auckland)} restaurants match"
+    assert all(r["id"] in result.stdout for r in auckland)  # whole ids at 80 columns
+    assert "nothing was written" in result.stdout
+    assert _batches(org) == []
+    # a dry run still runs every check
+    bad = cli("batch", "create", "--org", org, "--name", "Bad", "--all", "--mode", "parallel",
+              "--concurrency", "0", "--dry-run", check=False)  # fmt: skip
+    assert bad.returncode == 1 and "concurrency" in bad.stderr
+    assert _batches(org) == []
+
+
+def test_batch_create_refuses_no_choice_bad_filters_and_unknown_ids(tmp_path: Path) -> None:
+    org, _ = _org_with_examples()
+    nothing = cli("batch", "create", "--org", org, "--name", "X", check=False)
+    assert nothing.returncode == 1
+    assert "no restaurant chosen; pass --restaurant ID, --from-file FILE, --all" in nothing.stderr
+    none_match = cli("batch", "create", "--org", org, "--name", "X", "--city", "Atlantis",
+                     check=False)  # fmt: skip
+    assert none_match.returncode == 1 and "no restaurant matches the filters" in none_match.stderr
+    bad_stage = cli("batch", "create", "--org", org, "--name", "X", "--stage", "tepid",
+                    check=False)  # fmt: skip
+    assert "stage 'tepid' is not one of: cold, warm, hot; choose one of them" in bad_stage.stderr
+    stranger = "00000000-0000-4000-8000-000000000000"
+    unknown = cli("batch", "create", "--org", org, "--name", "X", "--all", "--restaurant",
+                  stranger, check=False)  # fmt: skip
+    assert (
+        unknown.returncode == 1 and f"{stranger}: restaurant_ids: does not exist" in unknown.stderr
+    )
+    missing = cli("batch", "create", "--org", org, "--name", "X", "--from-file",
+                  str(tmp_path / "none.txt"), check=False)  # fmt: skip
+    assert missing.returncode == 1 and "cannot read --from-file" in missing.stderr
+    assert _batches(org) == []
+
+
+def test_tables_never_cut_an_id() -> None:
+    org, listed = _org_with_examples()
+    table = cli("restaurants", "list", "--org", org).stdout
+    assert all(r["id"] in table for r in listed)
+    assert "left out to fit the terminal; --wide or --json shows them" in table
+    wide = cli("restaurants", "list", "--org", org, "--wide").stdout
+    assert all(r["id"] in wide for r in listed) and "unregistered" in wide
+    batch_id = cli_json("batch", "create", "--org", org, "--name", "A long batch name " * 4,
+                        "--all")["batch_id"]  # fmt: skip
+    assert batch_id in cli("batch", "list", "--org", org).stdout
