@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from regbatch import passwords
 from regbatch.config import build_config, problems_from_validation
+from regbatch.db.imports import new_restaurant
 from regbatch.db.models import Restaurant
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.preflight import preflight
@@ -50,20 +50,7 @@ def import_restaurants(
             "nothing was imported, fix them and import again",
             problems,
         )
-    restaurants = []
-    for item in parsed:
-        data = item.model_dump(mode="json", exclude={"account_password"})
-        password = (
-            item.account_password.get_secret_value()
-            if item.account_password
-            else passwords.generate_password()
-        )
-        restaurant = Restaurant(
-            organisation_id=organisation_id,
-            account_password_encrypted=passwords.encrypt(password),
-            **data,
-        )
-        restaurants.append(restaurant)
+    restaurants = [new_restaurant(organisation_id, item) for item in parsed]
     session.add_all(restaurants)
     session.flush()
     return restaurants
