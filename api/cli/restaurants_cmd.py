@@ -9,6 +9,7 @@ import typer
 
 from regbatch.api.cli import _selection as sel
 from regbatch.api.cli._output import JsonFlag, WideFlag, emit, print_id_table
+from regbatch.restaurant import ImportAction
 
 app = typer.Typer(help="Restaurants (the inputs of registration).", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
@@ -16,19 +17,34 @@ OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name."
 
 @app.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(help="A JSON array of restaurants, or a .csv file.")],
+    file: Annotated[
+        Path, typer.Argument(help="A .csv, a .jsonl (one object a line) or a JSON array file.")
+    ],
     org: OrgOption,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would change; write nothing.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Import restaurants: every row is validated and nothing is imported if any row is bad."""
+    """Import restaurants: a row matching a restaurant of the organisation (same external_id,
+    else same email) updates it, others are created; if any row is bad, nothing is imported."""
     from regbatch.services.catalog import import_file
 
-    ids = import_file(org, file)
-    emit(
-        {"imported": len(ids), "ids": [str(i) for i in ids]},
-        as_json,
-        lambda: typer.echo(f"imported {len(ids)} restaurants"),
-    )
+    outcomes = import_file(org, file, dry_run=dry_run)
+    totals = {action.value: 0 for action in ImportAction}
+    for outcome in outcomes:
+        totals[outcome.action] += 1
+    summary = ", ".join(f"{count} {action}" for action, count in totals.items())
+    summary += " (dry run: nothing was written)" if dry_run else ""
+
+    def human() -> None:
+        for o in outcomes:
+            typer.echo(f"row {o.row}: {o.action:<9} {o.id}  {o.name}")
+        typer.echo(summary)
+
+    rows = [{"row": o.row, "action": o.action, "id": str(o.id), "name": o.name} for o in outcomes]
+    data = {"imported": len(outcomes), **totals, "dry_run": dry_run, "rows": rows}
+    emit({**data, "ids": [r["id"] for r in rows]}, as_json, human)
 
 
 @app.command("list")

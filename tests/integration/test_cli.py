@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.cli import cli, cli_json, run
@@ -190,3 +191,75 @@ def test_tables_never_cut_an_id() -> None:
     batch_id = cli_json("batch", "create", "--org", org, "--name", "A long batch name " * 4,
                         "--all")["batch_id"]  # fmt: skip
     assert batch_id in cli("batch", "list", "--org", org).stdout
+
+
+def _import(path: Path, org: str, *flags: str) -> Any:
+    return cli_json("restaurants", "import", str(path), "--org", org, *flags)
+
+
+def test_importing_a_file_twice_updates_instead_of_doubling(tmp_path: Path) -> None:
+    org = cli_json("org", "create", f"Twice {secrets.token_hex(3)}")["id"]
+    first = _import(EXAMPLES, org)
+    assert (first["created"], first["updated"], first["unchanged"]) == (first["imported"], 0, 0)
+    rows = json.loads(EXAMPLES.read_text())
+    rows[0]["cuisine"] = "Wood-fired pizza"
+    rows.append({"name": "New Place", "email": "new-place@example.com"})
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    preview = _import(changed, org, "--dry-run")
+    expected = (1, 1, len(rows) - 2)
+    assert (preview["created"], preview["updated"], preview["unchanged"]) == expected
+    assert preview["rows"][0] == {
+        "row": 1, "action": "updated", "id": first["ids"][0], "name": rows[0]["name"]
+    }  # fmt: skip
+    assert len(cli_json("restaurants", "list", "--org", org)) == len(rows) - 1  # dry run
+    done = cli("restaurants", "import", str(changed), "--org", org).stdout.splitlines()
+    assert done[0].startswith(f"row 1: updated   {first['ids'][0]}")
+    assert done[-1] == f"1 created, 1 updated, {len(rows) - 2} unchanged"
+    assert len(cli_json("restaurants", "list", "--org", org)) == len(rows)
+
+
+MALFORMED = {
+    "nul.csv": (b"name,email,account_password\nA\x00B,a@b.co,Secret-password-1\n",
+                "row 1, field name: holds a NUL byte; remove it"),
+    "nul.json": (b'[{"name": "ok", "account_password": "Secret-password-1", "city": "A\\u0000"}]',
+                 "row 1, field city: holds a NUL byte; remove it"),
+    "latin.csv": (b"name,city\nCaf\xe9,Auckland\n",
+                  "is not UTF-8 text (byte 0xe9 near row 1); save the file as UTF-8"),
+    "deep.json": (b"[" * 100_000 + b"]" * 100_000,
+                  "row 1: nests its JSON too deeply; a restaurant needs a few levels at most"),
+    "deep.jsonl": (b'{"name": "x", "menu": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+                   "row 1: nests its JSON too deeply"),
+    "cell.csv": (b'name,menu\nA,"{""categories"": ["\n',
+                 "row 1, field menu: is not JSON"),
+    "comma.json": (b'[{"name": "A"},, ]', "row 2: is not JSON (Expecting value); fix the JSON"),
+    "object.json": (b'{"name": "A"}', "starts with '{', not a JSON array; wrap the restaurants"),
+    "cells.csv": (b"name\nA,B\n", "row 1: has more cells than the header has columns"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_a_malformed_file_is_one_clear_line_and_writes_nothing(tmp_path: Path, name: str) -> None:
+    content, message = MALFORMED[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    org = cli_json("org", "create", f"Malformed {secrets.token_hex(3)}")["id"]
+    result = cli("restaurants", "import", str(path), "--org", org, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"error: cannot import {path}")
+    assert message in result.stderr and "nothing was imported" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "INSERT" not in result.stderr and "Secret" not in result.stderr
+    assert cli_json("restaurants", "list", "--org", org) == []
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    org = cli_json("org", "create", f"Big {secrets.token_hex(3)}")["id"]
+    result = run(
+        "restaurants", "import", str(EXAMPLES), "--org", org,
+        env={"REGBATCH_IMPORT_MAX_BYTES": "1000"}, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot import {EXAMPLES}: it has ")
+    assert "over the import limit of 1,000 (REGBATCH_IMPORT_MAX_BYTES)" in result.stderr
+    assert cli_json("restaurants", "list", "--org", org) == []
