@@ -20,7 +20,7 @@ from regbatch.db.fencing import lock_batch_exclusively
 from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
 from regbatch.db.restaurants import registration_config
-from regbatch.errors import InvalidInputError, NotFoundError, Problem
+from regbatch.errors import InvalidInputError, NotFoundError, Problem, not_one_of
 from regbatch.statuses import (
     BATCH_FINISHED,
     JOB_FINISHED,
@@ -413,7 +413,7 @@ def list_batches(
 ) -> BatchPage:
     """The organisation's batches, newest first, filtered, one page at a time."""
     problems = [
-        Problem("status", f"{s!r} is not a batch status; use one of {', '.join(BatchStatus)}")
+        Problem("status", not_one_of("batch status", s, BatchStatus))
         for s in statuses
         if s not in set(BatchStatus)
     ]

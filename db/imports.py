@@ -92,8 +92,7 @@ def _parse_chunk(
         try:
             item = RestaurantIn.model_validate(dict(data))
         except ValidationError as exc:
-            unknown = "is not a restaurants column; check its spelling"
-            for p in problems_from_validation(exc, prefix="", unknown=unknown):
+            for p in problems_from_validation(exc, "", "a restaurants column", RestaurantIn):
                 report.problem(row, p.field, p.message)
             continue
         key = match_key(item)

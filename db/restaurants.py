@@ -31,8 +31,7 @@ def validate_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[RestaurantIn]
         try:
             parsed.append(RestaurantIn.model_validate(dict(row)))
         except ValidationError as exc:
-            unknown = "is not a restaurants column; check its spelling"
-            for problem in problems_from_validation(exc, prefix="", unknown=unknown):
+            for problem in problems_from_validation(exc, "", "a restaurants column", RestaurantIn):
                 problems.append(Problem(problem.field, problem.message, subject))
     return parsed, problems
 

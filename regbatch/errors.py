@@ -23,6 +23,7 @@ Messages name the thing, the value and what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,11 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.subject}: " if self.subject else ""
         return f"{where}{self.field}: {self.message}"
+
+
+def not_one_of(what: str, value: object, choices: Iterable[str]) -> str:
+    """ "mode 'bogus' is not one of: sequential, parallel, distributed; choose one of them"."""
+    return f"{what} {str(value)!r} is not one of: {', '.join(choices)}; choose one of them"
 
 
 class InvalidInputError(RegbatchError):

@@ -5,17 +5,11 @@ type, ICP score, registration status, a search text, a limit), shared by `restau
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-from regbatch.errors import Problem
+from regbatch.errors import Problem, not_one_of
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
 
 SEARCH_MAX = 200
-
-
-def choice_problem(what: str, value: str, choices: type[StrEnum] | tuple[str, ...]) -> str:
-    """ "mode 'bogus' is not one of: sequential, parallel; choose one of them"."""
-    return f"{what} {value!r} is not one of: {', '.join(choices)}; choose one of them"
 
 
 @dataclass(frozen=True)
@@ -47,7 +41,7 @@ class RestaurantSelection:
     def problems(self) -> list[Problem]:
         """Every criterion that cannot match, with the valid choices."""
         problems = [
-            Problem(field, choice_problem(label, value, vocabulary))
+            Problem(field, not_one_of(label, value, vocabulary))
             for field, label, value, vocabulary in (
                 ("lead_stage", "stage", self.lead_stage, LeadStage),
                 ("lead_type", "type", self.lead_type, LeadType),

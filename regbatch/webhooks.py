@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from regbatch.errors import Problem, RegbatchError
+from regbatch.errors import Problem, RegbatchError, not_one_of
 from regbatch.reporting import failing_step
 from regbatch.statuses import BatchStatus, JobStatus, StepStatus
 from regbatch.steps import BY_NUMBER
@@ -89,9 +89,8 @@ def url_problems(url: str) -> list[Problem]:
 
 def event_problems(events: Iterable[str]) -> list[Problem]:
     """One problem per name that is not a WebhookEvent."""
-    known = ", ".join(WebhookEvent)
     return [
-        Problem("events", f"{event!r} is not an event; use one of {known}")
+        Problem("events", not_one_of("event", event, WebhookEvent))
         for event in events
         if event not in set(WebhookEvent)
     ]

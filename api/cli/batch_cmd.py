@@ -21,16 +21,14 @@ from regbatch.api.cli._output import (
 )
 from regbatch.api.cli.progress import BatchWatcher
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
-from regbatch.errors import InvalidInputError
+from regbatch.errors import InvalidInputError, not_one_of
 from regbatch.selection import RestaurantSelection
 from regbatch.statuses import BatchStatus, ExecutionMode, StepStatus
 from regbatch.views import BatchDetail
 
 app = typer.Typer(help="Registration batches.", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
-ModeOption = Annotated[
-    ExecutionMode, typer.Option("--mode", help="sequential, parallel or distributed.")
-]
+ModeOption = Annotated[str, typer.Option("--mode", help="sequential, parallel or distributed.")]
 
 
 @app.command("create")
@@ -414,7 +412,7 @@ def export(
     from regbatch.services.exporting import export_batch
 
     if fmt not in ("csv", "json"):
-        raise InvalidInputError(f"--format {fmt!r} is not a format; use csv or json")
+        raise InvalidInputError(not_one_of("--format", fmt, ("csv", "json")))
     _content_type, body = export_batch(parse_uuid(batch_id, "batch_id"), None, fmt)
     if output is None:
         typer.echo(body, nl=False)

@@ -263,3 +263,33 @@ def test_a_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"error: cannot import {EXAMPLES}: it has ")
     assert "over the import limit of 1,000 (REGBATCH_IMPORT_MAX_BYTES)" in result.stderr
     assert cli_json("restaurants", "list", "--org", org) == []
+
+
+def test_wrong_choices_name_the_valid_ones_in_the_users_words(tmp_path: Path) -> None:
+    org, _ = _org_with_examples()
+    mode = cli("batch", "create", "--org", org, "--name", "X", "--all", "--mode", "bogus",
+               check=False)  # fmt: skip
+    assert mode.returncode == 1
+    assert (
+        "execution_mode: mode 'bogus' is not one of: sequential, parallel, distributed; "
+        "choose one of them" in mode.stderr
+    )
+    assert "Value error" not in mode.stderr
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"payment": {"stripe": true}, "bogus": 1}')
+    unknown = cli("batch", "create", "--org", org, "--name", "X", "--all", "--settings",
+                  str(settings), check=False)  # fmt: skip
+    assert "RegistrationConfig" not in unknown.stderr
+    assert (
+        "settings.payment.stripe: is not a known field; choose one of: provider, "
+        "stripe_connect, currency" in unknown.stderr
+    )
+    assert "settings.bogus: is not a known setting; choose one of: account, restaurant" in (
+        unknown.stderr
+    )
+    listed = cli("batch", "list", "--org", org, "--status", "done", check=False)
+    assert "batch status 'done' is not one of: draft, pending, in_progress" in listed.stderr
+    export = cli("batch", "export", "00000000-0000-4000-8000-000000000000", "--format", "xml",
+                 check=False)  # fmt: skip
+    assert "--format 'xml' is not one of: csv, json; choose one of them" in export.stderr
+    assert _batches(org) == []

@@ -86,7 +86,10 @@ def test_bad_input_reports_every_problem_and_writes_nothing(org_id: uuid.UUID) -
         "breaker_threshold",
         "breaker_min_finished",
     }
-    assert by_field["lead_stage"] == "stage 'lukewarm' is not one of: cold, warm, hot; choose one of them"
+    assert (
+        by_field["lead_stage"]
+        == "stage 'lukewarm' is not one of: cold, warm, hot; choose one of them"
+    )
     assert by_field["registration_status"].startswith("'registered' never matches")
     assert by_field["limit"] == "0 is out of range; use 1 to 1000"
     assert template_count(org_id) == 0
