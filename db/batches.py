@@ -29,7 +29,7 @@ from regbatch.statuses import (
     JobStatus,
     StepStatus,
 )
-from regbatch.steps import STEPS
+from regbatch.steps import STEPS, current_step
 from regbatch.views import BatchDetail, BatchPage, BatchSummary, JobView, StepView
 
 
@@ -508,7 +508,8 @@ def _job_view(job: Job, restaurant_name: str, steps: list[StepView]) -> JobView:
         restaurant_name=restaurant_name,
         position=job.position,
         status=job.status,
-        current_step=job.current_step,
+        # the step it is at, from its steps (the column is the step started last)
+        current_step=current_step({s.step_number: s.status for s in steps}) if steps else None,
         error_message=job.error_message,
         error_details=job.error_details,
         retry_of_job_id=job.retry_of_job_id,

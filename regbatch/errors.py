@@ -93,7 +93,8 @@ class InvalidTransitionError(ConflictError):
 
     def __init__(self, level: str, current: str, target: str, subject: str = "") -> None:
         self.level, self.current, self.target = level, current, target
-        what = f"{level} {subject}".strip()
+        # subjects may already start with the level ("step account_registration")
+        what = subject if subject.startswith(f"{level} ") else f"{level} {subject}".strip()
         super().__init__(
             f"{what} is {current!r} and cannot become {target!r}; "
             f"check its status first (allowed from {current!r}: see regbatch.statuses)"

@@ -21,6 +21,7 @@ from typing import Any
 from regbatch.config import RegistrationConfig
 from regbatch.platform import builders
 from regbatch.platform import results as result_models
+from regbatch.statuses import STEP_ACTIVE, STEP_FINISHED, StepStatus
 from regbatch.step_spec import Condition, RetryPolicy, StepKey, StepSpec
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "StepKey",
     "StepSpec",
     "critical_path_length",
+    "current_step",
     "dependents",
     "step",
 ]
@@ -319,3 +321,21 @@ def step_depths() -> dict[StepKey, int]:
 def critical_path_length() -> int:
     """The number of steps on the longest prerequisite chain (4: 1 -> 5 -> 9 -> 11)."""
     return max(step_depths().values())
+
+
+def current_step(statuses: Mapping[int, StepStatus]) -> int | None:
+    """The step a restaurant is at, from its steps' statuses by number: the first step in
+    progress or retrying; else the first pending step whose prerequisites have all finished (the
+    one it waits to start); else the first failed step; None when nothing is left."""
+    numbers = sorted(statuses)
+    active = [n for n in numbers if statuses[n] in STEP_ACTIVE]
+    if active:
+        return active[0]
+    for number in numbers:
+        if statuses[number] == StepStatus.PENDING and all(
+            statuses.get(BY_KEY[key].number) in STEP_FINISHED
+            for key in BY_NUMBER[number].prerequisites
+        ):
+            return number
+    failed = [n for n in numbers if statuses[n] == StepStatus.FAILED]
+    return failed[0] if failed else None

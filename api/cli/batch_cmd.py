@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from regbatch.api.cli import _selection as sel
@@ -21,10 +22,12 @@ from regbatch.api.cli._output import (
 )
 from regbatch.api.cli.progress import BatchWatcher
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
-from regbatch.errors import InvalidInputError, not_one_of
+from regbatch.errors import InvalidInputError, NotFoundError, not_one_of
+from regbatch.reporting import batch_duration, counts_text, duration_text
 from regbatch.selection import RestaurantSelection
-from regbatch.statuses import BatchStatus, ExecutionMode, StepStatus
-from regbatch.views import BatchDetail
+from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, StepStatus
+from regbatch.steps import BY_NUMBER
+from regbatch.views import BatchDetail, JobView
 
 app = typer.Typer(help="Registration batches.", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
@@ -146,12 +149,23 @@ def _created(
 
 
 @app.command("show")
-def show(batch_id: str, as_json: JsonFlag = False) -> None:
-    """Show a batch with its restaurants and their steps."""
+def show(
+    batch_id: str,
+    restaurant: Annotated[
+        str | None,
+        typer.Argument(help="One restaurant: its # in the batch, its id or its name."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a batch with its restaurants, or one restaurant's twelve steps in full."""
     from regbatch.services.batches import get_batch
 
     detail = get_batch(batch_id)
-    emit(detail, as_json, lambda: render_detail(detail))
+    if restaurant is None:
+        emit(detail, as_json, lambda: render_detail(detail))
+        return
+    job = find_job(detail, restaurant)
+    emit(job, as_json, lambda: render_job(detail, job))
 
 
 @app.command("list")
@@ -193,26 +207,70 @@ def list_(
 def render_detail(detail: BatchDetail) -> None:
     """A batch as a heading and one line per restaurant with its current or failing step."""
     console.print(
-        f"[bold]{detail.name}[/bold]  {detail.status}  "
-        f"{detail.completed + detail.failed + detail.cancelled}/{detail.total} finished "
-        f"({detail.completed} ok, {detail.failed} failed)  {detail.execution_mode}"
-        f" x{detail.concurrency}  id {detail.id}"
+        f"[bold]{escape(detail.name)}[/bold]  {detail.status}  {counts_text(detail)}  "
+        f"{detail.execution_mode} x{detail.concurrency}  id {detail.id}"
     )
-    if detail.pause_reason:
-        console.print(f"paused: {detail.pause_reason}")
-    view = Table("#", "restaurant", "status", "step", "error")
+    if detail.status == BatchStatus.PAUSED and detail.pause_reason:
+        console.print(f"paused: {detail.pause_reason}", markup=False)
+    view = _table(("#", False), ("restaurant", True), ("status", False), ("step", False),
+                  ("error", True))  # fmt: skip
     for job in detail.jobs:
-        step = next((s for s in job.steps if s.step_number == job.current_step), None)
+        shown = BY_NUMBER[job.current_step].label if job.current_step else ""
         failed = next((s for s in job.steps if s.status == StepStatus.FAILED), None)
-        shown = failed or step
         view.add_row(
             str(job.position + 1),
-            job.restaurant_name,
+            escape(job.restaurant_name),
             job.status,
-            f"{shown.step_number:02d}-{shown.step_key}" if shown else "",
-            (failed.error_message or "") if failed else "",
+            shown,
+            escape(failed.error_message or "") if failed else "",
         )
     console.print(view)
+    if any(job.status == JobStatus.FAILED for job in detail.jobs):
+        console.print(f"one restaurant in full: regbatch batch show {detail.id} NUMBER")
+
+
+def _table(*columns: tuple[str, bool]) -> Table:
+    """A table whose (header, wraps) columns either wrap between words or are never cut."""
+    view = Table()
+    for header, wraps in columns:
+        view.add_column(header, overflow="fold", no_wrap=not wraps)
+    return view
+
+
+def find_job(detail: BatchDetail, ref: str) -> JobView:
+    """The batch's job of restaurant `ref`: its number in the batch, its id, or its name."""
+    ref = ref.strip()
+    for job in detail.jobs:
+        if ref in (str(job.position + 1), str(job.restaurant_id), str(job.id)):
+            return job
+    named = [j for j in detail.jobs if j.restaurant_name.casefold() == ref.casefold()]
+    if len(named) == 1:
+        return named[0]
+    raise NotFoundError(
+        f"restaurant {ref!r} is not in batch {detail.id}"
+        + (" under one name" if named else "")
+        + f"; give its number (1-{len(detail.jobs)}), its id or its name, as "
+        f"`regbatch batch show {detail.id}` lists them"
+    )
+
+
+def render_job(detail: BatchDetail, job: JobView) -> None:
+    """One restaurant of a batch: its status and every step with its full error or skip reason."""
+    console.print(
+        f"[bold]{escape(job.restaurant_name)}[/bold]  {job.status}  #{job.position + 1} of "
+        f"batch {escape(detail.name)}  restaurant {job.restaurant_id}"
+    )
+    view = _table(("step", False), ("status", False), ("attempts", False), ("took", False),
+                  ("detail", True))  # fmt: skip
+    for step in job.steps:
+        took = duration_text((step.duration_ms or 0) / 1000) if step.duration_ms else ""
+        text = step.error_message or step.skip_reason or ""
+        view.add_row(
+            BY_NUMBER[step.step_number].label, step.status, str(step.attempts), took, escape(text)
+        )
+    console.print(view)
+    if job.error_message:
+        console.print(f"error: {job.error_message}", markup=False)
 
 
 def run_here(
@@ -241,19 +299,9 @@ def run_here(
 
 
 def outcome_line(detail: BatchDetail) -> str:
-    """'Auckland Q4: completed - 2 ok, 1 failed, 0 cancelled of 3 (47m 23s)'."""
-    from regbatch.reporting import duration_text
-
-    end = detail.completed_at or detail.paused_at or detail.cancelled_at
-    took = (
-        duration_text((end - detail.started_at).total_seconds())
-        if end and detail.started_at
-        else ""
-    )
-    line = (
-        f"{detail.name}: {detail.status} - {detail.completed} ok, {detail.failed} failed, "
-        f"{detail.cancelled} cancelled of {detail.total}"
-    )
+    """'Q4: completed - 3/3 finished (2 ok, 1 failed, 0 cancelled, 0 skipped) (47m 23s)'."""
+    took = duration_text(batch_duration(detail))
+    line = f"{detail.name}: {detail.status} - {counts_text(detail)}"
     if detail.status == BatchStatus.PAUSED and detail.pause_reason:
         line += f"; {detail.pause_reason}"
     return f"{line} ({took})" if took else line

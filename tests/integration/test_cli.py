@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -293,3 +294,59 @@ def test_wrong_choices_name_the_valid_ones_in_the_users_words(tmp_path: Path) ->
                  check=False)  # fmt: skip
     assert "--format 'xml' is not one of: csv, json; choose one of them" in export.stderr
     assert _batches(org) == []
+
+
+def _set(model: Any, where: Any, **values: Any) -> None:
+    from sqlalchemy import update
+
+    from regbatch.db.engine import session_scope
+
+    with session_scope() as session:
+        session.execute(update(model).where(where).values(**values))
+
+
+def test_batch_show_after_a_pause_and_a_cancel() -> None:
+    from regbatch.db.models import Batch
+
+    org, _ = _org_with_examples()
+    batch_id = cli_json("batch", "create", "--org", org, "--name", "Cut", "--city", "Auckland")[
+        "batch_id"
+    ]
+    # the breaker had paused it once; its reason stays on the row
+    _set(Batch, Batch.id == uuid.UUID(batch_id), pause_reason="3 of 4 finished failed")
+    cli("batch", "cancel", batch_id)
+    shown = cli("batch", "show", batch_id).stdout
+    assert "5/5 finished (0 ok, 0 failed, 5 cancelled, 0 skipped)" in shown
+    assert "paused" not in shown and "3 of 4 finished failed" not in shown
+
+
+def test_batch_show_names_the_waiting_step_and_one_restaurant_in_full() -> None:
+    from regbatch.db.models import Job, JobStep
+    from regbatch.statuses import JobStatus, StepStatus
+
+    org, _ = _org_with_examples()
+    batch_id = cli_json("batch", "create", "--org", org, "--name", "Show", "--city", "Auckland")[
+        "batch_id"
+    ]
+    first, second = cli_json("batch", "show", batch_id)["jobs"][:2]
+    waiting, failing = uuid.UUID(first["id"]), uuid.UUID(second["id"])
+    # image upload (4) finished while account registration (1) waits for its turn
+    for number in (2, 3, 4):
+        _set(JobStep, (JobStep.job_id == waiting) & (JobStep.step_number == number),
+             status=StepStatus.COMPLETED)  # fmt: skip
+    _set(Job, Job.id == waiting, status=JobStatus.IN_PROGRESS, current_step=4)
+    error = "the platform refused the menu: " + "price missing on item Margherita " * 6 + "END"
+    _set(JobStep, (JobStep.job_id == failing) & (JobStep.step_number == 1),
+         status=StepStatus.FAILED, error_message=error)  # fmt: skip
+    _set(Job, Job.id == failing, status=JobStatus.FAILED)
+    detail = cli_json("batch", "show", batch_id)
+    assert detail["jobs"][0]["current_step"] == 1  # not 4
+    table = cli("batch", "show", batch_id).stdout
+    assert "01-account_registration" in table and "04-image_upload" not in table
+    assert "END" in table  # wrapped, not cut
+    full = cli("batch", "show", batch_id, "2").stdout
+    assert " ".join(error.split()) in " ".join(full.replace("│", " ").split())
+    assert cli_json("batch", "show", batch_id, second["restaurant_name"])["id"] == second["id"]
+    missing = cli("batch", "show", batch_id, "99", check=False)
+    assert missing.returncode == 1
+    assert f"restaurant '99' is not in batch {batch_id}; give its number (1-5)" in missing.stderr
