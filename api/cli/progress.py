@@ -51,7 +51,7 @@ def render(detail: BatchDetail, progress: Progress, task_id: TaskID) -> Group:
         took=took,
     )
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("restaurant", no_wrap=True)
+    table.add_column("restaurant", overflow="fold")
     table.add_column("status")
     table.add_column("step / error", overflow="fold")
     for job in detail.jobs:

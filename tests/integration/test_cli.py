@@ -192,6 +192,11 @@ def test_tables_never_cut_an_id() -> None:
     batch_id = cli_json("batch", "create", "--org", org, "--name", "A long batch name " * 4,
                         "--all")["batch_id"]  # fmt: skip
     assert batch_id in cli("batch", "list", "--org", org).stdout
+    key = cli_json("org", "key", "create", org, "--name", "a key with a long name " * 3)
+    assert key["id"] in cli("org", "key", "list", org).stdout
+    url = "https://hooks.example.com/" + "long-path/" * 8
+    hook = cli_json("webhook", "create", "--org", org, "--url", url)
+    assert hook["id"] in cli("webhook", "list", "--org", org).stdout
 
 
 def _import(path: Path, org: str, *flags: str) -> Any:
