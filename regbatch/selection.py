@@ -28,14 +28,14 @@ class RestaurantSelection:
 
     @property
     def selects(self) -> bool:
-        """True when it picks restaurants at all (a criterion, a limit or `everything`)."""
+        """True when it picks restaurants at all: `everything` or a criterion (a limit only
+        caps what they pick)."""
         criteria = (self.city, self.lead_stage, self.lead_type, self.registration_status)
         return (
             self.everything
             or any(c for c in criteria)
             or bool(self.search)
             or self.min_icp_score is not None
-            or self.limit is not None
         )
 
     def problems(self) -> list[Problem]:

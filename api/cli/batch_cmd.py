@@ -98,6 +98,11 @@ def _choose(
     included so that creating names them); says how many match."""
     from regbatch.services.batches import select_restaurants
 
+    if selection.limit is not None and not selection.selects:
+        raise InvalidInputError(
+            f"batch not created: --limit {selection.limit} caps the restaurants the filters "
+            "match, and none is given; add --all or a filter such as --city or --stage"
+        )
     if not given and not selection.selects:
         raise InvalidInputError(
             "batch not created: no restaurant chosen; pass --restaurant ID, --from-file FILE, "

@@ -176,6 +176,11 @@ def test_batch_create_refuses_no_choice_bad_filters_and_unknown_ids(tmp_path: Pa
     assert (
         unknown.returncode == 1 and f"{stranger}: restaurant_ids: does not exist" in unknown.stderr
     )
+    lone_limit = cli("batch", "create", "--org", org, "--name", "X", "--restaurant",
+                     str(uuid.uuid4()), "--limit", "3", check=False)  # fmt: skip
+    assert "--limit 3 caps the restaurants the filters match, and none is given" in (
+        lone_limit.stderr
+    )
     missing = cli("batch", "create", "--org", org, "--name", "X", "--from-file",
                   str(tmp_path / "none.txt"), check=False)  # fmt: skip
     assert missing.returncode == 1 and "cannot read --from-file" in missing.stderr
