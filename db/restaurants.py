@@ -7,16 +7,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from regbatch.config import build_config, problems_from_validation
 from regbatch.db.imports import new_restaurant
-from regbatch.db.models import Restaurant
+from regbatch.db.models import Batch, Job, Restaurant
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.preflight import preflight
 from regbatch.restaurant import RECORD_FIELDS, RestaurantIn
 from regbatch.selection import RestaurantSelection
+from regbatch.statuses import BATCH_FINISHED
 
 
 def validate_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[RestaurantIn], list[Problem]]:
@@ -58,29 +59,40 @@ def import_restaurants(
 def apply_selection(query: Select[Any], selection: RestaurantSelection) -> Select[Any]:
     """`query` over restaurants narrowed by every criterion of `selection`, best ICP score first
     (then name, id), at most its limit: the one place a restaurant filter becomes SQL."""
-    if selection.city:
-        # Case-insensitive: "auckland" finds "Auckland".
-        query = query.where(func.lower(Restaurant.city) == selection.city.strip().lower())
-    if selection.lead_stage:
-        query = query.where(Restaurant.lead_stage == selection.lead_stage)
-    if selection.lead_type:
-        query = query.where(Restaurant.lead_type == selection.lead_type)
-    if selection.min_icp_score is not None:
-        query = query.where(Restaurant.icp_score >= selection.min_icp_score)
-    if selection.registration_status:
-        query = query.where(Restaurant.registration_status == selection.registration_status)
-    if selection.search:
-        pattern = "%" + _escape_like(selection.search.strip().lower()) + "%"
-        query = query.where(
-            or_(
-                *(
-                    func.lower(column).like(pattern, escape="\\")
-                    for column in (Restaurant.name, Restaurant.email, Restaurant.city)
-                )
-            )
-        )
+    query = query.where(*selection_criteria(selection))
     query = query.order_by(Restaurant.icp_score.desc(), Restaurant.name, Restaurant.id)
     return query if selection.limit is None else query.limit(selection.limit)
+
+
+def selection_criteria(selection: RestaurantSelection) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of `selection`'s criteria (its limit and order aside)."""
+    conditions: list[ColumnElement[bool]] = []
+    if selection.city:
+        # Case-insensitive: "auckland" finds "Auckland".
+        conditions.append(func.lower(Restaurant.city) == selection.city.strip().lower())
+    if selection.lead_stage:
+        conditions.append(Restaurant.lead_stage == selection.lead_stage)
+    if selection.lead_type:
+        conditions.append(Restaurant.lead_type == selection.lead_type)
+    if selection.min_icp_score is not None:
+        conditions.append(Restaurant.icp_score >= selection.min_icp_score)
+    if selection.registration_status:
+        conditions.append(Restaurant.registration_status == selection.registration_status)
+    if selection.search:
+        pattern = "%" + _escape_like(selection.search.strip().lower()) + "%"
+        columns = (Restaurant.name, Restaurant.email, Restaurant.city)
+        conditions.append(or_(*(func.lower(c).like(pattern, escape="\\") for c in columns)))
+    return conditions
+
+
+def in_unfinished_batch() -> ColumnElement[bool]:
+    """The restaurant has a job in a batch that has not finished (a draft included)."""
+    return (
+        select(Job.id)
+        .join(Batch, Batch.id == Job.batch_id)
+        .where(Job.restaurant_id == Restaurant.id, Batch.status.not_in(list(BATCH_FINISHED)))
+        .exists()
+    )
 
 
 def _escape_like(text: str) -> str:

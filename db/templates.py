@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, option_problems
 from regbatch.config import settings_problems
-from regbatch.db.models import Batch, BatchTemplate, Job, Restaurant
-from regbatch.db.restaurants import apply_selection
+from regbatch.db.models import BatchTemplate, Restaurant
+from regbatch.db.restaurants import apply_selection, in_unfinished_batch
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.restaurant import RegistrationStatus
 from regbatch.selection import RestaurantSelection
-from regbatch.statuses import BATCH_FINISHED, ExecutionMode
+from regbatch.statuses import ExecutionMode
 
 NAME_MAX = 120  # leaves room for the " YYYY-MM-DD HH:MM" of the batches' names (200 at most)
 LIMIT_MAX = 1000
@@ -201,16 +201,10 @@ def selection_of(template: BatchTemplate) -> RestaurantSelection:
 
 
 def _matching(template: BatchTemplate, *columns: Any) -> Select[Any]:
-    in_unfinished_batch = (
-        select(Job.id)
-        .join(Batch, Batch.id == Job.batch_id)
-        .where(Job.restaurant_id == Restaurant.id, Batch.status.not_in(list(BATCH_FINISHED)))
-        .exists()
-    )
     query = select(*columns).where(
         Restaurant.organisation_id == template.organisation_id,
         Restaurant.registration_status != RegistrationStatus.REGISTERED,
-        ~in_unfinished_batch,
+        ~in_unfinished_batch(),
     )
     return apply_selection(query, selection_of(template))
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from sqlalchemy import Select, func, select
 
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.db import batches as batch_data
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Restaurant
 from regbatch.db.organisations import find_organisation
-from regbatch.db.restaurants import list_restaurants, restaurants_by_id
+from regbatch.db.restaurants import (
+    apply_selection,
+    in_unfinished_batch,
+    restaurants_by_id,
+    selection_criteria,
+)
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.selection import RestaurantSelection
 from regbatch.settings import get_settings
@@ -46,25 +54,47 @@ def _parse_ids(restaurant_ids: Sequence[str | uuid.UUID]) -> list[uuid.UUID]:
     return ids
 
 
+@dataclass(frozen=True)
+class ChosenRestaurants:
+    """The restaurants a batch would take (as rows to show), and how many the filters matched
+    but left out because an unfinished batch holds them."""
+
+    rows: list[dict[str, Any]]
+    held: int = 0
+
+
 def select_restaurants(
     organisation: str | uuid.UUID,
     *,
     restaurant_ids: Sequence[str | uuid.UUID] = (),
     selection: RestaurantSelection | None = None,
-) -> list[dict[str, Any]]:
+) -> ChosenRestaurants:
     """The restaurants a batch would take, in batch order: the given ids first (as given), then
-    those matching `selection` (best ICP first); each once. Ids that are not the organisation's
-    are left out here: creating the batch names them."""
+    those matching `selection` that no unfinished batch holds (best ICP first); each once. Ids
+    that are not the organisation's are left out here: creating the batch names them."""
     ids = list(dict.fromkeys(_parse_ids(restaurant_ids)))
     if selection is not None and selection.problems():
         raise InvalidInputError("no restaurant selected: invalid selection", selection.problems())
+    held = 0
     with session_scope() as session:
         org_id = _organisation_id(session, organisation)
         given = {r.id: r for r in restaurants_by_id(session, org_id, ids)}
         rows = [given[rid] for rid in ids if rid in given]
         if selection is not None and selection.selects:
-            rows += [r for r in list_restaurants(session, org_id, selection) if r.id not in given]
-        return [{"id": str(r.id), **{k: getattr(r, k) for k in SELECTION_COLUMNS}} for r in rows]
+            mine = select(Restaurant).where(Restaurant.organisation_id == org_id)
+            free = apply_selection(mine.where(~in_unfinished_batch()), selection)
+            rows += [r for r in session.scalars(free) if r.id not in given]
+            held = _count(
+                session, mine.where(*selection_criteria(selection), in_unfinished_batch())
+            )
+        return ChosenRestaurants(
+            [{"id": str(r.id), **{k: getattr(r, k) for k in SELECTION_COLUMNS}} for r in rows],
+            held,
+        )
+
+
+def _count(session: Any, query: Select[Any]) -> int:
+    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
 SELECTION_COLUMNS = ("name", "city", "lead_stage", "lead_type", "icp_score", "registration_status")

@@ -108,10 +108,11 @@ def _choose(
             "batch not created: no restaurant chosen; pass --restaurant ID, --from-file FILE, "
             "--all, or a filter such as --city, --stage, --type, --status or --search"
         )
-    chosen = select_restaurants(org, restaurant_ids=given, selection=selection)
+    found = select_restaurants(org, restaurant_ids=given, selection=selection)
+    chosen = found.rows
     ids = list(dict.fromkeys([*(str(uuid.UUID(g)) for g in given), *(r["id"] for r in chosen)]))
     if not as_json:
-        err_console.print(_match_line(len(ids)), markup=False)
+        err_console.print(_match_line(len(ids), found.held), markup=False)
     if not ids:
         raise InvalidInputError(
             "batch not created: no restaurant matches the filters; widen them (see "
@@ -120,8 +121,13 @@ def _choose(
     return chosen, ids
 
 
-def _match_line(count: int) -> str:
-    return f"{count} restaurant{'' if count == 1 else 's'} match"
+def _match_line(count: int, held: int) -> str:
+    line = f"{count} restaurant{'' if count == 1 else 's'} match"
+    if held:
+        line += (
+            f"; {held} more left out: an unfinished batch holds them (see `regbatch batch list`)"
+        )
+    return line
 
 
 def _created(

@@ -360,3 +360,22 @@ def test_batch_show_names_the_waiting_step_and_one_restaurant_in_full() -> None:
     missing = cli("batch", "show", batch_id, "99", check=False)
     assert missing.returncode == 1
     assert f"restaurant '99' is not in batch {batch_id}; give its number (1-5)" in missing.stderr
+
+
+def test_filters_leave_out_restaurants_an_unfinished_batch_holds() -> None:
+    org, listed = _org_with_examples()
+    auckland = [r["id"] for r in listed if r["city"] == "Auckland"]
+    cli("batch", "create", "--org", org, "--name", "First", "--city", "Auckland")
+    again = cli("batch", "create", "--org", org, "--name", "Again", "--city", "Auckland",
+                check=False)  # fmt: skip
+    assert again.returncode == 1
+    assert again.stderr.startswith(
+        f"0 restaurants match; {len(auckland)} more left out: an unfinished batch holds them"
+    )
+    assert "no restaurant matches the filters" in again.stderr
+    rest = cli_json("batch", "create", "--org", org, "--name", "Rest", "--all", "--dry-run")
+    assert {r["id"] for r in rest["restaurants"]} == {r["id"] for r in listed} - set(auckland)
+    # named by id, a held restaurant is refused with the batch that holds it
+    held = cli("batch", "create", "--org", org, "--name", "Held", "--restaurant", auckland[0],
+               check=False)  # fmt: skip
+    assert "is already in unfinished batch" in held.stderr
