@@ -257,11 +257,11 @@ def find_job(detail: BatchDetail, ref: str) -> JobView:
     named = [j for j in detail.jobs if j.restaurant_name.casefold() == ref.casefold()]
     if len(named) == 1:
         return named[0]
+    found = f"names {len(named)} restaurants of" if named else "is not in"
     raise NotFoundError(
-        f"restaurant {ref!r} is not in batch {detail.id}"
-        + (" under one name" if named else "")
-        + f"; give its number (1-{len(detail.jobs)}), its id or its name, as "
-        f"`regbatch batch show {detail.id}` lists them"
+        f"restaurant {ref!r} {found} batch {detail.id}; give its number "
+        f"(1-{len(detail.jobs)}), its id or its name, as `regbatch batch show {detail.id}` "
+        "lists them"
     )
 
 
