@@ -112,6 +112,17 @@ def list_restaurants(
     return list(session.scalars(apply_selection(query, selection)))
 
 
+def free_restaurants(
+    session: Session, organisation_id: uuid.UUID, selection: RestaurantSelection
+) -> tuple[list[Restaurant], int]:
+    """The organisation's restaurants matching `selection` that no unfinished batch holds, and
+    how many more match but are held."""
+    mine = select(Restaurant).where(Restaurant.organisation_id == organisation_id)
+    free = list(session.scalars(apply_selection(mine.where(~in_unfinished_batch()), selection)))
+    held = mine.where(*selection_criteria(selection), in_unfinished_batch()).subquery()
+    return free, session.scalar(select(func.count()).select_from(held)) or 0
+
+
 def restaurants_by_id(
     session: Session, organisation_id: uuid.UUID, restaurant_ids: Sequence[uuid.UUID]
 ) -> list[Restaurant]:

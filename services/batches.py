@@ -8,19 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
-
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.db import batches as batch_data
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Restaurant
 from regbatch.db.organisations import find_organisation
-from regbatch.db.restaurants import (
-    apply_selection,
-    in_unfinished_batch,
-    restaurants_by_id,
-    selection_criteria,
-)
+from regbatch.db.restaurants import free_restaurants, restaurants_by_id
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.selection import RestaurantSelection
 from regbatch.settings import get_settings
@@ -81,20 +74,12 @@ def select_restaurants(
         given = {r.id: r for r in restaurants_by_id(session, org_id, ids)}
         rows = [given[rid] for rid in ids if rid in given]
         if selection is not None and selection.selects:
-            mine = select(Restaurant).where(Restaurant.organisation_id == org_id)
-            free = apply_selection(mine.where(~in_unfinished_batch()), selection)
-            rows += [r for r in session.scalars(free) if r.id not in given]
-            held = _count(
-                session, mine.where(*selection_criteria(selection), in_unfinished_batch())
-            )
+            free, held = free_restaurants(session, org_id, selection)
+            rows += [r for r in free if r.id not in given]
         return ChosenRestaurants(
             [{"id": str(r.id), **{k: getattr(r, k) for k in SELECTION_COLUMNS}} for r in rows],
             held,
         )
-
-
-def _count(session: Any, query: Select[Any]) -> int:
-    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
 SELECTION_COLUMNS = ("name", "city", "lead_stage", "lead_type", "icp_score", "registration_status")
