@@ -58,7 +58,11 @@ def upsert_restaurants(
     source: str = "the import file",
 ) -> list[RowOutcome]:
     """Create, update or leave each row's restaurant; InvalidInputError listing the problems
-    (the first PROBLEMS_KEPT, and how many rows are bad) when any row is bad."""
+    (the first PROBLEMS_KEPT, and how many rows are bad) when any row is bad.
+
+    Each chunk is flushed, then the session's objects are expunged, so that memory holds one
+    chunk whatever the file's size: the caller keeps ids, not objects, across this call.
+    """
     report = ImportReport()
     iterator = iter(rows)
     while chunk := list(islice(iterator, CHUNK_ROWS)):

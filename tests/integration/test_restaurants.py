@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from regbatch import passwords
 from regbatch.db.engine import session_scope
-from regbatch.db.imports import upsert_restaurants
+from regbatch.db.imports import PROBLEMS_KEPT, upsert_restaurants
 from regbatch.db.models import Restaurant
 from regbatch.db.restaurants import import_restaurants, list_restaurants
 from regbatch.errors import InvalidInputError
@@ -156,3 +156,17 @@ def test_an_email_naming_two_restaurants_is_refused(org_id: uuid.UUID) -> None:
     assert "matches 2 restaurants" in str(caught.value)
     assert "add an external_id column to tell them apart" in str(caught.value)
     assert count(org_id) == 2
+
+
+def test_a_file_of_bad_rows_lists_the_first_problems_and_counts_every_bad_row(
+    org_id: uuid.UUID,
+) -> None:
+    rows = [restaurant_row(i, icp_score=11) for i in range(PROBLEMS_KEPT + 10)]
+    with pytest.raises(InvalidInputError) as caught:
+        _upsert(org_id, rows)
+    assert caught.value.summary == (
+        f"{PROBLEMS_KEPT + 10} of {PROBLEMS_KEPT + 10} rows are invalid; nothing was imported, "
+        f"fix them and import again (the first {PROBLEMS_KEPT} shown)"
+    )
+    assert len(caught.value.problems) == PROBLEMS_KEPT
+    assert count(org_id) == 0
