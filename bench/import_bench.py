@@ -2,8 +2,8 @@
 default, made from the samples), into a fresh PostgreSQL schema.
 
 Prints the file's size, then for each run (the first creates every restaurant, the second finds
-them all unchanged) the wall time and the peak memory (RSS high-water mark) of the import
-process, the real console script in a subprocess of its own.
+them all unchanged) the wall and CPU time and the peak memory (RSS high-water mark) of the
+import process, the real console script in a subprocess of its own.
 
 Needs PostgreSQL (REGBATCH_BENCH_DATABASE_URL, default the local `test` database; a schema of its
 own is created and dropped).
@@ -18,6 +18,7 @@ import copy
 import csv
 import json
 import os
+import resource
 import secrets
 import subprocess
 import sys
@@ -73,8 +74,11 @@ def regbatch(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-def timed_import(env: dict[str, str], path: Path, org: str) -> tuple[float, float, dict[str, Any]]:
-    """(wall seconds, peak RSS MB, JSON answer) of one import in a process of its own."""
+def timed_import(
+    env: dict[str, str], path: Path, org: str
+) -> tuple[float, float, float, dict[str, Any]]:
+    """(wall seconds, CPU seconds, peak RSS MB, JSON answer) of one import in a process of its
+    own (CPU time says what wall time hides on a busy machine)."""
     # VmHWM: the high-water mark of this process's own memory (ru_maxrss would include the
     # memory of the benchmark it was forked from)
     code = (
@@ -83,15 +87,22 @@ def timed_import(env: dict[str, str], path: Path, org: str) -> tuple[float, floa
         " if line.startswith('VmHWM:')), file=sys.stderr)"
     )
     args = ["regbatch", "restaurants", "import", str(path), "--org", org, "--json"]
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True
     )
     wall = time.perf_counter() - start
+    cpu = _children_cpu() - cpu_before
     if done.returncode != 0:
         raise SystemExit(f"import failed:\n{done.stderr}")
     peak_kb = int(done.stderr.strip().splitlines()[-1])
-    return wall, peak_kb / 1024, json.loads(done.stdout)
+    return wall, cpu, peak_kb / 1024, json.loads(done.stdout)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -115,9 +126,9 @@ def main() -> None:
             write_file(path, rows(options.n), options.format)
             print(f"{options.n} rows, {options.format}, {path.stat().st_size / 1e6:.1f} MB")
             for run in ("first import", "same file again"):
-                wall, peak, answer = timed_import(env, path, "Import Bench")
+                wall, cpu, peak, answer = timed_import(env, path, "Import Bench")
                 counts = ", ".join(f"{answer[k]} {k}" for k in ("created", "updated", "unchanged"))
-                print(f"{run}: {wall:.1f} s, peak RSS {peak:.0f} MB ({counts})")
+                print(f"{run}: {wall:.1f} s ({cpu:.1f} s CPU), peak RSS {peak:.0f} MB ({counts})")
     finally:
         with engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
