@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.progress import (
@@ -37,6 +37,19 @@ from regbatch.views import BatchDetail
 
 _S = StepStatus
 _STEP_MARK = {_S.COMPLETED: "✓", _S.FAILED: "✗", _S.SKIPPED: "–", _S.RETRYING: "↻"}
+
+
+def progress_bar(on: Console) -> tuple[Progress, TaskID]:
+    """The bar of a batch: description, bar, share, finished/total and the batch's duration."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[took]}"),
+        console=on,
+    )
+    return progress, progress.add_task("", total=1, took="")
 
 
 def render(detail: BatchDetail, progress: Progress, task_id: TaskID) -> Group:
@@ -94,15 +107,7 @@ class BatchWatcher:
         return self.latest
 
     def _live(self) -> None:
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[took]}"),
-            console=console,
-        )
-        task_id = progress.add_task("", total=1, took="")
+        progress, task_id = progress_bar(console)
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
                 detail = self._read()
