@@ -246,6 +246,9 @@ MALFORMED = {
     "comma.json": (b'[{"name": "A"},, ]', "row 2: is not JSON (Expecting value); fix the JSON"),
     "object.json": (b'{"name": "A"}', "starts with '{', not a JSON array; wrap the restaurants"),
     "cells.csv": (b"name\nA,B\n", "row 1: has more cells than the header has columns"),
+    "huge.jsonl": (b'{"name": "' + b"x" * 1_100_000 + b'"}\n', "row 1: is over 1,000,000 characters"),
+    "huge.json": (b'[{"name": "ok"}, {"name": "' + b"x" * 1_100_000 + b'"}]',
+                  "row 2: is over 1,000,000 characters"),
 }  # fmt: skip
 
 
