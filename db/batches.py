@@ -21,7 +21,7 @@ from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
 from regbatch.db.restaurants import registration_config
 from regbatch.errors import InvalidInputError, NotFoundError, Problem, not_one_of
-from regbatch.plugins import current_registry, graph_record
+from regbatch.plugins import current_registry, graph_record, recorded_step_count
 from regbatch.statuses import (
     BATCH_FINISHED,
     JOB_FINISHED,
@@ -414,6 +414,7 @@ def batch_summary(batch: Batch) -> BatchSummary:
         started_at=batch.started_at,
         completed_at=batch.completed_at,
         retry_of_batch_id=batch.retry_of_batch_id,
+        total_steps=recorded_step_count(batch.step_graph),
     )
 
 
@@ -455,10 +456,10 @@ def list_batches(
 
 # A step's columns as its view shows them; the summary leaves out `result_data` (for
 # overviews of big batches, where the results are most of the rows' weight).
-_STEP_VIEW_COLUMNS = [
+STEP_VIEW_COLUMNS = [
     column for name, column in JobStep.__table__.c.items() if name in StepView.model_fields
 ]
-_STEP_SUMMARY_COLUMNS = [c for c in _STEP_VIEW_COLUMNS if c.name != "result_data"]
+STEP_SUMMARY_COLUMNS = [c for c in STEP_VIEW_COLUMNS if c.name != "result_data"]
 
 
 def batch_detail(
@@ -495,7 +496,7 @@ def batch_detail(
         step_graph=batch.step_graph,
         cancelled_at=batch.cancelled_at,
         updated_at=batch.updated_at,
-        jobs=[_job_view(job, name, steps_by_job.get(job.id, [])) for job, name in jobs],
+        jobs=[job_view(job, name, steps_by_job.get(job.id, [])) for job, name in jobs],
     )
 
 
@@ -504,7 +505,7 @@ def _step_views(
 ) -> dict[uuid.UUID, list[StepView]]:
     """The batch's steps by job, in step order, in one query."""
     steps = session.execute(
-        select(JobStep.job_id, *(_STEP_VIEW_COLUMNS if with_results else _STEP_SUMMARY_COLUMNS))
+        select(JobStep.job_id, *(STEP_VIEW_COLUMNS if with_results else STEP_SUMMARY_COLUMNS))
         .join(Job, Job.id == JobStep.job_id)
         .where(Job.batch_id == batch_id)
         .order_by(JobStep.job_id, JobStep.step_number)
@@ -517,7 +518,8 @@ def _step_views(
     return steps_by_job
 
 
-def _job_view(job: Job, restaurant_name: str, steps: list[StepView]) -> JobView:
+def job_view(job: Job, restaurant_name: str, steps: list[StepView]) -> JobView:
+    """A job as its view shows it, its current step read from its steps."""
     return JobView(
         id=job.id,
         restaurant_id=job.restaurant_id,

@@ -6,18 +6,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from regbatch.audit import Operation
+from regbatch.db.batch_pages import (
+    bad_cursor,
+    current_steps,
+    decode_cursor,
+    encode_cursor,
+    job_previews,
+)
 from regbatch.db.batches import batch_summary, get_batch
 from regbatch.db.models import Batch, Job, JobStep, OperationLog, Restaurant
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.statuses import BatchStatus, JobStatus
 from regbatch.views import (
+    BatchListItem,
     BatchListPage,
     BatchView,
     DeliveryAttempt,
@@ -82,14 +91,21 @@ def search_batches(
     *,
     statuses: Sequence[str] = (),
     name: str | None = None,
+    created_after: datetime | None = None,
     sort: str = BatchSort.CREATED,
     descending: bool = True,
     offset: int = 0,
     limit: int = 50,
+    cursor: str | None = None,
+    include_jobs: bool = False,
 ) -> BatchListPage:
     """The organisation's batches with any of `statuses` whose name contains `name` (any case),
-    sorted (ties by newest), one page: two queries, the page and the count."""
+    sorted (ties by newest), one page from `offset` or after `cursor` (a page's next_cursor,
+    stable under inserts), with each batch's current step and, `include_jobs`, its first
+    restaurants; the total counts every match."""
     problems = _list_problems(statuses, name, sort, offset, limit)
+    if cursor and offset:
+        problems.append(Problem("offset", f"{offset} given with a cursor; use one or the other"))
     if problems:
         raise InvalidInputError("invalid batch list filters", problems)
     conditions: list[ColumnElement[bool]] = [Batch.organisation_id == organisation_id]
@@ -98,18 +114,90 @@ def search_batches(
     if name and name.strip():
         pattern = "%" + _escape_like(name.strip().lower()) + "%"
         conditions.append(func.lower(Batch.name).like(pattern, escape="\\"))
-    column = _SORT_COLUMNS[BatchSort(sort)]
-    order = column.desc().nulls_last() if descending else column.asc().nulls_last()
-    rows = session.scalars(
-        select(Batch)
-        .where(*conditions)
-        .order_by(order, Batch.created_at.desc(), Batch.id.desc())
-        .offset(offset)
-        .limit(limit)
+    if created_after is not None:
+        conditions.append(Batch.created_at > created_after)
+    keyset = _Keyset(BatchSort(sort), descending)
+    after = [keyset.after(cursor)] if cursor else []
+    rows = list(
+        session.scalars(
+            select(Batch)
+            .where(*conditions, *after)
+            .order_by(*keyset.order())
+            .offset(offset)
+            .limit(limit + 1)
+        )
     )
-    items = [batch_summary(b) for b in rows]
+    next_cursor = keyset.cursor(rows[limit - 1]) if len(rows) > limit else None
+    items = _items(session, rows[:limit], include_jobs)
     total = session.scalar(select(func.count()).select_from(Batch).where(*conditions)) or 0
-    return BatchListPage(items=items, total=int(total), offset=offset, limit=limit)
+    return BatchListPage(
+        items=items, total=int(total), offset=offset, limit=limit, next_cursor=next_cursor
+    )
+
+
+def _items(session: Session, rows: Sequence[Batch], include_jobs: bool) -> list[BatchListItem]:
+    ids = [b.id for b in rows]
+    steps = current_steps(session, ids)
+    previews = job_previews(session, ids) if include_jobs else {}
+    return [
+        BatchListItem(
+            **batch_summary(b).model_dump(exclude={"current_step"}),
+            current_step=steps.get(b.id),
+            jobs=previews.get(b.id) if include_jobs else None,
+        )
+        for b in rows
+    ]
+
+
+class _Keyset:
+    """The batch list's order as a keyset: (sort value missing, sort value, created_at, id),
+    missing values last, ties newest first; a cursor carries the last row's key."""
+
+    def __init__(self, sort: BatchSort, descending: bool) -> None:
+        self.sort, self.descending = sort, descending
+        self.column = _SORT_COLUMNS[sort]
+        self.kind = f"batches:{sort}:{'desc' if descending else 'asc'}"
+        # only a finished time may be missing; the others keep the list's index usable
+        self.nullable = sort == BatchSort.FINISHED
+
+    def order(self) -> list[Any]:
+        column = self.column.desc() if self.descending else self.column.asc()
+        missing_last = [self.column.is_(None)] if self.nullable else []
+        return [*missing_last, column, Batch.created_at.desc(), Batch.id.desc()]
+
+    def cursor(self, batch: Batch) -> str:
+        value = _SORT_VALUES[self.sort](batch)
+        text = value.isoformat() if isinstance(value, datetime) else value
+        return encode_cursor(
+            self.kind, {"v": text, "c": batch.created_at.isoformat(), "i": str(batch.id)}
+        )
+
+    def after(self, cursor: str) -> ColumnElement[bool]:
+        """The rows after the cursor's row in this order."""
+        fields = decode_cursor(cursor, self.kind)
+        try:
+            value = fields["v"]
+            if value is not None and self.sort in (BatchSort.CREATED, BatchSort.FINISHED):
+                value = datetime.fromisoformat(value)
+            tie = tuple_(Batch.created_at, Batch.id) < tuple_(
+                datetime.fromisoformat(fields["c"]), uuid.UUID(fields["i"])
+            )
+        except (KeyError, TypeError, ValueError):
+            raise bad_cursor(cursor) from None
+        if value is None:
+            return and_(self.column.is_(None), tie)
+        beyond = self.column < value if self.descending else self.column > value
+        missing = [self.column.is_(None)] if self.nullable else []
+        return or_(*missing, beyond, and_(self.column == value, tie))
+
+
+_SORT_VALUES: dict[BatchSort, Any] = {
+    BatchSort.CREATED: lambda b: b.created_at,
+    BatchSort.NAME: lambda b: b.name.lower(),
+    BatchSort.STATUS: lambda b: str(b.status),
+    BatchSort.SIZE: lambda b: b.total_restaurants,
+    BatchSort.FINISHED: lambda b: b.completed_at,
+}
 
 
 def matrix_page(

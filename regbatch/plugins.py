@@ -304,6 +304,11 @@ def graph_record(graph: StepGraph) -> dict[str, Any] | None:
     }
 
 
+def recorded_step_count(record: Mapping[str, Any] | None) -> int:
+    """How many steps a batch's recorded graph has: the twelve and its extra steps."""
+    return len(STEPS) + len((record or {}).get("extra_steps", []))
+
+
 def graph_from_record(record: Mapping[str, Any] | None, registry: HandlerRegistry) -> StepGraph:
     """A batch's graph as it recorded it; conditions of extra steps come from `registry` (a
     missing plugin's step runs unconditionally here, and is refused when its handler runs)."""

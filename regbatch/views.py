@@ -69,6 +69,29 @@ class BatchSummary(_View):
     started_at: datetime | None
     completed_at: datetime | None
     retry_of_batch_id: uuid.UUID | None
+    total_steps: int = 12
+    """The steps of the batch's graph: the twelve built-in ones and its plugins' extra steps."""
+    current_step: int | None = None
+    """The lowest step one of its restaurants is running, else the lowest that failed; None when
+    no step runs or failed (or when the list did not ask)."""
+
+
+class JobPreview(BaseModel):
+    """One restaurant of a batch, as a batch list shows it."""
+
+    job_id: uuid.UUID
+    restaurant_id: uuid.UUID
+    name: str
+    city: str | None
+    status: JobStatus
+    current_step: int | None
+
+
+class BatchListItem(BatchSummary):
+    """One line of a batch list, with the first of its restaurants when asked."""
+
+    jobs: list[JobPreview] | None = None
+    """The first restaurants of the batch (in its order), only with `include=jobs`."""
 
 
 class BatchView(BatchSummary):
@@ -104,10 +127,21 @@ class BatchPage(BaseModel):
 class BatchListPage(BaseModel):
     """One page of a filtered, sorted batch list, with how many batches match in all."""
 
-    items: list[BatchSummary]
+    items: list[BatchListItem]
     total: int
     offset: int
     limit: int
+    next_cursor: str | None = None
+    """Pass it back as `cursor` for the next page; None on the last page."""
+
+
+class BatchJobsPage(BatchView):
+    """A batch with one page of its jobs (in the batch's order) and their steps."""
+
+    jobs: list[JobView]
+    jobs_total: int
+    next_cursor: str | None
+    """Pass it back as `cursor` for the next page of jobs; None on the last page."""
 
 
 class MatrixCell(BaseModel):

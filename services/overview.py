@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 
+from regbatch.db import batch_pages as pages
 from regbatch.db import overview as data
 from regbatch.db.engine import session_scope
 from regbatch.db.overview import BatchSort
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import JobStatus
-from regbatch.views import BatchListPage, BatchView, DeliveryAttempt, MatrixPage
+from regbatch.views import BatchJobsPage, BatchListPage, BatchView, DeliveryAttempt, MatrixPage
 
-__all__ = ["BatchSort", "batch_header", "batch_matrix", "find_batches", "webhook_attempts"]
+__all__ = [
+    "BatchSort",
+    "batch_header",
+    "batch_jobs",
+    "batch_matrix",
+    "find_batches",
+    "webhook_attempts",
+]
 
 
 def find_batches(
@@ -21,22 +30,29 @@ def find_batches(
     *,
     statuses: Sequence[str] = (),
     name: str | None = None,
+    created_after: datetime | None = None,
     sort: str = BatchSort.CREATED,
     descending: bool = True,
     offset: int = 0,
     limit: int = 50,
+    cursor: str | None = None,
+    include_jobs: bool = False,
 ) -> BatchListPage:
-    """One page of the organisation's batches, filtered and sorted in SQL, with the total."""
+    """One page of the organisation's batches, filtered and sorted in SQL, with the total
+    (from `offset`, or after `cursor`: the previous page's next_cursor)."""
     with session_scope() as session:
         return data.search_batches(
             session,
             organisation_id,
             statuses=statuses,
             name=name,
+            created_after=created_after,
             sort=sort,
             descending=descending,
             offset=offset,
             limit=limit,
+            cursor=cursor,
+            include_jobs=include_jobs,
         )
 
 
@@ -63,6 +79,22 @@ def batch_matrix(
             session, bid, job_statuses=job_statuses, offset=offset, limit=limit, total=total
         )
         return view, page
+
+
+def batch_jobs(
+    batch_id: str | uuid.UUID,
+    organisation_id: uuid.UUID | None,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+    with_results: bool = False,
+) -> BatchJobsPage:
+    """The batch with one page of its jobs and their steps (results only `with_results`)."""
+    bid = parse_uuid(batch_id, "batch_id")
+    with session_scope() as session:
+        return pages.batch_jobs_page(
+            session, bid, organisation_id, limit=limit, cursor=cursor, with_results=with_results
+        )
 
 
 def webhook_attempts(organisation_id: uuid.UUID, limit: int = 100) -> list[DeliveryAttempt]:

@@ -15,8 +15,8 @@ batch, template or webhook answers 404. Errors are JSON `{"detail": ..., "code":
 stable `code` (`validation_error`, `invalid_input`, `malformed_json`, `body_too_large`,
 `not_found`, `conflict`, `unauthorized`, ...); rejected input also lists every invalid field in
 `errors`. A request body over the server's limit (1 MB by default) is refused with 413; a query
-parameter the route does not take is refused with 422, as is a number or boolean sent as another
-type (`false` is not `0`) and a date that is not ISO 8601.
+parameter the route does not take is refused with 400 (`unknown_query_parameter`); a number or
+boolean sent as another type (`false` is not `0`) and a date that is not ISO 8601 with 422.
 
 The POSTs that create batches (`/registration-batches`, `.../retry-failed`, `/registrations`,
 `/templates/{ref}/run`) take an `Idempotency-Key` header: the same key and body sent again answer

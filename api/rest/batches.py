@@ -12,15 +12,25 @@ from starlette.concurrency import run_in_threadpool
 from regbatch.api.rest import idempotency
 from regbatch.api.rest.auth import CallerDep
 from regbatch.api.rest.idempotency import IdempotencyKeyHeader
-from regbatch.api.rest.schemas import BatchCreated, CreateBatchRequest, Moment, error_responses
+from regbatch.api.rest.schemas import (
+    BatchCreated,
+    BatchList,
+    CreateBatchRequest,
+    Moment,
+    SortOrder,
+    error_responses,
+)
 from regbatch.api.rest.starting import start_if_asked
+from regbatch.db.batch_pages import JOBS_PAGE_MAX
+from regbatch.db.overview import NAME_SEARCH_MAX, PAGE_MAX
 from regbatch.db.types import utcnow
 from regbatch.errors import InvalidInputError, Problem
-from regbatch.services import batches
+from regbatch.services import batches, overview
 from regbatch.services.exporting import ExportDocument, export_batch
+from regbatch.services.overview import BatchSort
 from regbatch.services.progress import ProgressView, batch_progress
 from regbatch.statuses import BatchStatus
-from regbatch.views import BatchDetail, BatchPage
+from regbatch.views import BatchJobsPage
 
 router = APIRouter(prefix="/registration-batches", tags=["batches"])
 
@@ -77,41 +87,116 @@ async def create_batch(
 
 @router.get(
     "",
-    response_model=BatchPage,
-    responses=error_responses(),
-    summary="List batches, newest first",
+    response_model=BatchList,
+    responses=error_responses(400),
+    summary="List batches: filter, search, sort, page",
+    operation_id="list_batches",
 )
 def list_batches(
     caller: CallerDep,
     statuses: Annotated[
-        list[BatchStatus] | None, Query(alias="status", description="Repeat for several.")
+        list[str] | None,
+        Query(
+            alias="status",
+            description="Batch statuses, comma-separated or repeated: " + ", ".join(BatchStatus),
+        ),
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=NAME_SEARCH_MAX, description="Part of the name, any case.")
     ] = None,
     created_after: Annotated[
         Moment | None, Query(description="ISO 8601 date or date-time; UTC when it has no zone.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    sort: Annotated[BatchSort, Query(description="The order; ties newest first.")] = (
+        BatchSort.CREATED
+    ),
+    order: Annotated[SortOrder, Query()] = SortOrder.DESC,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
     cursor: Annotated[
         str | None, Query(max_length=500, description="next_cursor of the previous page.")
     ] = None,
-) -> BatchPage:
-    """One page of the caller's batches; pass `next_cursor` back as `cursor` for the next."""
-    return batches.list_batches(
+    offset: Annotated[
+        int, Query(ge=0, le=10_000_000, description="Rows to skip; not with a cursor.")
+    ] = 0,
+    include: Annotated[
+        str | None,
+        Query(max_length=100, description="`jobs`: each batch's first restaurants."),
+    ] = None,
+) -> BatchList:
+    """One page of the caller's batches and how many match in all; pass `next_cursor` back as
+    `cursor` for the next page (stable while batches are created), or page with `offset`."""
+    page = overview.find_batches(
         caller.organisation_id,
-        statuses=[str(s) for s in statuses or []],
+        statuses=split_list(statuses),
+        name=q,
         created_after=_utc(created_after),
+        sort=sort,
+        descending=order == SortOrder.DESC,
+        offset=offset,
         limit=limit,
         cursor=cursor or None,
+        include_jobs="jobs" in includes(include, {"jobs"}),
+    )
+    return BatchList(
+        items=page.items,
+        total_count=page.total,
+        limit=page.limit,
+        offset=page.offset,
+        next_cursor=page.next_cursor,
     )
 
 
 @router.get(
     "/{batch_id}",
-    response_model=BatchDetail,
-    responses=error_responses(404),
-    summary="A batch with all its jobs and steps",
+    response_model=BatchJobsPage,
+    responses=error_responses(400, 404),
+    summary="A batch with one page of its jobs and their steps",
+    operation_id="get_batch",
 )
-def get_batch(batch_id: uuid.UUID, caller: CallerDep) -> BatchDetail:
-    return batches.get_batch(batch_id, caller.organisation_id)
+def get_batch(
+    batch_id: uuid.UUID,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=JOBS_PAGE_MAX, description="Jobs per page.")] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="next_cursor of the previous page.")
+    ] = None,
+    include: Annotated[
+        str | None,
+        Query(max_length=100, description="`results`: the steps' result_data too."),
+    ] = None,
+) -> BatchJobsPage:
+    """The batch, `jobs_total`, and up to `limit` jobs in the batch's order with their steps'
+    statuses, attempts and errors; the steps' outputs only with `include=results`."""
+    return overview.batch_jobs(
+        batch_id,
+        caller.organisation_id,
+        limit=limit,
+        cursor=cursor or None,
+        with_results="results" in includes(include, {"results"}),
+    )
+
+
+def split_list(values: list[str] | None) -> list[str]:
+    """Values given comma-separated, repeated, or both, blanks dropped."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def includes(include: str | None, allowed: set[str]) -> set[str]:
+    """The parts an `include` parameter asks for; InvalidInputError naming the allowed ones."""
+    asked = set(split_list([include] if include else []))
+    unknown = sorted(asked - allowed)
+    if unknown:
+        raise InvalidInputError(
+            "invalid include",
+            [
+                Problem(
+                    "include",
+                    f"{', '.join(map(repr, unknown))} cannot be included here; "
+                    f"use {', '.join(sorted(allowed))} or leave include out",
+                )
+            ],
+        )
+    return asked
 
 
 @router.get(

@@ -5,6 +5,7 @@ InvalidInputError                       422 invalid_input {"detail", "code", "er
 request validation                      422 validation_error (every invalid field in "errors")
 a body that is not JSON                 400 malformed_json
 a body over the limit (api/rest/limits) 413 body_too_large
+a query parameter the route does not take 400 unknown_query_parameter
 NotFoundError, an unknown path          404 not_found (also for another organisation's objects)
 ConflictError                           409 conflict (the message names the current status)
 no valid API key                        401 unauthorized
@@ -78,11 +79,17 @@ class ApiError(Exception):
     """
 
     def __init__(
-        self, status_code: int, code: str, detail: str, headers: dict[str, str] | None = None
+        self,
+        status_code: int,
+        code: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        problems: Sequence[Problem] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status_code, self.code, self.detail = status_code, code, detail
         self.headers = headers or {}
+        self.problems = problems
 
 
 def _error(
@@ -131,9 +138,7 @@ async def _regbatch_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return JSONResponse(
-        {"detail": exc.detail, "code": exc.code}, status_code=exc.status_code, headers=exc.headers
-    )
+    return _error(exc.status_code, exc.code, exc.detail, exc.problems, headers=exc.headers)
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -235,9 +240,12 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+UNKNOWN_QUERY_PARAMETER = "unknown_query_parameter"
+
+
 def refuse_unknown_query(request: Request) -> None:
-    """A dependency of every route: a query parameter the route does not take is a 422, not
-    silently ignored (`?stauts=paused` would otherwise list every batch)."""
+    """A dependency of every route: a query parameter the route does not take is a 400 (code
+    unknown_query_parameter), not silently ignored (`?stauts=paused` would list every batch)."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
@@ -246,15 +254,17 @@ def refuse_unknown_query(request: Request) -> None:
     unknown = [name for name in dict.fromkeys(request.query_params.keys()) if name not in known]
     if unknown:
         takes = ", ".join(sorted(known)) or "none"
-        raise RequestValidationError(
-            [
-                {
-                    "type": "extra_forbidden",
-                    "loc": ("query", name or "(empty name)"),
-                    "msg": f"{name!r} is not a query parameter of this route; it takes: {takes}",
-                }
+        raise ApiError(
+            status.HTTP_400_BAD_REQUEST,
+            UNKNOWN_QUERY_PARAMETER,
+            f"unknown query parameter {', '.join(map(repr, unknown))}; this route takes: {takes}",
+            problems=[
+                Problem(
+                    name or "(empty name)",
+                    f"is not a query parameter of this route; it takes: {takes}",
+                )
                 for name in unknown
-            ]
+            ],
         )
 
 

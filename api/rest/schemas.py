@@ -6,6 +6,7 @@ import math
 import re
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -21,6 +22,7 @@ from pydantic import (
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
 from regbatch.statuses import BatchStatus, ExecutionMode, RequestedAction
+from regbatch.views import BatchListItem
 from regbatch.webhooks import WebhookEvent
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and halves of surrogate pairs
@@ -184,6 +186,24 @@ class RegistrationRequest(_Request):
     auto_start: Flag = True
 
 
+class SortOrder(StrEnum):
+    """Ascending or descending."""
+
+    ASC = "asc"
+    DESC = "desc"
+
+
+class BatchList(BaseModel):
+    """One page of batches and how many match the filters in all."""
+
+    items: list[BatchListItem]
+    total_count: int
+    limit: int
+    offset: int
+    next_cursor: str | None
+    """Pass it back as `cursor` for the next page; null on the last page."""
+
+
 class BatchCreated(BaseModel):
     """A created batch; the start fields are set when it was started too."""
 
@@ -285,7 +305,8 @@ class CreateWebhookRequest(_Request):
 
 
 _DESCRIPTIONS = {
-    400: "The body is not JSON, or not UTF-8 (code malformed_json).",
+    400: "A query parameter the route does not take (code unknown_query_parameter), or a body "
+    "that is not JSON or not UTF-8 (code malformed_json).",
     401: "No valid API key.",
     404: "No such object in the caller's organisation.",
     409: "The object's status does not allow the action (the message names it).",
@@ -304,9 +325,9 @@ _IDEMPOTENCY_NOTES = {
 
 
 def error_responses(*codes: int, idempotent: bool = False) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the error statuses a route can answer (401, 413 and 422 always); an
+    """OpenAPI entries for the error statuses a route can answer (400, 401, 413, 422 always); an
     `idempotent` route also answers the Idempotency-Key's own errors."""
-    chosen = sorted({401, 413, 422, *codes, *(_IDEMPOTENCY_NOTES if idempotent else ())})
+    chosen = sorted({400, 401, 413, 422, *codes, *(_IDEMPOTENCY_NOTES if idempotent else ())})
 
     def describe(code: int) -> str:
         if not idempotent or code not in _IDEMPOTENCY_NOTES:

@@ -1,0 +1,218 @@
+"""Pages of batches for interfaces: where each batch is (its current step), a preview of its
+restaurants, and a batch with one page of its jobs. Opaque cursors, stable under inserts: they
+carry the last row's sort key, never an offset."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from regbatch.db.batches import (
+    STEP_SUMMARY_COLUMNS,
+    STEP_VIEW_COLUMNS,
+    batch_summary,
+    get_batch,
+    job_view,
+)
+from regbatch.db.models import Job, JobStep, Restaurant
+from regbatch.errors import InvalidInputError, Problem
+from regbatch.statuses import STEP_ACTIVE, StepStatus
+from regbatch.steps import current_step
+from regbatch.views import BatchJobsPage, JobPreview, StepView
+
+PREVIEW_JOBS = 10
+JOBS_PAGE_MAX = 500
+
+
+def encode_cursor(kind: str, fields: dict[str, Any]) -> str:
+    """An opaque cursor of `kind` carrying `fields` (JSON values)."""
+    raw = json.dumps({"k": kind, **fields}, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kind: str) -> dict[str, Any]:
+    """The fields of a cursor made by encode_cursor(kind, ...); InvalidInputError otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        fields = json.loads(raw)
+        if isinstance(fields, dict) and fields.pop("k", None) == kind:
+            return fields
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise bad_cursor(cursor)
+
+
+def bad_cursor(cursor: str) -> InvalidInputError:
+    """The error of a cursor that is not the next_cursor of this list."""
+    return InvalidInputError(
+        "invalid cursor",
+        [
+            Problem(
+                "cursor",
+                f"{cursor[:80]!r} is not a cursor of this list in this order; pass the "
+                "next_cursor value of the previous page exactly, or omit it",
+            )
+        ],
+    )
+
+
+def current_steps(session: Session, batch_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each batch's current step: the lowest step one of its restaurants is running, else the
+    lowest that failed; batches with neither are absent. One query on the steps' status index."""
+    if not batch_ids:
+        return {}
+    number = JobStep.step_number
+    rows = session.execute(
+        select(
+            Job.batch_id,
+            func.min(case((JobStep.status.in_(list(STEP_ACTIVE)), number))),
+            func.min(case((JobStep.status == StepStatus.FAILED, number))),
+        )
+        .join(Job, Job.id == JobStep.job_id)
+        .where(
+            Job.batch_id.in_(list(batch_ids)),
+            JobStep.status.in_([*STEP_ACTIVE, StepStatus.FAILED]),
+        )
+        .group_by(Job.batch_id)
+    )
+    return {bid: active if active is not None else failed for bid, active, failed in rows}
+
+
+def job_previews(
+    session: Session, batch_ids: Sequence[uuid.UUID], per_batch: int = PREVIEW_JOBS
+) -> dict[uuid.UUID, list[JobPreview]]:
+    """The first `per_batch` restaurants of each batch, with their status and current step."""
+    if not batch_ids:
+        return {}
+    ranked = (
+        select(
+            Job.id,
+            Job.batch_id,
+            Job.restaurant_id,
+            Job.status,
+            Job.position,
+            func.row_number().over(partition_by=Job.batch_id, order_by=Job.position).label("rn"),
+        )
+        .where(Job.batch_id.in_(list(batch_ids)))
+        .subquery()
+    )
+    jobs = session.execute(
+        select(ranked, Restaurant.name, Restaurant.city)
+        .join(Restaurant, Restaurant.id == ranked.c.restaurant_id)
+        .where(ranked.c.rn <= per_batch)
+        .order_by(ranked.c.batch_id, ranked.c.position)
+    ).all()
+    statuses = _step_statuses(session, [j.id for j in jobs])
+    found: dict[uuid.UUID, list[JobPreview]] = {bid: [] for bid in batch_ids}
+    for j in jobs:
+        steps = statuses.get(j.id)
+        found[j.batch_id].append(
+            JobPreview(
+                job_id=j.id,
+                restaurant_id=j.restaurant_id,
+                name=j.name,
+                city=j.city,
+                status=j.status,
+                current_step=current_step(steps) if steps else None,
+            )
+        )
+    return found
+
+
+def _step_statuses(
+    session: Session, job_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[int, StepStatus]]:
+    found: dict[uuid.UUID, dict[int, StepStatus]] = {}
+    if not job_ids:
+        return found
+    rows = session.execute(
+        select(JobStep.job_id, JobStep.step_number, JobStep.status).where(
+            JobStep.job_id.in_(list(job_ids))
+        )
+    )
+    for job_id, number, status in rows:
+        found.setdefault(job_id, {})[number] = StepStatus(status)
+    return found
+
+
+def batch_jobs_page(
+    session: Session,
+    batch_id: uuid.UUID,
+    organisation_id: uuid.UUID | None,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+    with_results: bool = False,
+) -> BatchJobsPage:
+    """The batch with one page of its jobs (in the batch's order) and their steps, in four
+    queries whatever the batch's size; the steps' results only `with_results`."""
+    if not 1 <= limit <= JOBS_PAGE_MAX:
+        raise InvalidInputError(
+            "invalid job page",
+            [Problem("limit", f"{limit} is out of range; use 1 to {JOBS_PAGE_MAX}")],
+        )
+    after = -1
+    if cursor:
+        position = decode_cursor(cursor, f"jobs:{batch_id}").get("p")
+        if not isinstance(position, int):
+            raise bad_cursor(cursor)
+        after = position
+    batch = get_batch(session, batch_id, organisation_id)
+    rows = session.execute(
+        select(Job, Restaurant.name)
+        .join(Restaurant, Restaurant.id == Job.restaurant_id)
+        .where(Job.batch_id == batch_id, Job.position > after)
+        .order_by(Job.position)
+        .limit(limit + 1)
+    ).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(f"jobs:{batch_id}", {"p": rows[-1][0].position})
+    steps = _steps(session, [job.id for job, _ in rows], with_results)
+    jobs = [job_view(job, name, steps.get(job.id, [])) for job, name in rows]
+    summary = batch_summary(batch).model_dump()
+    summary["current_step"] = current_steps(session, [batch_id]).get(batch_id)
+    total = session.scalar(select(func.count()).select_from(Job).where(Job.batch_id == batch_id))
+    return BatchJobsPage(
+        **summary,
+        organisation_id=batch.organisation_id,
+        settings=batch.settings,
+        created_by=batch.created_by,
+        breaker_threshold=float(batch.breaker_threshold),
+        breaker_min_finished=batch.breaker_min_finished,
+        requested_action=batch.requested_action,
+        pause_reason=batch.pause_reason,
+        error_message=batch.error_message,
+        paused_at=batch.paused_at,
+        flow_run_id=batch.flow_run_id,
+        cancelled_at=batch.cancelled_at,
+        updated_at=batch.updated_at,
+        jobs=jobs,
+        jobs_total=int(total or 0),
+        next_cursor=next_cursor,
+    )
+
+
+def _steps(
+    session: Session, job_ids: Sequence[uuid.UUID], with_results: bool
+) -> dict[uuid.UUID, list[StepView]]:
+    found: dict[uuid.UUID, list[StepView]] = {}
+    if not job_ids:
+        return found
+    rows = session.execute(
+        select(JobStep.job_id, *(STEP_VIEW_COLUMNS if with_results else STEP_SUMMARY_COLUMNS))
+        .where(JobStep.job_id.in_(list(job_ids)))
+        .order_by(JobStep.job_id, JobStep.step_number)
+    )
+    for row in rows:
+        fields = row._asdict()
+        fields.setdefault("result_data", None)
+        found.setdefault(fields.pop("job_id"), []).append(StepView(**fields))
+    return found
