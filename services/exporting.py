@@ -11,18 +11,19 @@ import csv
 import io
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from regbatch.db.batches import batch_detail
+from regbatch.db.batch_pages import batch_jobs_page
 from regbatch.db.engine import session_scope
 from regbatch.errors import InvalidInputError, Problem, not_one_of
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import StepStatus
 from regbatch.steps import StepKey, step_label
-from regbatch.views import BatchView, JobView
+from regbatch.views import BatchJobsPage, BatchView, JobView
 
 ExportFormat = Literal["csv", "json"]
 CONTENT_TYPES: dict[str, str] = {
@@ -85,6 +86,10 @@ def export_rows(detail_jobs: list[JobView]) -> list[ExportRow]:
     return [_row(job) for job in detail_jobs]
 
 
+EXPORT_CHUNK = 200
+"""Restaurants read per query while exporting: memory stays flat however big the batch."""
+
+
 def export_batch(
     batch_id: str | uuid.UUID, organisation_id: uuid.UUID | None, fmt: str = "csv"
 ) -> tuple[str, str]:
@@ -93,6 +98,16 @@ def export_batch(
     NotFoundError when the batch is not in `organisation_id`; InvalidInputError for another
     format.
     """
+    content_type, chunks = stream_export(batch_id, organisation_id, fmt)
+    return content_type, "".join(chunks)
+
+
+def stream_export(
+    batch_id: str | uuid.UUID, organisation_id: uuid.UUID | None, fmt: str = "csv"
+) -> tuple[str, Iterator[str]]:
+    """(content type, the body in pieces): the batch is checked now (NotFoundError,
+    InvalidInputError for another format); its restaurants are then read EXPORT_CHUNK at a time
+    as the pieces are consumed."""
     if fmt not in CONTENT_TYPES:
         raise InvalidInputError(
             f"cannot export as {fmt!r}",
@@ -100,14 +115,56 @@ def export_batch(
         )
     bid = parse_uuid(batch_id, "batch_id")
     with session_scope() as session:
-        detail = batch_detail(session, bid, organisation_id)
-    rows = export_rows(detail.jobs)
-    if fmt == "json":
-        document = ExportDocument(
-            batch=BatchView.model_validate(detail.model_dump(exclude={"jobs"})), rows=rows
+        first = batch_jobs_page(
+            session, bid, organisation_id, limit=EXPORT_CHUNK, with_results=True
         )
-        return CONTENT_TYPES["json"], document.model_dump_json(indent=2)
-    return CONTENT_TYPES["csv"], _csv(rows)
+    pages = _pages(first, organisation_id)
+    if fmt == "json":
+        return CONTENT_TYPES["json"], _json_pieces(first, pages)
+    return CONTENT_TYPES["csv"], _csv_pieces(pages)
+
+
+def _pages(first: BatchJobsPage, organisation_id: uuid.UUID | None) -> Iterator[list[JobView]]:
+    page = first
+    yield page.jobs
+    while page.next_cursor:
+        with session_scope() as session:
+            page = batch_jobs_page(
+                session,
+                first.id,
+                organisation_id,
+                limit=EXPORT_CHUNK,
+                cursor=page.next_cursor,
+                with_results=True,
+            )
+        yield page.jobs
+
+
+def _json_pieces(first: BatchJobsPage, pages: Iterator[list[JobView]]) -> Iterator[str]:
+    batch = BatchView.model_validate(
+        first.model_dump(exclude={"jobs", "jobs_total", "next_cursor"})
+    )
+    yield '{"batch": ' + batch.model_dump_json() + ', "rows": ['
+    separator = ""
+    for jobs in pages:
+        for job in jobs:
+            yield separator + _row(job).model_dump_json()
+            separator = ", "
+    yield "]}\n"
+
+
+def _csv_pieces(pages: Iterator[list[JobView]]) -> Iterator[str]:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    for jobs in pages:
+        for job in jobs:
+            row = json.loads(_row(job).model_dump_json())
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    yield out.getvalue()
 
 
 def _row(job: JobView) -> ExportRow:
@@ -143,15 +200,6 @@ def _dig(data: dict[str, Any] | None, path: tuple[str, ...]) -> str | None:
             return None
         value = value.get(part)
     return None if value is None else str(value)
-
-
-def _csv(rows: list[ExportRow]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\r\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in json.loads(row.model_dump_json()).items()})
-    return out.getvalue()
 
 
 def _cell(value: Any) -> Any:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from regbatch.api.rest import idempotency
@@ -26,7 +27,7 @@ from regbatch.db.overview import NAME_SEARCH_MAX, PAGE_MAX
 from regbatch.db.types import utcnow
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.services import batches, overview
-from regbatch.services.exporting import ExportDocument, export_batch
+from regbatch.services.exporting import ExportDocument, stream_export
 from regbatch.services.overview import BatchSort
 from regbatch.services.progress import ProgressView, batch_progress
 from regbatch.statuses import BatchStatus
@@ -227,10 +228,10 @@ def export(
     caller: CallerDep,
     fmt: Annotated[Literal["csv", "json"], Query(alias="format")] = "csv",
 ) -> Response:
-    content_type, body = export_batch(batch_id, caller.organisation_id, fmt)
+    content_type, pieces = stream_export(batch_id, caller.organisation_id, fmt)
     filename = f"batch-{batch_id}.{fmt}"
-    return Response(
-        body,
+    return StreamingResponse(
+        pieces,
         media_type=content_type,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )

@@ -3,6 +3,8 @@ each batch's current step and step count, and a batch's jobs paged without their
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from collections.abc import Iterator
 
@@ -14,6 +16,7 @@ from regbatch.api.rest import create_app
 from regbatch.db import batches as batch_data
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch, JobStep
+from tests.factories import make_org
 from tests.integration.rest_support import bearer, finish_with_failure, new_draft, set_status
 
 
@@ -26,6 +29,11 @@ def client() -> Iterator[TestClient]:
 @pytest.fixture()
 def auth(org_id: uuid.UUID) -> dict[str, str]:
     return bearer(org_id)
+
+
+def new_org() -> uuid.UUID:
+    with session_scope() as session:
+        return make_org(session)
 
 
 def _ids(page: dict[str, object]) -> list[str]:
@@ -163,3 +171,25 @@ def test_a_batch_pages_its_jobs_and_leaves_results_out_unless_asked(
         params={"cursor": body["next_cursor"]},
     )
     assert foreign.status_code == 422 and foreign.json()["errors"][0]["field"] == "cursor"
+
+
+def test_the_export_reads_the_batch_in_chunks_and_keeps_every_row_in_order(
+    client: TestClient, org_id: uuid.UUID, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regbatch.services import exporting
+
+    monkeypatch.setattr(exporting, "EXPORT_CHUNK", 2)
+    batch = new_draft(org_id, 5)
+    finish_with_failure(batch)
+    url = f"/registration-batches/{batch}/export"
+    with session_scope() as session:
+        expected = [str(j.restaurant_id) for j in session.scalars(batch_data.select_jobs(batch))]
+    text = client.get(url, headers=auth).text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["restaurant_id"] for r in rows] == expected
+    assert rows[1]["failing_step"] == "07-services_configuration"
+    document = client.get(url, headers=auth, params={"format": "json"}).json()
+    assert [r["restaurant_id"] for r in document["rows"]] == expected
+    assert document["batch"]["id"] == str(batch) and document["batch"]["failed"] == 1
+    other = bearer(new_org())
+    assert client.get(url, headers=other).status_code == 404
