@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from regbatch.api.lifecycle import cancel_batch as cancel_and_announce
+from regbatch.api.lifecycle import announce_cancel
 from regbatch.api.rest import idempotency
 from regbatch.api.rest.auth import CallerDep
-from regbatch.api.rest.batches import renamed
+from regbatch.api.rest.batches import batch_url, renamed
 from regbatch.api.rest.idempotency import IdempotencyKeyHeader
 from regbatch.api.rest.schemas import (
     BatchCreated,
@@ -32,24 +32,39 @@ router = APIRouter(tags=["batch actions"])
 AutoStart = Annotated[bool, Query(description="Also submit the new batch to Prefect.")]
 
 
+def accepted(response: Response, batch_id: uuid.UUID) -> None:
+    """An asynchronous action's answer: 202, the batch's URL to follow it in Location."""
+    response.status_code = status.HTTP_202_ACCEPTED
+    response.headers["Location"] = batch_url(batch_id)
+
+
 @router.post(
     "/registration-batches/{batch_id}/start",
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=StartResult,
     responses=error_responses(404, 409, 503),
     summary="Submit a draft or paused batch to Prefect (it is pending until a runner takes it)",
+    operation_id="start_batch",
 )
-async def start(batch_id: uuid.UUID, caller: CallerDep) -> StartResult:
-    return await submit(batch_id, caller)
+async def start(batch_id: uuid.UUID, caller: CallerDep, response: Response) -> StartResult:
+    """202: the batch is queued for a runner; follow it at the Location."""
+    started = await submit(batch_id, caller)
+    accepted(response, batch_id)
+    return started
 
 
 @router.post(
     "/registration-batches/{batch_id}/pause",
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=PauseResult,
     responses=error_responses(404, 409),
     summary="Pause a running batch at its next step boundary",
+    operation_id="pause_batch",
 )
-def pause(batch_id: uuid.UUID, caller: CallerDep) -> PauseResult:
+def pause(batch_id: uuid.UUID, caller: CallerDep, response: Response) -> PauseResult:
+    """202: running steps finish, nothing new starts; the batch is `paused` once they have."""
     detail = lifecycle.pause_batch(batch_id, caller.actor, caller.organisation_id)
+    accepted(response, batch_id)
     return PauseResult(
         batch_id=detail.id,
         status=detail.status,
@@ -60,14 +75,17 @@ def pause(batch_id: uuid.UUID, caller: CallerDep) -> PauseResult:
 
 @router.post(
     "/registration-batches/{batch_id}/resume",
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=ResumeResult,
     responses=error_responses(404, 409, 503),
     summary="Resume a paused batch (submitted to Prefect again), or withdraw a pause request",
+    operation_id="resume_batch",
 )
-async def resume(batch_id: uuid.UUID, caller: CallerDep) -> ResumeResult:
-    """A paused batch is submitted to Prefect and continues from exactly where it stopped; a
-    running batch with a pause request keeps running."""
+async def resume(batch_id: uuid.UUID, caller: CallerDep, response: Response) -> ResumeResult:
+    """202: a paused batch is submitted to Prefect and continues from exactly where it
+    stopped; a running batch with a pause request keeps running."""
     current = await run_in_threadpool(batches.get_batch, batch_id, caller.organisation_id)
+    accepted(response, batch_id)
     if current.status == BatchStatus.PAUSED:
         started = await submit(batch_id, caller)
         return ResumeResult(
@@ -87,12 +105,20 @@ async def resume(batch_id: uuid.UUID, caller: CallerDep) -> ResumeResult:
 
 @router.post(
     "/registration-batches/{batch_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=CancelResult,
     responses=error_responses(404, 409),
     summary="Cancel a batch (at once when nothing runs it, else at its next step boundary)",
+    operation_id="cancel_batch",
 )
-def cancel(batch_id: uuid.UUID, caller: CallerDep) -> CancelResult:
-    detail = cancel_and_announce(batch_id, caller.actor, caller.organisation_id)
+def cancel(
+    batch_id: uuid.UUID, caller: CallerDep, response: Response, background: BackgroundTasks
+) -> CancelResult:
+    """202: the answer does not wait for the webhooks of a batch cancelled at once; they are
+    delivered after it."""
+    detail = lifecycle.cancel_batch(batch_id, caller.actor, caller.organisation_id)
+    background.add_task(announce_cancel, detail)
+    accepted(response, batch_id)
     return CancelResult(
         batch_id=detail.id,
         status=detail.status,
@@ -114,6 +140,7 @@ def cancel(batch_id: uuid.UUID, caller: CallerDep) -> CancelResult:
         **error_responses(404, 409, 503, idempotent=True),
     },
     summary="Create the linked batch of the failed restaurants (and start it with auto_start)",
+    operation_id="retry_failed_batch",
 )
 async def retry_failed(
     batch_id: uuid.UUID,
@@ -138,7 +165,7 @@ async def retry_failed(
         return RetryCreated(
             new_batch_id=outcome.batch_id, status=outcome.status, already_existed=True
         )
-    response.headers["Location"] = f"/registration-batches/{outcome.batch_id}"
+    response.headers["Location"] = batch_url(outcome.batch_id)
     created = RetryCreated(new_batch_id=outcome.batch_id, status=outcome.status)
     return await start_if_asked(created, outcome.batch_id, caller, auto_start)
 
@@ -149,13 +176,16 @@ async def retry_failed(
     response_model=BatchCreated,
     responses=error_responses(400, 503, idempotent=True),
     summary="Register one restaurant: a batch of one, started at once unless auto_start is false",
+    operation_id="register_restaurant",
 )
 async def register(
     body: RegistrationRequest,
     caller: CallerDep,
     request: Request,
+    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> object:
+    """201 with the new batch's URL in Location."""
     if (replay := await idempotency.begin(request, caller, idempotency_key)) is not None:
         return replay
     try:
@@ -169,5 +199,6 @@ async def register(
         )
     except InvalidInputError as exc:
         raise renamed(exc, {"settings": "config", "restaurant_ids": "restaurant_id"}) from None
+    response.headers["Location"] = batch_url(batch_id)
     created = BatchCreated(batch_id=batch_id, jobs_count=1, status=BatchStatus.DRAFT)
     return await start_if_asked(created, batch_id, caller, body.auto_start)

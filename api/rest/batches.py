@@ -36,6 +36,11 @@ from regbatch.views import BatchJobsPage
 router = APIRouter(prefix="/registration-batches", tags=["batches"])
 
 
+def batch_url(batch_id: uuid.UUID) -> str:
+    """Where a batch is read (the Location of the requests that make or act on it)."""
+    return f"/registration-batches/{batch_id}"
+
+
 def renamed(exc: InvalidInputError, names: dict[str, str]) -> InvalidInputError:
     """The same error with its fields named as the request names them ('settings.x' ->
     'common_config.x')."""
@@ -54,14 +59,17 @@ def renamed(exc: InvalidInputError, names: dict[str, str]) -> InvalidInputError:
     response_model=BatchCreated,
     responses=error_responses(400, 503, idempotent=True),
     summary="Create a batch (a draft; started at once with auto_start)",
+    operation_id="create_batch",
 )
 async def create_batch(
     body: CreateBatchRequest,
     caller: CallerDep,
     request: Request,
+    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> object:
-    """Every check runs before anything is written: an invalid request creates nothing."""
+    """201 with the new batch's URL in Location. Every check runs before anything is written:
+    an invalid request creates nothing."""
     if (replay := await idempotency.begin(request, caller, idempotency_key)) is not None:
         return replay
     try:
@@ -80,6 +88,7 @@ async def create_batch(
         )
     except InvalidInputError as exc:
         raise renamed(exc, {"settings": "common_config"}) from None
+    response.headers["Location"] = batch_url(batch_id)
     created = BatchCreated(
         batch_id=batch_id, jobs_count=len(body.restaurant_ids), status=BatchStatus.DRAFT
     )

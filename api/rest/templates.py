@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from regbatch.api.rest import idempotency
 from regbatch.api.rest.auth import CallerDep
+from regbatch.api.rest.batches import batch_url
 from regbatch.api.rest.idempotency import IdempotencyKeyHeader
 from regbatch.api.rest.schemas import (
     CreateTemplateRequest,
@@ -40,9 +42,15 @@ def _checked(ref: str) -> str:
     response_model=TemplateView,
     responses=error_responses(400),
     summary="Save a template",
+    operation_id="create_template",
 )
-def create_template(body: CreateTemplateRequest, caller: CallerDep) -> TemplateView:
-    return templates.create_template(caller.organisation_id, **body.model_dump())
+def create_template(
+    body: CreateTemplateRequest, caller: CallerDep, response: Response
+) -> TemplateView:
+    """201 with the template's URL in Location."""
+    created = templates.create_template(caller.organisation_id, **body.model_dump())
+    response.headers["Location"] = f"/templates/{quote(created.name, safe='')}"
+    return created
 
 
 @router.get(
@@ -89,6 +97,7 @@ def preview(ref: TemplateRef, caller: CallerDep) -> list[PreviewRow]:
         **error_responses(404, 503, idempotent=True),
     },
     summary="Make a batch of the restaurants the template picks now, and start it",
+    operation_id="run_template",
 )
 async def run_template(
     ref: TemplateRef,
@@ -108,6 +117,7 @@ async def run_template(
     if batch_id is None:
         response.status_code = status.HTTP_200_OK
         return TemplateRun(batch_id=None)
+    response.headers["Location"] = batch_url(batch_id)
     total = (await run_in_threadpool(batch_progress, batch_id, caller.organisation_id)).total
     created = TemplateRun(batch_id=batch_id, jobs_count=total, status=BatchStatus.DRAFT)
     return await start_if_asked(created, batch_id, caller, auto_start)

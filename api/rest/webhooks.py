@@ -22,10 +22,15 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"])
     responses=error_responses(400),
     summary="Subscribe a URL to batch events; the signing secret is returned this once",
 )
-def create_webhook(body: CreateWebhookRequest, caller: CallerDep) -> CreatedSubscription:
-    return webhooks.create_subscription(
+def create_webhook(
+    body: CreateWebhookRequest, caller: CallerDep, response: Response
+) -> CreatedSubscription:
+    """201 with the subscription's URL (where it is deleted) in Location."""
+    created = webhooks.create_subscription(
         caller.organisation_id, url=body.url, events=[str(e) for e in body.events]
     )
+    response.headers["Location"] = f"/webhooks/{created.id}"
+    return created
 
 
 @router.get(

@@ -121,9 +121,9 @@ def test_another_organisations_objects_are_not_found_on_every_route(
     template = client.post(
         "/templates", headers=other_auth, json={"name": f"t-{uuid.uuid4().hex[:6]}"}
     ).json()
-    webhook = client.post(
-        "/webhooks", headers=other_auth, json={"url": "https://example.com/hook"}
-    ).json()
+    made = client.post("/webhooks", headers=other_auth, json={"url": "https://example.com/hook"})
+    webhook = made.json()
+    assert made.status_code == 201 and made.headers["Location"] == f"/webhooks/{webhook['id']}"
     before = row_counts()
     for ids in (
         {"batch": batch, "template": template["id"], "webhook": webhook["id"]},
@@ -172,7 +172,8 @@ def test_create_then_show_and_list_a_batch(
     created = response.json()
     assert created["jobs_count"] == 3 and created["status"] == "draft"
     assert created["flow_run_id"] is None
-    detail = client.get(f"/registration-batches/{created['batch_id']}", headers=auth).json()
+    assert response.headers["Location"] == f"/registration-batches/{created['batch_id']}"
+    detail = client.get(response.headers["Location"], headers=auth).json()
     assert detail["name"] == "Auckland Q4" and detail["status"] == "draft"
     assert detail["execution_mode"] == "parallel" and detail["concurrency"] == 2
     assert detail["settings"] == {"payment": {"stripe_connect": False}}
@@ -406,7 +407,8 @@ def test_actions_the_status_does_not_allow_are_conflicts_naming_the_status(
         assert "'draft'" in response.json()["detail"]
     before = row_counts()
     cancelled = client.post(f"/registration-batches/{batch}/cancel", headers=auth)
-    assert cancelled.status_code == 200
+    assert cancelled.status_code == 202
+    assert cancelled.headers["Location"] == f"/registration-batches/{batch}"
     body = cancelled.json()
     assert body["status"] == "cancelled" and body["cancelled_at"] is not None
     # the batch's cancellation and its one job's
@@ -423,7 +425,8 @@ def test_pause_then_resume_a_running_batch_withdraws_the_request(
     batch = new_draft(org_id, 1)
     set_status(batch, "in_progress")
     paused = client.post(f"/registration-batches/{batch}/pause", headers=auth)
-    assert paused.status_code == 200
+    assert paused.status_code == 202
+    assert paused.headers["Location"] == f"/registration-batches/{batch}"
     assert paused.json() == {
         "batch_id": str(batch),
         "status": "in_progress",
@@ -459,7 +462,8 @@ def test_start_submits_a_flow_run_and_leaves_the_batch_pending(
 ) -> None:
     batch = new_draft(org_id, 2)
     response = client.post(f"/registration-batches/{batch}/start", headers=auth)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 202, response.text
+    assert response.headers["Location"] == f"/registration-batches/{batch}"
     body = response.json()
     assert body["status"] == "pending" and body["started_at"]
     assert body["first_job_id"] is not None
@@ -497,7 +501,8 @@ def test_resume_submits_a_paused_batch_again(
     batch = new_draft(org_id, 1)
     set_status(batch, "paused", pause_reason="breaker")
     response = client.post(f"/registration-batches/{batch}/resume", headers=auth)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 202, response.text
+    assert response.headers["Location"] == f"/registration-batches/{batch}"
     body = response.json()
     assert body["status"] == "pending" and body["flow_run_id"]
 
@@ -547,6 +552,7 @@ def test_register_without_start_and_its_errors(
         "/registrations", headers=auth, json={"restaurant_id": str(rid), "auto_start": False}
     )
     assert draft.status_code == 201 and draft.json()["status"] == "draft"
+    assert draft.headers["Location"] == f"/registration-batches/{draft.json()['batch_id']}"
     before = row_counts()
     unknown = client.post(
         "/registrations",
@@ -600,6 +606,7 @@ def test_templates_round_trip(client: TestClient, org_id: uuid.UUID, auth: dict[
         json={"name": "Auckland hot", "city": "auckland", "lead_stage": "hot", "limit": 5},
     )
     assert created.status_code == 201, created.text
+    assert created.headers["Location"] == "/templates/Auckland%20hot"
     template = created.json()
     assert template["limit"] == 5 and template["concurrency"] == 1
     assert [t["id"] for t in client.get("/templates", headers=auth).json()] == [template["id"]]
@@ -612,6 +619,7 @@ def test_templates_round_trip(client: TestClient, org_id: uuid.UUID, auth: dict[
     )
     assert run.status_code == 201, run.text
     assert run.json()["jobs_count"] == 2 and run.json()["status"] == "draft"
+    assert run.headers["Location"] == f"/registration-batches/{run.json()['batch_id']}"
     nothing = client.post(
         f"/templates/{template['id']}/run", headers=auth, params={"auto_start": "false"}
     )

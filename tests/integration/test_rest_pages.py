@@ -193,3 +193,19 @@ def test_the_export_reads_the_batch_in_chunks_and_keeps_every_row_in_order(
     assert document["batch"]["id"] == str(batch) and document["batch"]["failed"] == 1
     other = bearer(new_org())
     assert client.get(url, headers=other).status_code == 404
+
+
+def test_cancel_answers_202_and_announces_the_cancel_after_the_answer(
+    client: TestClient, org_id: uuid.UUID, auth: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from regbatch.api.rest import actions
+
+    announced: list[tuple[uuid.UUID, str]] = []
+    monkeypatch.setattr(
+        actions, "announce_cancel", lambda detail: announced.append((detail.id, detail.status))
+    )
+    batch = new_draft(org_id, 1)
+    response = client.post(f"/registration-batches/{batch}/cancel", headers=auth)
+    assert response.status_code == 202, response.text
+    assert response.headers["Location"] == f"/registration-batches/{batch}"
+    assert announced == [(batch, "cancelled")]
