@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from regbatch.errors import Problem
+from regbatch.errors import Problem, not_one_of
 from regbatch.statuses import BatchStatus, ExecutionMode
 
 FAILURE_THRESHOLD = 0.5
@@ -112,10 +112,7 @@ def option_problems(
     problems = []
     if execution_mode not in set(ExecutionMode):
         problems.append(
-            Problem(
-                "execution_mode",
-                f"{execution_mode!r} is not a mode; use one of {', '.join(ExecutionMode)}",
-            )
+            Problem("execution_mode", not_one_of("mode", execution_mode, ExecutionMode))
         )
     if not 1 <= concurrency <= 200:
         problems.append(Problem("concurrency", f"{concurrency} is out of range; use 1 to 200"))
