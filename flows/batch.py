@@ -25,7 +25,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed, State
 
 from regbatch.errors import LeaseLostError, LedgerUnavailableError
-from regbatch.flow_params import BatchRun
+from regbatch.flow_params import NOTHING_TO_RUN, BatchRun
 from regbatch.flows.dispatch import Dispatcher, DistributedRunner, run_in_process
 from regbatch.lease import Lease
 from regbatch.ledger import RunStart
@@ -44,6 +44,7 @@ from regbatch.tasks.webhooks import announce_batch_outcome, notify_batch_outcome
 from regbatch.views import BatchDetail
 
 log = logging.getLogger(__name__)
+EMPTY_FORM = BatchRun()  # Quick run's parameters: the flow refuses them with NOTHING_TO_RUN
 
 
 def _run_name() -> str:
@@ -109,8 +110,17 @@ def cancel_batch_of_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[An
     persist_result=False,
     on_cancellation=[cancel_batch_of_run],
 )
-async def registration_batch(run: BatchRun) -> State[Any]:
-    """Register a batch of restaurants: every unfinished one, in the batch's execution mode."""
+async def registration_batch(run: BatchRun = EMPTY_FORM) -> State[Any]:
+    """Register a batch of restaurants: every unfinished one, in the batch's execution mode.
+
+    With the empty form (the UI's Quick run) it starts nothing and fails, saying what to fill in.
+
+    Args:
+        run: an existing batch by id, or the organisation, name and restaurants of a new one.
+    """
+    if run.chooses_nothing:
+        run_logger().error("%s", NOTHING_TO_RUN)
+        return Failed(message=NOTHING_TO_RUN)
     batch_id = run.batch_id or await create_batch_from_run(run)
     lease = await _take(batch_id, run.started_by)
     if isinstance(lease, BatchDetail):  # a takeover carried out an operator's cancel or pause

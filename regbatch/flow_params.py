@@ -38,6 +38,11 @@ class BatchRun(BaseModel):
     )
     started_by: str = Field(default="user:prefect", description="Recorded in the audit log.")
 
+    @property
+    def chooses_nothing(self) -> bool:
+        """True for the empty form (the UI's Quick run): no batch and nothing to make one of."""
+        return self.batch_id is None and not (self.organisation or self.name or self.restaurant_ids)
+
     @model_validator(mode="after")
     def _one_way(self) -> BatchRun:
         creating = self.organisation or self.name or self.restaurant_ids
@@ -46,12 +51,24 @@ class BatchRun(BaseModel):
                 "give either batch_id (run an existing batch) or organisation, name "
                 "and restaurant_ids (create one), not both"
             )
-        if self.batch_id is None and not (self.organisation and self.name and self.restaurant_ids):
+        if (
+            self.batch_id is None
+            and creating
+            and not (self.organisation and self.name and self.restaurant_ids)
+        ):
             raise ValueError(
                 "give batch_id to run an existing batch, or organisation, name and "
                 "restaurant_ids to create and run a new one"
             )
         return self
+
+
+NOTHING_TO_RUN = (
+    "nothing to run: Quick run starts the registration-batch deployment with an empty form. "
+    "Use Custom run and fill in run.batch_id (an existing batch; `regbatch batch list` shows "
+    "them), or run.organisation, run.name and run.restaurant_ids (a new batch); or start a "
+    "batch from a terminal with `regbatch batch start BATCH_ID`"
+)
 
 
 class RetryRun(BaseModel):
