@@ -9,6 +9,8 @@ from prefect.states import Completed, State
 
 from regbatch.flow_params import BatchRun, RetryRun
 from regbatch.flows.batch import registration_batch
+from regbatch.run_tags import BATCH_TAG
+from regbatch.runner.prefect_runs import tagged
 from regbatch.statuses import BatchStatus
 from regbatch.tasks.batches import create_retry_batch
 
@@ -26,6 +28,7 @@ async def retry_failed_batch(run: RetryRun) -> State[Any]:
             message=f"retry batch {outcome.batch_id} already exists ({outcome.status}); "
             "not run again"
         )
-    return await registration_batch(
-        BatchRun(batch_id=outcome.batch_id, started_by=run.started_by), return_state=True
-    )
+    with tagged(BATCH_TAG):
+        return await registration_batch(
+            BatchRun(batch_id=outcome.batch_id, started_by=run.started_by), return_state=True
+        )

@@ -12,7 +12,9 @@ from prefect.states import Completed, State
 
 from regbatch.flow_params import BatchRun, TemplateRun
 from regbatch.flows.batch import registration_batch
+from regbatch.run_tags import BATCH_TAG
 from regbatch.runner.logs import run_logger
+from regbatch.runner.prefect_runs import tagged
 from regbatch.tasks.batches import create_batch_from_saved_template
 
 
@@ -25,6 +27,7 @@ async def template_batch(run: TemplateRun) -> State[Any]:
     if batch_id is None:
         run_logger().info("template %r selects no restaurant right now", run.template)
         return Completed(message=f"template {run.template!r}: nothing to register")
-    return await registration_batch(
-        BatchRun(batch_id=batch_id, started_by=run.started_by), return_state=True
-    )
+    with tagged(BATCH_TAG):
+        return await registration_batch(
+            BatchRun(batch_id=batch_id, started_by=run.started_by), return_state=True
+        )
