@@ -185,7 +185,7 @@ async def _run(lease: Lease) -> BatchDetail:
     jobs = await ledger().unfinished_jobs(lease.batch_id)
     limit = concurrency_limit(detail.execution_mode, detail.concurrency)
     _log_start(detail, len(jobs), limit)
-    reporter = ProgressReporter(lease.batch_id, detail.total)
+    reporter = ProgressReporter(lease.batch_id, detail.name, detail.total)
     await reporter.start(detail.total - len(jobs))
     settings = get_settings()
     async with LeaseKeeper(ledger(), lease, settings.lease_seconds) as keeper:

@@ -3,6 +3,7 @@ artifacts. PostgreSQL + the sandbox over HTTP + a Prefect server on PostgreSQL."
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from regbatch.api.running import run_batch
 from regbatch.db import batches
@@ -248,27 +249,38 @@ def test_orchestration_errors_requeue_a_restaurant_instead_of_failing_it(
 
 
 def test_artifacts_show_progress_table_and_summary(org_id, sandbox) -> None:
-    batch_id, _, restaurant_ids = new_batch(org_id, 3)
+    """The batch run has three artifacts, one per kind: the table is updated in place, never
+    created again, and each description carries the numbers."""
+    batch_id, _, restaurant_ids = new_batch(org_id, 3, name="Artifacts: Q4 / test")
     sandbox.set_faults([fail_restaurant(sandbox, restaurant_ids[0])])
     detail = run_batch(batch_id)
+    assert detail.flow_run_id is not None
 
-    async def read(kind: str):
+    async def read_run_artifacts():
         async with get_client() as client:
             return await client.read_artifacts(
                 artifact_filter=ArtifactFilter(
-                    key=ArtifactFilterKey(any_=[f"batch-{batch_id}-{kind}"])
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[detail.flow_run_id])
                 )
             )
 
-    progress = run(read("progress"))
-    assert progress and progress[-1].data == 100
-    tables = run(read("restaurants"))
-    latest = max(tables, key=lambda a: a.created)
-    rows = latest.data if isinstance(latest.data, list) else __import__("json").loads(latest.data)
+    found = run(read_run_artifacts())
+    prefix = f"batch-artifacts-q4-test-{batch_id.hex[:8]}"
+    by_key = {a.key: a for a in found}
+    assert sorted(by_key) == [f"{prefix}-{kind}" for kind in ("progress", "restaurants", "summary")]
+    assert len(found) == 3, [(a.key, a.description) for a in found]
+
+    progress = by_key[f"{prefix}-progress"]
+    assert progress.data == 100 and progress.description == "3 of 3 restaurants finished"
+    table = by_key[f"{prefix}-restaurants"]
+    assert table.description == ("3 of 3 restaurants finished: 2 completed, 1 failed")
+    rows = table.data if isinstance(table.data, list) else json.loads(table.data)
     assert [r["restaurant"] for r in rows] == [j.restaurant_name for j in detail.jobs]
     assert [r["status"] for r in rows] == ["failed", "completed", "completed"]
     assert rows[0]["error"].startswith("09-menu_import: ")
-    summary = run(read("summary"))[-1].data
+    summary_artifact = by_key[f"{prefix}-summary"]
+    assert summary_artifact.description == ("completed: 2 of 3 restaurants registered, 1 failed")
+    summary = summary_artifact.data
     assert f'# Batch: "{detail.name}"' in summary
     assert "| Total | 3 |" in summary and "| Successful | 2 (67%) |" in summary
     assert "| Failed | 1 (33%) |" in summary
