@@ -286,3 +286,26 @@ def test_artifacts_show_progress_table_and_summary(org_id, sandbox) -> None:
     assert "| Failed | 1 (33%) |" in summary
     assert "✗ Failed (09-menu_import: " in summary
     assert f"regbatch batch retry-failed {batch_id}" in summary
+
+
+def test_batch_and_restaurant_runs_carry_their_own_tags(org_id, sandbox) -> None:
+    """A saved filter on tag regbatch-batch lists batches without their restaurants."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    batch_id, _, _ = new_batch(org_id, 2, execution_mode="parallel", concurrency=2)
+    detail = run_batch(batch_id)
+
+    async def read_runs():
+        async with get_client() as client:
+            batch_run = await client.read_flow_run(detail.flow_run_id)
+            restaurants = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[detail.flow_run_id])
+                )
+            )
+            return batch_run, restaurants
+
+    batch_run, restaurants = run(read_runs())
+    assert set(batch_run.tags) == {"regbatch", "regbatch-batch"}
+    assert len(restaurants) == 2
+    assert [set(r.tags) for r in restaurants] == [{"regbatch", "regbatch-restaurant"}] * 2
