@@ -33,7 +33,7 @@ from regbatch.runner import prefect_runs
 from regbatch.runner.cancellation import cancel_from_orchestrator
 from regbatch.runner.lease import LeaseKeeper, runner_identity
 from regbatch.runner.ledger import ledger
-from regbatch.runner.logs import run_logger
+from regbatch.runner.logs import log_pause, run_logger
 from regbatch.runner.names import batch_name
 from regbatch.runner.platform import close_platform_client
 from regbatch.settings import get_settings
@@ -265,8 +265,7 @@ def final_state(status: str, name: str, pause_reason: str | None) -> State[Any]:
     if status == BatchStatus.FAILED:
         return Failed(message=f"{name}: failed (more than half of its restaurants failed)")
     if status == BatchStatus.PAUSED:
-        return Cancelled(
-            name="Paused",
-            message=f"{name}: {pause_reason or 'paused'}; resume it to continue where it stopped",
-        )
+        message = f"{name}: {pause_reason or 'paused'}; resume it to continue where it stopped"
+        log_pause(f"Batch paused, not failed. {message}")
+        return Cancelled(name="Paused", message=message)
     return Cancelled(message=f"{name}: cancelled")

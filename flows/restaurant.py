@@ -33,7 +33,7 @@ from regbatch.lease import Lease
 from regbatch.ledger import JobPlan, Ledger
 from regbatch.planning import Run, Skip, StepState, next_decisions
 from regbatch.runner.ledger import ledger
-from regbatch.runner.logs import run_logger
+from regbatch.runner.logs import log_pause, run_logger
 from regbatch.runner.names import restaurant_name_for_job
 from regbatch.statuses import JOB_FINISHED, JobStatus, RequestedAction, StepStatus
 from regbatch.step_outcomes import Ended, StepEnd
@@ -161,11 +161,11 @@ class JobRun:
         if unstarted and self.stop == RequestedAction.PAUSE:
             await self.ledger.hold_job(self.lease, job_id)
             done = sum(s.status == StepStatus.COMPLETED for s in self.states.values())
-            return Cancelled(
-                name="Paused",
-                message=f"{name}: batch paused after {done} completed steps; resume "
-                "continues from there",
+            message = (
+                f"{name}: batch paused after {done} completed steps; resume continues from there"
             )
+            log_pause(f"Restaurant paused with its batch, not failed. {message}")
+            return Cancelled(name="Paused", message=message)
         if self.interrupted:
             labels = ", ".join(step(k).label for k in self.interrupted)
             return Failed(message=f"{name}: {labels} ended without an outcome; dispatched again")

@@ -4,6 +4,7 @@ artifacts. PostgreSQL + the sandbox over HTTP + a Prefect server on PostgreSQL."
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -137,6 +138,7 @@ def test_pause_then_resume_equals_an_uninterrupted_run(org_id, sandbox) -> None:
     assert 1 <= paused.completed < 4
     assert not [s for j in paused.jobs for s in j.steps if s.status in ("in_progress", "retrying")]
     calls_when_paused = len(sandbox.ledger())
+    _assert_the_pause_is_logged_at_info(paused.flow_run_id)
     time.sleep(1.0)
     assert len(sandbox.ledger()) == calls_when_paused  # nothing calls the platform while paused
     lifecycle.resume_batch(batch_id)
@@ -153,6 +155,40 @@ def test_pause_then_resume_equals_an_uninterrupted_run(org_id, sandbox) -> None:
     assert set(effects) == completed_steps and set(effects.values()) == {1}
     assert not any(e["replay"] for e in sandbox.ledger())
     assert all(s.attempts == 1 for j in final.jobs for s in j.steps)
+
+
+def _assert_the_pause_is_logged_at_info(flow_run_id: uuid.UUID | None) -> None:
+    """The paused run's logs say so at INFO; no run of it logs its paused end as an error."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    assert flow_run_id is not None
+
+    async def read_logs() -> list:
+        async with get_client() as client:
+            children = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+                )
+            )
+            ids = [flow_run_id, *(c.id for c in children)]
+            return await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids))
+            )
+
+    def said_paused() -> list:
+        logs = run(read_logs())
+        return logs if any(r.message.startswith("Batch paused, not failed.") for r in logs) else []
+
+    logs = wait_for(said_paused, timeout=30, interval=0.5)
+    (line,) = [r for r in logs if r.message.startswith("Batch paused, not failed.")]
+    assert line.level == logging.INFO and "resume it to continue where it stopped" in line.message
+    errors = [r.message for r in logs if r.level >= logging.ERROR]
+    assert not [m for m in errors if "Paused" in m], errors
 
 
 def test_cancel_mid_batch_leaves_nothing_in_progress(org_id, sandbox) -> None:
