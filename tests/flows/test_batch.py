@@ -290,13 +290,14 @@ def test_artifacts_show_progress_table_and_summary(org_id, sandbox) -> None:
     batch_id, _, restaurant_ids = new_batch(org_id, 3, name="Artifacts: Q4 / test")
     sandbox.set_faults([fail_restaurant(sandbox, restaurant_ids[0])])
     detail = run_batch(batch_id)
-    assert detail.flow_run_id is not None
+    flow_run_id = detail.flow_run_id
+    assert flow_run_id is not None
 
     async def read_run_artifacts():
         async with get_client() as client:
             return await client.read_artifacts(
                 artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[detail.flow_run_id])
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
                 )
             )
 
@@ -329,14 +330,15 @@ def test_batch_and_restaurant_runs_carry_their_own_tags(org_id, sandbox) -> None
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     batch_id, _, _ = new_batch(org_id, 2, execution_mode="parallel", concurrency=2)
-    detail = run_batch(batch_id)
+    flow_run_id = run_batch(batch_id).flow_run_id
+    assert flow_run_id is not None
 
     async def read_runs():
         async with get_client() as client:
-            batch_run = await client.read_flow_run(detail.flow_run_id)
+            batch_run = await client.read_flow_run(flow_run_id)
             restaurants = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(
-                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[detail.flow_run_id])
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
                 )
             )
             return batch_run, restaurants
