@@ -55,7 +55,7 @@ def _run_name() -> str:
             return f"batch: {batch_name(uuid.UUID(str(get('batch_id'))))}"
         except Exception:  # a name is never worth failing a run for
             return f"batch {get('batch_id')}"
-    return f"batch: {get('name') or 'new'}"
+    return f"batch: {get('name') or 'nothing to run'}"  # only the empty form has no name
 
 
 def _flow_run_id() -> uuid.UUID | None:

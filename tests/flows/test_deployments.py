@@ -168,6 +168,7 @@ def test_quick_run_is_accepted_and_refused_by_the_flow_with_what_to_fill_in(
     run = asyncio.run(final_state(created.id))
     assert run.state.is_failed(), run.state
     assert run.state.message == NOTHING_TO_RUN
+    assert run.name == "batch: nothing to run"
     assert asyncio.run(subflow_runs(created.id)) == []
 
 
