@@ -64,9 +64,16 @@ def _run_name() -> str:
     persist_result=False,
     validate_parameters=True,
 )
-async def register_restaurant(job_id: uuid.UUID, lease: Lease | None = None) -> State[Any]:
-    """Register one restaurant: run its steps in dependency order, resuming from the ledger."""
-    if lease is None:
+async def register_restaurant(
+    job_id: uuid.UUID | None = None, lease: Lease | None = None
+) -> State[Any]:
+    """Register one restaurant: run its steps in dependency order, resuming from the ledger.
+
+    Args:
+        job_id: the restaurant's job in its batch; a batch's runner gives it, with its lease.
+        lease: the batch runner's lease (without it, the run is refused: start the batch).
+    """
+    if lease is None or job_id is None:
         raise ConfigurationError(NO_LEASE)
     plan = await ledger().begin_job(lease, job_id)
     if plan.status in JOB_FINISHED:

@@ -76,7 +76,9 @@ class RetryRun(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    batch_id: uuid.UUID = Field(description="The batch whose failed restaurants to retry.")
+    batch_id: uuid.UUID | None = Field(
+        default=None, description="The batch whose failed restaurants to retry."
+    )
     started_by: str = Field(default="user:prefect", description="Recorded in the audit log.")
 
 
@@ -85,6 +87,19 @@ class TemplateRun(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    organisation: str = Field(description="The organisation's name or id.")
-    template: str = Field(description="The template's name or id.")
+    organisation: str | None = Field(default=None, description="The organisation's name or id.")
+    template: str | None = Field(default=None, description="The template's name or id.")
     started_by: str = Field(default="schedule", description="Recorded in the audit log.")
+
+
+NOTHING_TO_RETRY = (
+    "nothing to retry: Quick run starts the retry-failed deployment with an empty form. Use "
+    "Custom run and fill in run.batch_id (the batch whose failed restaurants to retry; "
+    "`regbatch batch list` shows them)"
+)
+
+NO_TEMPLATE = (
+    "no template to run: Quick run starts the template-batch deployment with an empty form. "
+    "Use Custom run and fill in run.organisation and run.template (`regbatch template list "
+    "--org ORG` shows them)"
+)
