@@ -1,5 +1,6 @@
 """The Prefect UI, in a real headless browser, shows a finished batch's flow run with its
-progress and results artifacts, and a weekly schedule with its timezone; screenshots are saved
+progress and results artifacts, a weekly schedule with its timezone, and a saved view of batch
+runs without their restaurants; screenshots are saved
 to test-artifacts/."""
 
 from __future__ import annotations
@@ -90,3 +91,40 @@ def test_the_ui_shows_the_weekly_schedule_with_its_timezone(prefect_server) -> N
         )
         page.get_by_text("Mondays 09:00 (Pacific/Auckland)").first.wait_for(timeout=30000)
         page.screenshot(path=str(SHOTS / "prefect-ui-weekly-schedule.png"), full_page=True)
+
+
+@needs_chromium
+def test_a_saved_view_on_the_batch_tag_lists_batches_without_their_restaurants(
+    org_id, sandbox
+) -> None:
+    """The README's recipe: Runs page, Tags filter `regbatch-batch`, Save View."""
+    import httpx
+
+    batch_id, _, _ = new_batch(org_id, 2, name="UI saved view")
+    detail = run_batch(batch_id)
+    ui, api = os.environ["PREFECT_UI_URL"], os.environ["PREFECT_API_URL"]
+    view = f"regbatch batches {batch_id.hex[:8]}"
+    with browser_page() as page:
+        page.goto(f"{ui}/runs", wait_until="networkidle", timeout=60000)
+        page.get_by_text("register-restaurant").first.wait_for(timeout=30000)  # unfiltered
+        page.locator("button.p-select-button__control").filter(has_text="All tags").click()
+        page.keyboard.type("regbatch-batch")
+        page.locator(".p-select-option").filter(has_text="regbatch-batch").first.click()
+        page.keyboard.press("Escape")
+        page.wait_for_url("**tag=regbatch-batch**", timeout=30000)
+        page.wait_for_load_state("networkidle")
+        page.get_by_text(f"batch: {detail.name}").first.wait_for(timeout=30000)
+        page.wait_for_timeout(1000)  # the list re-renders after the filter's query
+        listed = page.inner_text("body")
+        page.screenshot(path=str(SHOTS / "prefect-ui-runs-batch-tag.png"), full_page=True)
+        page.locator(".p-icon-button-menu").first.click()
+        page.get_by_text("Save View").first.click()
+        page.locator(".save-filter-modal input").fill(view)
+        page.locator(".save-filter-modal").get_by_role("button", name="Save").click()
+        page.wait_for_load_state("networkidle")
+    assert f"batch: {detail.name}" in listed
+    # restaurant subflows are runs of the register-restaurant flow: none is listed
+    assert "register-restaurant" not in listed, listed
+    saved = httpx.post(f"{api}/saved_searches/filter", json={}).json()
+    (mine,) = [s for s in saved if s["name"] == view]
+    assert any("regbatch-batch" in str(f.get("value")) for f in mine["filters"]), mine
