@@ -1,7 +1,6 @@
 """The Prefect UI, in a real headless browser, shows a finished batch's flow run with its
 progress and results artifacts, a weekly schedule with its timezone, and a saved view of batch
-runs without their restaurants; screenshots are saved
-to test-artifacts/."""
+runs without their restaurants; screenshots are saved to test-artifacts/."""
 
 from __future__ import annotations
 
