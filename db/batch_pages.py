@@ -22,6 +22,7 @@ from regbatch.db.batches import (
 )
 from regbatch.db.models import Job, JobStep, Restaurant
 from regbatch.errors import InvalidInputError, Problem
+from regbatch.plugins import current_registry, graph_from_record
 from regbatch.statuses import STEP_ACTIVE, StepStatus
 from regbatch.steps import current_step
 from regbatch.views import BatchJobsPage, JobPreview, StepView
@@ -176,7 +177,8 @@ def batch_jobs_page(
         rows = rows[:limit]
         next_cursor = encode_cursor(f"jobs:{batch_id}", {"p": rows[-1][0].position})
     steps = _steps(session, [job.id for job, _ in rows], with_results)
-    jobs = [job_view(job, name, steps.get(job.id, [])) for job, name in rows]
+    graph = graph_from_record(batch.step_graph, current_registry())
+    jobs = [job_view(job, name, steps.get(job.id, []), graph) for job, name in rows]
     summary = batch_summary(batch).model_dump()
     summary["current_step"] = current_steps(session, [batch_id]).get(batch_id)
     total = session.scalar(select(func.count()).select_from(Job).where(Job.batch_id == batch_id))

@@ -21,7 +21,12 @@ from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
 from regbatch.db.restaurants import registration_config
 from regbatch.errors import InvalidInputError, NotFoundError, Problem, not_one_of
-from regbatch.plugins import current_registry, graph_record, recorded_step_count
+from regbatch.plugins import (
+    current_registry,
+    graph_from_record,
+    graph_record,
+    recorded_step_count,
+)
 from regbatch.statuses import (
     BATCH_FINISHED,
     JOB_FINISHED,
@@ -481,6 +486,7 @@ def batch_detail(
         .order_by(Job.position)
     ).all()
     steps_by_job = _step_views(session, batch_id, with_results)
+    graph = graph_from_record(batch.step_graph, current_registry())
     return BatchDetail(
         **batch_summary(batch).model_dump(),
         organisation_id=batch.organisation_id,
@@ -496,7 +502,7 @@ def batch_detail(
         step_graph=batch.step_graph,
         cancelled_at=batch.cancelled_at,
         updated_at=batch.updated_at,
-        jobs=[job_view(job, name, steps_by_job.get(job.id, [])) for job, name in jobs],
+        jobs=[job_view(job, name, steps_by_job.get(job.id, []), graph) for job, name in jobs],
     )
 
 
@@ -518,8 +524,8 @@ def _step_views(
     return steps_by_job
 
 
-def job_view(job: Job, restaurant_name: str, steps: list[StepView]) -> JobView:
-    """A job as its view shows it, its current step read from its steps."""
+def job_view(job: Job, restaurant_name: str, steps: list[StepView], graph: StepGraph) -> JobView:
+    """A job as its view shows it, its current step read from its steps in the batch's graph."""
     return JobView(
         id=job.id,
         restaurant_id=job.restaurant_id,
@@ -527,7 +533,9 @@ def job_view(job: Job, restaurant_name: str, steps: list[StepView]) -> JobView:
         position=job.position,
         status=job.status,
         # the step it is at, from its steps (the column is the step started last)
-        current_step=current_step({s.step_number: s.status for s in steps}) if steps else None,
+        current_step=current_step({s.step_number: s.status for s in steps}, graph)
+        if steps
+        else None,
         error_message=job.error_message,
         error_details=job.error_details,
         retry_of_job_id=job.retry_of_job_id,

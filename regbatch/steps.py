@@ -460,19 +460,19 @@ def current_step(statuses: Mapping[int, StepStatus], graph: StepGraph | None = N
     """The step a restaurant is at, from its steps' statuses by number: the first step in
     progress or retrying; else the first pending step whose prerequisites have all finished (the
     one it waits to start); else the first failed step; None when nothing is left. `graph` is
-    the batch's (plugin steps included); the twelve built-in steps by default."""
+    the batch's (its plugin steps included); the twelve built-in steps by default."""
+    graph = graph or BUILT_IN
+    by_number = {spec.number: spec for spec in graph.steps}
+    number_of = {spec.key: spec.number for spec in graph.steps}
     numbers = sorted(statuses)
     active = [n for n in numbers if statuses[n] in STEP_ACTIVE]
     if active:
         return active[0]
-    steps = (graph or BUILT_IN).steps
-    by_number = {s.number: s for s in steps}
-    number_of = {s.key: s.number for s in steps}
     for number in numbers:
         spec = by_number.get(number)
+        prerequisites = spec.prerequisites if spec else ()
         if statuses[number] == StepStatus.PENDING and all(
-            statuses.get(number_of.get(key, -1)) in STEP_FINISHED
-            for key in (spec.prerequisites if spec else ())
+            statuses.get(number_of.get(key, 0)) in STEP_FINISHED for key in prerequisites
         ):
             return number
     failed = [n for n in numbers if statuses[n] == StepStatus.FAILED]

@@ -24,7 +24,6 @@ from regbatch.api.cli.progress import BatchWatcher
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.errors import InvalidInputError, NotFoundError, not_one_of
 from regbatch.reporting import batch_duration, counts_text, duration_text
-from regbatch.reporting import current_step as current_step_label
 from regbatch.selection import RestaurantSelection
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, StepStatus
 from regbatch.steps import step_label
@@ -227,12 +226,13 @@ def render_detail(detail: BatchDetail) -> None:
     view = _table(("#", False), ("restaurant", True), ("status", False), ("step", False),
                   ("error", True))  # fmt: skip
     for job in detail.jobs:
+        shown = _step_name(job, job.current_step)
         failed = next((s for s in job.steps if s.status == StepStatus.FAILED), None)
         view.add_row(
             str(job.position + 1),
             escape(job.restaurant_name),
             job.status,
-            current_step_label(job),
+            shown,
             escape(failed.error_message or "") if failed else "",
         )
     console.print(view)
@@ -250,6 +250,14 @@ def _table(*columns: tuple[str, bool]) -> Table:
     for header, wraps in columns:
         view.add_column(header, overflow="fold", no_wrap=not wraps)
     return view
+
+
+def _step_name(job: JobView, number: int | None) -> str:
+    """The label of the job's step `number` ('' for none), plugin steps included."""
+    if number is None:
+        return ""
+    key = next((s.step_key for s in job.steps if s.step_number == number), None)
+    return step_label(number, key)
 
 
 def find_job(detail: BatchDetail, ref: str) -> JobView:
