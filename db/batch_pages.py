@@ -20,12 +20,12 @@ from regbatch.db.batches import (
     get_batch,
     job_view,
 )
-from regbatch.db.models import Job, JobStep, Restaurant
-from regbatch.errors import InvalidInputError, Problem
+from regbatch.db.models import Batch, Job, JobStep, Restaurant
+from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.plugins import current_registry, graph_from_record
 from regbatch.statuses import STEP_ACTIVE, StepStatus
 from regbatch.steps import current_step
-from regbatch.views import BatchJobsPage, JobPreview, StepView
+from regbatch.views import BatchJobsPage, JobPreview, JobView, StepView
 
 PREVIEW_JOBS = 10
 JOBS_PAGE_MAX = 500
@@ -218,3 +218,32 @@ def _steps(
         fields.setdefault("result_data", None)
         found.setdefault(fields.pop("job_id"), []).append(StepView(**fields))
     return found
+
+
+def job_of(session: Session, job_id: uuid.UUID, organisation_id: uuid.UUID | None) -> Job:
+    """The job, when its batch is in `organisation_id`; NotFoundError otherwise."""
+    query = select(Job).join(Batch, Batch.id == Job.batch_id).where(Job.id == job_id)
+    if organisation_id is not None:
+        query = query.where(Batch.organisation_id == organisation_id)
+    job = session.scalar(query)
+    if job is None:
+        raise NotFoundError(
+            f"job {job_id} does not exist in this organisation; a batch's jobs are listed by "
+            "GET /registration-batches/{batch_id}"
+        )
+    return job
+
+
+def job_detail(
+    session: Session,
+    job_id: uuid.UUID,
+    organisation_id: uuid.UUID | None,
+    with_results: bool = False,
+) -> JobView:
+    """One job with its steps (their results only `with_results`) and its current step."""
+    job = job_of(session, job_id, organisation_id)
+    batch = get_batch(session, job.batch_id)
+    name = session.scalar(select(Restaurant.name).where(Restaurant.id == job.restaurant_id))
+    steps = _steps(session, [job.id], with_results).get(job.id, [])
+    graph = graph_from_record(batch.step_graph, current_registry())
+    return job_view(job, name or "", steps, graph)

@@ -78,6 +78,8 @@ def selection_criteria(selection: RestaurantSelection) -> list[ColumnElement[boo
         conditions.append(Restaurant.icp_score >= selection.min_icp_score)
     if selection.registration_status:
         conditions.append(Restaurant.registration_status == selection.registration_status)
+    if selection.restaurant_type:
+        conditions.append(Restaurant.restaurant_type == selection.restaurant_type)
     if selection.search:
         pattern = "%" + _escape_like(selection.search.strip().lower()) + "%"
         columns = (Restaurant.name, Restaurant.email, Restaurant.city)
@@ -110,6 +112,22 @@ def list_restaurants(
     selection = selection or RestaurantSelection(**criteria)
     query = select(Restaurant).where(Restaurant.organisation_id == organisation_id)
     return list(session.scalars(apply_selection(query, selection)))
+
+
+def page_restaurants(
+    session: Session,
+    organisation_id: uuid.UUID,
+    selection: RestaurantSelection,
+    offset: int,
+    limit: int,
+) -> tuple[list[Restaurant], int]:
+    """One page of the organisation's restaurants matching `selection` (its order), and how
+    many match in all."""
+    mine = select(Restaurant).where(Restaurant.organisation_id == organisation_id)
+    page = apply_selection(mine, selection).offset(offset).limit(limit)
+    matching = mine.where(*selection_criteria(selection)).subquery()
+    total = session.scalar(select(func.count()).select_from(matching)) or 0
+    return list(session.scalars(page)), int(total)
 
 
 def free_restaurants(

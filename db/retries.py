@@ -14,6 +14,7 @@ make one retry batch.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +42,19 @@ class RetryOutcome:
 
 
 def create_retry_batch(
-    session: Session, batch_id: uuid.UUID, actor: str, organisation_id: uuid.UUID | None = None
+    session: Session,
+    batch_id: uuid.UUID,
+    actor: str,
+    organisation_id: uuid.UUID | None = None,
+    job_ids: Sequence[uuid.UUID] | None = None,
 ) -> RetryOutcome:
-    """The linked retry batch (draft) of the failed restaurants no earlier retry holds, or the
-    latest retry batch when they are all held; the original only gains a log entry."""
+    """The linked retry batch (draft) of the failed restaurants (those of `job_ids` only, when
+    given) no earlier retry holds, or the latest retry batch when they are all held; the
+    original only gains a log entry."""
     original = get_batch(session, batch_id, organisation_id, lock=True)
     failed = _failed_not_held(session, original.id)
+    if job_ids is not None:
+        failed = [row for row in failed if row[0].id in set(job_ids)]
     if not failed:
         latest = _latest_retry(session, original.id)
         if latest is not None:

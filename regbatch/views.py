@@ -11,6 +11,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from regbatch.restaurant import (
+    ImportAction,
+    LeadStage,
+    LeadType,
+    RegistrationStatus,
+    RestaurantType,
+)
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
 
 
@@ -186,3 +193,42 @@ class DeliveryAttempt(BaseModel):
     attempt: int | None
     status_code: int | None
     error: str | None
+
+
+class RestaurantView(_View):
+    """A restaurant as interfaces list it (never its account password)."""
+
+    id: uuid.UUID
+    external_id: str | None
+    name: str
+    contact_name: str | None
+    email: str | None
+    phone: str | None
+    address: str | None
+    city: str | None
+    country: str
+    cuisine: str | None
+    restaurant_type: RestaurantType
+    lead_type: LeadType
+    lead_stage: LeadStage
+    icp_score: int
+    registration_status: RegistrationStatus
+    subdomain: str | None
+
+
+class RestaurantPage(BaseModel):
+    """One page of restaurants (best ICP score first) and how many match in all."""
+
+    items: list[RestaurantView]
+    total_count: int
+    limit: int
+    offset: int
+
+
+class UpsertOutcome(BaseModel):
+    """What saving one restaurant did: `row` is its place in the request, from 1."""
+
+    row: int
+    action: ImportAction
+    id: uuid.UUID
+    name: str

@@ -6,10 +6,13 @@ from __future__ import annotations
 import uuid
 
 from regbatch.db import lifecycle
+from regbatch.db.batch_pages import job_of
 from regbatch.db.batches import batch_detail
 from regbatch.db.engine import session_scope
 from regbatch.db.retries import RetryOutcome, create_retry_batch
+from regbatch.errors import ConflictError
 from regbatch.services.batches import parse_uuid
+from regbatch.statuses import JobStatus
 from regbatch.views import BatchDetail
 
 
@@ -54,6 +57,21 @@ def retry_failed(
     """The linked batch of the failed restaurants: made now, or (`existed`) by an earlier call."""
     with session_scope() as session:
         return create_retry_batch(session, parse_uuid(batch_id, "batch_id"), actor, organisation_id)
+
+
+def retry_job(
+    job_id: str | uuid.UUID, actor: str = "user", organisation_id: uuid.UUID | None = None
+) -> RetryOutcome:
+    """A linked retry batch of one failed restaurant of a batch: its failed steps and those
+    skipped because of them run again, its completed steps are carried over."""
+    jid = parse_uuid(job_id, "job_id")
+    with session_scope() as session:
+        job = job_of(session, jid, organisation_id)
+        if job.status != JobStatus.FAILED:
+            raise ConflictError(
+                f"job {jid} is {str(job.status)!r}; only a failed job's steps can be retried"
+            )
+        return create_retry_batch(session, job.batch_id, actor, organisation_id, job_ids=[jid])
 
 
 def stalled_batches() -> list[uuid.UUID]:

@@ -13,7 +13,14 @@ from regbatch.db.engine import session_scope
 from regbatch.db.overview import BatchSort
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import JobStatus
-from regbatch.views import BatchJobsPage, BatchListPage, BatchView, DeliveryAttempt, MatrixPage
+from regbatch.views import (
+    BatchJobsPage,
+    BatchListPage,
+    BatchView,
+    DeliveryAttempt,
+    JobView,
+    MatrixPage,
+)
 
 __all__ = [
     "BatchSort",
@@ -21,6 +28,7 @@ __all__ = [
     "batch_jobs",
     "batch_matrix",
     "find_batches",
+    "job_detail",
     "webhook_attempts",
 ]
 
@@ -94,6 +102,16 @@ def batch_jobs(
     with session_scope() as session:
         return pages.batch_jobs_page(
             session, bid, organisation_id, limit=limit, cursor=cursor, with_results=with_results
+        )
+
+
+def job_detail(
+    job_id: str | uuid.UUID, organisation_id: uuid.UUID | None, with_results: bool = False
+) -> JobView:
+    """One job with its steps; NotFoundError outside `organisation_id`."""
+    with session_scope() as session:
+        return pages.job_detail(
+            session, parse_uuid(job_id, "job_id"), organisation_id, with_results
         )
 
 

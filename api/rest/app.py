@@ -30,7 +30,15 @@ def create_app() -> FastAPI:
     """A new application with every route and error handler."""
     apply_offline_defaults()  # before anything imports Prefect
 
-    from regbatch.api.rest import actions, batches, errors, templates, webhooks
+    from regbatch.api.rest import (
+        actions,
+        batches,
+        errors,
+        jobs,
+        restaurants,
+        templates,
+        webhooks,
+    )
     from regbatch.api.rest.idempotency import IdempotencyMiddleware
     from regbatch.api.rest.limits import BodyLimitMiddleware
 
@@ -43,7 +51,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(BodyLimitMiddleware)  # outermost: a body over the limit is never read
-    for module in (batches, actions, templates, webhooks):
+    for module in (batches, actions, jobs, restaurants, templates, webhooks):
         app.include_router(module.router)
     from regbatch.api.console.app import install as install_console
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from regbatch.api.rest import create_app
 from regbatch.db.engine import session_scope
-from regbatch.db.models import Batch, Restaurant
+from regbatch.db.models import Batch, Job, Restaurant
 from regbatch.services.api_keys import create_api_key, revoke_api_key
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import (
@@ -51,6 +51,11 @@ ROUTES = [
     ("POST", "/webhooks"),
     ("GET", "/webhooks"),
     ("DELETE", "/webhooks/{webhook}"),
+    ("GET", "/restaurants"),
+    ("POST", "/restaurants"),
+    ("GET", "/restaurants/{restaurant}"),
+    ("GET", "/jobs/{job}"),
+    ("POST", "/jobs/{job}/retry"),
 ]
 OWNED_ROUTES = [(m, p) for m, p in ROUTES if "{" in p]
 
@@ -83,6 +88,13 @@ def _path(route: str, **ids: Any) -> str:
     return route.format(**{k: str(v) for k, v in ids.items()})
 
 
+def _restaurant_of(job_id: uuid.UUID) -> uuid.UUID:
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job.restaurant_id
+
+
 def _fields(response: Any) -> set[str]:
     return {problem["field"] for problem in response.json()["errors"]}
 
@@ -94,7 +106,7 @@ def _fields(response: Any) -> set[str]:
 def test_every_route_refuses_a_missing_a_bad_or_a_revoked_key(
     client: TestClient, org_id: uuid.UUID, method: str, route: str
 ) -> None:
-    path = _path(route, batch=NOBODY, template="t", webhook=NOBODY)
+    path = _path(route, batch=NOBODY, template="t", webhook=NOBODY, restaurant=NOBODY, job=NOBODY)
     key = create_api_key(org_id, "soon revoked")
     revoke_api_key(org_id, key.id)
     for headers in (
@@ -124,11 +136,19 @@ def test_another_organisations_objects_are_not_found_on_every_route(
     made = client.post("/webhooks", headers=other_auth, json={"url": "https://example.com/hook"})
     webhook = made.json()
     assert made.status_code == 201 and made.headers["Location"] == f"/webhooks/{webhook['id']}"
+    _, failed_job = finish_with_failure(batch)
+    theirs = {"restaurant": _restaurant_of(failed_job), "job": failed_job}
     before = row_counts()
     for ids in (
-        {"batch": batch, "template": template["id"], "webhook": webhook["id"]},
-        {"batch": batch, "template": template["name"], "webhook": webhook["id"]},
-        {"batch": NOBODY, "template": NOBODY, "webhook": NOBODY},
+        {"batch": batch, "template": template["id"], "webhook": webhook["id"], **theirs},
+        {"batch": batch, "template": template["name"], "webhook": webhook["id"], **theirs},
+        {
+            "batch": NOBODY,
+            "template": NOBODY,
+            "webhook": NOBODY,
+            "restaurant": NOBODY,
+            "job": NOBODY,
+        },
     ):
         response = client.request(method, _path(route, **ids), headers=auth)
         assert response.status_code == 404, response.text
@@ -715,7 +735,13 @@ def test_openapi_documents_every_route_with_its_responses(client: TestClient) ->
     }
     expected = {(m, p.replace("{batch}", "{batch_id}")) for m, p in ROUTES}
     expected = {
-        (m, p.replace("{template}", "{ref}").replace("{webhook}", "{webhook_id}"))
+        (
+            m,
+            p.replace("{template}", "{ref}")
+            .replace("{webhook}", "{webhook_id}")
+            .replace("{restaurant}", "{restaurant_id}")
+            .replace("{job}", "{job_id}"),
+        )
         for m, p in expected
     }
     assert set(operations) == expected
