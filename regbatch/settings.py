@@ -7,6 +7,7 @@ cache (tests, and the CLI after it changed the environment).
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,6 +25,9 @@ def default_data_dir() -> Path:
     """The user's data directory for regbatch (XDG_DATA_HOME or ~/.local/share)."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "regbatch"
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?")
 
 
 class Settings(BaseSettings):
@@ -88,6 +92,26 @@ class Settings(BaseSettings):
 
     console_session_minutes: int = Field(default=480, ge=1, le=10080)
     """How long a console sign-in lasts."""
+
+    cors_origins: str = ""
+    """Browser origins allowed to call the REST API, comma-separated
+    (`https://app.example.com,http://localhost:3000`); empty (the default) allows none."""
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_cors_origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"REGBATCH_CORS_ORIGINS holds {origin!r}, which is not an origin; list "
+                    "scheme://host[:port] values without a path, comma-separated (no '*')"
+                )
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The allowed browser origins, in the order given."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @field_validator("database_url")
     @classmethod

@@ -26,6 +26,26 @@ the first answer again and create nothing more. Its errors carry a `code`:
 """
 
 
+def _allow_browsers(app: FastAPI) -> None:
+    """CORS for the configured origins only (REGBATCH_CORS_ORIGINS; none by default). Outermost,
+    so refusals (401, 413, ...) carry the headers too and browsers can show them."""
+    from fastapi.middleware.cors import CORSMiddleware
+
+    from regbatch.api.rest.idempotency import REPLAYED_HEADER
+    from regbatch.settings import get_settings
+
+    origins = get_settings().cors_origin_list
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", REPLAYED_HEADER],
+            max_age=600,
+        )
+
+
 def create_app() -> FastAPI:
     """A new application with every route and error handler."""
     apply_offline_defaults()  # before anything imports Prefect
@@ -50,7 +70,8 @@ def create_app() -> FastAPI:
     )
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(BodyLimitMiddleware)  # outermost: a body over the limit is never read
+    app.add_middleware(BodyLimitMiddleware)  # a body over the limit is never read
+    _allow_browsers(app)
     for module in (batches, actions, jobs, restaurants, templates, webhooks):
         app.include_router(module.router)
     from regbatch.api.console.app import install as install_console
