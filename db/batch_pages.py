@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from regbatch.db.batches import (
     STEP_SUMMARY_COLUMNS,
@@ -167,6 +167,7 @@ def batch_jobs_page(
     batch = get_batch(session, batch_id, organisation_id)
     rows = session.execute(
         select(Job, Restaurant.name)
+        .options(defer(Job.execution_config))  # the merged settings: big, and not shown
         .join(Restaurant, Restaurant.id == Job.restaurant_id)
         .where(Job.batch_id == batch_id, Job.position > after)
         .order_by(Job.position)
@@ -213,8 +214,9 @@ def _steps(
         .where(JobStep.job_id.in_(list(job_ids)))
         .order_by(JobStep.job_id, JobStep.step_number)
     )
-    for row in rows:
-        fields = row._asdict()
+    keys = list(rows.keys())  # once: a row's _asdict() rebuilds them every time
+    for values in rows:
+        fields = dict(zip(keys, values, strict=True))
         fields.setdefault("result_data", None)
         found.setdefault(fields.pop("job_id"), []).append(StepView(**fields))
     return found

@@ -21,9 +21,9 @@ from regbatch.db.batch_pages import batch_jobs_page
 from regbatch.db.engine import session_scope
 from regbatch.errors import InvalidInputError, Problem, not_one_of
 from regbatch.services.batches import parse_uuid
-from regbatch.statuses import StepStatus
+from regbatch.statuses import JobStatus, StepStatus
 from regbatch.steps import StepKey, step_label
-from regbatch.views import BatchJobsPage, BatchView, JobView
+from regbatch.views import BatchView, JobView
 
 ExportFormat = Literal["csv", "json"]
 CONTENT_TYPES: dict[str, str] = {
@@ -50,7 +50,7 @@ class ExportRow(BaseModel):
 
     restaurant_id: uuid.UUID
     restaurant_name: str
-    status: str
+    status: JobStatus
     failing_step: str | None
     error: str | None
     attempts: int
@@ -86,8 +86,8 @@ def export_rows(detail_jobs: list[JobView]) -> list[ExportRow]:
     return [_row(job) for job in detail_jobs]
 
 
-EXPORT_CHUNK = 200
-"""Restaurants read per query while exporting: memory stays flat however big the batch."""
+EXPORT_CHUNK = 100
+"""Restaurants read per query while exporting: memory holds one chunk however big the batch."""
 
 
 def export_batch(
@@ -107,7 +107,7 @@ def stream_export(
 ) -> tuple[str, Iterator[str]]:
     """(content type, the body in pieces): the batch is checked now (NotFoundError,
     InvalidInputError for another format); its restaurants are then read EXPORT_CHUNK at a time
-    as the pieces are consumed."""
+    as the pieces are consumed, and each chunk is let go before the next is read."""
     if fmt not in CONTENT_TYPES:
         raise InvalidInputError(
             f"cannot export as {fmt!r}",
@@ -118,52 +118,62 @@ def stream_export(
         first = batch_jobs_page(
             session, bid, organisation_id, limit=EXPORT_CHUNK, with_results=True
         )
-    pages = _pages(first, organisation_id)
+    header = BatchView.model_validate(
+        first.model_dump(exclude={"jobs", "jobs_total", "next_cursor"})
+    )
+    rows = _rows(bid, organisation_id, [first.jobs], first.next_cursor)
+    del first
     if fmt == "json":
-        return CONTENT_TYPES["json"], _json_pieces(first, pages)
-    return CONTENT_TYPES["csv"], _csv_pieces(pages)
+        return CONTENT_TYPES["json"], _json_pieces(header, rows)
+    return CONTENT_TYPES["csv"], _csv_pieces(rows)
 
 
-def _pages(first: BatchJobsPage, organisation_id: uuid.UUID | None) -> Iterator[list[JobView]]:
-    page = first
-    yield page.jobs
-    while page.next_cursor:
+def _rows(
+    batch_id: uuid.UUID,
+    organisation_id: uuid.UUID | None,
+    held: list[list[JobView]],
+    cursor: str | None,
+) -> Iterator[ExportRow]:
+    """The export rows, one chunk of jobs in memory at a time (`held`: the first chunk)."""
+    jobs = held.pop()
+    while True:
+        for job in jobs:
+            yield _row(job)
+        if not cursor:
+            return
+        jobs = []  # let the chunk go before the next one is read
         with session_scope() as session:
             page = batch_jobs_page(
                 session,
-                first.id,
+                batch_id,
                 organisation_id,
                 limit=EXPORT_CHUNK,
-                cursor=page.next_cursor,
+                cursor=cursor,
                 with_results=True,
             )
-        yield page.jobs
+        jobs, cursor = page.jobs, page.next_cursor
+        del page
 
 
-def _json_pieces(first: BatchJobsPage, pages: Iterator[list[JobView]]) -> Iterator[str]:
-    batch = BatchView.model_validate(
-        first.model_dump(exclude={"jobs", "jobs_total", "next_cursor"})
-    )
+def _json_pieces(batch: BatchView, rows: Iterator[ExportRow]) -> Iterator[str]:
     yield '{"batch": ' + batch.model_dump_json() + ', "rows": ['
     separator = ""
-    for jobs in pages:
-        for job in jobs:
-            yield separator + _row(job).model_dump_json()
-            separator = ", "
+    for row in rows:
+        yield separator + row.model_dump_json()
+        separator = ", "
     yield "]}\n"
 
 
-def _csv_pieces(pages: Iterator[list[JobView]]) -> Iterator[str]:
+def _csv_pieces(rows: Iterator[ExportRow]) -> Iterator[str]:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\r\n")
     writer.writeheader()
-    for jobs in pages:
-        for job in jobs:
-            row = json.loads(_row(job).model_dump_json())
-            writer.writerow({k: _cell(v) for k, v in row.items()})
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
+    for count, row in enumerate(rows, start=1):
+        writer.writerow({k: _cell(v) for k, v in json.loads(row.model_dump_json()).items()})
+        if count % EXPORT_CHUNK == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
     yield out.getvalue()
 
 

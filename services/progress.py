@@ -27,6 +27,7 @@ from regbatch.statuses import (
     BatchStatus,
     ExecutionMode,
     JobStatus,
+    RequestedAction,
     StepStatus,
 )
 from regbatch.steps import critical_path_length
@@ -49,10 +50,10 @@ class ProgressView(BaseModel):
 
     batch_id: uuid.UUID
     name: str
-    status: str
-    execution_mode: str
+    status: BatchStatus
+    execution_mode: ExecutionMode
     concurrency: int
-    requested_action: str | None
+    requested_action: RequestedAction | None
     pause_reason: str | None
     total: int
     finished: int

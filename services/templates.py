@@ -18,6 +18,7 @@ from regbatch.db.engine import session_scope
 from regbatch.db.models import BatchTemplate
 from regbatch.db.organisations import find_organisation
 from regbatch.db.types import utcnow
+from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
 from regbatch.settings import get_settings
 from regbatch.statuses import ExecutionMode
 
@@ -28,12 +29,12 @@ class TemplateView(BaseModel):
     id: uuid.UUID
     name: str
     city: str | None
-    lead_stage: str | None
-    lead_type: str | None
+    lead_stage: LeadStage | None
+    lead_type: LeadType | None
     min_icp_score: int | None
-    registration_status: str | None
+    registration_status: RegistrationStatus | None
     limit: int
-    execution_mode: str
+    execution_mode: ExecutionMode
     concurrency: int
     settings: dict[str, Any]
     breaker_threshold: float
@@ -43,22 +44,25 @@ class TemplateView(BaseModel):
 
 
 def _view(template: BatchTemplate) -> TemplateView:
-    return TemplateView(
-        id=template.id,
-        name=template.name,
-        city=template.city,
-        lead_stage=template.lead_stage,
-        lead_type=template.lead_type,
-        min_icp_score=template.min_icp_score,
-        registration_status=template.registration_status,
-        limit=template.max_restaurants,
-        execution_mode=template.execution_mode,
-        concurrency=template.concurrency,
-        settings=template.settings,
-        breaker_threshold=float(template.breaker_threshold),
-        breaker_min_finished=template.breaker_min_finished,
-        created_at=template.created_at,
-        updated_at=template.updated_at,
+    # the columns hold the enums' values (CHECK constraints): validated back into the enums
+    return TemplateView.model_validate(
+        dict(
+            id=template.id,
+            name=template.name,
+            city=template.city,
+            lead_stage=template.lead_stage,
+            lead_type=template.lead_type,
+            min_icp_score=template.min_icp_score,
+            registration_status=template.registration_status,
+            limit=template.max_restaurants,
+            execution_mode=template.execution_mode,
+            concurrency=template.concurrency,
+            settings=template.settings,
+            breaker_threshold=float(template.breaker_threshold),
+            breaker_min_finished=template.breaker_min_finished,
+            created_at=template.created_at,
+            updated_at=template.updated_at,
+        )
     )
 
 

@@ -61,12 +61,15 @@ def create_app() -> FastAPI:
     )
     from regbatch.api.rest.idempotency import IdempotencyMiddleware
     from regbatch.api.rest.limits import BodyLimitMiddleware
+    from regbatch.api.rest.openapi import install as install_openapi
+    from regbatch.api.rest.openapi import operation_id
 
     app = FastAPI(
         title="regbatch",
         version="1",
         description=DESCRIPTION,
         dependencies=[Depends(errors.refuse_unknown_query)],
+        generate_unique_id_function=operation_id,
     )
     errors.install(app)
     app.add_middleware(IdempotencyMiddleware)
@@ -77,4 +80,5 @@ def create_app() -> FastAPI:
     from regbatch.api.console.app import install as install_console
 
     install_console(app)  # the operations console, at /console
+    install_openapi(app)
     return app

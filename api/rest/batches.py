@@ -177,13 +177,15 @@ def get_batch(
 ) -> BatchJobsPage:
     """The batch, `jobs_total`, and up to `limit` jobs in the batch's order with their steps'
     statuses, attempts and errors; the steps' outputs only with `include=results`."""
-    return overview.batch_jobs(
+    page = overview.batch_jobs(
         batch_id,
         caller.organisation_id,
         limit=limit,
         cursor=cursor or None,
         with_results="results" in includes(include, {"results"}),
     )
+    # serialised once: FastAPI would validate the page's thousand step views again first
+    return Response(page.model_dump_json(), media_type="application/json")  # type: ignore[return-value]
 
 
 def split_list(values: list[str] | None) -> list[str]:
@@ -214,8 +216,11 @@ def includes(include: str | None, allowed: set[str]) -> set[str]:
     response_model=ProgressView,
     responses=error_responses(404),
     summary="Counts, per-step histogram, percent, elapsed and ETA (cheap to poll)",
+    operation_id="get_batch_progress",
 )
 def get_progress(batch_id: uuid.UUID, caller: CallerDep) -> ProgressView:
+    """Jobs by status, each step's counts by status, percent finished, elapsed time and an
+    estimate of the time left; a few small queries whatever the batch's size."""
     return batch_progress(batch_id, caller.organisation_id)
 
 
@@ -231,12 +236,15 @@ def get_progress(batch_id: uuid.UUID, caller: CallerDep) -> ProgressView:
         **error_responses(404),
     },
     summary="Export a batch's results",
+    operation_id="export_batch",
 )
 def export(
     batch_id: uuid.UUID,
     caller: CallerDep,
     fmt: Annotated[Literal["csv", "json"], Query(alias="format")] = "csv",
 ) -> Response:
+    """One row per restaurant (outcome, failing step and error, the platform's ids and URLs),
+    as CSV or as JSON with the batch; streamed, read from the database in chunks."""
     content_type, pieces = stream_export(batch_id, caller.organisation_id, fmt)
     filename = f"batch-{batch_id}.{fmt}"
     return StreamingResponse(

@@ -57,6 +57,7 @@ def create_template(
     "", response_model=list[TemplateView], responses=error_responses(), summary="List templates"
 )
 def list_templates(caller: CallerDep) -> list[TemplateView]:
+    """The caller's saved templates, by name."""
     return templates.list_templates(caller.organisation_id)
 
 
@@ -64,6 +65,7 @@ def list_templates(caller: CallerDep) -> list[TemplateView]:
     "/{ref}", response_model=TemplateView, responses=error_responses(404), summary="A template"
 )
 def get_template(ref: TemplateRef, caller: CallerDep) -> TemplateView:
+    """One template, by id or by name."""
     return templates.get_template(caller.organisation_id, _checked(ref))
 
 
@@ -74,6 +76,7 @@ def get_template(ref: TemplateRef, caller: CallerDep) -> TemplateView:
     summary="Delete a template (the batches made from it stay); returns what it was",
 )
 def delete_template(ref: TemplateRef, caller: CallerDep) -> TemplateView:
+    """Deletes the template (by id or name) and answers what it was."""
     return templates.delete_template(caller.organisation_id, _checked(ref))
 
 
@@ -82,8 +85,10 @@ def delete_template(ref: TemplateRef, caller: CallerDep) -> TemplateView:
     response_model=list[PreviewRow],
     responses=error_responses(404),
     summary="The restaurants the template would pick now, in batch order",
+    operation_id="preview_template",
 )
 def preview(ref: TemplateRef, caller: CallerDep) -> list[PreviewRow]:
+    """What running the template now would take; nothing is made."""
     rows = templates.preview_template(caller.organisation_id, _checked(ref))
     return [PreviewRow.model_validate(row) for row in rows]
 
@@ -107,6 +112,8 @@ async def run_template(
     auto_start: Annotated[bool, Query(description="Submit the batch to Prefect.")] = True,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> object:
+    """201 with the new batch's URL in Location (started unless auto_start is false); 200
+    with no batch when no restaurant matches now."""
     if (replay := await idempotency.begin(request, caller, idempotency_key)) is not None:
         return replay
     batch_id = await run_in_threadpool(

@@ -40,6 +40,8 @@ def create_webhook(
     summary="List webhooks: never their secrets, URLs without credentials or query strings",
 )
 def list_webhooks(caller: CallerDep) -> list[SubscriptionView]:
+    """The caller's subscriptions; a URL's credentials and query (where receivers put tokens)
+    are shown only when the subscription is made."""
     # A receiver's URL may carry a token in its query or credentials; only creation shows it.
     return [
         row.model_copy(update={"url": redact_url(row.url)})
@@ -55,5 +57,6 @@ def list_webhooks(caller: CallerDep) -> list[SubscriptionView]:
     summary="Delete a webhook",
 )
 def delete_webhook(webhook_id: uuid.UUID, caller: CallerDep) -> Response:
+    """204: the subscription is gone; no event is delivered to it any more."""
     webhooks.delete_subscription(caller.organisation_id, webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
