@@ -15,17 +15,24 @@ from sqlalchemy.orm import Session
 from regbatch.audit import Operation
 from regbatch.db.batches import batch_summary, get_batch
 from regbatch.db.models import Batch, Job, JobStep, OperationLog, Restaurant
-from regbatch.errors import InvalidInputError, Problem
+from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.statuses import BatchStatus, JobStatus
 from regbatch.views import (
     BatchListPage,
     BatchView,
     DeliveryAttempt,
+    JobView,
     MatrixCell,
     MatrixPage,
     MatrixRow,
+    StepView,
 )
 
+_STEP_SUMMARY_COLUMNS = [
+    column
+    for name, column in JobStep.__table__.c.items()
+    if name in StepView.model_fields and name != "result_data"
+]
 PAGE_MAX = 500
 NAME_SEARCH_MAX = 200
 
@@ -177,10 +184,7 @@ def _rows(rows: Any) -> list[MatrixRow]:
             )
         if r.step_number is not None:
             row.cells[r.step_number] = MatrixCell(
-                status=r.step_status,
-                attempts=r.attempts,
-                error_message=r.step_error,
-                skip_reason=r.skip_reason,
+                r.step_status, r.attempts, r.step_error, r.skip_reason
             )
     return list(by_job.values())
 
@@ -235,3 +239,39 @@ def webhook_attempts(
         )
         for row in rows
     ]
+
+
+def restaurant_steps(
+    session: Session, batch_id: uuid.UUID, job_id: uuid.UUID, organisation_id: uuid.UUID | None
+) -> JobView:
+    """One restaurant of the batch with each of its steps (no results); NotFoundError when the
+    job is not the batch's or the batch not the organisation's."""
+    get_batch(session, batch_id, organisation_id)
+    found = session.execute(
+        select(Job, Restaurant.name)
+        .join(Restaurant, Restaurant.id == Job.restaurant_id)
+        .where(Job.id == job_id, Job.batch_id == batch_id)
+    ).first()
+    if found is None:
+        raise NotFoundError(
+            f"restaurant job {job_id} is not in batch {batch_id}; pick a restaurant from "
+            "the batch's matrix"
+        )
+    job, name = found
+    steps = session.execute(
+        select(*_STEP_SUMMARY_COLUMNS).where(JobStep.job_id == job_id).order_by(JobStep.step_number)
+    )
+    return JobView(
+        id=job.id,
+        restaurant_id=job.restaurant_id,
+        restaurant_name=name,
+        position=job.position,
+        status=job.status,
+        current_step=job.current_step,
+        error_message=job.error_message,
+        error_details=job.error_details,
+        retry_of_job_id=job.retry_of_job_id,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        steps=[StepView(**row._asdict(), result_data=None) for row in steps],
+    )

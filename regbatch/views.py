@@ -5,8 +5,9 @@ Statuses are the enums of regbatch.statuses (they serialise to the same strings)
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -108,8 +109,11 @@ class BatchListPage(BaseModel):
     limit: int
 
 
-class MatrixCell(BaseModel):
-    """One step of one restaurant, as the batch's matrix shows it (no step results)."""
+class MatrixCell(NamedTuple):
+    """One step of one restaurant, as the batch's matrix shows it (no step results).
+
+    The matrix's types are plain tuples and dataclasses, not pydantic models: a page holds
+    1,200 cells and is rebuilt every 2 s while someone watches."""
 
     status: StepStatus
     attempts: int
@@ -117,7 +121,8 @@ class MatrixCell(BaseModel):
     skip_reason: str | None
 
 
-class MatrixRow(BaseModel):
+@dataclass(slots=True)
+class MatrixRow:
     """One restaurant of a batch: its job and a cell per step number."""
 
     job_id: uuid.UUID
@@ -129,7 +134,8 @@ class MatrixRow(BaseModel):
     cells: dict[int, MatrixCell]
 
 
-class MatrixPage(BaseModel):
+@dataclass(slots=True)
+class MatrixPage:
     """A page of a batch's restaurant x step matrix, with how many restaurants match in all."""
 
     rows: list[MatrixRow]
@@ -150,3 +156,37 @@ class DeliveryAttempt(BaseModel):
     attempt: int | None
     status_code: int | None
     error: str | None
+
+
+class RestaurantRow(BaseModel):
+    """A restaurant as a list of candidates shows it."""
+
+    id: uuid.UUID
+    name: str
+    city: str | None
+    lead_stage: str
+    lead_type: str
+    restaurant_type: str
+    registration_status: str
+    icp_score: int
+
+
+class RestaurantPage(BaseModel):
+    """One page of the restaurants a filter matches, with how many match in all."""
+
+    items: list[RestaurantRow]
+    total: int
+    offset: int
+    limit: int
+
+
+class PreflightRow(BaseModel):
+    """A restaurant chosen for a batch, and every problem that would keep it out or fail it."""
+
+    id: uuid.UUID
+    name: str
+    city: str | None
+    problems: list[str]
+    """Pre-flight problems of its configuration with the batch's settings (field: fix)."""
+    busy_in_batch: uuid.UUID | None = None
+    """The unfinished batch that already holds it, if any."""

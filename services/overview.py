@@ -11,9 +11,16 @@ from regbatch.db.engine import session_scope
 from regbatch.db.overview import BatchSort
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import JobStatus
-from regbatch.views import BatchListPage, BatchView, DeliveryAttempt, MatrixPage
+from regbatch.views import BatchListPage, BatchView, DeliveryAttempt, JobView, MatrixPage
 
-__all__ = ["BatchSort", "batch_header", "batch_matrix", "find_batches", "webhook_attempts"]
+__all__ = [
+    "BatchSort",
+    "batch_header",
+    "batch_matrix",
+    "find_batches",
+    "restaurant_steps",
+    "webhook_attempts",
+]
 
 
 def find_batches(
@@ -69,3 +76,13 @@ def webhook_attempts(organisation_id: uuid.UUID, limit: int = 100) -> list[Deliv
     """The organisation's latest webhook delivery attempts (the delivery log), newest first."""
     with session_scope() as session:
         return data.webhook_attempts(session, organisation_id, limit)
+
+
+def restaurant_steps(
+    batch_id: str | uuid.UUID, job_id: str | uuid.UUID, organisation_id: uuid.UUID | None
+) -> JobView:
+    """One restaurant of the batch with each of its steps (no results)."""
+    with session_scope() as session:
+        return data.restaurant_steps(
+            session, parse_uuid(batch_id, "batch_id"), parse_uuid(job_id, "job_id"), organisation_id
+        )

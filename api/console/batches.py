@@ -15,9 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from regbatch.api.console.auth import CheckedDep, SessionDep
 from regbatch.api.console.render import page
 from regbatch.batch_rules import allowed_actions
-from regbatch.services.overview import BatchSort, batch_matrix, find_batches
+from regbatch.services.overview import BatchSort, batch_matrix, find_batches, restaurant_steps
 from regbatch.services.progress import ProgressView, batch_progress
 from regbatch.statuses import BATCH_AT_REST, BatchStatus, JobStatus
+from regbatch.steps import step_label
 
 router = APIRouter(prefix="/console")
 LIST_PAGE = 50
@@ -147,6 +148,18 @@ def batch_live(
     """The live part of the detail page (progress, actions, matrix), polled every 2 s."""
     context = _detail_context(batch_id, session, show, page_number)
     return page(request, "batch_live.html", session=session, **context)
+
+
+@router.get("/batches/{batch_id}/restaurants/{job_id}", include_in_schema=False)
+def restaurant_panel(
+    request: Request, batch_id: uuid.UUID, job_id: uuid.UUID, session: SessionDep
+) -> Response:
+    """One restaurant's steps (status, attempts, duration, error), shown under the matrix."""
+    job = restaurant_steps(batch_id, job_id, session.organisation_id)
+    return page(
+        request, "restaurant_steps.html", session=session, job=job, advice=ADVICE,
+        labels={n: step_label(n, s.step_key) for n, s in ((s.step_number, s) for s in job.steps)},
+    )  # fmt: skip
 
 
 @router.post("/batches/{batch_id}/{action}", include_in_schema=False)

@@ -186,6 +186,15 @@ def test_a_failed_batch_offers_retry_failed_and_its_matrix_shows_the_failure(
     assert live.text.count('<td class="cell s-failed"') == 1
     assert "services refused: no pickup" in live.text
     assert "Retry failed: it re-runs only the failed steps" in live.text
+    panel_link = re.search(r'hx-get="(/console/batches/[^"]+/restaurants/[^"]+)"', live.text)
+    assert panel_link is not None
+    panel = browser.get(panel_link[1])
+    assert "01-account_registration" in panel.text
+    with session_scope() as session:
+        other_org = make_org(session)
+    stranger = TestClient(browser.app, follow_redirects=False)
+    sign_in(stranger, create_api_key(other_org, "console").api_key)
+    assert stranger.get(panel_link[1]).status_code == 404
     failed_only = browser.get(f"/console/batches/{batch_id}?show=failed")
     assert failed_only.text.count('<tr class="r-') == 1
     retried = browser.post(f"/console/batches/{batch_id}/retry-failed", data={"csrf_token": csrf})
