@@ -14,6 +14,7 @@ from typing import Any
 from regbatch.errors import RegbatchError
 from regbatch.flow_params import BatchRun
 from regbatch.offline import apply_offline_defaults
+from regbatch.run_tags import BATCH_TAG
 from regbatch.services.batches import get_batch, parse_uuid
 from regbatch.views import BatchDetail
 
@@ -26,11 +27,13 @@ async def run_batch_async(batch_id: str | uuid.UUID, started_by: str = "user") -
     """
     apply_offline_defaults()
     from regbatch.flows.batch import registration_batch
+    from regbatch.runner.prefect_runs import tagged
 
     batch_uuid = parse_uuid(batch_id, "batch_id")
-    state = await registration_batch(
-        BatchRun(batch_id=batch_uuid, started_by=started_by), return_state=True
-    )
+    with tagged(BATCH_TAG):
+        state = await registration_batch(
+            BatchRun(batch_id=batch_uuid, started_by=started_by), return_state=True
+        )
     _raise_refusal(state)
     return get_batch(batch_uuid)
 

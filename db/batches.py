@@ -20,8 +20,8 @@ from regbatch.db.fencing import lock_batch_exclusively
 from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
 from regbatch.db.restaurants import registration_config
-from regbatch.errors import InvalidInputError, NotFoundError, Problem
-from regbatch.plugins import current_registry, graph_record
+from regbatch.errors import InvalidInputError, NotFoundError, Problem, not_one_of
+from regbatch.plugins import current_registry, graph_from_record, graph_record
 from regbatch.statuses import (
     BATCH_FINISHED,
     JOB_FINISHED,
@@ -30,7 +30,7 @@ from regbatch.statuses import (
     JobStatus,
     StepStatus,
 )
-from regbatch.steps import StepGraph
+from regbatch.steps import StepGraph, current_step
 from regbatch.views import BatchDetail, BatchPage, BatchSummary, JobView, StepView
 
 
@@ -428,7 +428,7 @@ def list_batches(
 ) -> BatchPage:
     """The organisation's batches, newest first, filtered, one page at a time."""
     problems = [
-        Problem("status", f"{s!r} is not a batch status; use one of {', '.join(BatchStatus)}")
+        Problem("status", not_one_of("batch status", s, BatchStatus))
         for s in statuses
         if s not in set(BatchStatus)
     ]
@@ -480,6 +480,7 @@ def batch_detail(
         .order_by(Job.position)
     ).all()
     steps_by_job = _step_views(session, batch_id, with_results)
+    graph = graph_from_record(batch.step_graph, current_registry())
     return BatchDetail(
         **batch_summary(batch).model_dump(),
         organisation_id=batch.organisation_id,
@@ -495,7 +496,7 @@ def batch_detail(
         step_graph=batch.step_graph,
         cancelled_at=batch.cancelled_at,
         updated_at=batch.updated_at,
-        jobs=[_job_view(job, name, steps_by_job.get(job.id, [])) for job, name in jobs],
+        jobs=[_job_view(job, name, steps_by_job.get(job.id, []), graph) for job, name in jobs],
     )
 
 
@@ -517,14 +518,17 @@ def _step_views(
     return steps_by_job
 
 
-def _job_view(job: Job, restaurant_name: str, steps: list[StepView]) -> JobView:
+def _job_view(job: Job, restaurant_name: str, steps: list[StepView], graph: StepGraph) -> JobView:
     return JobView(
         id=job.id,
         restaurant_id=job.restaurant_id,
         restaurant_name=restaurant_name,
         position=job.position,
         status=job.status,
-        current_step=job.current_step,
+        # the step it is at, from its steps (the column is the step started last)
+        current_step=current_step({s.step_number: s.status for s in steps}, graph)
+        if steps
+        else None,
         error_message=job.error_message,
         error_details=job.error_details,
         retry_of_job_id=job.retry_of_job_id,

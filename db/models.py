@@ -181,11 +181,13 @@ class Restaurant(Base):
     __table_args__ = (
         *_record_checks(),
         Index("ix_restaurants_org_city_stage", "organisation_id", "city", "lead_stage"),
+        Index("uq_restaurants_org_external_id", "organisation_id", "external_id", unique=True),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     organisation_id: Mapped[uuid.UUID] = _org_fk()
     name: Mapped[str] = _record_column("name")
+    external_id: Mapped[str | None] = _record_column("external_id")
     contact_name: Mapped[str | None] = _record_column("contact_name")
     email: Mapped[str | None] = _record_column("email")
     phone: Mapped[str | None] = _record_column("phone")

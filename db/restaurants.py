@@ -7,15 +7,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from regbatch import passwords
 from regbatch.config import build_config, problems_from_validation
-from regbatch.db.models import Restaurant
+from regbatch.db.imports import new_restaurant
+from regbatch.db.models import Batch, Job, Restaurant
 from regbatch.errors import InvalidInputError, Problem
 from regbatch.preflight import preflight
 from regbatch.restaurant import RECORD_FIELDS, RestaurantIn
+from regbatch.selection import RestaurantSelection
+from regbatch.statuses import BATCH_FINISHED
 
 
 def validate_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[RestaurantIn], list[Problem]]:
@@ -30,8 +32,7 @@ def validate_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[RestaurantIn]
         try:
             parsed.append(RestaurantIn.model_validate(dict(row)))
         except ValidationError as exc:
-            unknown = "is not a restaurants column; check its spelling"
-            for problem in problems_from_validation(exc, prefix="", unknown=unknown):
+            for problem in problems_from_validation(exc, "", "a restaurants column", RestaurantIn):
                 problems.append(Problem(problem.field, problem.message, subject))
     return parsed, problems
 
@@ -49,51 +50,88 @@ def import_restaurants(
             "nothing was imported, fix them and import again",
             problems,
         )
-    restaurants = []
-    for item in parsed:
-        data = item.model_dump(mode="json", exclude={"account_password"})
-        password = (
-            item.account_password.get_secret_value()
-            if item.account_password
-            else passwords.generate_password()
-        )
-        restaurant = Restaurant(
-            organisation_id=organisation_id,
-            account_password_encrypted=passwords.encrypt(password),
-            **data,
-        )
-        restaurants.append(restaurant)
+    restaurants = [new_restaurant(organisation_id, item) for item in parsed]
     session.add_all(restaurants)
     session.flush()
     return restaurants
 
 
+def apply_selection(query: Select[Any], selection: RestaurantSelection) -> Select[Any]:
+    """`query` over restaurants narrowed by every criterion of `selection`, best ICP score first
+    (then name, id), at most its limit: the one place a restaurant filter becomes SQL."""
+    query = query.where(*selection_criteria(selection))
+    query = query.order_by(Restaurant.icp_score.desc(), Restaurant.name, Restaurant.id)
+    return query if selection.limit is None else query.limit(selection.limit)
+
+
+def selection_criteria(selection: RestaurantSelection) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of `selection`'s criteria (its limit and order aside)."""
+    conditions: list[ColumnElement[bool]] = []
+    if selection.city:
+        # Case-insensitive: "auckland" finds "Auckland".
+        conditions.append(func.lower(Restaurant.city) == selection.city.strip().lower())
+    if selection.lead_stage:
+        conditions.append(Restaurant.lead_stage == selection.lead_stage)
+    if selection.lead_type:
+        conditions.append(Restaurant.lead_type == selection.lead_type)
+    if selection.min_icp_score is not None:
+        conditions.append(Restaurant.icp_score >= selection.min_icp_score)
+    if selection.registration_status:
+        conditions.append(Restaurant.registration_status == selection.registration_status)
+    if selection.search:
+        pattern = "%" + _escape_like(selection.search.strip().lower()) + "%"
+        columns = (Restaurant.name, Restaurant.email, Restaurant.city)
+        conditions.append(or_(*(func.lower(c).like(pattern, escape="\\") for c in columns)))
+    return conditions
+
+
+def in_unfinished_batch() -> ColumnElement[bool]:
+    """The restaurant has a job in a batch that has not finished (a draft included)."""
+    return (
+        select(Job.id)
+        .join(Batch, Batch.id == Job.batch_id)
+        .where(Job.restaurant_id == Restaurant.id, Batch.status.not_in(list(BATCH_FINISHED)))
+        .exists()
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def list_restaurants(
     session: Session,
     organisation_id: uuid.UUID,
-    *,
-    city: str | None = None,
-    lead_stage: str | None = None,
-    lead_type: str | None = None,
-    min_icp_score: int | None = None,
-    registration_status: str | None = None,
-    limit: int | None = None,
+    selection: RestaurantSelection | None = None,
+    **criteria: Any,
 ) -> list[Restaurant]:
-    """The organisation's restaurants matching every given filter, best ICP score first."""
+    """The organisation's restaurants matching the selection (or the same criteria as keywords:
+    city, lead_stage, ...), best ICP score first."""
+    selection = selection or RestaurantSelection(**criteria)
     query = select(Restaurant).where(Restaurant.organisation_id == organisation_id)
-    if city:
-        query = query.where(Restaurant.city == city)
-    if lead_stage:
-        query = query.where(Restaurant.lead_stage == lead_stage)
-    if lead_type:
-        query = query.where(Restaurant.lead_type == lead_type)
-    if min_icp_score is not None:
-        query = query.where(Restaurant.icp_score >= min_icp_score)
-    if registration_status:
-        query = query.where(Restaurant.registration_status == registration_status)
-    query = query.order_by(Restaurant.icp_score.desc(), Restaurant.name, Restaurant.id)
-    if limit is not None:
-        query = query.limit(limit)
+    return list(session.scalars(apply_selection(query, selection)))
+
+
+def free_restaurants(
+    session: Session, organisation_id: uuid.UUID, selection: RestaurantSelection
+) -> tuple[list[Restaurant], int]:
+    """The organisation's restaurants matching `selection` that no unfinished batch holds, and
+    how many more match but are held."""
+    mine = select(Restaurant).where(Restaurant.organisation_id == organisation_id)
+    free = list(session.scalars(apply_selection(mine.where(~in_unfinished_batch()), selection)))
+    held = mine.where(*selection_criteria(selection), in_unfinished_batch()).subquery()
+    return free, session.scalar(select(func.count()).select_from(held)) or 0
+
+
+def restaurants_by_id(
+    session: Session, organisation_id: uuid.UUID, restaurant_ids: Sequence[uuid.UUID]
+) -> list[Restaurant]:
+    """The organisation's restaurants among `restaurant_ids` (others are left out)."""
+    if not restaurant_ids:
+        return []
+    query = select(Restaurant).where(
+        Restaurant.organisation_id == organisation_id, Restaurant.id.in_(restaurant_ids)
+    )
     return list(session.scalars(query))
 
 

@@ -6,46 +6,30 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, option_problems
 from regbatch.config import settings_problems
-from regbatch.db.models import Batch, BatchTemplate, Job, Restaurant
+from regbatch.db.models import BatchTemplate, Restaurant
+from regbatch.db.restaurants import apply_selection, in_unfinished_batch
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
-from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
-from regbatch.statuses import BATCH_FINISHED, ExecutionMode
+from regbatch.restaurant import RegistrationStatus
+from regbatch.selection import RestaurantSelection
+from regbatch.statuses import ExecutionMode
 
 NAME_MAX = 120  # leaves room for the " YYYY-MM-DD HH:MM" of the batches' names (200 at most)
 LIMIT_MAX = 1000
 DEFAULT_LIMIT = 10
 
 
-def _one_of(field: str, value: str | None, vocabulary: type[StrEnum]) -> list[Problem]:
-    if value is None or value in set(vocabulary):
-        return []
-    return [Problem(field, f"{value!r} is not valid; use one of {', '.join(vocabulary)}")]
-
-
-def _filter_problems(
-    city: str | None,
-    lead_stage: str | None,
-    lead_type: str | None,
-    min_icp_score: int | None,
-    registration_status: str | None,
-    limit: int,
-    max_size: int,
-) -> list[Problem]:
-    problems = _one_of("lead_stage", lead_stage, LeadStage)
-    problems += _one_of("lead_type", lead_type, LeadType)
-    problems += _one_of("registration_status", registration_status, RegistrationStatus)
-    if city is not None and len(city) > 120:
-        problems.append(Problem("city", f"has {len(city)} characters; use at most 120"))
-    if registration_status == RegistrationStatus.REGISTERED:
+def _filter_problems(selection: RestaurantSelection, max_size: int) -> list[Problem]:
+    problems = [p for p in selection.problems() if p.field != "limit"]  # checked below
+    limit = selection.limit or 0
+    if selection.registration_status == RegistrationStatus.REGISTERED:
         problems.append(
             Problem(
                 "registration_status",
@@ -53,8 +37,6 @@ def _filter_problems(
                 "use unregistered, in_progress or failed, or leave it out",
             )
         )
-    if min_icp_score is not None and not 0 <= min_icp_score <= 10:
-        problems.append(Problem("min_icp_score", f"{min_icp_score} is out of range; use 0 to 10"))
     if not 1 <= limit <= LIMIT_MAX:
         problems.append(Problem("limit", f"{limit} is out of range; use 1 to {LIMIT_MAX}"))
     elif limit > max_size:
@@ -90,9 +72,15 @@ def create_template(
     name = name.strip()
     city = (city or "").strip() or None
     problems = _name_problems(session, organisation_id, name)
-    problems += _filter_problems(
-        city, lead_stage, lead_type, min_icp_score, registration_status, limit, max_size
+    selection = RestaurantSelection(
+        city=city,
+        lead_stage=lead_stage,
+        lead_type=lead_type,
+        min_icp_score=min_icp_score,
+        registration_status=registration_status,
+        limit=limit,
     )
+    problems += _filter_problems(selection, max_size)
     problems += option_problems(
         execution_mode, concurrency, breaker_threshold, breaker_min_finished
     )
@@ -200,31 +188,25 @@ def delete_template(
     return template
 
 
-def _matching(template: BatchTemplate, *columns: Any) -> Select[Any]:
-    in_unfinished_batch = (
-        select(Job.id)
-        .join(Batch, Batch.id == Job.batch_id)
-        .where(Job.restaurant_id == Restaurant.id, Batch.status.not_in(list(BATCH_FINISHED)))
-        .exists()
+def selection_of(template: BatchTemplate) -> RestaurantSelection:
+    """The template's restaurant filter."""
+    return RestaurantSelection(
+        city=template.city,
+        lead_stage=template.lead_stage,
+        lead_type=template.lead_type,
+        min_icp_score=template.min_icp_score,
+        registration_status=template.registration_status,
+        limit=template.max_restaurants,
     )
+
+
+def _matching(template: BatchTemplate, *columns: Any) -> Select[Any]:
     query = select(*columns).where(
         Restaurant.organisation_id == template.organisation_id,
         Restaurant.registration_status != RegistrationStatus.REGISTERED,
-        ~in_unfinished_batch,
+        ~in_unfinished_batch(),
     )
-    if template.city:
-        # Case-insensitive: a saved "auckland" must keep finding "Auckland".
-        query = query.where(func.lower(Restaurant.city) == template.city.lower())
-    if template.lead_stage:
-        query = query.where(Restaurant.lead_stage == template.lead_stage)
-    if template.lead_type:
-        query = query.where(Restaurant.lead_type == template.lead_type)
-    if template.min_icp_score is not None:
-        query = query.where(Restaurant.icp_score >= template.min_icp_score)
-    if template.registration_status:
-        query = query.where(Restaurant.registration_status == template.registration_status)
-    order = (Restaurant.icp_score.desc(), Restaurant.name, Restaurant.id)
-    return query.order_by(*order).limit(template.max_restaurants)
+    return apply_selection(query, selection_of(template))
 
 
 def matching_restaurants(session: Session, template: BatchTemplate) -> list[uuid.UUID]:

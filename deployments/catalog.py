@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from regbatch.run_tags import BATCH_TAG, PRODUCT_TAG, RESTAURANT_TAG
+
 WORK_POOL = "regbatch"
-TAGS = ("regbatch",)
+TAGS = (PRODUCT_TAG,)
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,9 @@ class DeploymentSpec:
     description: str
     parameters: dict[str, Any] = field(default_factory=dict)
     schedules: tuple[dict[str, Any], ...] = ()
+    """Each names its timezone (the UI shows the schedule in it) and has a readable slug."""
     concurrency_limit: int | None = None
+    tags: tuple[str, ...] = TAGS
 
     @property
     def flow_name(self) -> str:
@@ -40,13 +44,15 @@ CATALOG: tuple[DeploymentSpec, ...] = (
         name="registration-batch",
         flow="regbatch.flows.batch:registration_batch",
         description="Run a registration batch (an existing one by id, or a new one from "
-        "restaurant ids).",
+        "restaurant ids). Use Custom run: Quick run has no batch to run.",
+        tags=(*TAGS, BATCH_TAG),
     ),
     DeploymentSpec(
         name="register-restaurant",
         flow="regbatch.flows.restaurant:register_restaurant",
         description="Register one restaurant of a batch (distributed mode submits each "
         "restaurant here).",
+        tags=(*TAGS, RESTAURANT_TAG),
     ),
     DeploymentSpec(
         name="retry-failed",
@@ -70,14 +76,23 @@ CATALOG: tuple[DeploymentSpec, ...] = (
                 "started_by": "schedule",
             }
         },
-        schedules=({"cron": "0 9 * * 1", "timezone": "Pacific/Auckland", "active": True},),
+        schedules=(
+            {
+                "cron": "0 9 * * 1",
+                "timezone": "Pacific/Auckland",
+                "slug": "Mondays 09:00 (Pacific/Auckland)",
+                "active": True,
+            },
+        ),
         concurrency_limit=1,
     ),
     DeploymentSpec(
         name="recover-stalled-batches",
         flow="regbatch.flows.recovery:recover_stalled_batches",
         description="Every 5 minutes: take over batches whose runner died (lease expired).",
-        schedules=({"interval": 300, "active": True},),
+        schedules=(
+            {"interval": 300, "timezone": "UTC", "slug": "Every 5 minutes (UTC)", "active": True},
+        ),
         concurrency_limit=1,
     ),
 )
@@ -101,7 +116,7 @@ def prefect_yaml() -> str:
             "name": item.name,
             "entrypoint": item.flow,
             "description": item.description,
-            "tags": list(TAGS),
+            "tags": list(item.tags),
             "parameters": item.parameters,
             "schedules": list(item.schedules),
             "work_pool": {"name": WORK_POOL, "work_queue_name": "default"},

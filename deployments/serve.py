@@ -9,31 +9,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from regbatch.deployments.catalog import CATALOG, TAGS
+from regbatch.deployments.catalog import CATALOG
 
 
 def served_deployments() -> list[Any]:
-    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
+    from prefect.schedules import Cron, Interval, Schedule
     from prefect.utilities.importtools import import_object
 
     deployments = []
     for item in CATALOG:
         flow = import_object(item.flow)
-        schedules: list[CronSchedule | IntervalSchedule] = []
+        schedules: list[Schedule] = []
         for schedule in item.schedules:
+            common = {"timezone": schedule["timezone"], "slug": schedule["slug"]}
             if "cron" in schedule:
-                schedules.append(
-                    CronSchedule(cron=schedule["cron"], timezone=schedule.get("timezone"))
-                )
+                schedules.append(Cron(schedule["cron"], **common))
             else:
-                schedules.append(IntervalSchedule(interval=schedule["interval"]))
+                schedules.append(Interval(schedule["interval"], **common))
         deployments.append(
             flow.to_deployment(
                 name=item.name,
                 description=item.description,
                 parameters=item.parameters,
                 schedules=schedules or None,
-                tags=list(TAGS),
+                tags=list(item.tags),
                 concurrency_limit=item.concurrency_limit,
             )
         )

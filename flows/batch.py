@@ -25,7 +25,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.states import Cancelled, Completed, Failed, State
 
 from regbatch.errors import LeaseLostError, LedgerUnavailableError, PluginError
-from regbatch.flow_params import BatchRun
+from regbatch.flow_params import NOTHING_TO_RUN, BatchRun
 from regbatch.flows.dispatch import Dispatcher, DistributedRunner, run_in_process
 from regbatch.lease import Lease
 from regbatch.ledger import RunStart
@@ -34,7 +34,7 @@ from regbatch.runner import prefect_runs
 from regbatch.runner.cancellation import cancel_from_orchestrator
 from regbatch.runner.lease import LeaseKeeper, runner_identity
 from regbatch.runner.ledger import ledger
-from regbatch.runner.logs import run_logger
+from regbatch.runner.logs import log_pause, run_logger
 from regbatch.runner.names import batch_name
 from regbatch.runner.platform import close_platform_client
 from regbatch.settings import get_settings
@@ -45,6 +45,7 @@ from regbatch.tasks.webhooks import announce_batch_outcome, notify_batch_outcome
 from regbatch.views import BatchDetail
 
 log = logging.getLogger(__name__)
+EMPTY_FORM = BatchRun()  # Quick run's parameters: the flow refuses them with NOTHING_TO_RUN
 
 
 def _run_name() -> str:
@@ -55,7 +56,7 @@ def _run_name() -> str:
             return f"batch: {batch_name(uuid.UUID(str(get('batch_id'))))}"
         except Exception:  # a name is never worth failing a run for
             return f"batch {get('batch_id')}"
-    return f"batch: {get('name') or 'new'}"
+    return f"batch: {get('name') or 'nothing to run'}"  # only the empty form has no name
 
 
 def _flow_run_id() -> uuid.UUID | None:
@@ -110,8 +111,17 @@ def cancel_batch_of_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[An
     persist_result=False,
     on_cancellation=[cancel_batch_of_run],
 )
-async def registration_batch(run: BatchRun) -> State[Any]:
-    """Register a batch of restaurants: every unfinished one, in the batch's execution mode."""
+async def registration_batch(run: BatchRun = EMPTY_FORM) -> State[Any]:
+    """Register a batch of restaurants: every unfinished one, in the batch's execution mode.
+
+    With the empty form (the UI's Quick run) it starts nothing and fails, saying what to fill in.
+
+    Args:
+        run: an existing batch by id, or the organisation, name and restaurants of a new one.
+    """
+    if run.chooses_nothing:
+        run_logger().error("%s", NOTHING_TO_RUN)
+        return Failed(message=NOTHING_TO_RUN)
     batch_id = run.batch_id or await create_batch_from_run(run)
     await _check_handlers(batch_id)
     lease = await _take(batch_id, run.started_by)
@@ -187,7 +197,7 @@ async def _run(lease: Lease) -> BatchDetail:
     jobs = await ledger().unfinished_jobs(lease.batch_id)
     limit = concurrency_limit(detail.execution_mode, detail.concurrency)
     _log_start(detail, len(jobs), limit)
-    reporter = ProgressReporter(lease.batch_id, detail.total)
+    reporter = ProgressReporter(lease.batch_id, detail.name, detail.total)
     await reporter.start(detail.total - len(jobs))
     settings = get_settings()
     async with LeaseKeeper(ledger(), lease, settings.lease_seconds) as keeper:
@@ -267,8 +277,7 @@ def final_state(status: str, name: str, pause_reason: str | None) -> State[Any]:
     if status == BatchStatus.FAILED:
         return Failed(message=f"{name}: failed (more than half of its restaurants failed)")
     if status == BatchStatus.PAUSED:
-        return Cancelled(
-            name="Paused",
-            message=f"{name}: {pause_reason or 'paused'}; resume it to continue where it stopped",
-        )
+        message = f"{name}: {pause_reason or 'paused'}; resume it to continue where it stopped"
+        log_pause(f"Batch paused, not failed. {message}")
+        return Cancelled(name="Paused", message=message)
     return Cancelled(message=f"{name}: cancelled")

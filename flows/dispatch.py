@@ -28,6 +28,7 @@ from regbatch.errors import LeaseLostError, LedgerUnavailableError
 from regbatch.flows.restaurant import register_restaurant
 from regbatch.lease import Lease
 from regbatch.ledger import JobRef, Ledger
+from regbatch.run_tags import RESTAURANT_TAG
 from regbatch.runner import prefect_runs
 from regbatch.runner.lease import LeaseKeeper
 from regbatch.runner.logs import run_logger
@@ -218,7 +219,8 @@ def _announce_breaker(batch_id: uuid.UUID, batch_name: str, reason: str) -> None
 async def run_in_process(job: JobRef, lease: Lease) -> None:
     """The restaurant as a subflow of this flow run (its own flow run page in the UI)."""
     note_job_name(job.id, job.restaurant_name)
-    state = await register_restaurant(job.id, lease, return_state=True)
+    with prefect_runs.tagged(RESTAURANT_TAG):
+        state = await register_restaurant(job.id, lease, return_state=True)
     error = await state_error(state)
     if error is not None and StepEnd.from_error(error).how is Ended.RUNNER_STOPPED:
         raise error

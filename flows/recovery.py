@@ -17,8 +17,10 @@ from prefect import flow
 from regbatch.errors import ConflictError
 from regbatch.flow_params import BatchRun
 from regbatch.flows.batch import registration_batch
+from regbatch.run_tags import BATCH_TAG
 from regbatch.runner.ledger import ledger
 from regbatch.runner.logs import run_logger
+from regbatch.runner.prefect_runs import tagged
 
 
 @flow(name="recover-stalled-batches", retries=0, persist_result=False)
@@ -31,9 +33,10 @@ async def recover_stalled_batches() -> list[uuid.UUID]:
     recovered = []
     for batch_id in stalled:
         logger.warning("batch %s is stalled (its runner's lease expired); taking it over", batch_id)
-        state = await registration_batch(
-            BatchRun(batch_id=batch_id, started_by="system:recovery"), return_state=True
-        )
+        with tagged(BATCH_TAG):
+            state = await registration_batch(
+                BatchRun(batch_id=batch_id, started_by="system:recovery"), return_state=True
+            )
         if state.is_failed() or state.is_crashed():
             error = await state.aresult(raise_on_failure=False)
             if isinstance(error, ConflictError):  # another runner got there first

@@ -34,7 +34,7 @@ from regbatch.ledger import JobPlan, Ledger
 from regbatch.planning import Run, Skip, StepState, next_decisions
 from regbatch.plugins import current_registry, missing_handlers_message
 from regbatch.runner.ledger import ledger
-from regbatch.runner.logs import run_logger
+from regbatch.runner.logs import log_pause, run_logger
 from regbatch.runner.names import restaurant_name_for_job
 from regbatch.statuses import JOB_FINISHED, JobStatus, RequestedAction, StepStatus
 from regbatch.step_outcomes import Ended, StepEnd
@@ -82,9 +82,16 @@ def _run_name() -> str:
     persist_result=False,
     validate_parameters=True,
 )
-async def register_restaurant(job_id: uuid.UUID, lease: Lease | None = None) -> State[Any]:
-    """Register one restaurant: run its steps in dependency order, resuming from the ledger."""
-    if lease is None:
+async def register_restaurant(
+    job_id: uuid.UUID | None = None, lease: Lease | None = None
+) -> State[Any]:
+    """Register one restaurant: run its steps in dependency order, resuming from the ledger.
+
+    Args:
+        job_id: the restaurant's job in its batch; a batch's runner gives it, with its lease.
+        lease: the batch runner's lease (without it, the run is refused: start the batch).
+    """
+    if lease is None or job_id is None:
         raise ConfigurationError(NO_LEASE)
     plan = await ledger().begin_job(lease, job_id)
     if plan.status in JOB_FINISHED:
@@ -180,11 +187,11 @@ class JobRun:
         if unstarted and self.stop == RequestedAction.PAUSE:
             await self.ledger.hold_job(self.lease, job_id)
             done = sum(s.status == StepStatus.COMPLETED for s in self.states.values())
-            return Cancelled(
-                name="Paused",
-                message=f"{name}: batch paused after {done} completed steps; resume "
-                "continues from there",
+            message = (
+                f"{name}: batch paused after {done} completed steps; resume continues from there"
             )
+            log_pause(f"Restaurant paused with its batch, not failed. {message}")
+            return Cancelled(name="Paused", message=message)
         if self.interrupted:
             labels = ", ".join(self.plan.graph.spec(k).label for k in self.interrupted)
             return Failed(message=f"{name}: {labels} ended without an outcome; dispatched again")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from regbatch.errors import Problem
+from regbatch.errors import Problem, not_one_of
 from regbatch.statuses import BATCH_FINISHED, BatchStatus, ExecutionMode, RequestedAction
 
 FAILURE_THRESHOLD = 0.5
@@ -115,10 +115,7 @@ def option_problems(
     problems = []
     if execution_mode not in set(ExecutionMode):
         problems.append(
-            Problem(
-                "execution_mode",
-                f"{execution_mode!r} is not a mode; use one of {', '.join(ExecutionMode)}",
-            )
+            Problem("execution_mode", not_one_of("mode", execution_mode, ExecutionMode))
         )
     if not 1 <= concurrency <= 200:
         problems.append(Problem("concurrency", f"{concurrency} is out of range; use 1 to 200"))

@@ -10,9 +10,9 @@ owner's password is never part of it: the account step decrypts it from the rest
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -205,15 +205,53 @@ def settings_problems(settings: Mapping[str, Any], prefix: str = "settings") -> 
 def problems_from_validation(
     exc: ValidationError,
     prefix: str,
-    unknown: str = "is not a known setting; check its spelling against RegistrationConfig",
+    unknown: str = "a known setting",
+    model: type[BaseModel] | None = None,
 ) -> list[Problem]:
-    """One Problem per pydantic error, with a dotted field path under `prefix`."""
+    """One Problem per pydantic error, with a dotted field path under `prefix`.
+
+    An unknown key is "not <unknown>" and the valid keys at its place in `model` (the
+    registration configuration unless given) are named; so are the choices of a vocabulary.
+    """
     problems = []
     for error in exc.errors():
         parts = (prefix, *error["loc"])
         path = ".".join(str(part) for part in parts if part not in ("", "[key]"))
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = unknown
+            keys = known_keys(model or RegistrationConfig, error["loc"][:-1])
+            noun = unknown if len(error["loc"]) == 1 else "a known field"
+            message = f"is not {noun}; choose one of: {', '.join(keys)}"
+        elif error["type"] in ("enum", "literal_error"):
+            expected = str(error.get("ctx", {}).get("expected", ""))
+            choices = expected.replace("'", "").replace(" or ", ", ")
+            message = f"{error['input']!r} is not one of: {choices}; choose one of them"
         problems.append(Problem(field=path or "value", message=message))
     return problems
+
+
+def known_keys(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The field names of the object at `loc` inside `model` (e.g. ("payment",) -> the payment
+    section's), or [] when `loc` leads to no model."""
+    kind: Any = model
+    for part in loc:
+        kind = _inner(kind)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            if part not in kind.model_fields:
+                return []
+            kind = kind.model_fields[str(part)].annotation
+        else:  # a list index or a mapping key: the element's type
+            args = [a for a in get_args(kind) if a is not type(None)]
+            kind = args[-1] if args else None
+    kind = _inner(kind)
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return list(kind.model_fields)
+    return []
+
+
+def _inner(kind: Any) -> Any:
+    """`X` of `X | None`; anything else unchanged."""
+    args = [a for a in get_args(kind) if a is not type(None)]
+    if type(None) in get_args(kind) and len(args) == 1:
+        return args[0]
+    return kind

@@ -24,6 +24,7 @@ Messages name the thing, the value and what to do about it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,11 @@ class Problem:
         return f"{where}{self.field}: {self.message}"
 
 
+def not_one_of(what: str, value: object, choices: Iterable[str]) -> str:
+    """ "mode 'bogus' is not one of: sequential, parallel, distributed; choose one of them"."""
+    return f"{what} {str(value)!r} is not one of: {', '.join(choices)}; choose one of them"
+
+
 class InvalidInputError(RegbatchError):
     """Raised when user input is rejected; `problems` lists every problem, not just the first."""
 
@@ -93,7 +99,8 @@ class InvalidTransitionError(ConflictError):
 
     def __init__(self, level: str, current: str, target: str, subject: str = "") -> None:
         self.level, self.current, self.target = level, current, target
-        what = f"{level} {subject}".strip()
+        # subjects may already start with the level ("step account_registration")
+        what = subject if subject.startswith(f"{level} ") else f"{level} {subject}".strip()
         super().__init__(
             f"{what} is {current!r} and cannot become {target!r}; "
             f"check its status first (allowed from {current!r}: see regbatch.statuses)"

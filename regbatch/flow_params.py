@@ -38,6 +38,11 @@ class BatchRun(BaseModel):
     )
     started_by: str = Field(default="user:prefect", description="Recorded in the audit log.")
 
+    @property
+    def chooses_nothing(self) -> bool:
+        """True for the empty form (the UI's Quick run): no batch and nothing to make one of."""
+        return self.batch_id is None and not (self.organisation or self.name or self.restaurant_ids)
+
     @model_validator(mode="after")
     def _one_way(self) -> BatchRun:
         creating = self.organisation or self.name or self.restaurant_ids
@@ -46,7 +51,11 @@ class BatchRun(BaseModel):
                 "give either batch_id (run an existing batch) or organisation, name "
                 "and restaurant_ids (create one), not both"
             )
-        if self.batch_id is None and not (self.organisation and self.name and self.restaurant_ids):
+        if (
+            self.batch_id is None
+            and creating
+            and not (self.organisation and self.name and self.restaurant_ids)
+        ):
             raise ValueError(
                 "give batch_id to run an existing batch, or organisation, name and "
                 "restaurant_ids to create and run a new one"
@@ -54,12 +63,22 @@ class BatchRun(BaseModel):
         return self
 
 
+NOTHING_TO_RUN = (
+    "nothing to run: Quick run starts the registration-batch deployment with an empty form. "
+    "Use Custom run and fill in run.batch_id (an existing batch; `regbatch batch list` shows "
+    "them), or run.organisation, run.name and run.restaurant_ids (a new batch); or start a "
+    "batch from a terminal with `regbatch batch start BATCH_ID`"
+)
+
+
 class RetryRun(BaseModel):
     """Retry the failed restaurants of a batch: a new linked batch, run now."""
 
     model_config = ConfigDict(extra="forbid")
 
-    batch_id: uuid.UUID = Field(description="The batch whose failed restaurants to retry.")
+    batch_id: uuid.UUID | None = Field(
+        default=None, description="The batch whose failed restaurants to retry."
+    )
     started_by: str = Field(default="user:prefect", description="Recorded in the audit log.")
 
 
@@ -68,6 +87,19 @@ class TemplateRun(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    organisation: str = Field(description="The organisation's name or id.")
-    template: str = Field(description="The template's name or id.")
+    organisation: str | None = Field(default=None, description="The organisation's name or id.")
+    template: str | None = Field(default=None, description="The template's name or id.")
     started_by: str = Field(default="schedule", description="Recorded in the audit log.")
+
+
+NOTHING_TO_RETRY = (
+    "nothing to retry: Quick run starts the retry-failed deployment with an empty form. Use "
+    "Custom run and fill in run.batch_id (the batch whose failed restaurants to retry; "
+    "`regbatch batch list` shows them)"
+)
+
+NO_TEMPLATE = (
+    "no template to run: Quick run starts the template-batch deployment with an empty form. "
+    "Use Custom run and fill in run.organisation and run.template (`regbatch template list "
+    "--org ORG` shows them)"
+)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import textwrap
+from collections import Counter
+from datetime import UTC, datetime
 
-from regbatch.statuses import BatchStatus, JobStatus, StepStatus
+from regbatch.statuses import BATCH_FINISHED, JOB_FINISHED, BatchStatus, JobStatus, StepStatus
 from regbatch.steps import step_label
 from regbatch.views import BatchDetail, JobView
 
@@ -45,6 +47,37 @@ def _span(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return (end - start).total_seconds()
+
+
+def batch_end(detail: BatchDetail) -> datetime | None:
+    """When the batch stopped: finished, cancelled or (while paused) paused; None if it runs."""
+    if detail.status == BatchStatus.PAUSED:
+        return detail.paused_at
+    if detail.status == BatchStatus.CANCELLED:
+        return detail.cancelled_at or detail.completed_at
+    if detail.status in (BatchStatus.COMPLETED, BatchStatus.FAILED):
+        return detail.completed_at
+    return None
+
+
+def batch_duration(detail: BatchDetail, now: datetime | None = None) -> float | None:
+    """The batch's one clock: from its recorded start to its recorded end (or `now` while it
+    runs); None before it started. Every display of a batch's duration reads it."""
+    end = batch_end(detail)
+    if end is None and detail.status not in BATCH_FINISHED | {BatchStatus.PAUSED}:
+        end = now or datetime.now(UTC)
+    return _span(detail.started_at, end)
+
+
+def counts_text(detail: BatchDetail) -> str:
+    """'12/12 finished (3 ok, 0 failed, 9 cancelled, 0 skipped)'."""
+    by_status = Counter(job.status for job in detail.jobs)
+    finished = sum(by_status[s] for s in JOB_FINISHED)
+    return (
+        f"{finished}/{detail.total} finished ({by_status[JobStatus.COMPLETED]} ok, "
+        f"{by_status[JobStatus.FAILED]} failed, {by_status[JobStatus.CANCELLED]} cancelled, "
+        f"{by_status[JobStatus.SKIPPED]} skipped)"
+    )
 
 
 def failing_step(job: JobView) -> str | None:
@@ -91,11 +124,10 @@ def summary_markdown(detail: BatchDetail) -> str:
     """The seed's "Batch Results Summary": totals, each restaurant's result, failures named."""
     total = detail.total or 1
     failed_jobs = [j for j in detail.jobs if j.status == JobStatus.FAILED]
-    end = detail.completed_at or detail.paused_at or detail.cancelled_at
     lines = [
         f'# Batch: "{detail.name}"  {BATCH_MARK.get(detail.status, detail.status)}',
         "",
-        f"Duration: {duration_text(_span(detail.started_at, end)) or 'not started'}",
+        f"Duration: {duration_text(batch_duration(detail)) or 'not started'}",
     ]
     if detail.pause_reason and detail.status == BatchStatus.PAUSED:
         lines += ["", f"Paused: {detail.pause_reason}"]
@@ -111,6 +143,9 @@ def summary_markdown(detail: BatchDetail) -> str:
     ]
     if detail.cancelled:
         lines.append(f"| Cancelled | {detail.cancelled} ({detail.cancelled / total:.0%}) |")
+    skipped = sum(1 for job in detail.jobs if job.status == JobStatus.SKIPPED)
+    if skipped:
+        lines.append(f"| Skipped | {skipped} ({skipped / total:.0%}) |")
     lines += ["", "## Results", "", "| Restaurant | Result |", "|---|---|"]
     for job in detail.jobs:
         result = STATUS_MARK.get(job.status, job.status)
@@ -128,4 +163,7 @@ def summary_markdown(detail: BatchDetail) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:300]
+    """Text for a Markdown table cell: one line, at most ~300 characters, cut between words
+    (the export and `regbatch batch show BATCH RESTAURANT` have the full text)."""
+    flat = textwrap.shorten(text, width=300, placeholder=" …")
+    return flat.replace("|", "\\|")

@@ -36,6 +36,14 @@ class RegistrationStatus(StrEnum):
     FAILED = "failed"
 
 
+class ImportAction(StrEnum):
+    """What importing a row did to the organisation's restaurants."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
 class RestaurantType(StrEnum):
     RESTAURANT = "restaurant"
     CAFE = "cafe"
@@ -151,6 +159,8 @@ class RestaurantRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200)
+    external_id: str | None = Field(default=None, min_length=1, max_length=120)
+    """The restaurant's id in the organisation's own system: a re-import matches on it."""
     contact_name: str | None = Field(default=None, max_length=200)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=40)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     platform_service_key: SecretStr = SecretStr("sandbox-service-key")
 
     max_batch_size: int = Field(default=1000, ge=1)
+
+    import_max_bytes: int = Field(default=100_000_000, ge=1)
+    """The largest restaurants file `restaurants import` reads (imports stream, row by row)."""
     default_concurrency: int = Field(default=5, ge=1, le=200)
 
     lease_seconds: float = Field(default=30.0, gt=0)

@@ -22,6 +22,7 @@ from typing import Any
 from regbatch.config import RegistrationConfig
 from regbatch.platform import builders
 from regbatch.platform import results as result_models
+from regbatch.statuses import STEP_ACTIVE, STEP_FINISHED, StepStatus
 from regbatch.step_spec import Condition, ExtraStep, GraphStep, RetryPolicy, StepKey, StepSpec
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "StepSpec",
     "as_key",
     "critical_path_length",
+    "current_step",
     "dependents",
     "is_built_in",
     "step",
@@ -452,3 +454,26 @@ def step_depths() -> dict[StepKey, int]:
 def critical_path_length() -> int:
     """The number of steps on the longest prerequisite chain (4: 1 -> 5 -> 9 -> 11)."""
     return max(step_depths().values())
+
+
+def current_step(statuses: Mapping[int, StepStatus], graph: StepGraph | None = None) -> int | None:
+    """The step a restaurant is at, from its steps' statuses by number: the first step in
+    progress or retrying; else the first pending step whose prerequisites have all finished (the
+    one it waits to start); else the first failed step; None when nothing is left. `graph` is
+    the batch's (its plugin steps included); the twelve built-in steps by default."""
+    graph = graph or BUILT_IN
+    by_number = {spec.number: spec for spec in graph.steps}
+    number_of = {spec.key: spec.number for spec in graph.steps}
+    numbers = sorted(statuses)
+    active = [n for n in numbers if statuses[n] in STEP_ACTIVE]
+    if active:
+        return active[0]
+    for number in numbers:
+        spec = by_number.get(number)
+        prerequisites = spec.prerequisites if spec else ()
+        if statuses[number] == StepStatus.PENDING and all(
+            statuses.get(number_of.get(key, 0)) in STEP_FINISHED for key in prerequisites
+        ):
+            return number
+    failed = [n for n in numbers if statuses[n] == StepStatus.FAILED]
+    return failed[0] if failed else None

@@ -44,6 +44,8 @@ class JobView(_View):
     position: int
     status: JobStatus
     current_step: int | None
+    """The step it is at (regbatch.steps.current_step): running, else waiting to start, else
+    the one that failed."""
     error_message: str | None
     error_details: dict[str, Any] | None
     retry_of_job_id: uuid.UUID | None

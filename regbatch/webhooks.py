@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from regbatch.errors import Problem, RegbatchError
+from regbatch.errors import Problem, RegbatchError, not_one_of
 from regbatch.reporting import failing_step
 from regbatch.statuses import BatchStatus, JobStatus, StepStatus
 from regbatch.steps import step_label
@@ -123,9 +123,8 @@ def _shown(url: str, parts: SplitResult) -> str:
 
 def event_problems(events: Iterable[str]) -> list[Problem]:
     """One problem per name that is not a WebhookEvent."""
-    known = ", ".join(WebhookEvent)
     return [
-        Problem("events", f"{event!r} is not an event; use one of {known}")
+        Problem("events", not_one_of("event", event, WebhookEvent))
         for event in events
         if event not in set(WebhookEvent)
     ]

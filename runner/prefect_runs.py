@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect.client.orchestration import get_client
@@ -22,7 +24,10 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.context import TagsContext
 from prefect.states import Cancelled, Crashed, State
+
+from regbatch.run_tags import KIND_TAGS, PRODUCT_TAG
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,19 @@ UNFINISHED = [
     StateType.CANCELLING,
 ]
 CANCELLED = frozenset({StateType.CANCELLING, StateType.CANCELLED})
+
+
+@contextmanager
+def tagged(kind_tag: str) -> Iterator[None]:
+    """Flow runs created inside carry `regbatch` and `kind_tag`, not the caller's kind tag.
+
+    Prefect gives a subflow the tags in context, which would tag a batch's restaurants as a
+    batch too; so the kind tag replaces the one in context instead of adding to it.
+    """
+    current = TagsContext.get().current_tags
+    kept = {tag for tag in current if tag not in KIND_TAGS}
+    with TagsContext(current_tags=kept | {PRODUCT_TAG, kind_tag}):
+        yield
 
 
 def prefect_actor(flow_run_id: uuid.UUID | str) -> str:

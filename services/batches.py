@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,9 @@ from regbatch.db import batches as batch_data
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Restaurant
 from regbatch.db.organisations import find_organisation
+from regbatch.db.restaurants import free_restaurants, restaurants_by_id
 from regbatch.errors import InvalidInputError, Problem
+from regbatch.selection import RestaurantSelection
 from regbatch.settings import get_settings
 from regbatch.statuses import ExecutionMode
 from regbatch.views import BatchDetail, BatchPage
@@ -31,6 +34,57 @@ def parse_uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:
         ) from None
 
 
+def _parse_ids(restaurant_ids: Sequence[str | uuid.UUID]) -> list[uuid.UUID]:
+    bad_ids = []
+    ids: list[uuid.UUID] = []
+    for raw in restaurant_ids:
+        try:
+            ids.append(parse_uuid(raw, "restaurant_ids"))
+        except InvalidInputError:
+            bad_ids.append(Problem("restaurant_ids", "is not a UUID", str(raw)))
+    if bad_ids:
+        raise InvalidInputError("batch not created: some restaurant ids are malformed", bad_ids)
+    return ids
+
+
+@dataclass(frozen=True)
+class ChosenRestaurants:
+    """The restaurants a batch would take (as rows to show), and how many the filters matched
+    but left out because an unfinished batch holds them."""
+
+    rows: list[dict[str, Any]]
+    held: int = 0
+
+
+def select_restaurants(
+    organisation: str | uuid.UUID,
+    *,
+    restaurant_ids: Sequence[str | uuid.UUID] = (),
+    selection: RestaurantSelection | None = None,
+) -> ChosenRestaurants:
+    """The restaurants a batch would take, in batch order: the given ids first (as given), then
+    those matching `selection` that no unfinished batch holds (best ICP first); each once. Ids
+    that are not the organisation's are left out here: creating the batch names them."""
+    ids = list(dict.fromkeys(_parse_ids(restaurant_ids)))
+    if selection is not None and selection.problems():
+        raise InvalidInputError("no restaurant selected: invalid selection", selection.problems())
+    held = 0
+    with session_scope() as session:
+        org_id = _organisation_id(session, organisation)
+        given = {r.id: r for r in restaurants_by_id(session, org_id, ids)}
+        rows = [given[rid] for rid in ids if rid in given]
+        if selection is not None and selection.selects:
+            free, held = free_restaurants(session, org_id, selection)
+            rows += [r for r in free if r.id not in given]
+        return ChosenRestaurants(
+            [{"id": str(r.id), **{k: getattr(r, k) for k in SELECTION_COLUMNS}} for r in rows],
+            held,
+        )
+
+
+SELECTION_COLUMNS = ("name", "city", "lead_stage", "lead_type", "icp_score", "registration_status")
+
+
 def create_batch(
     organisation: str | uuid.UUID,
     *,
@@ -43,23 +97,21 @@ def create_batch(
     breaker_threshold: float = BREAKER_THRESHOLD,
     breaker_min_finished: int = BREAKER_MIN_FINISHED,
     created_by: str | None = None,
+    dry_run: bool = False,
 ) -> uuid.UUID:
-    """Create a batch in `draft`; nothing is written when any check fails."""
-    bad_ids = []
-    ids: list[uuid.UUID] = []
-    for raw in restaurant_ids:
-        try:
-            ids.append(parse_uuid(raw, "restaurant_ids"))
-        except InvalidInputError:
-            bad_ids.append(Problem("restaurant_ids", "is not a UUID", str(raw)))
-    if bad_ids:
-        raise InvalidInputError("batch not created: some restaurant ids are malformed", bad_ids)
+    """Create a batch in `draft`; nothing is written when any check fails.
+
+    With `dry_run`, every check runs and the batch is made, then rolled back: nothing is
+    written and the id returned belongs to no batch.
+    """
+    ids = _parse_ids(restaurant_ids)
     if concurrency is None:
         concurrency = (
             1 if execution_mode == ExecutionMode.SEQUENTIAL else get_settings().default_concurrency
         )
     with session_scope() as session:
         org_id = _organisation_id(session, organisation)
+        savepoint = session.begin_nested()
         batch = batch_data.create_batch(
             session,
             organisation_id=org_id,
@@ -74,7 +126,12 @@ def create_batch(
             created_by=created_by,
             max_size=get_settings().max_batch_size,
         )
-        return batch.id
+        batch_id = batch.id
+        if dry_run:
+            savepoint.rollback()
+        else:
+            savepoint.commit()
+        return batch_id
 
 
 def get_batch(

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from regbatch.db.batches import batch_detail
 from regbatch.db.engine import session_scope
-from regbatch.errors import InvalidInputError, Problem
+from regbatch.errors import InvalidInputError, Problem, not_one_of
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import StepStatus
 from regbatch.steps import StepKey, step_label
@@ -96,7 +96,7 @@ def export_batch(
     if fmt not in CONTENT_TYPES:
         raise InvalidInputError(
             f"cannot export as {fmt!r}",
-            [Problem("format", f"{fmt!r} is not a format; use csv or json")],
+            [Problem("format", not_one_of("format", fmt, ("csv", "json")))],
         )
     bid = parse_uuid(batch_id, "batch_id")
     with session_scope() as session:

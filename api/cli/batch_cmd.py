@@ -2,29 +2,53 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from regbatch.api.cli._output import JsonFlag, console, emit, read_settings
+from regbatch.api.cli import _selection as sel
+from regbatch.api.cli._output import (
+    JsonFlag,
+    WideFlag,
+    console,
+    emit,
+    err_console,
+    print_id_table,
+    read_settings,
+)
 from regbatch.api.cli.progress import BatchWatcher
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
-from regbatch.errors import InvalidInputError
-from regbatch.statuses import BatchStatus, ExecutionMode, StepStatus
-from regbatch.views import BatchDetail
+from regbatch.errors import InvalidInputError, NotFoundError, not_one_of
+from regbatch.reporting import batch_duration, counts_text, duration_text
+from regbatch.selection import RestaurantSelection
+from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, StepStatus
+from regbatch.steps import step_label
+from regbatch.views import BatchDetail, JobView
 
 app = typer.Typer(help="Registration batches.", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
+ModeOption = Annotated[str, typer.Option("--mode", help="sequential, parallel or distributed.")]
 
 
 @app.command("create")
 def create(
     org: OrgOption,
     name: Annotated[str, typer.Option("--name", help="The batch's name.")],
-    restaurant: Annotated[list[str], typer.Option("--restaurant", help="A restaurant id; repeat.")],
-    mode: Annotated[ExecutionMode, typer.Option("--mode")] = ExecutionMode.SEQUENTIAL,
+    restaurant: sel.RestaurantOption = None,
+    from_file: sel.FromFileOption = None,
+    everything: sel.AllOption = False,
+    city: sel.CityOption = None,
+    stage: sel.StageOption = None,
+    type_: sel.TypeOption = None,
+    status: sel.StatusOption = None,
+    search: sel.SearchOption = None,
+    min_icp: sel.MinIcpOption = None,
+    limit: sel.LimitOption = None,
+    mode: ModeOption = ExecutionMode.SEQUENTIAL,
     concurrency: Annotated[int | None, typer.Option(help="Parallel restaurants at most.")] = None,
     settings: Annotated[Path | None, typer.Option(help="JSON file of common settings.")] = None,
     breaker_threshold: Annotated[
@@ -33,36 +57,126 @@ def create(
     breaker_min_finished: Annotated[
         int, typer.Option(help="Finished before it can trip.")
     ] = BREAKER_MIN_FINISHED,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and show; write nothing.")] = (
+        False
+    ),
+    wide: WideFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a batch (draft) of restaurants; every check runs before anything is written."""
+    """Create a batch (draft); every check runs before anything is written.
+
+    Its restaurants: the ids given (--restaurant, --from-file), then those matching the filters
+    (--all, --city, --stage, ...; filters combine), best ICP score first, each once.
+    """
     from regbatch.services.batches import create_batch
 
+    given = [*(restaurant or []), *sel.read_id_file(from_file)]
+    selection = sel.selection(
+        everything=everything, city=city, stage=stage, type=type_, status=status,
+        search=search, min_icp=min_icp, limit=limit,
+    )  # fmt: skip
+    chosen, ids = _choose(org, given, selection, as_json)
     batch_id = create_batch(
         org,
         name=name,
-        restaurant_ids=restaurant,
+        restaurant_ids=ids,
         settings=read_settings(settings),
         execution_mode=mode,
         concurrency=concurrency,
         breaker_threshold=breaker_threshold,
         breaker_min_finished=breaker_min_finished,
         created_by="user:cli",
+        dry_run=dry_run,
     )
-    emit(
-        {"batch_id": str(batch_id), "jobs_count": len(restaurant)},
-        as_json,
-        lambda: typer.echo(str(batch_id)),
-    )
+    _created(batch_id, name, chosen, dry_run=dry_run, wide=wide, as_json=as_json)
+
+
+def _choose(
+    org: str, given: list[str], selection: RestaurantSelection, as_json: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The restaurants `batch create` takes (rows for display, and every id, unknown ones
+    included so that creating names them); says how many match."""
+    from regbatch.services.batches import select_restaurants
+
+    if selection.limit is not None and not selection.selects:
+        raise InvalidInputError(
+            f"batch not created: --limit {selection.limit} caps the restaurants the filters "
+            "match, and none is given; add --all or a filter such as --city or --stage"
+        )
+    if not given and not selection.selects:
+        raise InvalidInputError(
+            "batch not created: no restaurant chosen; pass --restaurant ID, --from-file FILE, "
+            "--all, or a filter such as --city, --stage, --type, --status or --search"
+        )
+    found = select_restaurants(org, restaurant_ids=given, selection=selection)
+    chosen = found.rows
+    ids = list(dict.fromkeys([*(str(uuid.UUID(g)) for g in given), *(r["id"] for r in chosen)]))
+    if not as_json:
+        err_console.print(_match_line(len(ids), found.held), markup=False)
+    if not ids:
+        raise InvalidInputError(
+            "batch not created: no restaurant matches the filters; widen them (see "
+            "`regbatch restaurants list --org ORG`)"
+        )
+    return chosen, ids
+
+
+def _match_line(count: int, held: int) -> str:
+    line = f"{count} restaurant{'' if count == 1 else 's'} match"
+    if held:
+        line += (
+            f"; {held} more left out: an unfinished batch holds them (see `regbatch batch list`)"
+        )
+    return line
+
+
+def _created(
+    batch_id: Any,
+    name: str,
+    chosen: list[dict[str, Any]],
+    *,
+    dry_run: bool,
+    wide: bool,
+    as_json: bool,
+) -> None:
+    """What `batch create` prints: the new batch's id, or (dry run) what it would hold."""
+    if not dry_run:
+        emit(
+            {"batch_id": str(batch_id), "jobs_count": len(chosen)},
+            as_json,
+            lambda: typer.echo(str(batch_id)),
+        )
+        return
+
+    def human() -> None:
+        print_id_table(sel.RESTAURANT_HEADERS, [sel.restaurant_cells(r) for r in chosen], wide=wide)
+        console.print(
+            f"dry run: batch {name!r} of {len(chosen)} restaurants passes every check; "
+            "nothing was written (run again without --dry-run to create it)",
+            markup=False,
+        )
+
+    emit({"dry_run": True, "jobs_count": len(chosen), "restaurants": chosen}, as_json, human)
 
 
 @app.command("show")
-def show(batch_id: str, as_json: JsonFlag = False) -> None:
-    """Show a batch with its restaurants and their steps."""
+def show(
+    batch_id: str,
+    restaurant: Annotated[
+        str | None,
+        typer.Argument(help="One restaurant: its # in the batch, its id or its name."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a batch with its restaurants, or one restaurant's twelve steps in full."""
     from regbatch.services.batches import get_batch
 
     detail = get_batch(batch_id)
-    emit(detail, as_json, lambda: render_detail(detail))
+    if restaurant is None:
+        emit(detail, as_json, lambda: render_detail(detail))
+        return
+    job = find_job(detail, restaurant)
+    emit(job, as_json, lambda: render_job(detail, job))
 
 
 @app.command("list")
@@ -71,6 +185,7 @@ def list_(
     status: Annotated[list[str] | None, typer.Option(help="Only these statuses; repeat.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+    wide: WideFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """List the organisation's batches, newest first."""
@@ -79,19 +194,21 @@ def list_(
     page = list_batches(org, statuses=status or [], limit=limit, cursor=cursor)
 
     def table() -> None:
-        view = Table("id", "name", "status", "mode", "total", "done", "failed", "created")
-        for b in page.items:
-            view.add_row(
+        headers = ("id", "name", "status", "total", "done", "failed", "mode", "created")
+        rows = [
+            [
                 str(b.id),
                 b.name,
                 b.status,
-                b.execution_mode,
                 str(b.total),
                 str(b.completed),
                 str(b.failed),
+                b.execution_mode,
                 f"{b.created_at:%Y-%m-%d %H:%M}",
-            )
-        console.print(view)
+            ]
+            for b in page.items
+        ]
+        print_id_table(headers, rows, wide=wide)
         if page.next_cursor:
             console.print(f"more: --cursor {page.next_cursor}")
 
@@ -101,30 +218,86 @@ def list_(
 def render_detail(detail: BatchDetail) -> None:
     """A batch as a heading and one line per restaurant with its current or failing step."""
     console.print(
-        f"[bold]{detail.name}[/bold]  {detail.status}  "
-        f"{detail.completed + detail.failed + detail.cancelled}/{detail.total} finished "
-        f"({detail.completed} ok, {detail.failed} failed)  {detail.execution_mode}"
-        f" x{detail.concurrency}  id {detail.id}"
+        f"[bold]{escape(detail.name)}[/bold]  {detail.status}  {counts_text(detail)}  "
+        f"{detail.execution_mode} x{detail.concurrency}  id {detail.id}"
     )
-    if detail.pause_reason:
-        console.print(f"paused: {detail.pause_reason}")
-    view = Table("#", "restaurant", "status", "step", "error")
+    if detail.status == BatchStatus.PAUSED and detail.pause_reason:
+        console.print(f"paused: {detail.pause_reason}", markup=False)
+    view = _table(("#", False), ("restaurant", True), ("status", False), ("step", False),
+                  ("error", True))  # fmt: skip
     for job in detail.jobs:
-        step = next((s for s in job.steps if s.step_number == job.current_step), None)
+        shown = _step_name(job, job.current_step)
         failed = next((s for s in job.steps if s.status == StepStatus.FAILED), None)
-        shown = failed or step
         view.add_row(
             str(job.position + 1),
-            job.restaurant_name,
+            escape(job.restaurant_name),
             job.status,
-            f"{shown.step_number:02d}-{shown.step_key}" if shown else "",
-            (failed.error_message or "") if failed else "",
+            shown,
+            escape(failed.error_message or "") if failed else "",
         )
     console.print(view)
     for job in detail.jobs:  # the steps plugins ran instead of the built-in ones
         ran = [f"{s.step_number:02d}-{s.step_key} by {s.handler}" for s in job.steps if s.handler]
         if ran:
             console.print(f"{job.restaurant_name}: {', '.join(ran)}", markup=False)
+    if any(job.status == JobStatus.FAILED for job in detail.jobs):
+        console.print(f"one restaurant in full: regbatch batch show {detail.id} NUMBER")
+
+
+def _table(*columns: tuple[str, bool]) -> Table:
+    """A table whose (header, wraps) columns either wrap between words or are never cut."""
+    view = Table()
+    for header, wraps in columns:
+        view.add_column(header, overflow="fold", no_wrap=not wraps)
+    return view
+
+
+def _step_name(job: JobView, number: int | None) -> str:
+    """The label of the job's step `number` ('' for none), plugin steps included."""
+    if number is None:
+        return ""
+    key = next((s.step_key for s in job.steps if s.step_number == number), None)
+    return step_label(number, key)
+
+
+def find_job(detail: BatchDetail, ref: str) -> JobView:
+    """The batch's job of restaurant `ref`: its number in the batch, its id, or its name."""
+    ref = ref.strip()
+    for job in detail.jobs:
+        if ref in (str(job.position + 1), str(job.restaurant_id), str(job.id)):
+            return job
+    named = [j for j in detail.jobs if j.restaurant_name.casefold() == ref.casefold()]
+    if len(named) == 1:
+        return named[0]
+    found = f"names {len(named)} restaurants of" if named else "is not in"
+    raise NotFoundError(
+        f"restaurant {ref!r} {found} batch {detail.id}; give its number "
+        f"(1-{len(detail.jobs)}), its id or its name, as `regbatch batch show {detail.id}` "
+        "lists them"
+    )
+
+
+def render_job(detail: BatchDetail, job: JobView) -> None:
+    """One restaurant of a batch: its status and every step with its full error or skip reason."""
+    console.print(
+        f"[bold]{escape(job.restaurant_name)}[/bold]  {job.status}  #{job.position + 1} of "
+        f"batch {escape(detail.name)}  restaurant {job.restaurant_id}"
+    )
+    view = _table(("step", False), ("status", False), ("attempts", False), ("took", False),
+                  ("detail", True))  # fmt: skip
+    for step in job.steps:
+        took = duration_text((step.duration_ms or 0) / 1000) if step.duration_ms else ""
+        text = step.error_message or step.skip_reason or ""
+        view.add_row(
+            step_label(step.step_number, step.step_key),
+            step.status,
+            str(step.attempts),
+            took,
+            escape(text),
+        )
+    console.print(view)
+    if job.error_message:
+        console.print(f"error: {job.error_message}", markup=False)
 
 
 def run_here(
@@ -153,19 +326,9 @@ def run_here(
 
 
 def outcome_line(detail: BatchDetail) -> str:
-    """'Auckland Q4: completed - 2 ok, 1 failed, 0 cancelled of 3 (47m 23s)'."""
-    from regbatch.reporting import duration_text
-
-    end = detail.completed_at or detail.paused_at or detail.cancelled_at
-    took = (
-        duration_text((end - detail.started_at).total_seconds())
-        if end and detail.started_at
-        else ""
-    )
-    line = (
-        f"{detail.name}: {detail.status} - {detail.completed} ok, {detail.failed} failed, "
-        f"{detail.cancelled} cancelled of {detail.total}"
-    )
+    """'Q4: completed - 3/3 finished (2 ok, 1 failed, 0 cancelled, 0 skipped) (47m 23s)'."""
+    took = duration_text(batch_duration(detail))
+    line = f"{detail.name}: {detail.status} - {counts_text(detail)}"
     if detail.status == BatchStatus.PAUSED and detail.pause_reason:
         line += f"; {detail.pause_reason}"
     return f"{line} ({took})" if took else line
@@ -324,7 +487,7 @@ def export(
     from regbatch.services.exporting import export_batch
 
     if fmt not in ("csv", "json"):
-        raise InvalidInputError(f"--format {fmt!r} is not a format; use csv or json")
+        raise InvalidInputError(not_one_of("--format", fmt, ("csv", "json")))
     _content_type, body = export_batch(parse_uuid(batch_id, "batch_id"), None, fmt)
     if output is None:
         typer.echo(body, nl=False)

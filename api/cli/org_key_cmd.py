@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from regbatch.api.cli._output import JsonFlag, console, emit, err_console
+from regbatch.api.cli._output import (
+    JsonFlag,
+    WideFlag,
+    emit,
+    err_console,
+    print_id_table,
+)
 
 app = typer.Typer(help="API keys of an organisation (for the REST API).", no_args_is_help=True)
 OrgArgument = Annotated[str, typer.Argument(help="Organisation id or name.")]
@@ -46,24 +51,26 @@ def create(
 
 
 @app.command("list")
-def list_(org: OrgArgument, as_json: JsonFlag = False) -> None:
+def list_(org: OrgArgument, wide: WideFlag = False, as_json: JsonFlag = False) -> None:
     """List the organisation's API keys (never the keys themselves)."""
     from regbatch.services.api_keys import list_api_keys
 
     keys = list_api_keys(org)
 
     def table() -> None:
-        view = Table("id", "name", "prefix", "created", "last used", "revoked")
-        for key in keys:
-            view.add_row(
+        headers = ("id", "name", "prefix", "created", "last used", "revoked")
+        rows = [
+            [
                 str(key.id),
                 key.name,
                 f"{key.prefix}...",
                 f"{key.created_at:%Y-%m-%d %H:%M}",
                 f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never",
                 f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
-            )
-        console.print(view)
+            ]
+            for key in keys
+        ]
+        print_id_table(headers, rows, wide=wide)
 
     emit(keys, as_json, table)
 

@@ -10,22 +10,28 @@ import time
 import uuid
 from collections.abc import Callable
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
     TaskID,
     TaskProgressColumn,
     TextColumn,
-    TimeElapsedColumn,
 )
 from rich.table import Table
 
 from regbatch.api.cli._output import console
-from regbatch.reporting import STATUS_MARK, current_step, failing_step
+from regbatch.reporting import (
+    STATUS_MARK,
+    batch_duration,
+    current_step,
+    duration_text,
+    failing_step,
+)
 from regbatch.services.batches import get_batch
-from regbatch.statuses import BATCH_AT_REST, StepStatus
+from regbatch.statuses import BATCH_AT_REST, JOB_FINISHED, StepStatus
 from regbatch.steps import step_label
 from regbatch.views import BatchDetail
 
@@ -33,16 +39,32 @@ _S = StepStatus
 _STEP_MARK = {_S.COMPLETED: "✓", _S.FAILED: "✗", _S.SKIPPED: "–", _S.RETRYING: "↻"}
 
 
+def progress_bar(on: Console) -> tuple[Progress, TaskID]:
+    """The bar of a batch: description, bar, share, finished/total and the batch's duration."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[took]}"),
+        console=on,
+    )
+    return progress, progress.add_task("", total=1, took="")
+
+
 def render(detail: BatchDetail, progress: Progress, task_id: TaskID) -> Group:
-    finished = detail.completed + detail.failed + detail.cancelled
+    finished = sum(1 for job in detail.jobs if job.status in JOB_FINISHED)
+    # the batch's own clock (its recorded start and end), the one its summary shows
+    took = duration_text(batch_duration(detail)) or "not started"
     progress.update(
         task_id,
         completed=finished,
         total=max(detail.total, 1),
-        description=f"{detail.name} [{detail.status}]",
+        description=f"{escape(detail.name)} [{detail.status}]",
+        took=took,
     )
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
-    table.add_column("restaurant", no_wrap=True)
+    table.add_column("restaurant", overflow="fold")
     table.add_column("status")
     table.add_column("step / error", overflow="fold")
     for job in detail.jobs:
@@ -85,15 +107,7 @@ class BatchWatcher:
         return self.latest
 
     def _live(self) -> None:
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        task_id = progress.add_task("", total=1)
+        progress, task_id = progress_bar(console)
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
                 detail = self._read()

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from regbatch.api.cli._output import JsonFlag, emit
+
 deployments_app = typer.Typer(help="The Prefect deployments.", no_args_is_help=True)
 
 
@@ -60,12 +62,22 @@ def yaml() -> None:
 
 
 @deployments_app.command("list")
-def list_() -> None:
+def list_(as_json: JsonFlag = False) -> None:
     """List the deployments (flow/deployment names, schedules)."""
     from regbatch.deployments.catalog import CATALOG
 
-    for item in CATALOG:
-        schedule = ", ".join(
-            str(s.get("cron") or f"every {s.get('interval')} s") for s in item.schedules
-        )
-        typer.echo(f"{item.full_name:<48} {schedule}")
+    rows = [
+        {
+            "deployment": item.full_name,
+            "schedules": [
+                str(s.get("cron") or f"every {s.get('interval')} s") for s in item.schedules
+            ],
+        }
+        for item in CATALOG
+    ]
+
+    def human() -> None:
+        for row in rows:
+            typer.echo(f"{row['deployment']:<48} {', '.join(row['schedules'])}")
+
+    emit(rows, as_json, human)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from regbatch.api.cli._output import JsonFlag, console, emit, read_settings
+from regbatch.api.cli import _selection as sel
+from regbatch.api.cli._output import JsonFlag, console, emit, print_id_table, read_settings
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 
 app = typer.Typer(help="Batch templates (saved restaurant selections).", no_args_is_help=True)
@@ -80,12 +80,11 @@ def list_(org: OrgOption, as_json: JsonFlag = False) -> None:
     templates = list_templates(org)
 
     def table() -> None:
-        view = Table("id", "name", "filters", "limit", "mode")
-        for t in templates:
-            view.add_row(
-                str(t.id), t.name, _filters(t), str(t.limit), f"{t.execution_mode} x{t.concurrency}"
-            )
-        console.print(view)
+        rows = [
+            [str(t.id), t.name, _filters(t), str(t.limit), f"{t.execution_mode} x{t.concurrency}"]
+            for t in templates
+        ]
+        print_id_table(("id", "name", "filters", "limit", "mode"), rows)
 
     emit(templates, as_json, table)
 
@@ -136,18 +135,7 @@ def preview(ref: RefArgument, org: OrgOption, as_json: JsonFlag = False) -> None
         if not rows:
             console.print("no restaurant matches now")
             return
-        view = Table("id", "name", "city", "stage", "type", "ICP", "status")
-        for r in rows:
-            view.add_row(
-                r["id"],
-                r["name"],
-                r["city"] or "",
-                r["lead_stage"],
-                r["lead_type"],
-                f"{r['icp_score']}/10",
-                r["registration_status"],
-            )
-        console.print(view)
+        print_id_table(sel.RESTAURANT_HEADERS, [sel.restaurant_cells(r) for r in rows])
 
     emit(rows, as_json, table)
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from regbatch.api.cli._output import JsonFlag, console, emit, err_console
+from regbatch.api.cli._output import (
+    JsonFlag,
+    WideFlag,
+    emit,
+    err_console,
+    print_id_table,
+)
 from regbatch.webhooks import SIGNATURE_HEADER, WebhookEvent
 
 app = typer.Typer(help="Webhooks of batch outcomes.", no_args_is_help=True)
@@ -53,23 +58,24 @@ def create(
 
 
 @app.command("list")
-def list_(org: OrgOption, as_json: JsonFlag = False) -> None:
+def list_(org: OrgOption, wide: WideFlag = False, as_json: JsonFlag = False) -> None:
     """List the organisation's webhooks (never their secrets)."""
     from regbatch.services.webhooks import list_subscriptions
 
     subscriptions = list_subscriptions(org)
 
     def table() -> None:
-        view = Table("id", "url", "events", "active", "created")
-        for s in subscriptions:
-            view.add_row(
+        rows = [
+            [
                 str(s.id),
                 s.url,
                 ", ".join(s.events),
                 "yes" if s.active else "no",
                 f"{s.created_at:%Y-%m-%d %H:%M}",
-            )
-        console.print(view)
+            ]
+            for s in subscriptions
+        ]
+        print_id_table(("id", "url", "events", "active", "created"), rows, wide=wide)
 
     emit(subscriptions, as_json, table)
 

@@ -49,7 +49,11 @@ def org_id(pg_url: str) -> uuid.UUID:
 
 
 def new_batch(
-    org_id: uuid.UUID, count: int = 1, settings: dict[str, Any] | None = None, **options: Any
+    org_id: uuid.UUID,
+    count: int = 1,
+    settings: dict[str, Any] | None = None,
+    name: str = "flow test",
+    **options: Any,
 ) -> tuple[uuid.UUID, list[uuid.UUID], list[uuid.UUID]]:
     """A draft batch of `count` fresh sample restaurants: (batch id, job ids, restaurant ids)."""
     with session_scope() as session:
@@ -57,7 +61,7 @@ def new_batch(
         batch = batches.create_batch(
             session,
             organisation_id=org_id,
-            name="flow test",
+            name=name,
             restaurant_ids=restaurant_ids,
             settings=settings if settings is not None else ALL_STEPS_ON,
             **options,

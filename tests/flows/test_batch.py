@@ -3,6 +3,8 @@ artifacts. PostgreSQL + the sandbox over HTTP + a Prefect server on PostgreSQL."
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
 import uuid
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from regbatch.api.running import run_batch
 from regbatch.db import batches
@@ -136,6 +138,7 @@ def test_pause_then_resume_equals_an_uninterrupted_run(org_id, sandbox) -> None:
     assert 1 <= paused.completed < 4
     assert not [s for j in paused.jobs for s in j.steps if s.status in ("in_progress", "retrying")]
     calls_when_paused = len(sandbox.ledger())
+    _assert_the_pause_is_logged_at_info(paused.flow_run_id)
     time.sleep(1.0)
     assert len(sandbox.ledger()) == calls_when_paused  # nothing calls the platform while paused
     lifecycle.resume_batch(batch_id)
@@ -152,6 +155,40 @@ def test_pause_then_resume_equals_an_uninterrupted_run(org_id, sandbox) -> None:
     assert set(effects) == completed_steps and set(effects.values()) == {1}
     assert not any(e["replay"] for e in sandbox.ledger())
     assert all(s.attempts == 1 for j in final.jobs for s in j.steps)
+
+
+def _assert_the_pause_is_logged_at_info(flow_run_id: uuid.UUID | None) -> None:
+    """The paused run's logs say so at INFO; no run of it logs its paused end as an error."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    assert flow_run_id is not None
+
+    async def read_logs() -> list:
+        async with get_client() as client:
+            children = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+                )
+            )
+            ids = [flow_run_id, *(c.id for c in children)]
+            return await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids))
+            )
+
+    def said_paused() -> list:
+        logs = run(read_logs())
+        return logs if any(r.message.startswith("Batch paused, not failed.") for r in logs) else []
+
+    logs = wait_for(said_paused, timeout=30, interval=0.5)
+    (line,) = [r for r in logs if r.message.startswith("Batch paused, not failed.")]
+    assert line.level == logging.INFO and "resume it to continue where it stopped" in line.message
+    errors = [r.message for r in logs if r.level >= logging.ERROR]
+    assert not [m for m in errors if "Paused" in m], errors
 
 
 def test_cancel_mid_batch_leaves_nothing_in_progress(org_id, sandbox) -> None:
@@ -248,29 +285,65 @@ def test_orchestration_errors_requeue_a_restaurant_instead_of_failing_it(
 
 
 def test_artifacts_show_progress_table_and_summary(org_id, sandbox) -> None:
-    batch_id, _, restaurant_ids = new_batch(org_id, 3)
+    """The batch run has three artifacts, one per kind: the table is updated in place, never
+    created again, and each description carries the numbers."""
+    batch_id, _, restaurant_ids = new_batch(org_id, 3, name="Artifacts: Q4 / test")
     sandbox.set_faults([fail_restaurant(sandbox, restaurant_ids[0])])
     detail = run_batch(batch_id)
+    flow_run_id = detail.flow_run_id
+    assert flow_run_id is not None
 
-    async def read(kind: str):
+    async def read_run_artifacts():
         async with get_client() as client:
             return await client.read_artifacts(
                 artifact_filter=ArtifactFilter(
-                    key=ArtifactFilterKey(any_=[f"batch-{batch_id}-{kind}"])
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
                 )
             )
 
-    progress = run(read("progress"))
-    assert progress and progress[-1].data == 100
-    tables = run(read("restaurants"))
-    latest = max(tables, key=lambda a: a.created)
-    rows = latest.data if isinstance(latest.data, list) else __import__("json").loads(latest.data)
+    found = run(read_run_artifacts())
+    prefix = f"batch-artifacts-q4-test-{batch_id.hex[:8]}"
+    by_key = {a.key: a for a in found}
+    assert sorted(by_key) == [f"{prefix}-{kind}" for kind in ("progress", "restaurants", "summary")]
+    assert len(found) == 3, [(a.key, a.description) for a in found]
+
+    progress = by_key[f"{prefix}-progress"]
+    assert progress.data == 100 and progress.description == "3 of 3 restaurants finished"
+    table = by_key[f"{prefix}-restaurants"]
+    assert table.description == ("3 of 3 restaurants finished: 2 completed, 1 failed")
+    rows = table.data if isinstance(table.data, list) else json.loads(table.data)
     assert [r["restaurant"] for r in rows] == [j.restaurant_name for j in detail.jobs]
     assert [r["status"] for r in rows] == ["failed", "completed", "completed"]
     assert rows[0]["error"].startswith("09-menu_import: ")
-    summary = run(read("summary"))[-1].data
+    summary_artifact = by_key[f"{prefix}-summary"]
+    assert summary_artifact.description == ("completed: 2 of 3 restaurants registered, 1 failed")
+    summary = summary_artifact.data
     assert f'# Batch: "{detail.name}"' in summary
     assert "| Total | 3 |" in summary and "| Successful | 2 (67%) |" in summary
     assert "| Failed | 1 (33%) |" in summary
     assert "✗ Failed (09-menu_import: " in summary
     assert f"regbatch batch retry-failed {batch_id}" in summary
+
+
+def test_batch_and_restaurant_runs_carry_their_own_tags(org_id, sandbox) -> None:
+    """A saved filter on tag regbatch-batch lists batches without their restaurants."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    batch_id, _, _ = new_batch(org_id, 2, execution_mode="parallel", concurrency=2)
+    flow_run_id = run_batch(batch_id).flow_run_id
+    assert flow_run_id is not None
+
+    async def read_runs():
+        async with get_client() as client:
+            batch_run = await client.read_flow_run(flow_run_id)
+            restaurants = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+                )
+            )
+            return batch_run, restaurants
+
+    batch_run, restaurants = run(read_runs())
+    assert set(batch_run.tags) == {"regbatch", "regbatch-batch"}
+    assert len(restaurants) == 2
+    assert [set(r.tags) for r in restaurants] == [{"regbatch", "regbatch-restaurant"}] * 2

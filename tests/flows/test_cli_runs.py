@@ -25,7 +25,8 @@ def test_register_runs_a_batch_of_one_and_prints_each_step(org_id, sandbox, tmp_
     assert any(line.startswith("✓ 01-account_registration") for line in lines)
     assert any(line.startswith("✓ 12-item_tags") for line in lines)
     assert any(
-        ": completed - 1 ok, 0 failed" in line and line.startswith("Single: ") for line in lines
+        ": completed - 1/1 finished (1 ok, 0 failed" in line and line.startswith("Single: ")
+        for line in lines
     )
 
 
@@ -62,5 +63,5 @@ def test_a_failed_batch_exits_non_zero(org_id, sandbox) -> None:
     )
     result = cli("batch", "run", str(batch_id), check=False)
     assert result.returncode == 1
-    assert ": failed - 0 ok, 1 failed" in result.stdout
+    assert ": failed - 1/1 finished (0 ok, 1 failed" in result.stdout
     assert f"regbatch batch retry-failed {batch_id}" in result.stdout

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.deployments import arun_deployment
 from prefect.exceptions import ObjectAlreadyExists
 
@@ -65,6 +66,10 @@ def test_prefect_deploy_all_creates_every_deployment(prefect_server) -> None:
         run_model
     )
     assert run_model["concurrency"]["minimum"] == 1
+    assert required_without_default(form) == []  # Quick run sends no parameters
+    for name, deployment in deployments.items():  # nor may any other deployment's form need one
+        assert not deployment.parameter_openapi_schema.get("required"), name
+    assert schedule.slug == "Mondays 09:00 (Pacific/Auckland)"
 
 
 @pytest.fixture(scope="module")
@@ -124,18 +129,68 @@ def test_a_batch_triggered_through_the_prefect_api_runs_under_serve(
     detail = get_batch(batch_id)
     assert (detail.status, detail.completed) == ("completed", 2)
 
-    async def final_state():
-        async with get_client() as client:
-            for _ in range(60):
-                run = await client.read_flow_run(flow_run.id)
-                if run.state and run.state.is_final():
-                    return run
-                await asyncio.sleep(1)
-            return run
-
-    run = asyncio.run(final_state())
+    run = asyncio.run(final_state(flow_run.id))
     assert run.state.is_completed(), run.state
     assert run.name == f"batch: {detail.name}"
+    assert set(run.tags) == {"regbatch", "regbatch-batch"}
+    restaurants = asyncio.run(subflow_runs(flow_run.id))
+    assert len(restaurants) == 2
+    assert all(set(r.tags) == {"regbatch", "regbatch-restaurant"} for r in restaurants)
+
+
+def required_without_default(schema: dict) -> list[str]:
+    """Every required property, in the parameters and in each model they use, with no default."""
+    objects = [("", schema), *((f"{name}.", d) for name, d in schema["definitions"].items())]
+    return [
+        f"{where}{prop}"
+        for where, obj in objects
+        for prop in obj.get("required", [])
+        if "default" not in obj["properties"][prop]
+    ]
+
+
+def test_quick_run_is_accepted_and_refused_by_the_flow_with_what_to_fill_in(
+    sandbox, served
+) -> None:
+    """The UI's Quick run creates a flow run with no parameters: the server accepts it, and the
+    flow ends Failed at once, naming the fields of Custom run; it starts no batch."""
+    from regbatch.flow_params import NOTHING_TO_RUN
+
+    async def quick_run():
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(
+                "registration-batch/registration-batch"
+            )
+            run = await client.create_flow_run_from_deployment(deployment.id)
+            return deployment, run
+
+    deployment, created = asyncio.run(quick_run())
+    assert required_without_default(deployment.parameter_openapi_schema) == []
+    assert created.parameters == {}
+    run = asyncio.run(final_state(created.id))
+    assert run.state.is_failed(), run.state
+    assert run.state.message == NOTHING_TO_RUN
+    assert run.name == "batch: nothing to run"
+    assert asyncio.run(subflow_runs(created.id)) == []
+
+
+async def final_state(flow_run_id):
+    async with get_client() as client:
+        for _ in range(90):
+            run = await client.read_flow_run(flow_run_id)
+            if run.state and run.state.is_final():
+                return run
+            await asyncio.sleep(1)
+        return run
+
+
+async def subflow_runs(flow_run_id):
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
+            )
+        )
 
 
 def test_batch_start_queues_it_and_serve_runs_it(org_id, sandbox, served) -> None:

@@ -176,7 +176,9 @@ def test_redirects_and_slow_receivers_are_failures(
     service.create_subscription(org_id, url=slow.url)
     batch_id = stopped_batch(org_id, "failed")
 
-    results = webhook_tasks.deliver_batch_event(batch_id, attempts=1, timeout_s=0.2, base_delay_s=DELAY)
+    results = webhook_tasks.deliver_batch_event(
+        batch_id, attempts=1, timeout_s=0.2, base_delay_s=DELAY
+    )
 
     by_url = {r.url: r for r in results}
     redirected, timed_out = by_url[moved.url.split("?")[0]], by_url[slow.url.split("?")[0]]

@@ -80,7 +80,11 @@ def test_bad_input_writes_nothing_and_names_every_bad_id(org_id: uuid.UUID) -> N
     ("options", "field", "message"),
     [
         ({"restaurant_ids": []}, "restaurant_ids", "is empty"),
-        ({"execution_mode": "turbo"}, "execution_mode", "'turbo' is not a mode"),
+        (
+            {"execution_mode": "turbo"},
+            "execution_mode",
+            "mode 'turbo' is not one of: sequential, parallel, distributed; choose one of them",
+        ),
         ({"concurrency": 0, "execution_mode": "parallel"}, "concurrency", "0 is out of range"),
         ({"concurrency": 4}, "concurrency", "sequential mode runs one restaurant at a time"),
         ({"settings": {"paymnt": {}}}, "settings.paymnt", "is not a known setting"),

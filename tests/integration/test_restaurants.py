@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from regbatch import passwords
 from regbatch.db.engine import session_scope
+from regbatch.db.imports import PROBLEMS_KEPT, upsert_restaurants
 from regbatch.db.models import Restaurant
 from regbatch.db.restaurants import import_restaurants, list_restaurants
 from regbatch.errors import InvalidInputError
@@ -79,3 +81,92 @@ def test_list_filters(org_id: uuid.UUID) -> None:
         good = list_restaurants(session, org_id, min_icp_score=7)
     assert [r.icp_score for r in hot_auckland] == [9]
     assert [r.icp_score for r in good] == [9, 7]
+
+
+def _upsert(org_id: uuid.UUID, rows: list[dict[str, Any]]) -> list[tuple[str, uuid.UUID]]:
+    with session_scope() as session:
+        outcomes = upsert_restaurants(session, org_id, enumerate(rows, start=1))
+    assert [o.row for o in outcomes] == list(range(1, len(rows) + 1))
+    return [(o.action, o.id) for o in outcomes]
+
+
+def test_importing_twice_matches_by_email_and_reports_each_row(org_id: uuid.UUID) -> None:
+    rows = [restaurant_row(0), restaurant_row(1), restaurant_row(2)]
+    first = _upsert(org_id, rows)
+    assert [a for a, _ in first] == ["created"] * 3
+    rows[1] = {**rows[1], "email": rows[1]["email"].upper(), "cuisine": "Fusion"}
+    second = _upsert(org_id, rows)
+    assert second == [
+        ("unchanged", first[0][1]),
+        ("updated", first[1][1]),
+        ("unchanged", first[2][1]),
+    ]
+    assert count(org_id) == 3
+    with session_scope() as session:
+        updated = session.get(Restaurant, first[1][1])
+        assert updated is not None and updated.cuisine == "Fusion"
+
+
+def test_external_id_matches_before_email_and_a_row_updates_only_its_columns(
+    org_id: uuid.UUID,
+) -> None:
+    (created,) = _upsert(org_id, [restaurant_row(0, external_id="crm-1", icp_score=4)])
+    # new email, same external id: the same restaurant; columns the row leaves out keep values
+    assert _upsert(
+        org_id, [{"external_id": "crm-1", "name": "Renamed", "email": "new@x.co.nz"}]
+    ) == [("updated", created[1])]
+    with session_scope() as session:
+        restaurant = session.get(Restaurant, created[1])
+        assert restaurant is not None
+        assert (restaurant.name, restaurant.email, restaurant.icp_score) == (
+            "Renamed",
+            "new@x.co.nz",
+            4,
+        )
+    # a password given again and equal is no change; a new one is
+    assert _upsert(org_id, [{"external_id": "crm-1", "name": "Renamed"}]) == [
+        ("unchanged", created[1])
+    ]
+    assert _upsert(
+        org_id,
+        [{"external_id": "crm-1", "name": "Renamed", "account_password": "A-new-password-9"}],
+    ) == [("updated", created[1])]
+    # a row with another external id and the same email is another restaurant
+    other = _upsert(org_id, [{"external_id": "crm-2", "name": "Other", "email": "new@x.co.nz"}])
+    assert other[0][0] == "created" and other[0][1] != created[1]
+
+
+def test_an_upsert_with_a_bad_or_repeated_row_writes_nothing(org_id: uuid.UUID) -> None:
+    good = restaurant_row(0)
+    rows = [good, restaurant_row(1, email=good["email"].title()), restaurant_row(2, icp_score=11)]
+    with pytest.raises(InvalidInputError, match="2 of 3 rows are invalid") as caught:
+        _upsert(org_id, rows)
+    assert str(caught.value.problems[0]) == (
+        f"row 2: email: {good['email'].lower()!r} is also row 1; list each restaurant once"
+    )
+    assert count(org_id) == 0
+
+
+def test_an_email_naming_two_restaurants_is_refused(org_id: uuid.UUID) -> None:
+    row = restaurant_row(0)
+    with session_scope() as session:  # two restaurants with one email (the old import doubled)
+        import_restaurants(session, org_id, [row, {**row, "name": "Twin"}])
+    with pytest.raises(InvalidInputError) as caught:
+        _upsert(org_id, [row])
+    assert "matches 2 restaurants" in str(caught.value)
+    assert "add an external_id column to tell them apart" in str(caught.value)
+    assert count(org_id) == 2
+
+
+def test_a_file_of_bad_rows_lists_the_first_problems_and_counts_every_bad_row(
+    org_id: uuid.UUID,
+) -> None:
+    rows = [restaurant_row(i, icp_score=11) for i in range(PROBLEMS_KEPT + 10)]
+    with pytest.raises(InvalidInputError) as caught:
+        _upsert(org_id, rows)
+    assert caught.value.summary == (
+        f"{PROBLEMS_KEPT + 10} of {PROBLEMS_KEPT + 10} rows are invalid; nothing was imported, "
+        f"fix them and import again (the first {PROBLEMS_KEPT} shown)"
+    )
+    assert len(caught.value.problems) == PROBLEMS_KEPT
+    assert count(org_id) == 0

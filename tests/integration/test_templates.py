@@ -86,7 +86,10 @@ def test_bad_input_reports_every_problem_and_writes_nothing(org_id: uuid.UUID) -
         "breaker_threshold",
         "breaker_min_finished",
     }
-    assert by_field["lead_stage"] == "'lukewarm' is not valid; use one of cold, warm, hot"
+    assert (
+        by_field["lead_stage"]
+        == "stage 'lukewarm' is not one of: cold, warm, hot; choose one of them"
+    )
     assert by_field["registration_status"].startswith("'registered' never matches")
     assert by_field["limit"] == "0 is out of range; use 1 to 1000"
     assert template_count(org_id) == 0
@@ -216,7 +219,7 @@ def test_template_commands(org_id: uuid.UUID, tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert bad.stderr.splitlines() == [
         "error: template not created: invalid template",
-        "  - lead_stage: 'tepid' is not valid; use one of cold, warm, hot",
+        "  - lead_stage: stage 'tepid' is not one of: cold, warm, hot; choose one of them",
         "  - min_icp_score: 12 is out of range; use 0 to 10",
     ]
     missing = cli("template", "preview", "Gone", "--org", org_ref, check=False)

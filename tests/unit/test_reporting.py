@@ -5,7 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from regbatch.reporting import duration_text, summary_markdown, table_rows
+from regbatch.reporting import (
+    batch_duration,
+    counts_text,
+    duration_text,
+    summary_markdown,
+    table_rows,
+)
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, StepStatus
 from regbatch.views import BatchDetail, JobView, StepView
 
@@ -107,3 +113,41 @@ def test_table_has_a_row_per_restaurant_with_its_failure() -> None:
     assert [r["restaurant"] for r in rows] == ["Pizza Palace", "Burger House", "Chicken Shop"]
     assert rows[1]["error"] == "09-menu_import: CSV rejected"
     assert rows[0]["duration"] == "3m 00s"
+
+
+def test_one_clock_for_every_duration() -> None:
+    detail = seed_example()
+    assert batch_duration(detail) == 47 * 60 + 23
+    paused_then_cancelled = detail.model_copy(
+        update={
+            "status": BatchStatus.CANCELLED,
+            "completed_at": None,
+            "paused_at": T0 + timedelta(seconds=10),
+            "cancelled_at": T0 + timedelta(seconds=15),
+        }
+    )
+    assert batch_duration(paused_then_cancelled) == 15  # not the stale pause
+    running = detail.model_copy(update={"status": BatchStatus.IN_PROGRESS, "completed_at": None})
+    assert batch_duration(running, now=T0 + timedelta(seconds=34)) == 34
+    assert batch_duration(detail.model_copy(update={"started_at": None})) is None
+    assert "Duration: 15s" in summary_markdown(paused_then_cancelled)
+
+
+def test_counts_name_cancelled_and_skipped_restaurants() -> None:
+    detail = seed_example()
+    detail.jobs.append(job("Taco Truck", "cancelled", []))
+    detail.jobs.append(job("Noodle Bar", "skipped", []))
+    detail = detail.model_copy(update={"total": 5, "status": BatchStatus.CANCELLED})
+    assert counts_text(detail) == "5/5 finished (2 ok, 1 failed, 1 cancelled, 1 skipped)"
+    assert "| Skipped | 1 (20%) |" in summary_markdown(detail)
+
+
+def test_long_failures_are_cut_between_words_in_the_summary() -> None:
+    detail = seed_example()
+    long_error = "the platform rejected the menu because " + "item price missing " * 30
+    detail.jobs[1].steps[0].error_message = long_error
+    row = next(line for line in summary_markdown(detail).splitlines() if "Burger" in line)
+    cell = row.split("(09-menu_import: ", 1)[1]
+    assert cell.endswith(" …) |") and len(cell) < 320
+    words = cell.removesuffix(" …) |").split(" ")
+    assert set(words[7:]) <= {"item", "price", "missing"}  # whole words only

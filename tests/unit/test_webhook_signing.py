@@ -212,7 +212,7 @@ def test_urls_and_events_are_checked_and_urls_redacted_for_logs() -> None:
     assert "http or https" in url_problems("hooks.example.com/x")[0].message
     assert url_problems("https:///no-host")[0].message.endswith("e.g. https://hooks.example.com/x")
     assert event_problems(["batch.completed", "batch.done"])[0].message.startswith(
-        "'batch.done' is not an event; use one of batch.completed, batch.failed"
+        "event 'batch.done' is not one of: batch.completed, batch.failed"
     )
     assert (
         redact_url("https://user:pw@hooks.example.com:8443/in?token=abc#frag")
