@@ -78,6 +78,8 @@ def selection_criteria(selection: RestaurantSelection) -> list[ColumnElement[boo
         conditions.append(Restaurant.icp_score >= selection.min_icp_score)
     if selection.registration_status:
         conditions.append(Restaurant.registration_status == selection.registration_status)
+    if selection.restaurant_type:
+        conditions.append(Restaurant.restaurant_type == selection.restaurant_type)
     if selection.search:
         pattern = "%" + _escape_like(selection.search.strip().lower()) + "%"
         columns = (Restaurant.name, Restaurant.email, Restaurant.city)

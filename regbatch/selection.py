@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from regbatch.errors import Problem, not_one_of
-from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
+from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType
 
 SEARCH_MAX = 200
 
@@ -22,6 +22,7 @@ class RestaurantSelection:
     lead_type: str | None = None
     min_icp_score: int | None = None
     registration_status: str | None = None
+    restaurant_type: str | None = None
     search: str | None = None
     limit: int | None = None
     everything: bool = False
@@ -30,7 +31,13 @@ class RestaurantSelection:
     def selects(self) -> bool:
         """True when it picks restaurants at all: `everything` or a criterion (a limit only
         caps what they pick)."""
-        criteria = (self.city, self.lead_stage, self.lead_type, self.registration_status)
+        criteria = (
+            self.city,
+            self.lead_stage,
+            self.lead_type,
+            self.registration_status,
+            self.restaurant_type,
+        )
         return (
             self.everything
             or any(c for c in criteria)
@@ -46,6 +53,7 @@ class RestaurantSelection:
                 ("lead_stage", "stage", self.lead_stage, LeadStage),
                 ("lead_type", "type", self.lead_type, LeadType),
                 ("registration_status", "status", self.registration_status, RegistrationStatus),
+                ("restaurant_type", "restaurant type", self.restaurant_type, RestaurantType),
             )
             if value is not None and value not in set(vocabulary)
         ]

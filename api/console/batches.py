@@ -15,10 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from regbatch.api.console.auth import CheckedDep, SessionDep
 from regbatch.api.console.render import page
 from regbatch.batch_rules import allowed_actions
+from regbatch.plugins import current_registry, graph_from_record
 from regbatch.services.overview import BatchSort, batch_matrix, find_batches, restaurant_steps
 from regbatch.services.progress import ProgressView, batch_progress
 from regbatch.statuses import BATCH_AT_REST, BatchStatus, JobStatus
-from regbatch.steps import step_label
+from regbatch.steps import current_step, step_label
 
 router = APIRouter(prefix="/console")
 LIST_PAGE = 50
@@ -101,9 +102,16 @@ def _detail_context(
         limit=MATRIX_PAGE,
         total=total,
     )
+    graph = graph_from_record(batch.step_graph, current_registry())
+    at = {
+        row.job_id: current_step({n: c.status for n, c in row.cells.items()}, graph)
+        for row in matrix.rows
+        if row.status in (JobStatus.IN_PROGRESS, JobStatus.PENDING)
+    }
     return {
         "batch": batch,
         "progress": progress,
+        "at": at,
         "matrix": matrix,
         "show": show if show in SHOWS else "all",
         "shows": list(SHOWS),

@@ -16,7 +16,7 @@ from regbatch.api.rest import create_app
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch
 from regbatch.services.api_keys import create_api_key, revoke_api_key
-from tests.factories import make_org
+from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import finish_with_failure, new_draft, row_counts, set_status
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -210,6 +210,7 @@ def test_pause_and_resume_through_the_console(browser: TestClient, org_id: uuid.
     csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
     polled = browser.get(f"/console/batches/{batch_id}/live")
     assert 'hx-trigger="every 2s' in polled.text
+    assert "<small>at 01</small>" in polled.text  # regbatch.steps.current_step
     paused = browser.post(f"/console/batches/{batch_id}/pause", data={"csrf_token": csrf})
     assert "notice=Pause+requested" in paused.headers["location"]
     assert status_of(batch_id) == ("in_progress", "pause")
@@ -297,3 +298,81 @@ def test_webhooks_are_added_with_their_secret_shown_once_and_removed(
     assert webhook_id is not None
     browser.post(f"/console/webhooks/{webhook_id[1]}/delete", data={"csrf_token": csrf})
     assert url not in browser.get("/console/webhooks").text
+
+
+def test_restaurants_are_filtered_and_a_selection_gets_a_batch_form_with_its_preflight(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    city = f"Testville {uuid.uuid4().hex[:6]}"
+    with session_scope() as session:
+        ready = make_restaurants(session, org_id, 2, city=city, restaurant_type="cafe")
+        make_restaurants(session, org_id, 1, city=city, primary_color=None)
+        make_restaurants(session, org_id, 1, city="Elsewhere")
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    listed = browser.get("/console/restaurants", params={"city": city.lower()})
+    assert "3 match" in listed.text
+    cafes = browser.get("/console/restaurants", params={"city": city, "restaurant_type": "cafe"})
+    assert "2 match" in cafes.text
+    bad = browser.get("/console/restaurants", params={"lead_stage": "boiling"})
+    assert bad.status_code == 400
+    assert "boiling" in html.unescape(bad.text)
+
+    nothing = browser.post("/console/batch-form", data={"csrf_token": csrf})
+    assert "No+restaurant+was+chosen" in nothing.headers["location"]
+    every = browser.post(
+        "/console/batch-form", data={"csrf_token": csrf, "all_matching": "1", "city": city}
+    )
+    assert "Register 3 restaurants" in every.text
+    assert "1 of 3 with problems" in every.text
+    assert "restaurants.primary_color" in every.text
+    chosen = browser.post(
+        "/console/batch-form",
+        data={"csrf_token": csrf, "restaurant_id": [str(r) for r in ready]},
+    )
+    assert "Register 2 restaurants" in chosen.text
+    assert "0 of 2 with problems" in chosen.text
+
+
+def test_the_batch_form_creates_nothing_until_everything_is_right(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    with session_scope() as session:
+        ready = make_restaurants(session, org_id, 2)
+        (colourless,) = make_restaurants(session, org_id, 1, primary_color=None)
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    base = {"csrf_token": csrf, "name": "Console form", "execution_mode": "parallel",
+            "concurrency": "2", "breaker_threshold": "0.5", "breaker_min_finished": "3",
+            "intent": "create"}  # fmt: skip
+    before = row_counts()
+    attempts = [
+        ({"restaurant_id": [str(r) for r in ready], "settings_text": "{oops"}, "is not JSON"),
+        ({"restaurant_id": [str(r) for r in ready], "concurrency": "many"}, "not a whole number"),
+        ({"restaurant_id": [str(colourless)], "settings_text": "{}"}, "primary_color"),
+        ({"restaurant_id": [str(r) for r in ready], "name": " "}, "name: is empty"),
+        (
+            {"restaurant_id": [str(r) for r in ready], "execution_mode": "sequential"},
+            "sequential mode runs one restaurant at a time",
+        ),
+    ]
+    for changes, expected in attempts:
+        answer = browser.post("/console/batch-form/create", data={**base, **changes})
+        assert answer.status_code == 400, (changes, answer.status_code)
+        assert "Nothing was created" in answer.text
+        assert expected in html.unescape(answer.text), expected
+    assert row_counts() == before
+    checked = browser.post(
+        "/console/batch-form/create",
+        data={**base, "intent": "check", "restaurant_id": [str(r) for r in ready]},
+    )
+    assert checked.status_code == 200
+    assert row_counts() == before
+    made = browser.post(
+        "/console/batch-form/create",
+        data={**base, "settings_text": '{"onboarding": {"create_user": true}}',
+              "restaurant_id": [str(r) for r in ready]},
+    )  # fmt: skip
+    assert made.status_code == 303
+    page = browser.get(made.headers["location"])
+    assert "Batch created as a draft" in page.text
+    assert "Console form" in page.text
+    assert buttons(page.text) == ["start", "cancel"]
