@@ -130,16 +130,11 @@ def clear_session(response: Response) -> None:
     response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="strict")
 
 
-def sign_in_token(request: Request, response: Response | None = None) -> str:
-    """The sign-in form's CSRF token: the one the browser's cookie holds, or a new one (set on
-    `response`)."""
+def sign_in_token(request: Request) -> str:
+    """The sign-in form's CSRF token: the one the browser's cookie holds, else a new one (the
+    caller sets it with `set_sign_in_cookie`)."""
     token = _unsign(request.cookies.get(SIGN_IN_COOKIE, ""))
-    if token is not None:
-        return token.decode()
-    fresh = secrets.token_urlsafe(32)
-    if response is not None:
-        set_sign_in_cookie(response, fresh)
-    return fresh
+    return token.decode() if token is not None else secrets.token_urlsafe(32)
 
 
 def set_sign_in_cookie(response: Response, token: str) -> None:
