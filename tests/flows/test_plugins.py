@@ -42,6 +42,7 @@ from regbatch.plugins import HandlerRegistry, use_registry
 from regbatch.services.batches import get_batch
 from regbatch.services.exporting import export_batch
 from regbatch.services.lifecycle import retry_failed
+from regbatch.tasks.artifacts import artifact_key
 from regbatch.views import BatchDetail, StepView
 from tests.cli import REGBATCH, cli, cli_json, run
 from tests.factories import restaurant_row
@@ -211,7 +212,8 @@ def test_a_food_truck_runs_the_plugin_handler_and_both_sync_to_the_crm(
     assert set(plugin_results[str(truck)]) == {"menu_import", "crm_sync"}
     assert set(plugin_results[str(restaurant)]) == {"crm_sync"}
     assert wait_for(lambda: run_coroutine(task_runs_named("13-crm_sync")) >= 2, timeout=30)
-    table = run_coroutine(latest_artifact(f"batch-{batch_id}-restaurants"))
+    table_key = artifact_key(batch_id, get_batch(batch_id).name, "restaurants")
+    table = run_coroutine(latest_artifact(table_key))
     rows = table if isinstance(table, list) else json.loads(table)
     assert [r["plugin_steps"] for r in rows] == [
         "09-menu_import: completed, 13-crm_sync: completed",
