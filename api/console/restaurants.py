@@ -102,7 +102,7 @@ class BatchForm:
 
     @classmethod
     def read(cls, form: FormData) -> BatchForm:
-        text = {k: str(form.get(k, ""))[:20_000] for k in _FORM_FIELDS}
+        text = {k: str(form[k])[:20_000] for k in _FORM_FIELDS if k in form}
         problems: list[Problem] = []
         ids = []
         for raw in form.getlist("restaurant_id")[:5000]:

@@ -376,3 +376,16 @@ def test_the_batch_form_creates_nothing_until_everything_is_right(
     assert "Batch created as a draft" in page.text
     assert "Console form" in page.text
     assert buttons(page.text) == ["start", "cancel"]
+
+
+def test_the_batch_form_takes_a_thousand_restaurants(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    ids = [str(uuid.uuid4()) for _ in range(1000)]
+    answer = browser.post(
+        "/console/batch-form/create",
+        data={"csrf_token": csrf, "intent": "check", "name": "Big", "restaurant_id": ids},
+    )
+    assert answer.status_code == 200, answer.text[:500]
+    assert answer.text.count('name="restaurant_id"') == 1000
