@@ -92,7 +92,8 @@ async def sign_in(
         return _refused(request, BAD_KEY, 401)
     actor = f"console:{key.name}"[:180] + f" ({key.prefix})"
     response = RedirectResponse("/console/batches", status_code=303)
-    cookies.write_session(response, cookies.new_session(key.organisation_id, key.id, actor))
+    session = cookies.new_session(key.organisation_id, key.id, actor)
+    cookies.write_session(response, session, secure=request.url.scheme == "https")
     response.delete_cookie(cookies.SIGN_IN_COOKIE, path=cookies.PATH)
     return response
 

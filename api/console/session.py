@@ -83,8 +83,8 @@ def new_session(organisation_id: uuid.UUID, key_id: uuid.UUID, actor: str) -> Co
     )
 
 
-def write_session(response: Response, session: ConsoleSession) -> None:
-    """Set the session cookie on the response."""
+def write_session(response: Response, session: ConsoleSession, secure: bool) -> None:
+    """Set the session cookie on the response (`secure`: only over HTTPS, as it came)."""
     payload = json.dumps(
         {
             "o": str(session.organisation_id),
@@ -102,7 +102,7 @@ def write_session(response: Response, session: ConsoleSession) -> None:
         path=PATH,
         httponly=True,
         samesite="strict",
-        secure=False,  # served over plain HTTP on localhost too; a TLS proxy adds Secure
+        secure=secure,
     )
 
 

@@ -160,7 +160,7 @@ def test_the_console_registers_watches_retries_pauses_and_resumes(
         # Retry failed, with the fault gone: only the failed restaurant runs again.
         sandbox.clear_faults()
         page.get_by_role("button", name="Retry failed").click()
-        page.wait_for_selector("text=Retry batch made")
+        page.wait_for_selector("text=Retry batch made of the failed restaurants")
         page.get_by_role("button", name="Start").click()
         page.wait_for_selector("text=Batch submitted to Prefect")
         assert wait_status(page, "completed", "failed") == "completed"

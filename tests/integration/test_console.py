@@ -105,6 +105,15 @@ def test_the_session_cookie_is_signed_httponly_strict_and_never_holds_the_key(
     assert key not in cookie and key[3:] not in cookie
     page = browser.get("/console/batches")
     assert key not in page.text
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "secure" not in flags  # plain HTTP (localhost); over HTTPS it is Secure:
+    with TestClient(browser.app, base_url="https://testserver", follow_redirects=False) as tls:
+        form = tls.get("/console/sign-in")
+        token = CSRF.search(form.text)
+        assert token is not None
+        signed = tls.post("/console/sign-in", data={"api_key": key, "csrf_token": token[1]})
+        assert "secure" in signed.headers["set-cookie"].lower()
     # A tampered cookie is no session.
     value = cookie.split(";")[0].split("=", 1)[1]
     browser.cookies.clear()
@@ -201,6 +210,9 @@ def test_a_failed_batch_offers_retry_failed_and_its_matrix_shows_the_failure(
     assert retried.status_code == 303
     new_page = browser.get(retried.headers["location"])
     assert "Retry batch made" in new_page.text
+    again = browser.post(f"/console/batches/{batch_id}/retry-failed", data={"csrf_token": csrf})
+    assert again.headers["location"].split("?")[0] == retried.headers["location"].split("?")[0]
+    assert "already+in+this+retry+batch" in again.headers["location"]
     assert buttons(new_page.text) == ["start", "cancel"]
 
 
