@@ -193,7 +193,11 @@ def batch_view(
     session: Session, batch_id: uuid.UUID, organisation_id: uuid.UUID | None
 ) -> BatchView:
     """The batch's own row as a view (no jobs); NotFoundError outside `organisation_id`."""
-    batch = get_batch(session, batch_id, organisation_id)
+    return view_of(get_batch(session, batch_id, organisation_id))
+
+
+def view_of(batch: Batch) -> BatchView:
+    """A batch row as a view (no jobs)."""
     return BatchView(
         **batch_summary(batch).model_dump(),
         organisation_id=batch.organisation_id,

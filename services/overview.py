@@ -7,16 +7,18 @@ import uuid
 from collections.abc import Sequence
 
 from regbatch.db import overview as data
+from regbatch.db.batches import get_batch
 from regbatch.db.engine import session_scope
 from regbatch.db.overview import BatchSort
 from regbatch.services.batches import parse_uuid
+from regbatch.services.progress import ProgressView, progress_of
 from regbatch.statuses import JobStatus
 from regbatch.views import BatchListPage, BatchView, DeliveryAttempt, JobView, MatrixPage
 
 __all__ = [
     "BatchSort",
     "batch_header",
-    "batch_matrix",
+    "batch_live",
     "find_batches",
     "restaurant_steps",
     "webhook_attempts",
@@ -53,23 +55,26 @@ def batch_header(batch_id: str | uuid.UUID, organisation_id: uuid.UUID | None) -
         return data.batch_view(session, parse_uuid(batch_id, "batch_id"), organisation_id)
 
 
-def batch_matrix(
+def batch_live(
     batch_id: str | uuid.UUID,
     organisation_id: uuid.UUID | None,
     *,
     job_statuses: Sequence[JobStatus] = (),
     offset: int = 0,
     limit: int = 100,
-    total: int | None = None,
-) -> tuple[BatchView, MatrixPage]:
-    """The batch and one page of its matrix (restaurants in `job_statuses`, when given)."""
+) -> tuple[BatchView, ProgressView, MatrixPage]:
+    """What a watched batch shows, in one transaction of five queries: its row, its progress
+    (services/progress.py: job counts, the step histogram, the averages of its ETA) and one
+    page of its matrix (restaurants in `job_statuses`, when given); no step results."""
     bid = parse_uuid(batch_id, "batch_id")
     with session_scope() as session:
-        view = data.batch_view(session, bid, organisation_id)
+        batch = get_batch(session, bid, organisation_id)
+        progress = progress_of(session, batch)
+        wanted = sum(progress.jobs[s] for s in job_statuses) if job_statuses else progress.total
         page = data.matrix_page(
-            session, bid, job_statuses=job_statuses, offset=offset, limit=limit, total=total
+            session, bid, job_statuses=job_statuses, offset=offset, limit=limit, total=wanted
         )
-        return view, page
+        return data.view_of(batch), progress, page
 
 
 def webhook_attempts(organisation_id: uuid.UUID, limit: int = 100) -> list[DeliveryAttempt]:

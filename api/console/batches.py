@@ -16,8 +16,8 @@ from regbatch.api.console.auth import CheckedDep, SessionDep
 from regbatch.api.console.render import page
 from regbatch.batch_rules import allowed_actions
 from regbatch.plugins import current_registry, graph_from_record
-from regbatch.services.overview import BatchSort, batch_matrix, find_batches, restaurant_steps
-from regbatch.services.progress import ProgressView, batch_progress
+from regbatch.services.overview import BatchSort, batch_live, find_batches, restaurant_steps
+from regbatch.services.progress import ProgressView
 from regbatch.statuses import BATCH_AT_REST, BatchStatus, JobStatus
 from regbatch.steps import current_step, step_label
 
@@ -89,18 +89,14 @@ def batches_page(
 def _detail_context(
     batch_id: uuid.UUID, session: Any, show: str, page_number: int
 ) -> dict[str, Any]:
-    """What the detail page and its live fragment show: four aggregate queries for progress,
-    two for the batch and one page of its matrix."""
-    progress = batch_progress(batch_id, session.organisation_id)
+    """What the detail page and its live fragment show (services/overview.batch_live)."""
     wanted = SHOWS.get(show, ())
-    total = sum(progress.jobs[s] for s in wanted) if wanted else progress.total
-    batch, matrix = batch_matrix(
+    batch, progress, matrix = batch_live(
         batch_id,
         session.organisation_id,
         job_statuses=wanted,
         offset=(page_number - 1) * MATRIX_PAGE,
         limit=MATRIX_PAGE,
-        total=total,
     )
     graph = graph_from_record(batch.step_graph, current_registry())
     at = {
@@ -146,7 +142,7 @@ def batch_page(
 
 
 @router.get("/batches/{batch_id}/live", include_in_schema=False)
-def batch_live(
+def live_fragment(
     request: Request,
     batch_id: uuid.UUID,
     session: SessionDep,
