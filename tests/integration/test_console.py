@@ -430,3 +430,39 @@ def test_a_poll_of_the_matrix_costs_six_queries_whatever_the_batch_size(
             event.remove(engine, "before_cursor_execute", count)
         assert len(statements) == 6, statements
         assert not any("result_data" in s for s in statements)
+
+
+def test_the_matrix_has_a_column_for_each_plugin_step_the_batch_recorded(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    from sqlalchemy import update
+
+    from regbatch.db import batches as batch_data
+    from regbatch.db.models import JobStep
+
+    batch_id = new_draft(org_id, 2)
+    record = {
+        "extra_steps": [
+            {"number": 13, "key": "crm_sync", "after": ["restaurant_registration"],
+             "blocking": False, "handler": "trucks.crm:sync", "timeout_s": 60, "retries": 3,
+             "retry_delays_s": [2, 4, 8], "plugin": "regbatch-trucks", "does": "CRM sync"}
+        ],
+        "handlers": {},
+    }  # fmt: skip
+    with session_scope() as session:
+        session.execute(update(Batch).where(Batch.id == batch_id).values(step_graph=record))
+        for job in session.scalars(batch_data.select_jobs(batch_id)):
+            session.add(
+                JobStep(organisation_id=org_id, job_id=job.id, step_number=13,
+                        step_key="crm_sync", status="failed", attempts=2,
+                        error_message="CRM answered 422: no owner email",
+                        handler="trucks.crm:sync")
+            )  # fmt: skip
+    sign_in(browser, create_api_key(org_id, "console").api_key)
+    live = browser.get(f"/console/batches/{batch_id}/live")
+    assert live.status_code == 200
+    assert re.findall(r'<th scope="col" class="step"[^>]*><span>(\d\d)</span>', live.text) == [
+        f"{n:02d}" for n in range(1, 14)
+    ]
+    assert live.text.count('<td class="cell s-failed"') == 2
+    assert "CRM answered 422: no owner email" in live.text
