@@ -8,6 +8,7 @@ import html
 import re
 import uuid
 from collections.abc import Iterator
+from html.parser import HTMLParser
 
 import pytest
 from fastapi.testclient import TestClient
@@ -466,3 +467,53 @@ def test_the_matrix_has_a_column_for_each_plugin_step_the_batch_recorded(
     ]
     assert live.text.count('<td class="cell s-failed"') == 2
     assert "CRM answered 422: no owner email" in live.text
+
+
+class _Controls(HTMLParser):
+    """Every form control of a page, and whether a label names it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label_for: set[str] = set()
+        self.in_label = 0
+        self.controls: list[tuple[str, dict[str, str | None], bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "label":
+            self.in_label += 1
+            if found.get("for"):
+                self.label_for.add(str(found["for"]))
+        elif tag in ("input", "select", "textarea") and found.get("type") != "hidden":
+            self.controls.append((tag, found, self.in_label > 0))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.in_label -= 1
+
+    def unlabelled(self) -> list[str]:
+        return [
+            f"{tag} {found}"
+            for tag, found, wrapped in self.controls
+            if not wrapped and found.get("id") not in self.label_for and not found.get("aria-label")
+        ]
+
+
+def test_every_control_of_every_page_has_a_label(browser: TestClient, org_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        make_restaurants(session, org_id, 2)
+    batch_id = new_draft(org_id)
+    finish_with_failure(batch_id)
+    pages = {"/console/sign-in": browser.get("/console/sign-in").text}
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    for path in ("/console/batches", f"/console/batches/{batch_id}", "/console/restaurants",
+                 "/console/templates", "/console/webhooks"):  # fmt: skip
+        pages[path] = browser.get(path).text
+    pages["batch form"] = browser.post(
+        "/console/batch-form", data={"csrf_token": csrf, "all_matching": "1"}
+    ).text
+    for path, text in pages.items():
+        parser = _Controls()
+        parser.feed(text)
+        assert parser.controls or path == f"/console/batches/{batch_id}", path
+        assert parser.unlabelled() == [], path
