@@ -19,22 +19,30 @@ from regbatch.db.batch_pages import (
     current_steps,
     decode_cursor,
     encode_cursor,
+    job_detail,
     job_previews,
 )
 from regbatch.db.batches import batch_summary, get_batch
 from regbatch.db.models import Batch, Job, JobStep, OperationLog, Restaurant
-from regbatch.errors import InvalidInputError, Problem
+from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.statuses import BatchStatus, JobStatus
 from regbatch.views import (
     BatchListItem,
     BatchListPage,
     BatchView,
     DeliveryAttempt,
+    JobView,
     MatrixCell,
     MatrixPage,
     MatrixRow,
+    StepView,
 )
 
+_STEP_SUMMARY_COLUMNS = [
+    column
+    for name, column in JobStep.__table__.c.items()
+    if name in StepView.model_fields and name != "result_data"
+]
 PAGE_MAX = 500
 NAME_SEARCH_MAX = 200
 
@@ -265,10 +273,7 @@ def _rows(rows: Any) -> list[MatrixRow]:
             )
         if r.step_number is not None:
             row.cells[r.step_number] = MatrixCell(
-                status=r.step_status,
-                attempts=r.attempts,
-                error_message=r.step_error,
-                skip_reason=r.skip_reason,
+                r.step_status, r.attempts, r.step_error, r.skip_reason
             )
     return list(by_job.values())
 
@@ -277,7 +282,11 @@ def batch_view(
     session: Session, batch_id: uuid.UUID, organisation_id: uuid.UUID | None
 ) -> BatchView:
     """The batch's own row as a view (no jobs); NotFoundError outside `organisation_id`."""
-    batch = get_batch(session, batch_id, organisation_id)
+    return view_of(get_batch(session, batch_id, organisation_id))
+
+
+def view_of(batch: Batch) -> BatchView:
+    """A batch row as a view (no jobs)."""
     return BatchView(
         **batch_summary(batch).model_dump(),
         organisation_id=batch.organisation_id,
@@ -323,3 +332,18 @@ def webhook_attempts(
         )
         for row in rows
     ]
+
+
+def restaurant_steps(
+    session: Session, batch_id: uuid.UUID, job_id: uuid.UUID, organisation_id: uuid.UUID | None
+) -> JobView:
+    """One restaurant of the batch with each of its steps (no results); NotFoundError when the
+    job is not the batch's or the batch not the organisation's."""
+    get_batch(session, batch_id, organisation_id)
+    in_batch = session.scalar(select(Job.id).where(Job.id == job_id, Job.batch_id == batch_id))
+    if in_batch is None:
+        raise NotFoundError(
+            f"restaurant job {job_id} is not in batch {batch_id}; pick a restaurant from "
+            "the batch's matrix"
+        )
+    return job_detail(session, job_id, organisation_id)

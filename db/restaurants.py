@@ -114,22 +114,6 @@ def list_restaurants(
     return list(session.scalars(apply_selection(query, selection)))
 
 
-def page_restaurants(
-    session: Session,
-    organisation_id: uuid.UUID,
-    selection: RestaurantSelection,
-    offset: int,
-    limit: int,
-) -> tuple[list[Restaurant], int]:
-    """One page of the organisation's restaurants matching `selection` (its order), and how
-    many match in all."""
-    mine = select(Restaurant).where(Restaurant.organisation_id == organisation_id)
-    page = apply_selection(mine, selection).offset(offset).limit(limit)
-    matching = mine.where(*selection_criteria(selection)).subquery()
-    total = session.scalar(select(func.count()).select_from(matching)) or 0
-    return list(session.scalars(page)), int(total)
-
-
 def free_restaurants(
     session: Session, organisation_id: uuid.UUID, selection: RestaurantSelection
 ) -> tuple[list[Restaurant], int]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.deployments import arun_deployment
 from prefect.events import emit_event
 from prefect.states import Cancelling
@@ -167,8 +168,6 @@ class Dispatcher:
         error = task.exception()
         if error is not None and StepEnd.from_error(error).how is Ended.RUNNER_STOPPED:
             raise error
-        if error is not None:
-            logger.warning("%s: could not run (%r); back in the queue", job.restaurant_name, error)
         may_trip = bool(queue) and self.outcome.stopped is None
         settled = await self.ledger.settle_job(self.lease, job.id, may_trip=may_trip)
         if settled.status in JOB_FINISHED:
@@ -180,19 +179,25 @@ class Dispatcher:
             return
         if self.outcome.stopped is not None:
             return  # held by the pause or cancel that stopped dispatching
+        why = str(error) or repr(error) if error is not None else "its run ended before it did"
         self.outcome.requeued[job.id] += 1
         queue.appendleft(job)
         if self.outcome.requeued[job.id] > MAX_ORCHESTRATION_RETRIES:
             self.outcome.stopped = "orchestration"
             self.outcome.reason = (
                 f"{job.restaurant_name} could not be run after {MAX_ORCHESTRATION_RETRIES} "
-                "orchestration retries; see the flow run's logs, then resume the batch"
+                f"orchestration retries (the last: {why}); deal with that (the flow run's logs "
+                "tell more), then resume the batch"
             )
             logger.error("%s", self.outcome.reason)
             return
-        logger.warning(
-            "%s did not finish (orchestration error); dispatching it again", job.restaurant_name
-        )
+        logger.warning("%s did not finish (%s); dispatching it again", job.restaurant_name, why)
+
+
+class RunNotFinished(Exception):
+    """A restaurant's flow run ended without an outcome for its job; the message says why
+    (its state's message). The dispatcher puts the job back in the queue, and names this if it
+    gives up on it."""
 
 
 async def _cancel_all(running: dict[asyncio.Task[None], JobRef]) -> None:
@@ -224,6 +229,18 @@ async def run_in_process(job: JobRef, lease: Lease) -> None:
     error = await state_error(state)
     if error is not None and StepEnd.from_error(error).how is Ended.RUNNER_STOPPED:
         raise error
+    if error is not None:  # ignored by the dispatcher when the job has its outcome
+        raise RunNotFinished(str(error) or repr(error)) from error
+
+
+async def _final_state(flow_run_id: uuid.UUID) -> State:
+    """The flow run's state once it is final (polled)."""
+    async with get_client() as client:
+        while True:
+            state = (await client.read_flow_run(flow_run_id)).state
+            if state is not None and state.is_final():
+                return state
+            await asyncio.sleep(POLL_S)
 
 
 class DistributedRunner:
@@ -243,14 +260,11 @@ class DistributedRunner:
         flow_run_id = await self._submit(job, lease)
         self.active[job.id] = flow_run_id
         try:
-            async with get_client() as client:
-                while True:
-                    run = await client.read_flow_run(flow_run_id)
-                    if run.state is not None and run.state.is_final():
-                        return
-                    await asyncio.sleep(POLL_S)
+            state = await _final_state(flow_run_id)
         finally:
             self.active.pop(job.id, None)
+        if not state.is_completed():  # ignored by the dispatcher when the job has its outcome
+            raise RunNotFinished(state.message or f"its flow run ended {state.name}")
 
     async def _retire(self, job: JobRef) -> None:
         """A run left by a previous owner is fenced already; cancel it so its worker stops."""

@@ -5,8 +5,9 @@ Statuses are the enums of regbatch.statuses (they serialise to the same strings)
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
@@ -151,8 +152,11 @@ class BatchJobsPage(BatchView):
     """Pass it back as `cursor` for the next page of jobs; None on the last page."""
 
 
-class MatrixCell(BaseModel):
-    """One step of one restaurant, as the batch's matrix shows it (no step results)."""
+class MatrixCell(NamedTuple):
+    """One step of one restaurant, as the batch's matrix shows it (no step results).
+
+    The matrix's types are plain tuples and dataclasses, not pydantic models: a page holds
+    1,200 cells and is rebuilt every 2 s while someone watches."""
 
     status: StepStatus
     attempts: int
@@ -160,7 +164,8 @@ class MatrixCell(BaseModel):
     skip_reason: str | None
 
 
-class MatrixRow(BaseModel):
+@dataclass(slots=True)
+class MatrixRow:
     """One restaurant of a batch: its job and a cell per step number."""
 
     job_id: uuid.UUID
@@ -172,7 +177,8 @@ class MatrixRow(BaseModel):
     cells: dict[int, MatrixCell]
 
 
-class MatrixPage(BaseModel):
+@dataclass(slots=True)
+class MatrixPage:
     """A page of a batch's restaurant x step matrix, with how many restaurants match in all."""
 
     rows: list[MatrixRow]
@@ -216,15 +222,6 @@ class RestaurantView(_View):
     subdomain: str | None
 
 
-class RestaurantPage(BaseModel):
-    """One page of restaurants (best ICP score first) and how many match in all."""
-
-    items: list[RestaurantView]
-    total_count: int
-    limit: int
-    offset: int
-
-
 class UpsertOutcome(BaseModel):
     """What saving one restaurant did: `row` is its place in the request, from 1."""
 
@@ -232,3 +229,40 @@ class UpsertOutcome(BaseModel):
     action: ImportAction
     id: uuid.UUID
     name: str
+
+
+class RestaurantRow(BaseModel):
+    """A restaurant as a list of candidates shows it."""
+
+    id: uuid.UUID
+    name: str
+    city: str | None
+    lead_stage: LeadStage
+    lead_type: LeadType
+    restaurant_type: RestaurantType
+    registration_status: RegistrationStatus
+    icp_score: int
+    external_id: str | None = None
+    """The organisation's own id for it (a re-import or an upsert matches on it)."""
+    email: str | None = None
+
+
+class RestaurantPage(BaseModel):
+    """One page of the restaurants a filter matches, with how many match in all."""
+
+    items: list[RestaurantRow]
+    total: int
+    offset: int
+    limit: int
+
+
+class PreflightRow(BaseModel):
+    """A restaurant chosen for a batch, and every problem that would keep it out or fail it."""
+
+    id: uuid.UUID
+    name: str
+    city: str | None
+    problems: list[str]
+    """Pre-flight problems of its configuration with the batch's settings (field: fix)."""
+    busy_in_batch: uuid.UUID | None = None
+    """The unfinished batch that already holds it, if any."""

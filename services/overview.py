@@ -9,9 +9,11 @@ from datetime import datetime
 
 from regbatch.db import batch_pages as pages
 from regbatch.db import overview as data
+from regbatch.db.batches import get_batch
 from regbatch.db.engine import session_scope
 from regbatch.db.overview import BatchSort
 from regbatch.services.batches import parse_uuid
+from regbatch.services.progress import ProgressView, progress_of
 from regbatch.statuses import JobStatus
 from regbatch.views import (
     BatchJobsPage,
@@ -26,9 +28,10 @@ __all__ = [
     "BatchSort",
     "batch_header",
     "batch_jobs",
-    "batch_matrix",
+    "batch_live",
     "find_batches",
     "job_detail",
+    "restaurant_steps",
     "webhook_attempts",
 ]
 
@@ -70,23 +73,26 @@ def batch_header(batch_id: str | uuid.UUID, organisation_id: uuid.UUID | None) -
         return data.batch_view(session, parse_uuid(batch_id, "batch_id"), organisation_id)
 
 
-def batch_matrix(
+def batch_live(
     batch_id: str | uuid.UUID,
     organisation_id: uuid.UUID | None,
     *,
     job_statuses: Sequence[JobStatus] = (),
     offset: int = 0,
     limit: int = 100,
-    total: int | None = None,
-) -> tuple[BatchView, MatrixPage]:
-    """The batch and one page of its matrix (restaurants in `job_statuses`, when given)."""
+) -> tuple[BatchView, ProgressView, MatrixPage]:
+    """What a watched batch shows, in one transaction of five queries: its row, its progress
+    (services/progress.py: job counts, the step histogram, the averages of its ETA) and one
+    page of its matrix (restaurants in `job_statuses`, when given); no step results."""
     bid = parse_uuid(batch_id, "batch_id")
     with session_scope() as session:
-        view = data.batch_view(session, bid, organisation_id)
+        batch = get_batch(session, bid, organisation_id)
+        progress = progress_of(session, batch)
+        wanted = sum(progress.jobs[s] for s in job_statuses) if job_statuses else progress.total
         page = data.matrix_page(
-            session, bid, job_statuses=job_statuses, offset=offset, limit=limit, total=total
+            session, bid, job_statuses=job_statuses, offset=offset, limit=limit, total=wanted
         )
-        return view, page
+        return data.view_of(batch), progress, page
 
 
 def batch_jobs(
@@ -119,3 +125,13 @@ def webhook_attempts(organisation_id: uuid.UUID, limit: int = 100) -> list[Deliv
     """The organisation's latest webhook delivery attempts (the delivery log), newest first."""
     with session_scope() as session:
         return data.webhook_attempts(session, organisation_id, limit)
+
+
+def restaurant_steps(
+    batch_id: str | uuid.UUID, job_id: str | uuid.UUID, organisation_id: uuid.UUID | None
+) -> JobView:
+    """One restaurant of the batch with each of its steps (no results)."""
+    with session_scope() as session:
+        return data.restaurant_steps(
+            session, parse_uuid(batch_id, "batch_id"), parse_uuid(job_id, "job_id"), organisation_id
+        )

@@ -91,10 +91,16 @@ def batch_progress(batch_id: str | uuid.UUID, organisation_id: uuid.UUID | None)
     """
     bid = parse_uuid(batch_id, "batch_id")
     with session_scope() as session:
-        batch = get_batch(session, bid, organisation_id)
-        jobs = _job_counts(session, bid)
-        steps = _step_histogram(session, bid, batch.step_graph)
-        averages = _averages(session, bid)
+        return progress_of(session, get_batch(session, bid, organisation_id))
+
+
+def progress_of(session: Session, batch: Batch) -> ProgressView:
+    """The progress of a batch whose row the caller has read, in the caller's transaction
+    (three aggregate queries)."""
+    bid = batch.id
+    jobs = _job_counts(session, bid)
+    steps = _step_histogram(session, bid, batch.step_graph)
+    averages = _averages(session, bid)
     total = batch.total_restaurants
     finished = sum(jobs[s] for s in JOB_FINISHED)
     eta, method, samples = _eta(batch, total - finished, averages)

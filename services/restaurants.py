@@ -1,5 +1,6 @@
-"""Restaurants for programs: a filtered page with the total, and an upsert of rows matched on the
-caller's external_id, else the email. Each call is one transaction: a bad row saves nothing."""
+"""Restaurants for programs: one by id, and an upsert of rows matched on the caller's external_id,
+else the email (a filtered page is services/shortlist.restaurant_page). Each call is one
+transaction: a bad row saves nothing."""
 
 from __future__ import annotations
 
@@ -9,30 +10,10 @@ from typing import Any
 
 from regbatch.db.engine import session_scope
 from regbatch.db.imports import upsert_restaurants
-from regbatch.db.restaurants import page_restaurants, restaurants_by_id
-from regbatch.errors import InvalidInputError, NotFoundError, Problem
-from regbatch.selection import RestaurantSelection
+from regbatch.db.restaurants import restaurants_by_id
+from regbatch.errors import NotFoundError
 from regbatch.services.batches import parse_uuid
-from regbatch.views import RestaurantPage, RestaurantView, UpsertOutcome
-
-PAGE_MAX = 500
-
-
-def find_restaurants(
-    organisation_id: uuid.UUID, selection: RestaurantSelection, *, offset: int = 0, limit: int = 50
-) -> RestaurantPage:
-    """One page of the organisation's restaurants matching `selection`, and the total."""
-    problems = selection.problems()
-    if not 1 <= limit <= PAGE_MAX:
-        problems.append(Problem("limit", f"{limit} is out of range; use 1 to {PAGE_MAX}"))
-    if offset < 0:
-        problems.append(Problem("offset", f"{offset} is negative; use 0 or more"))
-    if problems:
-        raise InvalidInputError("invalid restaurant filters", problems)
-    with session_scope() as session:
-        rows, total = page_restaurants(session, organisation_id, selection, offset, limit)
-        items = [RestaurantView.model_validate(r) for r in rows]
-    return RestaurantPage(items=items, total_count=total, limit=limit, offset=offset)
+from regbatch.views import RestaurantView, UpsertOutcome
 
 
 def save_restaurants(

@@ -66,8 +66,11 @@ async def _do(
         )
         return Outcome(True, said), batch_id
     outcome = await run_in_threadpool(lifecycle.retry_failed, batch_id, actor, org)
-    said = "An earlier retry batch holds these failures" if outcome.existed else "Retry batch made"
-    return Outcome(True, f"{said}: start it below."), outcome.batch_id
+    if outcome.existed:
+        said = "These failures are already in this retry batch, made earlier; nothing new was made."
+    else:
+        said = "Retry batch made of the failed restaurants: start it below."
+    return Outcome(True, said), outcome.batch_id
 
 
 async def _resume(batch_id: uuid.UUID, session: ConsoleSession) -> Outcome:

@@ -47,11 +47,16 @@ def _live(request: Request) -> ConsoleSession:
 SessionDep = Annotated[ConsoleSession, Depends(_live)]
 
 
-def checked(
-    session: SessionDep, csrf_token: Annotated[str, Form(max_length=200)] = ""
-) -> ConsoleSession:
-    """The session of a form POST whose CSRF token is the session's."""
-    if not cookies.csrf_matches(session, csrf_token):
+async def checked(request: Request, session: SessionDep) -> ConsoleSession:
+    """The session of a form POST whose CSRF token is the session's.
+
+    The form is read here with room for a batch's worth of restaurant ids (Starlette's default
+    stops at 1,000 fields); the route reads the same parsed form again.
+    """
+    from regbatch.settings import get_settings
+
+    form = await request.form(max_fields=get_settings().max_batch_size + 100, max_files=0)
+    if not cookies.csrf_matches(session, str(form.get("csrf_token", ""))[:200]):
         raise CsrfRefused()
     return session
 
@@ -87,7 +92,8 @@ async def sign_in(
         return _refused(request, BAD_KEY, 401)
     actor = f"console:{key.name}"[:180] + f" ({key.prefix})"
     response = RedirectResponse("/console/batches", status_code=303)
-    cookies.write_session(response, cookies.new_session(key.organisation_id, key.id, actor))
+    session = cookies.new_session(key.organisation_id, key.id, actor)
+    cookies.write_session(response, session, secure=request.url.scheme == "https")
     response.delete_cookie(cookies.SIGN_IN_COOKIE, path=cookies.PATH)
     return response
 

@@ -15,9 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from regbatch.api.console.auth import CheckedDep, SessionDep
 from regbatch.api.console.render import page
 from regbatch.batch_rules import allowed_actions
-from regbatch.services.overview import BatchSort, batch_matrix, find_batches
-from regbatch.services.progress import ProgressView, batch_progress
+from regbatch.plugins import current_registry, graph_from_record
+from regbatch.services.overview import BatchSort, batch_live, find_batches, restaurant_steps
+from regbatch.services.progress import ProgressView
 from regbatch.statuses import BATCH_AT_REST, BatchStatus, JobStatus
+from regbatch.steps import current_step, step_label
 
 router = APIRouter(prefix="/console")
 LIST_PAGE = 50
@@ -87,22 +89,25 @@ def batches_page(
 def _detail_context(
     batch_id: uuid.UUID, session: Any, show: str, page_number: int
 ) -> dict[str, Any]:
-    """What the detail page and its live fragment show: four aggregate queries for progress,
-    two for the batch and one page of its matrix."""
-    progress = batch_progress(batch_id, session.organisation_id)
+    """What the detail page and its live fragment show (services/overview.batch_live)."""
     wanted = SHOWS.get(show, ())
-    total = sum(progress.jobs[s] for s in wanted) if wanted else progress.total
-    batch, matrix = batch_matrix(
+    batch, progress, matrix = batch_live(
         batch_id,
         session.organisation_id,
         job_statuses=wanted,
         offset=(page_number - 1) * MATRIX_PAGE,
         limit=MATRIX_PAGE,
-        total=total,
     )
+    graph = graph_from_record(batch.step_graph, current_registry())
+    at = {
+        row.job_id: current_step({n: c.status for n, c in row.cells.items()}, graph)
+        for row in matrix.rows
+        if row.status in (JobStatus.IN_PROGRESS, JobStatus.PENDING)
+    }
     return {
         "batch": batch,
         "progress": progress,
+        "at": at,
         "matrix": matrix,
         "show": show if show in SHOWS else "all",
         "shows": list(SHOWS),
@@ -137,7 +142,7 @@ def batch_page(
 
 
 @router.get("/batches/{batch_id}/live", include_in_schema=False)
-def batch_live(
+def live_fragment(
     request: Request,
     batch_id: uuid.UUID,
     session: SessionDep,
@@ -147,6 +152,18 @@ def batch_live(
     """The live part of the detail page (progress, actions, matrix), polled every 2 s."""
     context = _detail_context(batch_id, session, show, page_number)
     return page(request, "batch_live.html", session=session, **context)
+
+
+@router.get("/batches/{batch_id}/restaurants/{job_id}", include_in_schema=False)
+def restaurant_panel(
+    request: Request, batch_id: uuid.UUID, job_id: uuid.UUID, session: SessionDep
+) -> Response:
+    """One restaurant's steps (status, attempts, duration, error), shown under the matrix."""
+    job = restaurant_steps(batch_id, job_id, session.organisation_id)
+    return page(
+        request, "restaurant_steps.html", session=session, job=job, advice=ADVICE,
+        labels={n: step_label(n, s.step_key) for n, s in ((s.step_number, s) for s in job.steps)},
+    )  # fmt: skip
 
 
 @router.post("/batches/{batch_id}/{action}", include_in_schema=False)

@@ -45,4 +45,14 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     """A whole page (or a fragment: any template) rendered with `context`."""
     context.setdefault("session", None)
     body = environment().get_template(template).render(request=request, **context)
-    return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(body, status_code=status_code, headers=HEADERS)
+
+
+# Pages are private and act on a click: never cached, never framed by another site.
+HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}

@@ -83,8 +83,8 @@ def new_session(organisation_id: uuid.UUID, key_id: uuid.UUID, actor: str) -> Co
     )
 
 
-def write_session(response: Response, session: ConsoleSession) -> None:
-    """Set the session cookie on the response."""
+def write_session(response: Response, session: ConsoleSession, secure: bool) -> None:
+    """Set the session cookie on the response (`secure`: only over HTTPS, as it came)."""
     payload = json.dumps(
         {
             "o": str(session.organisation_id),
@@ -102,7 +102,7 @@ def write_session(response: Response, session: ConsoleSession) -> None:
         path=PATH,
         httponly=True,
         samesite="strict",
-        secure=False,  # served over plain HTTP on localhost too; a TLS proxy adds Secure
+        secure=secure,
     )
 
 
@@ -130,16 +130,11 @@ def clear_session(response: Response) -> None:
     response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="strict")
 
 
-def sign_in_token(request: Request, response: Response | None = None) -> str:
-    """The sign-in form's CSRF token: the one the browser's cookie holds, or a new one (set on
-    `response`)."""
+def sign_in_token(request: Request) -> str:
+    """The sign-in form's CSRF token: the one the browser's cookie holds, else a new one (the
+    caller sets it with `set_sign_in_cookie`)."""
     token = _unsign(request.cookies.get(SIGN_IN_COOKIE, ""))
-    if token is not None:
-        return token.decode()
-    fresh = secrets.token_urlsafe(32)
-    if response is not None:
-        set_sign_in_cookie(response, fresh)
-    return fresh
+    return token.decode() if token is not None else secrets.token_urlsafe(32)
 
 
 def set_sign_in_cookie(response: Response, token: str) -> None:

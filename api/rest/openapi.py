@@ -178,7 +178,28 @@ EXAMPLES: dict[str, Any] = {
     "register_restaurant": {**_CREATED, "jobs_count": 1},
     "get_job": _JOB_VIEW,
     "retry_job": {"new_batch_id": _BATCH, "status": "pending", "already_existed": False},
-    "list_restaurants": {"items": [_RESTAURANT_VIEW], "total_count": 1, "limit": 50, "offset": 0},
+    "list_restaurants": {
+        "items": [
+            {
+                k: _RESTAURANT_VIEW[k]
+                for k in (
+                    "id",
+                    "name",
+                    "city",
+                    "lead_stage",
+                    "lead_type",
+                    "restaurant_type",
+                    "registration_status",
+                    "icp_score",
+                    "external_id",
+                    "email",
+                )
+            }
+        ],
+        "total_count": 1,
+        "limit": 50,
+        "offset": 0,
+    },
     "save_restaurants": {
         "items": [{"row": 1, "action": "created", "id": _RESTAURANT, "name": "Pho Real"}],
         "created": 1,

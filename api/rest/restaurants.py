@@ -19,10 +19,22 @@ from regbatch.restaurant import (
     RestaurantType,
 )
 from regbatch.selection import SEARCH_MAX, RestaurantSelection
-from regbatch.services import restaurants
-from regbatch.views import RestaurantPage, RestaurantView, UpsertOutcome
+from regbatch.services import restaurants, shortlist
+from regbatch.views import RestaurantRow, RestaurantView, UpsertOutcome
 
 router = APIRouter(prefix="/restaurants", tags=["restaurants"])
+
+
+PAGE_MAX = 500
+
+
+class RestaurantList(BaseModel):
+    """One page of restaurants (best ICP score first) and how many match in all."""
+
+    items: list[RestaurantRow]
+    total_count: int
+    limit: int
+    offset: int
 
 
 class SavedRestaurants(BaseModel):
@@ -36,7 +48,7 @@ class SavedRestaurants(BaseModel):
 
 @router.get(
     "",
-    response_model=RestaurantPage,
+    response_model=RestaurantList,
     responses=error_responses(),
     summary="List restaurants: filter, search, page (best ICP score first)",
     operation_id="list_restaurants",
@@ -52,9 +64,9 @@ def list_restaurants(
     q: Annotated[
         str | None, Query(max_length=SEARCH_MAX, description="Part of the name, email or city.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=restaurants.PAGE_MAX)] = 50,
+    limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> RestaurantPage:
+) -> RestaurantList:
     """One page of the caller's restaurants matching every given filter, and how many match."""
     selection = RestaurantSelection(
         city=city,
@@ -65,8 +77,9 @@ def list_restaurants(
         min_icp_score=min_icp_score,
         search=q,
     )
-    return restaurants.find_restaurants(
-        caller.organisation_id, selection, offset=offset, limit=limit
+    page = shortlist.restaurant_page(caller.organisation_id, selection, offset=offset, limit=limit)
+    return RestaurantList(
+        items=page.items, total_count=page.total, limit=page.limit, offset=page.offset
     )
 
 

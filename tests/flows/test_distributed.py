@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REGBATCH = str(Path(sys.executable).with_name("regbatch"))
 
 
-async def _deploy(pool: str, name: str, working_dir: Path) -> str:
+async def deploy(pool: str, name: str, working_dir: Path) -> str:
     """The deployment as prefect.yaml declares it (the installed package's module, no source),
     its runs working in `working_dir`."""
     async with get_client() as client:
@@ -66,7 +66,7 @@ def deployment_with_two_workers(sandbox_server, tmp_path_factory) -> Iterator[st
     pool = f"regbatch-test-{secrets.token_hex(3)}"
     # the runs work in someone else's project folder (first on their import path)
     project = _decoy_project(tmp_path_factory.mktemp("someone-elses-project"))
-    deployment = asyncio.run(_deploy(pool, pool, project))
+    deployment = asyncio.run(deploy(pool, pool, project))
     logs = tmp_path_factory.mktemp("workers")
     workers = [
         subprocess.Popen(

@@ -9,8 +9,10 @@ with (`use_registry`), so nothing leaks into the other tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,6 +21,7 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -41,13 +44,15 @@ from regbatch.errors import ConfigurationError
 from regbatch.plugins import HandlerRegistry, use_registry
 from regbatch.services.batches import get_batch
 from regbatch.services.exporting import export_batch
-from regbatch.services.lifecycle import retry_failed
+from regbatch.services.lifecycle import resume_batch, retry_failed
+from regbatch.settings import reset_settings
 from regbatch.tasks.artifacts import artifact_key
 from regbatch.views import BatchDetail, StepView
 from tests.cli import REGBATCH, cli, cli_json, run
 from tests.factories import restaurant_row
 from tests.flows.conftest import ALL_STEPS_ON, lease_of, ledger_for
 from tests.flows.test_batch import side_effects, wait_for
+from tests.flows.test_distributed import deploy
 from tests.flows.test_recovery import lease_expired
 
 pytestmark = pytest.mark.flow
@@ -364,3 +369,66 @@ def test_a_killed_runner_resumed_does_not_run_a_completed_handler_step_again(
         assert crm.calls(rid) == calls  # completed before the kill: never called again
     effects = Counter((e["restaurant"], e["step"]) for e in sandbox.ledger() if not e["replay"])
     assert effects[(str(ids[0]), "menu_import")] == 1
+
+
+@contextmanager
+def process_worker(pool: str, folder: Path, env: dict[str, str]) -> Iterator[None]:
+    """`regbatch worker` on `pool` in its own process (and session), stopped afterwards."""
+    with open(folder / f"worker-{secrets.token_hex(2)}.log", "w") as log:
+        worker = subprocess.Popen(
+            [REGBATCH, "worker", "--pool", pool, "--limit", "2"],
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            yield
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_distributed_a_worker_without_the_plugin_refuses_and_one_with_it_runs_it(
+    org_id, sandbox, trucks, trucks_path, crm, monkeypatch, tmp_path
+) -> None:
+    from regbatch.flows import dispatch
+
+    monkeypatch.setattr(dispatch, "MAX_ORCHESTRATION_RETRIES", 1)  # give up on the refusal soon
+    monkeypatch.setattr(dispatch, "BACKOFF_S", (0.5,))
+    pool = f"regbatch-plugin-{secrets.token_hex(3)}"
+    monkeypatch.setenv("REGBATCH_RESTAURANT_DEPLOYMENT", asyncio.run(deploy(pool, pool, tmp_path)))
+    reset_settings()
+    try:
+        with use_registry(trucks):  # the runner has the plugin; the first worker has not
+            batch_id, (truck,) = make_batch(
+                org_id, [TRUCK], execution_mode="distributed", concurrency=1
+            )
+            with process_worker(pool, tmp_path, {**os.environ}):
+                refused = run_batch(batch_id)
+            assert refused.status == "paused", refused.pause_reason
+            reason = str(refused.pause_reason)
+            assert "could not be run after 1 orchestration retries" in reason
+            assert "needs step handlers this process does not have" in reason
+            assert "install the plugin(s) trucks" in reason
+            steps = steps_of(refused, truck)
+            assert all(s.status == "pending" and s.attempts == 0 for s in steps.values())
+            assert ledger_for(sandbox, truck) == [] and crm.calls(truck) == []
+            # a worker with regbatch-trucks installed takes the resumed restaurant and runs it
+            resume_batch(batch_id)
+            env = {**os.environ, "PYTHONPATH": trucks_path}
+            with process_worker(pool, tmp_path, env):
+                done = run_batch(batch_id)
+    finally:
+        reset_settings()
+    assert (done.status, done.completed, done.failed) == ("completed", 1, 0)
+    steps = steps_of(done, truck)
+    assert steps["menu_import"].handler == TRUCK_MENU
+    assert steps["menu_import"].result_data is not None
+    assert steps["menu_import"].result_data["menu_handler"] == "regbatch-trucks"
+    assert steps["crm_sync"].status == "completed" and len(crm.calls(truck)) == 1

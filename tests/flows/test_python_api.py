@@ -83,6 +83,6 @@ def test_watch_and_template_run_from_the_cli(org_id, sandbox) -> None:
     ran = cli_json("template", "run", "Gisborne hot", "--org", str(org_id))
     assert ran["status"] == "completed" and ran["total"] == 2
     watched = cli("batch", "watch", ran["batch_id"])
-    assert watched.returncode == 0 and ": completed - 2 ok" in watched.stdout
+    assert watched.returncode == 0 and ": completed - 2/2 finished (2 ok," in watched.stdout
     nothing_left = cli_json("template", "run", "Gisborne hot", "--org", str(org_id))
     assert nothing_left == {"batch_id": None}

@@ -8,6 +8,7 @@ import html
 import re
 import uuid
 from collections.abc import Iterator
+from html.parser import HTMLParser
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +17,7 @@ from regbatch.api.rest import create_app
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch
 from regbatch.services.api_keys import create_api_key, revoke_api_key
-from tests.factories import make_org
+from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import finish_with_failure, new_draft, row_counts, set_status
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -105,6 +106,15 @@ def test_the_session_cookie_is_signed_httponly_strict_and_never_holds_the_key(
     assert key not in cookie and key[3:] not in cookie
     page = browser.get("/console/batches")
     assert key not in page.text
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "secure" not in flags  # plain HTTP (localhost); over HTTPS it is Secure:
+    with TestClient(browser.app, base_url="https://testserver", follow_redirects=False) as tls:
+        form = tls.get("/console/sign-in")
+        token = CSRF.search(form.text)
+        assert token is not None
+        signed = tls.post("/console/sign-in", data={"api_key": key, "csrf_token": token[1]})
+        assert "secure" in signed.headers["set-cookie"].lower()
     # A tampered cookie is no session.
     value = cookie.split(";")[0].split("=", 1)[1]
     browser.cookies.clear()
@@ -186,12 +196,24 @@ def test_a_failed_batch_offers_retry_failed_and_its_matrix_shows_the_failure(
     assert live.text.count('<td class="cell s-failed"') == 1
     assert "services refused: no pickup" in live.text
     assert "Retry failed: it re-runs only the failed steps" in live.text
+    panel_link = re.search(r'hx-get="(/console/batches/[^"]+/restaurants/[^"]+)"', live.text)
+    assert panel_link is not None
+    panel = browser.get(panel_link[1])
+    assert "01-account_registration" in panel.text
+    with session_scope() as session:
+        other_org = make_org(session)
+    stranger = TestClient(browser.app, follow_redirects=False)
+    sign_in(stranger, create_api_key(other_org, "console").api_key)
+    assert stranger.get(panel_link[1]).status_code == 404
     failed_only = browser.get(f"/console/batches/{batch_id}?show=failed")
     assert failed_only.text.count('<tr class="r-') == 1
     retried = browser.post(f"/console/batches/{batch_id}/retry-failed", data={"csrf_token": csrf})
     assert retried.status_code == 303
     new_page = browser.get(retried.headers["location"])
     assert "Retry batch made" in new_page.text
+    again = browser.post(f"/console/batches/{batch_id}/retry-failed", data={"csrf_token": csrf})
+    assert again.headers["location"].split("?")[0] == retried.headers["location"].split("?")[0]
+    assert "already+in+this+retry+batch" in again.headers["location"]
     assert buttons(new_page.text) == ["start", "cancel"]
 
 
@@ -201,6 +223,7 @@ def test_pause_and_resume_through_the_console(browser: TestClient, org_id: uuid.
     csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
     polled = browser.get(f"/console/batches/{batch_id}/live")
     assert 'hx-trigger="every 2s' in polled.text
+    assert "<small>at 01</small>" in polled.text  # regbatch.steps.current_step
     paused = browser.post(f"/console/batches/{batch_id}/pause", data={"csrf_token": csrf})
     assert "notice=Pause+requested" in paused.headers["location"]
     assert status_of(batch_id) == ("in_progress", "pause")
@@ -288,3 +311,209 @@ def test_webhooks_are_added_with_their_secret_shown_once_and_removed(
     assert webhook_id is not None
     browser.post(f"/console/webhooks/{webhook_id[1]}/delete", data={"csrf_token": csrf})
     assert url not in browser.get("/console/webhooks").text
+
+
+def test_restaurants_are_filtered_and_a_selection_gets_a_batch_form_with_its_preflight(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    city = f"Testville {uuid.uuid4().hex[:6]}"
+    with session_scope() as session:
+        ready = make_restaurants(session, org_id, 2, city=city, restaurant_type="cafe")
+        make_restaurants(session, org_id, 1, city=city, primary_color=None)
+        make_restaurants(session, org_id, 1, city="Elsewhere")
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    listed = browser.get("/console/restaurants", params={"city": city.lower()})
+    assert "3 match" in listed.text
+    cafes = browser.get("/console/restaurants", params={"city": city, "restaurant_type": "cafe"})
+    assert "2 match" in cafes.text
+    bad = browser.get("/console/restaurants", params={"lead_stage": "boiling"})
+    assert bad.status_code == 400
+    assert "boiling" in html.unescape(bad.text)
+
+    nothing = browser.post("/console/batch-form", data={"csrf_token": csrf})
+    assert "No+restaurant+was+chosen" in nothing.headers["location"]
+    every = browser.post(
+        "/console/batch-form", data={"csrf_token": csrf, "all_matching": "1", "city": city}
+    )
+    assert "Register 3 restaurants" in every.text
+    assert "1 of 3 with problems" in every.text
+    assert "restaurants.primary_color" in every.text
+    chosen = browser.post(
+        "/console/batch-form",
+        data={"csrf_token": csrf, "restaurant_id": [str(r) for r in ready]},
+    )
+    assert "Register 2 restaurants" in chosen.text
+    assert "0 of 2 with problems" in chosen.text
+
+
+def test_the_batch_form_creates_nothing_until_everything_is_right(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    with session_scope() as session:
+        ready = make_restaurants(session, org_id, 2)
+        (colourless,) = make_restaurants(session, org_id, 1, primary_color=None)
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    base = {"csrf_token": csrf, "name": "Console form", "execution_mode": "parallel",
+            "concurrency": "2", "breaker_threshold": "0.5", "breaker_min_finished": "3",
+            "intent": "create"}  # fmt: skip
+    before = row_counts()
+    attempts = [
+        ({"restaurant_id": [str(r) for r in ready], "settings_text": "{oops"}, "is not JSON"),
+        ({"restaurant_id": [str(r) for r in ready], "concurrency": "many"}, "not a whole number"),
+        ({"restaurant_id": [str(colourless)], "settings_text": "{}"}, "primary_color"),
+        ({"restaurant_id": [str(r) for r in ready], "name": " "}, "name: is empty"),
+        (
+            {"restaurant_id": [str(r) for r in ready], "execution_mode": "sequential"},
+            "sequential mode runs one restaurant at a time",
+        ),
+    ]
+    for changes, expected in attempts:
+        answer = browser.post("/console/batch-form/create", data={**base, **changes})
+        assert answer.status_code == 400, (changes, answer.status_code)
+        assert "Nothing was created" in answer.text
+        assert expected in html.unescape(answer.text), expected
+    assert row_counts() == before
+    checked = browser.post(
+        "/console/batch-form/create",
+        data={**base, "intent": "check", "restaurant_id": [str(r) for r in ready]},
+    )
+    assert checked.status_code == 200
+    assert row_counts() == before
+    made = browser.post(
+        "/console/batch-form/create",
+        data={**base, "settings_text": '{"onboarding": {"create_user": true}}',
+              "restaurant_id": [str(r) for r in ready]},
+    )  # fmt: skip
+    assert made.status_code == 303
+    page = browser.get(made.headers["location"])
+    assert "Batch created as a draft" in page.text
+    assert "Console form" in page.text
+    assert buttons(page.text) == ["start", "cancel"]
+
+
+def test_the_batch_form_takes_a_thousand_restaurants(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    ids = [str(uuid.uuid4()) for _ in range(1000)]
+    answer = browser.post(
+        "/console/batch-form/create",
+        data={"csrf_token": csrf, "intent": "check", "name": "Big", "restaurant_id": ids},
+    )
+    assert answer.status_code == 200, answer.text[:500]
+    assert answer.text.count('name="restaurant_id"') == 1000
+
+
+def test_a_poll_of_the_matrix_costs_six_queries_whatever_the_batch_size(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    """The session's key check, then one transaction: the batch row, job counts, the step
+    histogram, the ETA's averages and one page of the matrix; no step results."""
+    from sqlalchemy import event
+
+    from regbatch.db.engine import get_engine
+
+    sign_in(browser, create_api_key(org_id, "console").api_key)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    engine = get_engine()
+    for size in (2, 30):
+        batch_id = new_draft(org_id, size)
+        set_status(batch_id, "in_progress")
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            statements.clear()
+            assert browser.get(f"/console/batches/{batch_id}/live").status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert len(statements) == 6, statements
+        assert not any("result_data" in s for s in statements)
+
+
+def test_the_matrix_has_a_column_for_each_plugin_step_the_batch_recorded(
+    browser: TestClient, org_id: uuid.UUID
+) -> None:
+    from sqlalchemy import update
+
+    from regbatch.db import batches as batch_data
+    from regbatch.db.models import JobStep
+
+    batch_id = new_draft(org_id, 2)
+    record = {
+        "extra_steps": [
+            {"number": 13, "key": "crm_sync", "after": ["restaurant_registration"],
+             "blocking": False, "handler": "trucks.crm:sync", "timeout_s": 60, "retries": 3,
+             "retry_delays_s": [2, 4, 8], "plugin": "regbatch-trucks", "does": "CRM sync"}
+        ],
+        "handlers": {},
+    }  # fmt: skip
+    with session_scope() as session:
+        session.execute(update(Batch).where(Batch.id == batch_id).values(step_graph=record))
+        for job in session.scalars(batch_data.select_jobs(batch_id)):
+            session.add(
+                JobStep(organisation_id=org_id, job_id=job.id, step_number=13,
+                        step_key="crm_sync", status="failed", attempts=2,
+                        error_message="CRM answered 422: no owner email",
+                        handler="trucks.crm:sync")
+            )  # fmt: skip
+    sign_in(browser, create_api_key(org_id, "console").api_key)
+    live = browser.get(f"/console/batches/{batch_id}/live")
+    assert live.status_code == 200
+    assert re.findall(r'<th scope="col" class="step"[^>]*><span>(\d\d)</span>', live.text) == [
+        f"{n:02d}" for n in range(1, 14)
+    ]
+    assert live.text.count('<td class="cell s-failed"') == 2
+    assert "CRM answered 422: no owner email" in live.text
+
+
+class _Controls(HTMLParser):
+    """Every form control of a page, and whether a label names it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label_for: set[str] = set()
+        self.in_label = 0
+        self.controls: list[tuple[str, dict[str, str | None], bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "label":
+            self.in_label += 1
+            if found.get("for"):
+                self.label_for.add(str(found["for"]))
+        elif tag in ("input", "select", "textarea") and found.get("type") != "hidden":
+            self.controls.append((tag, found, self.in_label > 0))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.in_label -= 1
+
+    def unlabelled(self) -> list[str]:
+        return [
+            f"{tag} {found}"
+            for tag, found, wrapped in self.controls
+            if not wrapped and found.get("id") not in self.label_for and not found.get("aria-label")
+        ]
+
+
+def test_every_control_of_every_page_has_a_label(browser: TestClient, org_id: uuid.UUID) -> None:
+    with session_scope() as session:
+        make_restaurants(session, org_id, 2)
+    batch_id = new_draft(org_id)
+    finish_with_failure(batch_id)
+    pages = {"/console/sign-in": browser.get("/console/sign-in").text}
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    for path in ("/console/batches", f"/console/batches/{batch_id}", "/console/restaurants",
+                 "/console/templates", "/console/webhooks"):  # fmt: skip
+        pages[path] = browser.get(path).text
+    pages["batch form"] = browser.post(
+        "/console/batch-form", data={"csrf_token": csrf, "all_matching": "1"}
+    ).text
+    for path, text in pages.items():
+        parser = _Controls()
+        parser.feed(text)
+        assert parser.controls or path == f"/console/batches/{batch_id}", path
+        assert parser.unlabelled() == [], path

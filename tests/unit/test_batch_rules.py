@@ -5,11 +5,13 @@ import pytest
 from regbatch.batch_rules import (
     BreakerPolicy,
     JobCounts,
+    allowed_actions,
     breaker_reason,
     breaker_trips,
     current_status,
     final_status,
 )
+from regbatch.statuses import BatchStatus, RequestedAction
 
 
 @pytest.mark.parametrize(
@@ -86,3 +88,26 @@ def test_breaker_reason_names_the_counts() -> None:
     assert breaker_reason(2, 3, BreakerPolicy()).startswith(
         "breaker tripped: 2 of 3 finished restaurants failed (67% > 50%)"
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "requested", "failed", "expected"),
+    [
+        ("draft", None, 0, ["start", "cancel"]),
+        ("pending", None, 0, ["cancel"]),
+        ("in_progress", None, 0, ["pause", "cancel"]),
+        ("in_progress", "pause", 0, ["resume", "cancel"]),
+        ("in_progress", "cancel", 0, []),
+        ("paused", None, 0, ["resume", "cancel"]),
+        ("paused", None, 2, ["resume", "cancel", "retry-failed"]),
+        ("completed", None, 0, []),
+        ("completed", None, 1, ["retry-failed"]),
+        ("failed", None, 3, ["retry-failed"]),
+        ("cancelled", None, 1, ["retry-failed"]),
+    ],
+)
+def test_allowed_actions_follow_the_lifecycle_rules(
+    status: str, requested: str | None, failed: int, expected: list[str]
+) -> None:
+    action = RequestedAction(requested) if requested else None
+    assert allowed_actions(BatchStatus(status), action, failed) == expected

@@ -137,6 +137,7 @@ async def test_a_job_that_never_starts_pauses_the_batch_with_the_reason(monkeypa
     outcome, _ = await _dispatch(ledger, batch, never)
     assert outcome.stopped == "orchestration"
     assert "could not be run after 5 orchestration retries" in str(outcome.reason)
+    assert "(the last: the work pool has no worker)" in str(outcome.reason)
     assert ledger.jobs_of(batch.id)[0].status == JobStatus.PENDING  # never marked failed
 
 
