@@ -1,6 +1,8 @@
 """Property-based run of the whole REST API from its OpenAPI schema (schemathesis): whatever a
 client sends, authenticated with a real key, the API never answers a server error and its answers
-match the schema it documents.
+match the schema it documents. Two organisations: the same requests sent with the other
+organisation's key, or with none, answer 401/404 (or refuse the input) and carry none of the
+first organisation's data.
 
 The start routes stay in: the batch deployment is registered on the session's Prefect server
 (not served), so a start succeeds (the batch goes `pending`) instead of answering 503. Path ids
@@ -39,6 +41,7 @@ from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import (
     batch_deployment,  # noqa: F401 - a fixture
     bearer,
+    finish_with_failure,
     new_draft,
 )
 
@@ -64,10 +67,20 @@ CHECKS = [
 
 @dataclass
 class World:
-    """The fuzzing organisation's key and objects."""
+    """The fuzzing organisation's key and objects, and another organisation's key."""
 
     headers: dict[str, str]
     ids: dict[str, list[str]] = field(default_factory=dict)
+    other_headers: dict[str, str] = field(default_factory=dict)
+
+    def leaked(self, response_text: str, sent: str) -> list[str]:
+        """The fuzzing organisation's ids in an answer that the request did not send itself."""
+        return [
+            value
+            for values in self.ids.values()
+            for value in values
+            if value in response_text and value not in sent
+        ]
 
     def pick(self, kind: str, generated: Any) -> Any:
         """A real id in place of about half the generated ones (deterministic in the value).
@@ -111,9 +124,15 @@ def quick_webhooks() -> Iterator[None]:
 def world(pg_url: str, batch_deployment: str, quick_webhooks: None) -> World:  # noqa: F811
     with session_scope() as session:
         org_id = make_org(session)
+        other_id = make_org(session)
         restaurants = [str(r) for r in make_restaurants(session, org_id, 12)]
+        make_restaurants(session, other_id, 2)
+    new_draft(other_id, 1)
     batches = [str(new_draft(org_id, 1)) for _ in range(3)]
-    template = create_template(org_id, name="fuzz", limit=2)
+    template = create_template(org_id, name=f"fuzz-{uuid.uuid4().hex[:8]}", limit=2)
+    finished = new_draft(org_id, 2)
+    _, failed_job = finish_with_failure(finished)
+    batches.append(str(finished))
     webhook = create_subscription(org_id, url="http://127.0.0.1:9/fuzz")
     _WORLD[:] = [
         World(
@@ -123,7 +142,10 @@ def world(pg_url: str, batch_deployment: str, quick_webhooks: None) -> World:  #
                 "ref": [str(template.id), template.name],
                 "webhook_id": [str(webhook.id)],
                 "restaurant": restaurants,
+                "restaurant_id": restaurants,
+                "job_id": [str(failed_job)],
             },
+            other_headers=bearer(other_id, "fuzz other"),
         )
     ]
     return _WORLD[0]
@@ -167,3 +189,40 @@ def test_no_request_makes_a_server_error(case: Any, world: World) -> None:
     )
     assert response.status_code < 500, response.text
     assert world.headers["Authorization"].split()[1] not in response.text
+
+
+def _sent(case: Any) -> str:
+    return " ".join(str(part) for part in (case.path_parameters, case.query, case.body))
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES // 2,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_another_organisations_key_or_none_reads_nothing(case: Any, world: World) -> None:
+    """With the other organisation's key, an object of the fuzzing organisation is not found
+    (or the input is refused first); with no key, 401 (or 400/405 for what no route takes).
+    Neither answer carries the fuzzing organisation's ids."""
+    sent = _sent(case)
+    owned_in_path = any(
+        str(value) in world.ids.get(name, [])
+        for name, value in (case.path_parameters or {}).items()
+    )
+    for headers in (world.other_headers, {}):
+        response = case.call(headers=dict(headers))
+        assert response.status_code < 500, response.text
+        # a negative case of the security scheme sends no key, or its own, whatever is passed
+        sent_key = {k.lower(): v for k, v in response.request.headers.items()}.get("authorization")
+        keyed = bool(headers) and sent_key == headers["Authorization"]
+        if not keyed:
+            assert response.status_code in {400, 401, 405}, (response.status_code, response.text)
+        elif owned_in_path:
+            assert response.status_code in {400, 404, 405, 422}, (
+                response.status_code,
+                response.text,
+            )
+        assert not world.leaked(response.text, sent), (response.status_code, response.text)
