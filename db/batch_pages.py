@@ -24,7 +24,7 @@ from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.plugins import current_registry, graph_from_record
 from regbatch.statuses import STEP_ACTIVE, StepStatus
-from regbatch.steps import current_step
+from regbatch.steps import StepGraph, current_step
 from regbatch.views import BatchJobsPage, JobPreview, JobView, StepView
 
 PREVIEW_JOBS = 10
@@ -110,6 +110,7 @@ def job_previews(
         .order_by(ranked.c.batch_id, ranked.c.position)
     ).all()
     statuses = _step_statuses(session, [j.id for j in jobs])
+    graphs = _graphs(session, batch_ids)
     found: dict[uuid.UUID, list[JobPreview]] = {bid: [] for bid in batch_ids}
     for j in jobs:
         steps = statuses.get(j.id)
@@ -120,10 +121,21 @@ def job_previews(
                 name=j.name,
                 city=j.city,
                 status=j.status,
-                current_step=current_step(steps) if steps else None,
+                current_step=current_step(steps, graphs.get(j.batch_id)) if steps else None,
             )
         )
     return found
+
+
+def _graphs(session: Session, batch_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, StepGraph]:
+    """The step graphs of the batches that recorded one (plugins); the others use the twelve."""
+    rows = session.execute(
+        select(Batch.id, Batch.step_graph).where(
+            Batch.id.in_(list(batch_ids)), Batch.step_graph.is_not(None)
+        )
+    )
+    registry = current_registry()
+    return {bid: graph_from_record(record, registry) for bid, record in rows if record}
 
 
 def _step_statuses(

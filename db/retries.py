@@ -69,6 +69,18 @@ def create_retry_batch(
     return RetryOutcome(retry.id, retry.status, existed=False)
 
 
+def retry_of_job(session: Session, job_id: uuid.UUID) -> RetryOutcome | None:
+    """The newest retry batch (not cancelled) already holding job `job_id`'s restaurant."""
+    found = session.execute(
+        select(Batch.id, Batch.status)
+        .join(Job, Job.batch_id == Batch.id)
+        .where(Job.retry_of_job_id == job_id, Batch.status != BatchStatus.CANCELLED)
+        .order_by(Batch.created_at.desc(), Batch.id.desc())
+        .limit(1)
+    ).first()
+    return RetryOutcome(found[0], BatchStatus(found[1]), existed=True) if found else None
+
+
 def _refuse_unretryable(original: Batch, failed: list[Row[Job, Restaurant]]) -> None:
     """ConflictError unless the batch has stopped and has failed restaurants left to retry."""
     if original.status not in RETRYABLE:

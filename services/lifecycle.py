@@ -9,7 +9,7 @@ from regbatch.db import lifecycle
 from regbatch.db.batch_pages import job_of
 from regbatch.db.batches import batch_detail
 from regbatch.db.engine import session_scope
-from regbatch.db.retries import RetryOutcome, create_retry_batch
+from regbatch.db.retries import RetryOutcome, create_retry_batch, retry_of_job
 from regbatch.errors import ConflictError
 from regbatch.services.batches import parse_uuid
 from regbatch.statuses import JobStatus
@@ -71,6 +71,9 @@ def retry_job(
             raise ConflictError(
                 f"job {jid} is {str(job.status)!r}; only a failed job's steps can be retried"
             )
+        earlier = retry_of_job(session, jid)
+        if earlier is not None:
+            return earlier
         return create_retry_batch(session, job.batch_id, actor, organisation_id, job_ids=[jid])
 
 

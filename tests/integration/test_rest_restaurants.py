@@ -129,3 +129,30 @@ def test_a_job_is_read_and_its_failed_steps_retried_alone(
     again = client.post(f"/jobs/{failed}/retry", headers=auth, params={"auto_start": "false"})
     assert again.status_code == 202 and again.json()["already_existed"] is True
     assert again.json()["new_batch_id"] == new_batch
+
+
+def test_each_failed_job_gets_its_own_retry_batch(
+    client: TestClient, org_id: uuid.UUID, auth: dict[str, str]
+) -> None:
+    from sqlalchemy import update
+
+    from regbatch.db.models import Job, JobStep
+
+    batch = new_draft(org_id, 2)
+    first, second = finish_with_failure(batch)
+    with session_scope() as session:  # the first restaurant failed too, at step 8
+        session.execute(update(Job).where(Job.id == first).values(status="failed"))
+        session.execute(
+            update(JobStep)
+            .where(JobStep.job_id == first, JobStep.step_number == 8)
+            .values(status="failed", error_message="payments refused")
+        )
+    one = client.post(f"/jobs/{first}/retry", headers=auth, params={"auto_start": "false"})
+    other = client.post(f"/jobs/{second}/retry", headers=auth, params={"auto_start": "false"})
+    assert one.status_code == other.status_code == 202, (one.text, other.text)
+    assert one.json()["new_batch_id"] != other.json()["new_batch_id"]
+    assert other.json()["already_existed"] is False
+    again = client.post(f"/jobs/{first}/retry", headers=auth, params={"auto_start": "false"})
+    assert again.json() == {**one.json(), "already_existed": True}
+    retried = client.get(f"/jobs/{second}", headers=auth).json()
+    assert retried["status"] == "failed"

@@ -47,3 +47,35 @@ def test_idempotency_keys_are_claimed_once_on_sqlite(tmp_path: Path) -> None:
     with session_scope(url) as session:
         assert idempotency.claim(session, request, utcnow()) == idempotency.Answered(answer)
     dispose_engines()
+
+
+def test_batch_lists_and_pages_on_sqlite(tmp_path: Path) -> None:
+    """The list's keyset cursor, current steps, previews and job pages run on SQLite too."""
+    from regbatch.db import batch_pages, overview
+    from regbatch.db.batches import create_batch
+    from tests.factories import make_restaurants
+
+    url = f"sqlite:///{tmp_path / 'pages.db'}"
+    migrate.upgrade(url)
+    with session_scope(url) as session:
+        org = create_organisation(session, "Embedded Pages Ltd").id
+        made = [
+            create_batch(
+                session,
+                organisation_id=org,
+                name=f"b{i}",
+                restaurant_ids=make_restaurants(session, org, 2),
+            ).id
+            for i in range(3)
+        ]
+    with session_scope(url) as session:
+        for sort in ("created", "name", "finished", "size"):
+            first = overview.search_batches(session, org, sort=sort, limit=2, include_jobs=True)
+            assert first.total == 3 and first.next_cursor and len(first.items[0].jobs or []) == 2
+            rest = overview.search_batches(
+                session, org, sort=sort, limit=2, cursor=first.next_cursor
+            )
+            assert {b.id for b in first.items + rest.items} == set(made), sort
+        page = batch_pages.batch_jobs_page(session, made[0], org, limit=1)
+        assert page.jobs_total == 2 and page.next_cursor and len(page.jobs[0].steps) == 12
+    dispose_engines()
