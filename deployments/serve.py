@@ -64,8 +64,14 @@ def take_over_from_work_pool() -> list[str]:
     return taken
 
 
-def serve(limit: int | None = None, poll_seconds: int = 2) -> None:
-    """Serve the deployments until interrupted; a started run begins within `poll_seconds`."""
+def serve(limit: int | None = None, poll_seconds: int = 2) -> str:
+    """Serve the deployments until SIGTERM or Ctrl+C; a started run begins within `poll_seconds`.
+
+    Returns what happened to the deployments on the way out. Prefect's own pause on shutdown
+    (`Runner.__aexit__`) retries each of its calls with backoff (PREFECT_CLIENT_MAX_RETRIES), so
+    with the Prefect server gone SIGTERM and Ctrl+C left serve running for 40 s and more;
+    it is off here and `pause_schedules` does the same once, briefly.
+    """
     import logging
 
     from prefect import serve as prefect_serve
@@ -76,4 +82,38 @@ def serve(limit: int | None = None, poll_seconds: int = 2) -> None:
             "serving %s here now; `prefect deploy --all` puts it back on the work pool", name
         )
     with temporary_settings({PREFECT_RUNNER_POLL_FREQUENCY: poll_seconds}):
-        prefect_serve(*served_deployments(), limit=limit)
+        prefect_serve(*served_deployments(), limit=limit, pause_on_shutdown=False)
+    return pause_schedules()
+
+
+def pause_schedules(timeout_s: float = 5.0) -> str:
+    """Pause the served deployments (as Prefect does on shutdown): one try each, `timeout_s` in all.
+
+    While nothing serves them their scheduled runs would only pile up as Late; the next
+    `regbatch serve` resumes them. Returns a line saying what it did.
+    """
+    import anyio
+
+    try:
+        anyio.run(_pause, [item.full_name for item in CATALOG], timeout_s)
+    except TimeoutError:
+        return f"deployments left as they were: the Prefect server took over {timeout_s:g} s"
+    except Exception as error:  # server gone, refused, ...: nothing more to do on the way out
+        return f"deployments left as they were: the Prefect server is unreachable ({error})"
+    return "deployments paused until the next `regbatch serve`"
+
+
+async def _pause(names: list[str], timeout_s: float) -> None:
+    import anyio
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), anyio.fail_after(timeout_s):
+        async with get_client() as client:
+            for name in names:
+                try:
+                    deployment = await client.read_deployment_by_name(name)
+                except ObjectNotFound:
+                    continue
+                await client.pause_deployment(deployment.id)
