@@ -1,5 +1,5 @@
 """`regbatch serve` stops within seconds on SIGTERM and Ctrl+C (SIGINT), and says so: with its
-Prefect server up, and after that server was stopped first."""
+Prefect server up, and after that server was stopped first (with a run in flight too)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from regbatch.services.batches import get_batch
 from tests.cli import REGBATCH
 from tests.conftest import _drop_database, _ensure_database, _wait_healthy, free_port
+from tests.flows.conftest import new_batch
+from tests.flows.test_batch import wait_for
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
-STOP_BOUND_S = 20  # generous: it takes 1-3 s
+STOP_BOUND_S = 20  # generous: it takes 1-3 s, at most 8 s (the grace of runs in flight) and 2
 
 
 def _serve(api_url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -39,17 +42,17 @@ def _serve(api_url: str, log: Path) -> subprocess.Popen[bytes]:
     return process
 
 
-def _stop(process: subprocess.Popen[bytes], sig: int, log: Path) -> float:
+def _stop(process: subprocess.Popen[bytes], sig: int, log: Path, returncode: int = 0) -> float:
     """Send `sig` to serve's process group (as Ctrl+C does); the seconds it took to exit."""
     started = time.monotonic()
     os.killpg(process.pid, sig)
     try:
-        returncode = process.wait(timeout=STOP_BOUND_S)
+        process.wait(timeout=STOP_BOUND_S)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         pytest.fail(f"regbatch serve still ran {STOP_BOUND_S} s after {sig!r}:\n{log.read_text()}")
-    assert returncode == 0, log.read_text()
+    assert process.returncode == returncode, log.read_text()
     return time.monotonic() - started
 
 
@@ -109,3 +112,27 @@ def test_serve_stops_promptly_after_its_prefect_server_is_gone(
     _stop(process, signal.SIGTERM, log)
     assert "regbatch serve stopped" in log.read_text()
     assert "the Prefect server is unreachable" in log.read_text()
+
+
+def test_serve_stops_with_a_run_in_flight_after_its_prefect_server_is_gone(
+    org_id, sandbox, own_prefect_server, tmp_path
+) -> None:
+    """The run's process would deliver its queued events to the gone server for minutes: serve
+    kills it once its grace is over, and says so."""
+    api_url, server = own_prefect_server
+    batch_id, _, _ = new_batch(org_id, 3, execution_mode="parallel", concurrency=3)
+    sandbox.set_latency(default_ms=5000)  # the batch is still running when the signal comes
+    log = tmp_path / "serve.log"
+    process = _serve(api_url, log)
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    try:
+        subprocess.run([REGBATCH, "batch", "start", str(batch_id)], env=env, check=True)
+        wait_for(lambda: get_batch(batch_id).status == "in_progress", timeout=60, interval=0.5)
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        time.sleep(2)
+        _stop(process, signal.SIGTERM, log, returncode=1)
+        assert "killed its 1 run(s)" in log.read_text()
+    finally:
+        sandbox.set_latency(default_ms=0)
+        subprocess.run([REGBATCH, "batch", "cancel", str(batch_id)], env=env, check=False)
