@@ -24,8 +24,9 @@ pytestmark = [pytest.mark.flow, pytest.mark.slow]
 STOP_BOUND_S = 20  # generous: it takes 1-3 s, at most 8 s (the grace of runs in flight) and 2
 
 
-def _serve(api_url: str, log: Path) -> subprocess.Popen[bytes]:
-    """`regbatch serve` against the Prefect server at `api_url`, once it serves."""
+@contextlib.contextmanager
+def _serve(api_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`regbatch serve` against the Prefect server at `api_url`, once it serves; killed after."""
     process = subprocess.Popen(
         [REGBATCH, "serve"],
         stdout=open(log, "w"),  # noqa: SIM115 - the child holds it
@@ -33,13 +34,18 @@ def _serve(api_url: str, log: Path) -> subprocess.Popen[bytes]:
         env={**os.environ, "PREFECT_API_URL": api_url},
         start_new_session=True,
     )
-    deadline = time.monotonic() + 90
-    while "You can also trigger your deployments" not in log.read_text():
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "regbatch serve did not start:\n" + log.read_text()
-        time.sleep(0.5)
-    time.sleep(2)  # into the runner's loop, its signal handlers in place
-    return process
+    try:
+        deadline = time.monotonic() + 90
+        while "You can also trigger your deployments" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "serve did not start:\n" + log.read_text()
+            time.sleep(0.5)
+        time.sleep(2)  # into the runner's loop, its signal handlers in place
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _stop(process: subprocess.Popen[bytes], sig: int, log: Path, returncode: int = 0) -> float:
@@ -59,8 +65,8 @@ def _stop(process: subprocess.Popen[bytes], sig: int, log: Path, returncode: int
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_stops_promptly_on_a_signal(pg_url, prefect_server, tmp_path, sig) -> None:
     log = tmp_path / "serve.log"
-    process = _serve(prefect_server, log)
-    _stop(process, sig, log)
+    with _serve(prefect_server, log) as process:
+        _stop(process, sig, log)
     assert "regbatch serve stopped" in log.read_text()
     assert "deployments paused until the next `regbatch serve`" in log.read_text()
 
@@ -105,11 +111,11 @@ def test_serve_stops_promptly_after_its_prefect_server_is_gone(
 ) -> None:
     api_url, server = own_prefect_server
     log = tmp_path / "serve.log"
-    process = _serve(api_url, log)
-    os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=30)
-    time.sleep(3)  # serve's polls now fail and retry
-    _stop(process, signal.SIGTERM, log)
+    with _serve(api_url, log) as process:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        time.sleep(3)  # serve's polls now fail and retry
+        _stop(process, signal.SIGTERM, log)
     assert "regbatch serve stopped" in log.read_text()
     assert "the Prefect server is unreachable" in log.read_text()
 
@@ -123,16 +129,16 @@ def test_serve_stops_with_a_run_in_flight_after_its_prefect_server_is_gone(
     batch_id, _, _ = new_batch(org_id, 3, execution_mode="parallel", concurrency=3)
     sandbox.set_latency(default_ms=5000)  # the batch is still running when the signal comes
     log = tmp_path / "serve.log"
-    process = _serve(api_url, log)
     env = {**os.environ, "PREFECT_API_URL": api_url}
     try:
-        subprocess.run([REGBATCH, "batch", "start", str(batch_id)], env=env, check=True)
-        wait_for(lambda: get_batch(batch_id).status == "in_progress", timeout=60, interval=0.5)
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        time.sleep(2)
-        _stop(process, signal.SIGTERM, log, returncode=1)
-        assert "killed its 1 run(s)" in log.read_text()
+        with _serve(api_url, log) as process:
+            subprocess.run([REGBATCH, "batch", "start", str(batch_id)], env=env, check=True)
+            wait_for(lambda: get_batch(batch_id).status == "in_progress", timeout=60, interval=0.5)
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+            time.sleep(2)
+            _stop(process, signal.SIGTERM, log, returncode=1)
     finally:
         sandbox.set_latency(default_ms=0)
         subprocess.run([REGBATCH, "batch", "cancel", str(batch_id)], env=env, check=False)
+    assert "killed its 1 run(s)" in log.read_text()
