@@ -19,7 +19,7 @@ from regbatch import passwords
 from regbatch.config import problems_from_validation
 from regbatch.db.models import Restaurant
 from regbatch.errors import InvalidInputError, Problem
-from regbatch.restaurant import ImportAction, RestaurantIn
+from regbatch.restaurant import ImportAction, RegistrationStatus, RestaurantIn
 
 CHUNK_ROWS = 100
 PROBLEMS_KEPT = 50  # an error lists this many problems at most, and counts the rest
@@ -204,8 +204,15 @@ def new_restaurant(organisation_id: uuid.UUID, item: RestaurantIn) -> Restaurant
 
 
 def _update(restaurant: Restaurant, item: RestaurantIn) -> ImportAction:
-    """Set the columns the row gives (the others keep their values); say whether any changed."""
-    given = item.model_dump(mode="json", include=item.model_fields_set - {"account_password"})
+    """Set the columns the row gives (the others keep their values); say whether any changed.
+
+    A restaurant's `registration_status` is registration's record once it has begun: a row
+    (such as the sample file's `"unregistered"`) sets it only on an unregistered restaurant.
+    """
+    kept = {"account_password"}
+    if restaurant.registration_status != RegistrationStatus.UNREGISTERED:
+        kept.add("registration_status")
+    given = item.model_dump(mode="json", include=item.model_fields_set - kept)
     changed = {k: v for k, v in given.items() if getattr(restaurant, k) != v}
     for name, value in changed.items():
         setattr(restaurant, name, value)

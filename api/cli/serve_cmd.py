@@ -17,6 +17,7 @@ def serve(
     """Serve every deployment here, so runs started from the Prefect UI, REST or CLI execute.
 
     Needs PREFECT_API_URL (a Prefect server). Each run executes in a subprocess of this one.
+    SIGTERM or Ctrl+C stops it within seconds, even with the Prefect server gone.
     """
     from prefect.settings import PREFECT_API_URL
 
@@ -29,7 +30,8 @@ def serve(
             err=True,
         )
         raise typer.Exit(1)
-    serve_all(limit=limit)
+    outcome = serve_all(limit=limit)
+    typer.echo(f"regbatch serve stopped: no more runs start here; {outcome}", err=True)
 
 
 def worker(

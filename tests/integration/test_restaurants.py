@@ -136,6 +136,30 @@ def test_external_id_matches_before_email_and_a_row_updates_only_its_columns(
     assert other[0][0] == "created" and other[0][1] != created[1]
 
 
+def _statuses(ids: list[uuid.UUID]) -> list[str]:
+    with session_scope() as session:
+        return [r.registration_status for i in ids if (r := session.get(Restaurant, i))]
+
+
+def test_a_reimport_keeps_the_registration_status_that_registration_recorded(
+    org_id: uuid.UUID,
+) -> None:
+    # the sample file states "unregistered" on every row
+    rows = [restaurant_row(i, registration_status="unregistered") for i in range(3)]
+    ids = [restaurant_id for _, restaurant_id in _upsert(org_id, rows)]
+    with session_scope() as session:
+        for restaurant_id, status in zip(ids[:2], ("registered", "failed"), strict=True):
+            restaurant = session.get(Restaurant, restaurant_id)
+            assert restaurant is not None
+            restaurant.registration_status = status
+    assert _upsert(org_id, rows) == [("unchanged", i) for i in ids]
+    assert _statuses(ids) == ["registered", "failed", "unregistered"]
+    # other columns still update; an unregistered restaurant takes the row's status
+    rows = [{**row, "cuisine": "Fusion", "registration_status": "registered"} for row in rows]
+    assert _upsert(org_id, rows) == [("updated", i) for i in ids]
+    assert _statuses(ids) == ["registered", "failed", "registered"]
+
+
 def test_an_upsert_with_a_bad_or_repeated_row_writes_nothing(org_id: uuid.UUID) -> None:
     good = restaurant_row(0)
     rows = [good, restaurant_row(1, email=good["email"].title()), restaurant_row(2, icp_score=11)]
