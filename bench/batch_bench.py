@@ -215,7 +215,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def until_idle(
-    pids: dict[str, int], limit_s: float = 300, window_s: float = 3, busy_cpu_s: float = 0.3
+    pids: dict[str, int], limit_s: float = 90, window_s: float = 3, busy_cpu_s: float = 0.3
 ) -> tuple[float, dict[str, float]]:
     """Wait until the processes use under BUSY_CPU_S of CPU in WINDOW_S (or LIMIT_S passes):
     (seconds waited, CPU seconds each used meanwhile) - the backlog a server still works off."""
@@ -238,8 +238,8 @@ def print_after_run(server: PrefectServer | None) -> None:
         return
     waited, cpu = until_idle(server.pids)
     print(
-        f"after the run             {waited:8.1f} s until the server idled; CPU meanwhile "
-        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
+        f"after the run             {waited:8.1f} s until the server idled (at most 90); "
+        "CPU meanwhile " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
     )
 
 

@@ -153,7 +153,7 @@ def print_report(
     if after_run is not None:
         waited, idle_cpu = after_run
         print(
-            f"after the runs: {waited:.1f} s until the server idled; CPU meanwhile "
+            f"after the runs: {waited:.1f} s until the server idled (at most 90); CPU meanwhile "
             + ", ".join(f"{name} {s:.1f} s" for name, s in idle_cpu.items())
         )
     print("peak RSS: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in peaks.items()))
