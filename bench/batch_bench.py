@@ -13,18 +13,23 @@ step is disabled (so a restaurant is its subflow and its ledger writes only: cos
 
 Needs PostgreSQL (REGBATCH_BENCH_DATABASE_URL, default the local `test` database; a schema of its
 own is created) and a Prefect server: PREFECT_API_URL, or --start-server to start one on
-PostgreSQL (database `regbatch_bench_prefect`), or --embedded for Prefect's own SQLite server.
+PostgreSQL (database `regbatch_bench_prefect`), or --scaled-server to start Prefect's scaled
+server instead (scripts/prefect-scaled-server: database `regbatch_bench_prefect_scaled`, an empty
+Redis database, services in their own process, --api-workers API workers; needs the `scaled`
+extra and Redis on 127.0.0.1:6379), or --embedded for Prefect's own SQLite server.
 
     .venv/bin/python bench/batch_bench.py --n 200 --c 25 --latency-ms 1000 --start-server
     .venv/bin/python bench/batch_bench.py --n 200 --c 25 --latency-ms 0 --cost --start-server
     .venv/bin/python bench/batch_bench.py --n 30 --c 5 --latency-ms 100 --account-spacing-s 2 \
         --start-server
+    .venv/bin/python bench/batch_bench.py --n 200 --c 25 --latency-ms 1000 --scaled-server
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -37,11 +42,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+SCALED_SERVER = ROOT / "scripts" / "prefect-scaled-server"
 SERVICE_KEY = "bench-" + secrets.token_hex(8)
 
 
@@ -81,20 +88,49 @@ def peak_rss_mb(pid: int) -> float | None:
         return None
 
 
-def start_prefect_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+@dataclass
+class PrefectServer:
+    """A Prefect server this benchmark started: its processes by name, for CPU and peak RSS."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    pids: dict[str, int]
+    redis_db: int | None = None
+    logs: list[Path] = field(default_factory=list)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.redis_db is not None:
+            import redis
+
+            redis.Redis(host="127.0.0.1", port=6379, db=self.redis_db).flushdb()
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create database NAME on the local PostgreSQL; its asyncpg URL."""
     from sqlalchemy import create_engine, text
 
     admin = create_engine(
         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
     )
     with admin.connect() as c:
-        c.execute(text("DROP DATABASE IF EXISTS regbatch_bench_prefect WITH (FORCE)"))
-        c.execute(text("CREATE DATABASE regbatch_bench_prefect"))
+        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        c.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
+    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+
+
+def start_prefect_server(tmp: Path) -> PrefectServer:
+    """`prefect server start`: one process, API and services together."""
     port = free_port()
     env = {
         **os.environ,
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://postgres@127.0.0.1:5432/regbatch_bench_prefect",
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": fresh_database("regbatch_bench_prefect"),
         "PREFECT_HOME": str(tmp / "prefect-server"),
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     }
@@ -107,7 +143,104 @@ def start_prefect_server(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     )
     url = f"http://127.0.0.1:{port}/api"
     wait_http(url + "/health")
-    return process, url
+    return PrefectServer(process, url, {"Prefect server": process.pid})
+
+
+def empty_redis_db() -> int:
+    """The first Redis database (1-15 on 127.0.0.1:6379) holding no key."""
+    import redis
+
+    for db in range(1, 16):
+        if redis.Redis(host="127.0.0.1", port=6379, db=db).dbsize() == 0:
+            return db
+    raise SystemExit("no empty Redis database on 127.0.0.1:6379")
+
+
+def start_scaled_server(tmp: Path, workers: int = 2) -> PrefectServer:
+    """Prefect's scaled server through scripts/prefect-scaled-server: PostgreSQL, Redis
+    messaging, the services in a process of their own and WORKERS API workers."""
+    port, redis_db, logs = free_port(), empty_redis_db(), tmp / "scaled-server"
+    env = {
+        **os.environ,
+        "PREFECT_SCALED_DATABASE_URL": fresh_database("regbatch_bench_prefect_scaled"),
+        "PREFECT_SCALED_REDIS_DB": str(redis_db),
+        "PREFECT_SCALED_PREFECT": str(BIN / "prefect"),
+    }
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / "script.log").open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(SCALED_SERVER),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--dir",
+                str(logs),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/api"
+    wait_http(url + "/health")
+    pids = {
+        f"Prefect API ({workers} workers)": int((logs / "api.pid").read_text()),
+        "Prefect services": int((logs / "services.pid").read_text()),
+    }
+    return PrefectServer(process, url, pids, redis_db, sorted(logs.glob("*.log")))
+
+
+def start_server(args: argparse.Namespace, tmp: Path) -> PrefectServer:
+    if args.scaled_server:
+        return start_scaled_server(tmp, args.api_workers)
+    return start_prefect_server(tmp)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--start-server",
+        action="store_true",
+        help="start a Prefect server on PostgreSQL for this run",
+    )
+    parser.add_argument(
+        "--scaled-server",
+        action="store_true",
+        help="start Prefect's scaled server (scripts/prefect-scaled-server) for this run",
+    )
+    parser.add_argument(
+        "--api-workers", type=int, default=2, help="API workers of the scaled server"
+    )
+
+
+def until_idle(
+    pids: dict[str, int], limit_s: float = 90, window_s: float = 3, busy_cpu_s: float = 0.3
+) -> tuple[float, dict[str, float]]:
+    """Wait until the processes use under BUSY_CPU_S of CPU in WINDOW_S (or LIMIT_S passes):
+    (seconds waited, CPU seconds each used meanwhile) - the backlog a server still works off."""
+    start = time.monotonic()
+    first = last = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    while time.monotonic() - start < limit_s:
+        time.sleep(window_s)
+        now = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        busy = sum(now.values()) - sum(last.values()) >= busy_cpu_s
+        last = now
+        if not busy:
+            break
+    waited = time.monotonic() - start
+    return waited, {name: last[name] - first[name] for name in pids}
+
+
+def print_after_run(server: PrefectServer | None) -> None:
+    """How long, and at what CPU, the Prefect server kept working after the run returned."""
+    if server is None:
+        return
+    waited, cpu = until_idle(server.pids)
+    print(
+        f"after the run             {waited:8.1f} s until the server idled (at most 90); "
+        "CPU meanwhile " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
+    )
 
 
 def start_sandbox(
@@ -320,11 +453,7 @@ def main() -> None:
         default=0.0,
         help="the account-creation limit, on both sides (the sandbox refuses faster creations)",
     )
-    parser.add_argument(
-        "--start-server",
-        action="store_true",
-        help="start a Prefect server on PostgreSQL for this run",
-    )
+    add_server_arguments(parser)
     parser.add_argument(
         "--embedded",
         action="store_true",
@@ -349,11 +478,13 @@ def main() -> None:
         os.environ.pop("PREFECT_API_URL", None)
         os.environ["PREFECT_HOME"] = str(tmp / "prefect-home")
         os.environ["REGBATCH_EMBEDDED_MAX_CONCURRENCY"] = str(args.c)
-    elif args.start_server:
-        server, api_url = start_prefect_server(tmp)
-        os.environ["PREFECT_API_URL"] = api_url
+    elif args.start_server or args.scaled_server:
+        server = start_server(args, tmp)
+        os.environ["PREFECT_API_URL"] = server.url
     elif not os.environ.get("PREFECT_API_URL"):
-        raise SystemExit("set PREFECT_API_URL, or pass --start-server or --embedded")
+        raise SystemExit(
+            "set PREFECT_API_URL, or pass --start-server, --scaled-server or --embedded"
+        )
     sandbox, sandbox_url = start_sandbox(args.latency_ms, args.account_spacing_s)
     os.environ["REGBATCH_PLATFORM_URL"] = sandbox_url
     try:
@@ -363,20 +494,20 @@ def main() -> None:
 
         APILogWorker.drain_all(timeout=5)  # ship the run's logs before the server goes
         drop_bench_schema()
-        for process in (sandbox, server):
-            if process is not None:
-                os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(sandbox.pid, signal.SIGTERM)
+        if server is not None:
+            server.stop()
 
 
-def report(
-    args: argparse.Namespace, server: subprocess.Popen[bytes] | None, sandbox_pid: int
-) -> None:
+def report(args: argparse.Namespace, server: PrefectServer | None, sandbox_pid: int) -> None:
     from regbatch.steps import critical_path_length
 
     n, c, latency = args.n, args.c, args.latency_ms / 1000
     spacing = args.account_spacing_s
     org_id, restaurant_ids = prepare_database(n, False)
     backend = "embedded SQLite" if args.embedded else "PostgreSQL"
+    if args.scaled_server:
+        backend += f", scaled: Redis messaging, {args.api_workers} API workers, services apart"
     print(
         f"N={n} restaurants x 12 steps, c={c}, step latency {args.latency_ms:.0f} ms, "
         f"account spacing {spacing:g} s, Prefect server on {backend}"
@@ -402,9 +533,9 @@ def report(
             f"asyncio baseline          {baseline:8.1f} s  (same HTTP calls, no Prefect, "
             "no database)"
         )
-    pids = {
+    pids: dict[str, int | None] = {
         "this process": os.getpid(),
-        "Prefect server": server.pid if server is not None else None,
+        **(server.pids if server is not None else {"Prefect server": None}),
         "sandbox": sandbox_pid,
     }
 
@@ -422,6 +553,7 @@ def report(
         print(f"ratio to the limit        {wall / limit:8.2f} x")
     if spacing:
         print_account_gaps()
+    print_after_run(server)
     steps = sum(s.status == "completed" for j in detail.jobs for s in j.steps)
     print(f"steps completed           {steps:8d}")
     print(
@@ -447,8 +579,8 @@ def report(
         )
     own_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS, this process    {own_peak_mb:8.0f} MB")
-    if server is not None:
-        print(f"peak RSS, Prefect server  {peak_rss_mb(server.pid) or 0:8.0f} MB")
+    for name, pid in (server.pids if server is not None else {}).items():
+        print(f"peak RSS, {name:<15} {peak_rss_mb(pid) or 0:8.0f} MB")
 
 
 def print_account_gaps() -> None:

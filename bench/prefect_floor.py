@@ -8,6 +8,11 @@ sleeps --step-ms, so `--step-ms 1000 --n 200` is Prefect's own answer to the bat
 
     .venv/bin/python bench/prefect_floor.py --n 100 --c 25 --start-server
     .venv/bin/python bench/prefect_floor.py --n 200 --c 25 --step-ms 1000 --start-server
+    .venv/bin/python bench/prefect_floor.py --n 200 --c 25 --step-ms 1000 --scaled-server
+
+--scaled-server starts Prefect's scaled server (scripts/prefect-scaled-server) instead of
+`prefect server start`: Redis messaging, the services in a process of their own, --api-workers
+API workers.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
+import resource
 import sys
 import tempfile
 import time
@@ -23,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from batch_bench import cpu_seconds, start_prefect_server
+from batch_bench import add_server_arguments, cpu_seconds, peak_rss_mb, start_server, until_idle
 
 
 def graph_levels() -> list[int]:
@@ -73,7 +78,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--c", type=int, default=25)
     parser.add_argument("--step-ms", type=float, default=0, help="each task sleeps this long")
-    parser.add_argument("--start-server", action="store_true")
+    add_server_arguments(parser)
     args = parser.parse_args()
     os.environ.update(
         {
@@ -83,25 +88,46 @@ def main() -> None:
         }
     )
     server = None
-    if args.start_server:
-        server, url = start_prefect_server(Path(tempfile.mkdtemp(prefix="regbatch-floor-")))
-        os.environ["PREFECT_API_URL"] = url
-    server_pid = server.pid if server is not None else None
-    cpu: dict[int, tuple[float, float]] = {}
+    if args.start_server or args.scaled_server:
+        server = start_server(args, Path(tempfile.mkdtemp(prefix="regbatch-floor-")))
+        os.environ["PREFECT_API_URL"] = server.url
+    server_pids = server.pids if server is not None else {}
+    cpu: dict[int, dict[str, float]] = {}
     try:
         walls = {}
         for steps in (0, 12):
-            before = cpu_seconds(os.getpid(), False), cpu_seconds(server_pid)
+            before = cpu_now(server_pids)
             walls[steps] = asyncio.run(measure(args.n, args.c, steps, args.step_ms / 1000))
-            after = cpu_seconds(os.getpid(), False), cpu_seconds(server_pid)
-            cpu[steps] = after[0] - before[0], after[1] - before[1]
-        empty, full = walls[0], walls[12]
+            after = cpu_now(server_pids)
+            cpu[steps] = {name: after[name] - before[name] for name in before}
+        after_run = until_idle(server_pids) if server_pids else None
+        peaks = {name: peak_rss_mb(pid) or 0 for name, pid in server_pids.items()}
+        peaks["this process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finally:
         if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
+            server.stop()
+    print_report(args, walls, cpu, after_run, peaks)
+
+
+def cpu_now(server_pids: dict[str, int]) -> dict[str, float]:
+    return {
+        "this process": cpu_seconds(os.getpid(), False),
+        **{name: cpu_seconds(pid) for name, pid in server_pids.items()},
+    }
+
+
+def print_report(
+    args: argparse.Namespace,
+    walls: dict[int, float],
+    cpu: dict[int, dict[str, float]],
+    after_run: tuple[float, dict[str, float]] | None,
+    peaks: dict[str, float],
+) -> None:
+    empty, full = walls[0], walls[12]
+    kind = "scaled server" if args.scaled_server else "server" if args.start_server else "API"
     print(
         f"Prefect alone, N={args.n} async subflows, c={args.c}, tasks in the step graph's "
-        f"levels {graph_levels()}, {args.step_ms:.0f} ms each"
+        f"levels {graph_levels()}, {args.step_ms:.0f} ms each, Prefect {kind}"
     )
     if args.step_ms:
         limit = -(-args.n // args.c) * len(graph_levels()) * args.step_ms / 1000
@@ -113,13 +139,24 @@ def main() -> None:
         f"subflows with 12 tasks       {full:7.1f} s   {1000 * full / args.n:6.0f} ms per subflow, "
         f"{1000 * (full - empty) / (12 * args.n):5.1f} ms per task"
     )
-    for steps, (client_s, server_s) in cpu.items():
+    for steps, seconds in cpu.items():
         print(
             f"CPU per subflow with {steps:2d} tasks: "
-            f"this process {1000 * client_s / args.n:5.0f} ms"
-            + (f", Prefect server {1000 * server_s / args.n:5.0f} ms" if server_pid else "")
+            + ", ".join(f"{name} {1000 * s / args.n:5.0f} ms" for name, s in seconds.items())
             + " (includes the warm-up run)"
         )
+    for steps, seconds in cpu.items():
+        print(
+            f"CPU in the run with {steps:2d} tasks: "
+            + ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items())
+        )
+    if after_run is not None:
+        waited, idle_cpu = after_run
+        print(
+            f"after the runs: {waited:.1f} s until the server idled (at most 90); CPU meanwhile "
+            + ", ".join(f"{name} {s:.1f} s" for name, s in idle_cpu.items())
+        )
+    print("peak RSS: " + ", ".join(f"{name} {mb:.0f} MB" for name, mb in peaks.items()))
 
 
 if __name__ == "__main__":
