@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, defer
 from regbatch.db.batches import (
     STEP_SUMMARY_COLUMNS,
     STEP_VIEW_COLUMNS,
-    batch_summary,
+    batch_fields,
     get_batch,
     job_view,
 )
@@ -192,23 +192,11 @@ def batch_jobs_page(
     steps = _steps(session, [job.id for job, _ in rows], with_results)
     graph = graph_from_record(batch.step_graph, current_registry())
     jobs = [job_view(job, name, steps.get(job.id, []), graph) for job, name in rows]
-    summary = batch_summary(batch).model_dump()
-    summary["current_step"] = current_steps(session, [batch_id]).get(batch_id)
+    fields = batch_fields(batch)
+    fields["current_step"] = current_steps(session, [batch_id]).get(batch_id)
     total = session.scalar(select(func.count()).select_from(Job).where(Job.batch_id == batch_id))
     return BatchJobsPage(
-        **summary,
-        organisation_id=batch.organisation_id,
-        settings=batch.settings,
-        created_by=batch.created_by,
-        breaker_threshold=float(batch.breaker_threshold),
-        breaker_min_finished=batch.breaker_min_finished,
-        requested_action=batch.requested_action,
-        pause_reason=batch.pause_reason,
-        error_message=batch.error_message,
-        paused_at=batch.paused_at,
-        flow_run_id=batch.flow_run_id,
-        cancelled_at=batch.cancelled_at,
-        updated_at=batch.updated_at,
+        **fields,
         jobs=jobs,
         jobs_total=int(total or 0),
         next_cursor=next_cursor,

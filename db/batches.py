@@ -403,6 +403,27 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         ) from None
 
 
+def batch_fields(batch: Batch) -> dict[str, Any]:
+    """What every view of one batch carries (BatchView and the views built on it), from its
+    row; a dict, since `step_graph` is left out of a view's dump."""
+    return {
+        **batch_summary(batch).model_dump(),
+        "organisation_id": batch.organisation_id,
+        "settings": batch.settings,
+        "created_by": batch.created_by,
+        "breaker_threshold": float(batch.breaker_threshold),
+        "breaker_min_finished": batch.breaker_min_finished,
+        "requested_action": batch.requested_action,
+        "pause_reason": batch.pause_reason,
+        "error_message": batch.error_message,
+        "paused_at": batch.paused_at,
+        "flow_run_id": batch.flow_run_id,
+        "step_graph": batch.step_graph,
+        "cancelled_at": batch.cancelled_at,
+        "updated_at": batch.updated_at,
+    }
+
+
 def batch_summary(batch: Batch) -> BatchSummary:
     """One line of a batch list, from its row."""
     return BatchSummary(
@@ -488,20 +509,7 @@ def batch_detail(
     steps_by_job = _step_views(session, batch_id, with_results)
     graph = graph_from_record(batch.step_graph, current_registry())
     return BatchDetail(
-        **batch_summary(batch).model_dump(),
-        organisation_id=batch.organisation_id,
-        settings=batch.settings,
-        created_by=batch.created_by,
-        breaker_threshold=float(batch.breaker_threshold),
-        breaker_min_finished=batch.breaker_min_finished,
-        requested_action=batch.requested_action,
-        pause_reason=batch.pause_reason,
-        error_message=batch.error_message,
-        paused_at=batch.paused_at,
-        flow_run_id=batch.flow_run_id,
-        step_graph=batch.step_graph,
-        cancelled_at=batch.cancelled_at,
-        updated_at=batch.updated_at,
+        **batch_fields(batch),
         jobs=[job_view(job, name, steps_by_job.get(job.id, []), graph) for job, name in jobs],
     )
 

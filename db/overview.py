@@ -22,7 +22,7 @@ from regbatch.db.batch_pages import (
     job_detail,
     job_previews,
 )
-from regbatch.db.batches import batch_summary, get_batch
+from regbatch.db.batches import batch_fields, batch_summary, get_batch
 from regbatch.db.models import Batch, Job, JobStep, OperationLog, Restaurant
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.statuses import BatchStatus, JobStatus
@@ -287,22 +287,7 @@ def batch_view(
 
 def view_of(batch: Batch) -> BatchView:
     """A batch row as a view (no jobs)."""
-    return BatchView(
-        **batch_summary(batch).model_dump(),
-        organisation_id=batch.organisation_id,
-        settings=batch.settings,
-        created_by=batch.created_by,
-        breaker_threshold=float(batch.breaker_threshold),
-        breaker_min_finished=batch.breaker_min_finished,
-        requested_action=batch.requested_action,
-        pause_reason=batch.pause_reason,
-        error_message=batch.error_message,
-        paused_at=batch.paused_at,
-        flow_run_id=batch.flow_run_id,
-        step_graph=batch.step_graph,
-        cancelled_at=batch.cancelled_at,
-        updated_at=batch.updated_at,
-    )
+    return BatchView(**batch_fields(batch))
 
 
 def webhook_attempts(
