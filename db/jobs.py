@@ -1,4 +1,4 @@
-"""Job status changes: validated, with the batch's counters recomputed in the same transaction."""
+"""Job status changes: validated, with the batch's counters moved in the same transaction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from regbatch.db.batches import lock_batch, recompute_counters
+from regbatch.db.batches import lock_batch, move_counters
 from regbatch.db.models import Job, Restaurant
 from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError
@@ -40,7 +40,7 @@ def set_job_status(
     error_message: str | None = None,
     error_details: dict[str, Any] | None = None,
 ) -> Job:
-    """Move a job to `status` (validated) and recompute its batch's counters under the lock."""
+    """Move a job to `status` (validated) and move its batch's counters under the lock."""
     batch_id = session.scalar(select(Job.batch_id).where(Job.id == job_id))
     if batch_id is None:
         raise NotFoundError(f"job {job_id} does not exist")
@@ -53,6 +53,7 @@ def set_job_status(
     )
     assert job is not None
     check_transition("job", job.status, status, f"job {job_id}")
+    previous = job.status
     now = utcnow()
     job.status = status
     if status == JobStatus.IN_PROGRESS:
@@ -72,5 +73,5 @@ def set_job_status(
             .values(registration_status=registration, updated_at=now)
         )
     session.flush()
-    recompute_counters(session, batch_id)
+    move_counters(session, batch_id, previous, status)
     return job

@@ -350,6 +350,7 @@ def finish_run(session: Session, lease: Lease) -> Batch:
         )
     counts = job_counts(session, batch_id)
     if counts.unfinished == 0:
+        recompute_counters(session, batch_id)  # the final figures, counted from the job rows
         status = final_status(counts)
         check_transition("batch", batch.status, status, f"batch {batch_id}")
         batch.status = status

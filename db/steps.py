@@ -15,10 +15,24 @@ timeout, cancellation or database error of our own.
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Row,
+    Table,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from regbatch.audit import Operation
 from regbatch.config import RegistrationConfig
@@ -26,7 +40,7 @@ from regbatch.db.fencing import LockMode, hold, hold_to_start
 from regbatch.db.jobs import set_job_status
 from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.db.oplog import append_log
-from regbatch.db.types import utcnow
+from regbatch.db.types import UTCDateTime, utcnow
 from regbatch.errors import NotFoundError, PlatformError
 from regbatch.lease import Lease
 from regbatch.ledger import JobPlan, StepInputs
@@ -45,12 +59,22 @@ from regbatch.statuses import (
 from regbatch.steps import StepKey, as_key, step_label
 
 
-def _steps(session: Session, job_id: uuid.UUID) -> list[JobStep]:
-    query = select(JobStep).where(JobStep.job_id == job_id).order_by(JobStep.step_number)
-    return list(session.scalars(query.execution_options(populate_existing=True)))
+def _steps(session: Session, job_id: uuid.UUID) -> list[Row[Any]]:
+    """The job's step rows (Core rows: what planning and a job's end need), in step order."""
+    table = _STEPS_TABLE
+    query = select(
+        table.c.step_number,
+        table.c.step_key,
+        table.c.status,
+        table.c.result_data,
+        table.c.blocked_by_step,
+        table.c.error_message,
+        table.c.error_details,
+    ).where(table.c.job_id == job_id)
+    return list(session.connection().execute(query.order_by(table.c.step_number)))
 
 
-def _states(rows: list[JobStep]) -> dict[str, StepState]:
+def _states(rows: list[Row[Any]]) -> dict[str, StepState]:
     """The planning states of a job's step rows, by step key."""
     keys = {row.step_number: as_key(row.step_key) for row in rows}
     return {
@@ -76,9 +100,18 @@ def _job(session: Session, job_id: uuid.UUID, lease: Lease | None = None) -> Job
 
 def load_plan(session: Session, job_id: uuid.UUID) -> JobPlan:
     """The job, its configuration, its batch's step graph and the state of its steps."""
-    job = _job(session, job_id)
-    record = session.scalar(select(Batch.step_graph).where(Batch.id == job.batch_id))
-    name = session.scalar(select(Restaurant.name).where(Restaurant.id == job.restaurant_id))
+    return _plan(session, _job(session, job_id), _steps(session, job_id))
+
+
+def _plan(session: Session, job: Job, rows: list[Row[Any]]) -> JobPlan:
+    name_of = select(Restaurant.name).where(Restaurant.id == job.restaurant_id)
+    record, name = (
+        session.connection()
+        .execute(
+            select(Batch.step_graph, name_of.scalar_subquery()).where(Batch.id == job.batch_id)
+        )
+        .one()
+    )
     return JobPlan(
         job_id=job.id,
         batch_id=job.batch_id,
@@ -86,8 +119,8 @@ def load_plan(session: Session, job_id: uuid.UUID) -> JobPlan:
         restaurant_id=job.restaurant_id,
         restaurant_name=name or str(job.restaurant_id),
         status=JobStatus(job.status),
-        config=job_config(session, job_id),
-        states=_states(_steps(session, job_id)),
+        config=job_config(session, job.id),
+        states=_states(rows),
         graph=graph_from_record(record, current_registry()),
     )
 
@@ -101,17 +134,19 @@ def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "s
     """
     hold(session, lease)
     job = _job(session, job_id, lease)
-    if job.status in JOB_FINISHED and job.status != JobStatus.FAILED:
-        return load_plan(session, job_id)
     rows = _steps(session, job_id)
+    if job.status in JOB_FINISHED and job.status != JobStatus.FAILED:
+        return _plan(session, job, rows)
     # Left unfinished by a previous owner (active): run it again. A failed job: its failed steps.
     reset = {row.step_number for row in rows if row.status in STEP_ACTIVE}
     if job.status == JobStatus.FAILED:
         rerun = steps_to_rerun(_states(rows))
         reset |= {row.step_number for row in rows if row.step_key in rerun}
-    _reset_steps(session, job_id, reset)
+    if reset:
+        _reset_steps(session, job_id, reset)
+        rows = _steps(session, job_id)
     if job.status != JobStatus.IN_PROGRESS:
-        set_job_status(session, job_id, JobStatus.IN_PROGRESS)
+        job = set_job_status(session, job_id, JobStatus.IN_PROGRESS)
         append_log(
             session,
             organisation_id=job.organisation_id,
@@ -120,8 +155,7 @@ def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "s
             operation=Operation.JOB_STARTED,
             actor=actor,
         )
-    session.flush()
-    return load_plan(session, job_id)
+    return _plan(session, job, rows)
 
 
 def _reset_steps(session: Session, job_id: uuid.UUID, numbers: set[int]) -> None:
@@ -168,26 +202,10 @@ def job_config(session: Session, job_id: uuid.UUID) -> RegistrationConfig:
     return config
 
 
-def _lock_step(session: Session, job_id: uuid.UUID, key: str) -> Any:
-    """(status, started_at, attempts, step_number, handler) of the step row, locked for this
-    transaction."""
-    row = session.execute(
-        select(
-            JobStep.status,
-            JobStep.started_at,
-            JobStep.attempts,
-            JobStep.step_number,
-            JobStep.handler,
-        )
-        .where(JobStep.job_id == job_id, JobStep.step_key == str(key))
-        .with_for_update()
-    ).one_or_none()
-    if row is None:
-        raise NotFoundError(f"job {job_id} has no step {key}")
-    return row
-
-
-_STEPS_TABLE = cast(Table, JobStep.__table__)
+# The hot path (every attempt and outcome) runs Core statements on the session's connection:
+# the ORM's execute path costs several times the CPU of the statement itself.
+_STEPS_TABLE: Table = JobStep.__table__  # type: ignore[assignment]
+_JOBS_TABLE: Table = Job.__table__  # type: ignore[assignment]
 
 
 def _update_step(session: Session, job_id: uuid.UUID, key: str, **values: Any) -> None:
@@ -223,42 +241,97 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: str) -
     after such a request has been recorded.
     """
     hold_to_start(session, lease)
-    current = _lock_step(session, job_id, key)
-    check_transition("step", current.status, StepStatus.IN_PROGRESS, f"step {key}")
-    attempt = current.attempts + 1
-    values: dict[str, Any] = {"status": StepStatus.IN_PROGRESS, "attempts": attempt}
-    if current.status == StepStatus.PENDING or current.started_at is None:
-        values["started_at"] = utcnow()
-    _update_step(session, job_id, key, **values)
-    job = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.batch_id == lease.batch_id)
+    connection = session.connection()
+    steps, jobs = _STEPS_TABLE, _JOBS_TABLE
+    now = utcnow()
+    current = _move_step(
+        connection,
+        job_id,
+        key,
+        StepStatus.IN_PROGRESS,
+        (steps.c.step_number, steps.c.handler, steps.c.attempts),
+        attempts=steps.c.attempts + 1,
+        started_at=case(
+            (steps.c.status == StepStatus.PENDING, now),
+            else_=func.coalesce(steps.c.started_at, now),
+        ),
+    )
+    assert current is not None  # no status counts as a repeat of a new attempt
+    job = connection.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.batch_id == lease.batch_id)
         .values(current_step=current.step_number)
-        .returning(Job.organisation_id, Job.restaurant_id, Job.idempotency_root)
+        .returning(jobs.c.organisation_id, jobs.c.restaurant_id, jobs.c.idempotency_root)
     ).one()
     results = {
         as_key(step_key): data or {}
-        for step_key, data in session.execute(
-            select(JobStep.step_key, JobStep.result_data).where(
-                JobStep.job_id == job_id, JobStep.status == StepStatus.COMPLETED
+        for step_key, data in connection.execute(
+            select(steps.c.step_key, steps.c.result_data).where(
+                steps.c.job_id == job_id, steps.c.status == StepStatus.COMPLETED
             )
         )
     }
     password = None
     if key == StepKey.ACCOUNT_REGISTRATION or current.handler is not None:
-        password = session.scalar(
+        password = connection.scalar(
             select(Restaurant.account_password_encrypted).where(Restaurant.id == job.restaurant_id)
         )
     return StepInputs(
         organisation_id=job.organisation_id,
         restaurant_id=job.restaurant_id,
         idempotency_key=f"{job.idempotency_root}:{key}",
-        attempt=attempt,
+        attempt=current.attempts,
         config=job_config(session, job_id),
         results=results,
         encrypted_password=password,
         handler=current.handler,
     )
+
+
+def _move_step(
+    connection: Connection,
+    job_id: uuid.UUID,
+    key: str,
+    target: StepStatus,
+    returning: tuple[ColumnElement[Any], ...],
+    repeated: frozenset[str] = frozenset(),
+    **values: Any,
+) -> Row[Any] | None:
+    """Move the step row to `target` in one UPDATE that only matches a status the state machine
+    allows (regbatch.statuses); returns the `returning` columns after the move.
+
+    None when the row already is in a `repeated` status (this very write, repeated after a
+    dropped connection); InvalidTransitionError, from the one state machine, for any other
+    status; NotFoundError when the job has no such step.
+    """
+    table = _STEPS_TABLE
+    where = (table.c.job_id == job_id, table.c.step_key == str(key))
+    sources = sorted(allowed_from("step", target) - repeated)
+    row = connection.execute(
+        update(table)
+        .where(*where, table.c.status.in_(sources))
+        .values(status=target, updated_at=utcnow(), **values)
+        .returning(*returning)
+    ).one_or_none()
+    if row is not None:
+        return row
+    status = connection.scalar(select(table.c.status).where(*where))
+    if status is None:
+        raise NotFoundError(f"job {job_id} has no step {key}")
+    if status in repeated:
+        return None
+    check_transition("step", status, target, f"step {key}")
+    raise RuntimeError(f"step {key} of job {job_id} changed while it was being moved to {target}")
+
+
+def _elapsed_ms(connection: Connection, since: ColumnElement[Any], now: datetime) -> Any:
+    """Milliseconds from the `since` column to `now`, computed by the database."""
+    until = literal(now, UTCDateTime())
+    at = func.coalesce(since, until)
+    if connection.dialect.name == "postgresql":
+        return cast(func.floor(func.extract("epoch", until - at) * 1000), BigInteger)
+    # SQLite keeps timestamps as text; julianday() reads them as days
+    return cast(func.floor((func.julianday(until) - func.julianday(at)) * 86_400_000), BigInteger)
 
 
 def error_record(error: BaseException) -> tuple[str, dict[str, Any]]:
@@ -285,25 +358,25 @@ def record_retrying(
 ) -> None:
     """The attempt failed transiently and another one will follow."""
     hold(session, lease)
-    current = _lock_step(session, job_id, key)
-    if current.status == StepStatus.RETRYING:
-        return  # this very write, repeated after a dropped connection
-    check_transition("step", current.status, StepStatus.RETRYING, f"step {key}")
     message, details = error_record(error)
-    _update_step(
-        session,
+    moved = _move_step(
+        session.connection(),
         job_id,
         key,
-        status=StepStatus.RETRYING,
+        StepStatus.RETRYING,
+        (_STEPS_TABLE.c.attempts,),
+        repeated=frozenset({StepStatus.RETRYING}),
         error_message=message,
         error_details=details,
     )
+    if moved is None:
+        return
     _job_log(
         session,
         job_id,
         Operation.STEP_RETRIED,
         step=str(key),
-        attempt=current.attempts,
+        attempt=moved.attempts,
         error=message,
     )
 
@@ -313,20 +386,18 @@ def record_completed(
 ) -> None:
     """The step succeeded; its result is what later steps and resumes read."""
     hold(session, lease)
-    current = _lock_step(session, job_id, key)
-    if current.status == StepStatus.COMPLETED:
-        return  # this very write, repeated after a dropped connection
-    check_transition("step", current.status, StepStatus.COMPLETED, f"step {key}")
+    connection = session.connection()
     now = utcnow()
-    started = current.started_at or now
-    _update_step(
-        session,
+    _move_step(
+        connection,
         job_id,
         key,
-        status=StepStatus.COMPLETED,
+        StepStatus.COMPLETED,
+        (_STEPS_TABLE.c.attempts,),
+        repeated=frozenset({StepStatus.COMPLETED}),
         result_data=result,
         completed_at=now,
-        duration_ms=int((now - started).total_seconds() * 1000),
+        duration_ms=_elapsed_ms(connection, _STEPS_TABLE.c.started_at, now),
         error_message=None,
         error_details=None,
     )
@@ -337,26 +408,26 @@ def record_failed(
 ) -> bool:
     """The step failed for good. Returns False when the row had already finished (idempotent)."""
     hold(session, lease)
-    current = _lock_step(session, job_id, key)
-    if current.status in STEP_FINISHED:
-        return False
-    check_transition("step", current.status, StepStatus.FAILED, f"step {key}")
     message, details = error_record(error)
-    _update_step(
-        session,
+    moved = _move_step(
+        session.connection(),
         job_id,
         key,
-        status=StepStatus.FAILED,
+        StepStatus.FAILED,
+        (_STEPS_TABLE.c.attempts,),
+        repeated=STEP_FINISHED,
         completed_at=utcnow(),
         error_message=message,
         error_details=details,
     )
+    if moved is None:
+        return False
     _job_log(
         session,
         job_id,
         Operation.STEP_FAILED,
         step=str(key),
-        attempts=current.attempts,
+        attempts=moved.attempts,
         error=message,
     )
     return True

@@ -38,6 +38,9 @@ def _batch(org_id: uuid.UUID, jobs: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
 def _set(job_id: uuid.UUID, job_status: JobStatus, step_statuses: dict[int, StepStatus]) -> None:
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == job_id).values(status=job_status))
+        # the counters every real change of a job's status keeps
+        batch_id = session.scalar(select(Job.batch_id).where(Job.id == job_id))
+        batches.recompute_counters(session, batch_id)
         for number, status in step_statuses.items():
             session.execute(
                 update(JobStep)

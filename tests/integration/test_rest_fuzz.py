@@ -184,11 +184,23 @@ def test_no_request_makes_a_server_error(case: Any, world: World) -> None:
     response = case.call(headers=dict(world.headers))
     case.validate_response(
         response,
-        checks=CHECKS,
+        checks=_checks(case, world),
         headers=dict(world.headers),
     )
     assert response.status_code < 500, response.text
     assert world.headers["Authorization"].split()[1] not in response.text
+
+
+def _checks(case: Any, world: World) -> list[Any]:
+    """CHECKS, less negative_data_rejection for a negative case whose invalid part is a header
+    this test replaces with the real key: the request actually sent no longer has it."""
+    data = getattr(getattr(getattr(case, "meta", None), "phase", None), "data", None)
+    mutations = getattr(data, "mutations", None) or []
+    named = {getattr(data, "parameter", None)} | {getattr(m, "parameter", None) for m in mutations}
+    replaced = {name.lower() for name in world.headers}
+    if any(isinstance(name, str) and name.lower() in replaced for name in named):
+        return [check for check in CHECKS if check is not negative_data_rejection]
+    return CHECKS
 
 
 def _sent(case: Any) -> str:

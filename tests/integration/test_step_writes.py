@@ -1,0 +1,160 @@
+"""The step ledger's one-statement writes, on PostgreSQL and on SQLite (the embedded default).
+
+An attempt's start and its outcome are each one guarded UPDATE: the step's duration is computed
+by the database from the row's own start, a repeated write (after a dropped connection) changes
+nothing, a move the state machine forbids is refused naming the step, and a job's start and end
+move the batch's counters by one, exactly as counting the job rows would.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from regbatch.db import batches, lifecycle, migrate
+from regbatch.db import steps as ledger
+from regbatch.db.engine import dispose_engines, session_scope
+from regbatch.db.models import Batch, Job, JobStep
+from regbatch.db.organisations import create_organisation
+from regbatch.errors import InvalidTransitionError, TransientPlatformError
+from regbatch.lease import Lease
+from regbatch.statuses import JobStatus, StepStatus
+from regbatch.steps import StepKey
+from tests.factories import make_restaurants
+
+ACCOUNT = StepKey.ACCOUNT_REGISTRATION
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """None: the suite's PostgreSQL database; else a fresh SQLite file."""
+    if request.param == "postgresql":
+        yield None
+        return
+    path = f"sqlite:///{tmp_path / 'embedded.db'}"
+    migrate.upgrade(path)
+    yield path
+    dispose_engines()
+
+
+def _running(url: str | None, jobs: int) -> tuple[uuid.UUID, list[uuid.UUID], Lease]:
+    with session_scope(url) as session:
+        org = create_organisation(session, f"Step writes {uuid.uuid4().hex[:8]}").id
+        ids = make_restaurants(session, org, jobs)
+        batch = batches.create_batch(session, organisation_id=org, name="w", restaurant_ids=ids)
+        job_ids = list(session.scalars(select(Job.id).where(Job.batch_id == batch.id)))
+    with session_scope(url) as session:
+        lease = lifecycle.begin_run(session, batch.id, "tests", lease_seconds=60).lease
+    assert lease is not None
+    return batch.id, job_ids, lease
+
+
+def _step(url: str | None, job_id: uuid.UUID, key: str) -> JobStep:
+    with session_scope(url) as session:
+        row = session.scalar(
+            select(JobStep).where(JobStep.job_id == job_id, JobStep.step_key == str(key))
+        )
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def test_an_attempt_and_its_outcome_are_recorded_with_the_database_s_duration(
+    url: str | None,
+) -> None:
+    _, [job_id], lease = _running(url, 1)
+    with session_scope(url) as session:
+        ledger.begin_job(session, lease, job_id)
+        inputs = ledger.start_attempt(session, lease, job_id, ACCOUNT)
+    assert inputs.attempt == 1 and inputs.encrypted_password is not None
+    started = _step(url, job_id, ACCOUNT)
+    assert started.status == StepStatus.IN_PROGRESS and started.started_at is not None
+    with session_scope(url) as session:  # as if the call had taken 1.5 s
+        session.execute(
+            update(JobStep)
+            .where(JobStep.job_id == job_id, JobStep.step_key == str(ACCOUNT))
+            .values(started_at=started.started_at - timedelta(milliseconds=1500))
+        )
+    with session_scope(url) as session:
+        ledger.record_completed(session, lease, job_id, ACCOUNT, {"account_id": "a-1"})
+    done = _step(url, job_id, ACCOUNT)
+    assert done.status == StepStatus.COMPLETED and done.result_data == {"account_id": "a-1"}
+    assert done.duration_ms is not None and 1500 <= done.duration_ms < 1500 + 5000
+    with session_scope(url) as session:  # the same write again: nothing changes
+        ledger.record_completed(session, lease, job_id, ACCOUNT, {"account_id": "other"})
+    again = _step(url, job_id, ACCOUNT)
+    assert (again.result_data, again.updated_at) == (done.result_data, done.updated_at)
+
+
+def test_a_retry_keeps_the_first_start_and_counts_the_attempts(url: str | None) -> None:
+    _, [job_id], lease = _running(url, 1)
+    with session_scope(url) as session:
+        ledger.begin_job(session, lease, job_id)
+        ledger.start_attempt(session, lease, job_id, ACCOUNT)
+    first = _step(url, job_id, ACCOUNT).started_at
+    error = TransientPlatformError("platform busy", status_code=503)
+    with session_scope(url) as session:
+        ledger.record_retrying(session, lease, job_id, ACCOUNT, error)
+    with session_scope(url) as session:  # repeated: no second log entry, no change
+        ledger.record_retrying(session, lease, job_id, ACCOUNT, error)
+    retrying = _step(url, job_id, ACCOUNT)
+    assert retrying.status == StepStatus.RETRYING and retrying.error_message == "platform busy"
+    with session_scope(url) as session:
+        assert ledger.start_attempt(session, lease, job_id, ACCOUNT).attempt == 2
+    second = _step(url, job_id, ACCOUNT)
+    assert second.attempts == 2 and second.started_at == first
+
+
+def test_a_forbidden_move_is_refused_and_changes_nothing(url: str | None) -> None:
+    _, [job_id], lease = _running(url, 1)
+    with session_scope(url) as session:
+        ledger.begin_job(session, lease, job_id)
+    refused = pytest.raises(InvalidTransitionError, match="account_registration")
+    with refused, session_scope(url) as session:  # pending -> completed skips the attempt
+        ledger.record_completed(session, lease, job_id, ACCOUNT, {})
+    row = _step(url, job_id, ACCOUNT)
+    assert row.status == StepStatus.PENDING and row.result_data is None and row.attempts == 0
+    with pytest.raises(InvalidTransitionError), session_scope(url) as session:
+        ledger.record_retrying(session, lease, job_id, ACCOUNT, RuntimeError("x"))
+    assert _step(url, job_id, ACCOUNT).status == StepStatus.PENDING
+
+
+def test_jobs_starting_and_ending_move_the_counters_as_counting_the_rows_would(
+    url: str | None,
+) -> None:
+    batch_id, job_ids, lease = _running(url, 3)
+    for job_id in job_ids:
+        with session_scope(url) as session:
+            ledger.begin_job(session, lease, job_id)
+    ends = [StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELLED]
+    for job_id, end in zip(job_ids, ends, strict=True):
+        with session_scope(url) as session:
+            if end == StepStatus.CANCELLED:
+                ledger.cancel_job(session, lease, job_id)
+                continue
+            session.execute(update(JobStep).where(JobStep.job_id == job_id).values(status=end))
+        if end != StepStatus.CANCELLED:
+            with session_scope(url) as session:
+                ledger.finish_job(session, lease, job_id)
+    with session_scope(url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        counted = dict(
+            session.execute(
+                select(Job.status, func.count())
+                .where(Job.batch_id == batch_id)
+                .group_by(Job.status)
+            ).all()
+        )
+        moved = (
+            batch.completed_restaurants,
+            batch.failed_restaurants,
+            batch.cancelled_restaurants,
+        )
+    assert counted == {JobStatus.COMPLETED: 1, JobStatus.FAILED: 1, JobStatus.CANCELLED: 1}
+    assert moved == (1, 1, 1)
