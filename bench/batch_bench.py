@@ -324,10 +324,11 @@ def prepare_database(n: int, all_steps_off: bool) -> tuple[Any, list[Any]]:
     with session_scope() as session:
         org = create_organisation(session, f"bench-{secrets.token_hex(3)}")
         made = []
+        run = secrets.token_hex(2)  # the sandbox keeps subdomains across runs of one bench
         for i in range(n):
             row = {
                 **template,
-                "name": f"Bench Restaurant {i:04d}",
+                "name": f"Bench Restaurant {i:04d} {run}",
                 "email": f"owner{i:04d}-{secrets.token_hex(2)}@example.com",
             }
             row.pop("subdomain", None)

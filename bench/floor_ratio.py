@@ -1,0 +1,196 @@
+"""regbatch beside Prefect alone, in the same run on the same server: the four ratios of the goal.
+
+Each round runs, one after the other on one Prefect server (waiting after each until the server
+has worked off its backlog and idles), the same shape of work twice: once as regbatch's batch
+flow against the sandbox platform (`batch_bench.py`'s run), once as Prefect alone
+(`prefect_floor.py`'s N async subflows of 12 async tasks in the step graph's levels, no database,
+no HTTP). Then it prints each figure beside its baseline and the ratio:
+
+* the batch at --latency-ms (default 1 s) against Prefect alone at the same latency (goal 1.1x);
+* per restaurant, instant steps: regbatch with every step disabled (a subflow and its ledger
+  writes) against an empty subflow (goal 1.3x);
+* per step, instant steps: (batch - batch without steps) / steps against (12 tasks - no task) /
+  tasks; regbatch's includes the platform call over HTTP (goal 1.5x);
+* the runner's CPU per restaurant in the timed batch (this process: the flows, the ledger's
+  database threads, the HTTP client) against Prefect's client in the same shape (goal 1.3x).
+
+    .venv/bin/python bench/floor_ratio.py --n 200 --c 25 --start-server
+    .venv/bin/python bench/floor_ratio.py --n 200 --c 25 --scaled-server
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from batch_bench import (
+    SERVICE_KEY,
+    add_server_arguments,
+    cpu_seconds,
+    drop_bench_schema,
+    prepare_database,
+    run_batch_flow,
+    start_sandbox,
+    start_server,
+    until_idle,
+)
+from prefect_floor import measure
+
+GOALS = {"batch": 1.1, "restaurant": 1.3, "step": 1.5, "cpu": 1.3}
+
+
+def timed(server_pids: dict[str, int], run: Callable[[], float]) -> tuple[float, float, float]:
+    """(wall, this process's CPU, the server's CPU) of one run; then wait for the server to idle."""
+    own, server = cpu_seconds(os.getpid(), False), sum(map(cpu_seconds, server_pids.values()))
+    wall = run()
+    own_cpu = cpu_seconds(os.getpid(), False) - own
+    server_cpu = sum(map(cpu_seconds, server_pids.values())) - server
+    until_idle(server_pids)
+    return wall, own_cpu, server_cpu
+
+
+def regbatch_run(n: int, c: int, all_steps_off: bool) -> Callable[[], float]:
+    def run() -> float:
+        org_id, ids = prepare_database(n, all_steps_off)
+        wall, detail = run_batch_flow(org_id, ids, c, all_steps_off)
+        if detail.completed != n:
+            raise SystemExit(f"the batch ended {detail.status} with {detail.completed}/{n} done")
+        run.steps = sum(s.status == "completed" for j in detail.jobs for s in j.steps)  # type: ignore[attr-defined]
+        return wall
+
+    return run
+
+
+def prefect_run(n: int, c: int, tasks: int, step_s: float) -> Callable[[], float]:
+    return lambda: asyncio.run(measure(n, c, tasks, step_s))
+
+
+def one_round(args: argparse.Namespace, server_pids: dict[str, int]) -> dict[str, Any]:
+    from regbatch.sandbox.control import SandboxControl
+
+    control = SandboxControl(os.environ["REGBATCH_PLATFORM_URL"], SERVICE_KEY)
+    n, c, latency = args.n, args.c, args.latency_ms / 1000
+    figures: dict[str, Any] = {}
+    control.set_latency(args.latency_ms)
+    figures["prefect_batch"] = timed(server_pids, prefect_run(n, c, 12, latency))
+    figures["regbatch_batch"] = timed(server_pids, regbatch_run(n, c, False))
+    control.set_latency(0)
+    figures["prefect_empty"] = timed(server_pids, prefect_run(n, c, 0, 0))
+    figures["prefect_instant"] = timed(server_pids, prefect_run(n, c, 12, 0))
+    figures["regbatch_empty"] = timed(server_pids, regbatch_run(n, c, True))
+    instant = regbatch_run(n, c, False)
+    figures["regbatch_instant"] = timed(server_pids, instant)
+    figures["steps"] = instant.steps  # type: ignore[attr-defined]
+    return figures
+
+
+def print_round(number: int, args: argparse.Namespace, f: dict[str, Any]) -> None:
+    n = args.n
+    rows = [
+        (
+            f"N={n}, c={args.c}, {args.latency_ms:.0f} ms steps: wall",
+            f["regbatch_batch"][0],
+            f["prefect_batch"][0],
+            "s",
+            "batch",
+        ),
+        (
+            "per restaurant, instant steps",
+            1000 * f["regbatch_empty"][0] / n,
+            1000 * f["prefect_empty"][0] / n,
+            "ms",
+            "restaurant",
+        ),
+        (
+            "per step, instant steps",
+            1000 * (f["regbatch_instant"][0] - f["regbatch_empty"][0]) / max(f["steps"], 1),
+            1000 * (f["prefect_instant"][0] - f["prefect_empty"][0]) / (12 * n),
+            "ms",
+            "step",
+        ),
+        (
+            f"CPU per restaurant, {args.latency_ms:.0f} ms steps: runner",
+            1000 * f["regbatch_batch"][1] / n,
+            1000 * f["prefect_batch"][1] / n,
+            "ms",
+            "cpu",
+        ),
+        (
+            f"CPU per restaurant, {args.latency_ms:.0f} ms steps: server",
+            1000 * f["regbatch_batch"][2] / n,
+            1000 * f["prefect_batch"][2] / n,
+            "ms",
+            None,
+        ),
+    ]
+    print(f"round {number}")
+    print(f"  {'figure':<44}{'regbatch':>12}{'Prefect alone':>16}{'ratio':>8}  goal")
+    for label, ours, theirs, unit, goal in rows:
+        ratio = ours / theirs if theirs else float("nan")
+        verdict = ""
+        if goal is not None:
+            verdict = f"<= {GOALS[goal]:.1f}x " + ("met" if ratio <= GOALS[goal] else "not met")
+        print(
+            f"  {label:<44}{ours:>9.1f} {unit:<2}{theirs:>13.1f} {unit:<2}{ratio:>7.2f}x  {verdict}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="restaurants (and subflows)")
+    parser.add_argument("--c", type=int, default=25, help="concurrency")
+    parser.add_argument("--latency-ms", type=float, default=1000, help="step latency, timed run")
+    parser.add_argument("--rounds", type=int, default=1)
+    add_server_arguments(parser)
+    args = parser.parse_args()
+    if not (args.start_server or args.scaled_server):
+        raise SystemExit("pass --start-server or --scaled-server: both sides need the same server")
+    tmp = Path(tempfile.mkdtemp(prefix="regbatch-ratio-"))
+    os.environ.update(
+        {
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "REGBATCH_PLATFORM_SERVICE_KEY": SERVICE_KEY,
+            "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": "0",
+            "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
+            "REGBATCH_DATA_DIR": str(tmp / "data"),
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+        }
+    )
+    server = start_server(args, tmp)
+    os.environ["PREFECT_API_URL"] = server.url
+    sandbox, sandbox_url = start_sandbox(0)
+    os.environ["REGBATCH_PLATFORM_URL"] = sandbox_url
+    kind = "scaled server" if args.scaled_server else "server"
+    print(
+        f"regbatch beside Prefect alone, same Prefect {kind} on PostgreSQL, N={args.n}, "
+        f"c={args.c}; each run waits for the server to idle after the one before"
+    )
+    try:
+        until_idle(server.pids)
+        for number in range(1, args.rounds + 1):
+            started = time.monotonic()
+            figures = one_round(args, server.pids)
+            print_round(number, args, figures)
+            print(f"  (round took {time.monotonic() - started:.0f} s)", flush=True)
+    finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)
+        drop_bench_schema()
+        os.killpg(sandbox.pid, signal.SIGTERM)
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
