@@ -54,6 +54,18 @@ def tagged(kind_tag: str) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def untagged() -> Iterator[None]:
+    """Task runs created inside carry no tag.
+
+    Prefect asks its server for a slot of every tag's concurrency limit each time a tagged task
+    run starts (one more API call per step, on both sides, whether a limit exists or not). The
+    steps need none: the batch's concurrency and the account queue limit them.
+    """
+    with TagsContext(current_tags=set()):
+        yield
+
+
 def prefect_actor(flow_run_id: uuid.UUID | str) -> str:
     """The audit log's actor for a cancel that came from Prefect (its UI or API)."""
     return f"prefect:flow-run/{flow_run_id}"

@@ -51,6 +51,7 @@ from regbatch.runner.account_turn import account_creation_turn, spacing_s
 from regbatch.runner.ledger import ledger
 from regbatch.runner.logs import run_logger
 from regbatch.runner.platform import platform_client
+from regbatch.runner.prefect_runs import untagged
 from regbatch.settings import get_settings
 from regbatch.step_outcomes import AfterError, Ended, StepEnd, after_error
 from regbatch.steps import GraphStep, RetryPolicy, StepKey, is_built_in, step
@@ -346,7 +347,8 @@ async def run_step_task(
     spec: GraphStep, config: RegistrationConfig, lease: Lease, job_id: uuid.UUID
 ) -> StepEnd:
     """Run step `spec`'s Prefect task (with its retries) and say how it ended."""
-    state = await step_task(spec, config)(lease, job_id, return_state=True)
+    with untagged():
+        state = await step_task(spec, config)(lease, job_id, return_state=True)
     if state.is_completed():
         return StepEnd(Ended.COMPLETED, result=await state.aresult())
     if state.is_cancelled():  # refused before it started: a pause or cancel was asked

@@ -326,8 +326,13 @@ def test_artifacts_show_progress_table_and_summary(org_id, sandbox) -> None:
 
 
 def test_batch_and_restaurant_runs_carry_their_own_tags(org_id, sandbox) -> None:
-    """A saved filter on tag regbatch-batch lists batches without their restaurants."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    """A saved filter on tag regbatch-batch lists batches without their restaurants; the steps'
+    task runs carry no tag (a tagged task run asks the server for tag concurrency slots)."""
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+    )
 
     batch_id, _, _ = new_batch(org_id, 2, execution_mode="parallel", concurrency=2)
     flow_run_id = run_batch(batch_id).flow_run_id
@@ -341,9 +346,13 @@ def test_batch_and_restaurant_runs_carry_their_own_tags(org_id, sandbox) -> None
                     parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
                 )
             )
-            return batch_run, restaurants
+            steps = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id for r in restaurants]))
+            )
+            return batch_run, restaurants, steps
 
-    batch_run, restaurants = run(read_runs())
+    batch_run, restaurants, steps = run(read_runs())
     assert set(batch_run.tags) == {"regbatch", "regbatch-batch"}
     assert len(restaurants) == 2
     assert [set(r.tags) for r in restaurants] == [{"regbatch", "regbatch-restaurant"}] * 2
+    assert len(steps) == 24 and all(step.tags == [] for step in steps)
