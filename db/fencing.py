@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from regbatch.db.models import Batch
@@ -47,9 +47,16 @@ class Held:
     requested_action: RequestedAction | None
 
 
-# The hot path (every step attempt and outcome) runs Core statements on the session's connection:
-# the ORM's execute path costs several times the CPU of the statement itself.
+# Every step attempt and outcome runs these two: built once, run with parameters on the
+# session's connection (building a statement anew costs more CPU than running it).
 _BATCHES = cast(Table, Batch.__table__)
+_LOCK_SHARED = select(func.pg_advisory_xact_lock_shared(bindparam("p_key")))
+_LEASE = select(
+    _BATCHES.c.lease_owner,
+    _BATCHES.c.lease_token,
+    _BATCHES.c.status,
+    _BATCHES.c.requested_action,
+).where(_BATCHES.c.id == bindparam("p_batch"))
 
 
 def advisory_key(batch_id: uuid.UUID) -> int:
@@ -69,13 +76,8 @@ def hold(session: Session, lease: Lease, mode: LockMode = LockMode.SHARE) -> Hel
         lock_batch_exclusively(session, lease.batch_id)
     connection = session.connection()
     if mode is LockMode.SHARE and connection.dialect.name == "postgresql":
-        connection.execute(select(func.pg_advisory_xact_lock_shared(advisory_key(lease.batch_id))))
-    table = _BATCHES
-    row = connection.execute(
-        select(
-            table.c.lease_owner, table.c.lease_token, table.c.status, table.c.requested_action
-        ).where(table.c.id == lease.batch_id)
-    ).one_or_none()
+        connection.execute(_LOCK_SHARED, {"p_key": advisory_key(lease.batch_id)})
+    row = connection.execute(_LEASE, {"p_batch": lease.batch_id}).one_or_none()
     if row is None:
         raise NotFoundError(f"batch {lease.batch_id} does not exist; it was deleted while running")
     if row.lease_token != lease.token or row.lease_owner != lease.owner:

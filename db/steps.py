@@ -15,32 +15,19 @@ timeout, cancellation or database error of our own.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Connection,
-    Row,
-    Table,
-    bindparam,
-    case,
-    cast,
-    func,
-    literal,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Row, Update, bindparam, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ColumnElement
 
 from regbatch.audit import Operation
 from regbatch.config import RegistrationConfig
 from regbatch.db.fencing import LockMode, hold, hold_to_start
 from regbatch.db.jobs import set_job_status
-from regbatch.db.models import Batch, Job, JobStep, Restaurant
+from regbatch.db.models import Batch, Job, Restaurant
 from regbatch.db.oplog import append_log
-from regbatch.db.types import UTCDateTime, utcnow
+from regbatch.db.step_statements import REPEATED, STEPS, step_statements
+from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError, PlatformError
 from regbatch.lease import Lease
 from regbatch.ledger import JobPlan, StepInputs
@@ -61,17 +48,8 @@ from regbatch.steps import StepKey, as_key, step_label
 
 def _steps(session: Session, job_id: uuid.UUID) -> list[Row[Any]]:
     """The job's step rows (Core rows: what planning and a job's end need), in step order."""
-    table = _STEPS_TABLE
-    query = select(
-        table.c.step_number,
-        table.c.step_key,
-        table.c.status,
-        table.c.result_data,
-        table.c.blocked_by_step,
-        table.c.error_message,
-        table.c.error_details,
-    ).where(table.c.job_id == job_id)
-    return list(session.connection().execute(query.order_by(table.c.step_number)))
+    statement = step_statements(session.connection().dialect.name).job_steps
+    return list(session.connection().execute(statement, {"p_job": job_id}))
 
 
 def _states(rows: list[Row[Any]]) -> dict[str, StepState]:
@@ -162,7 +140,7 @@ def _reset_steps(session: Session, job_id: uuid.UUID, numbers: set[int]) -> None
     """These steps go back to pending, their outcome cleared (attempts and results are kept)."""
     if not numbers:
         return
-    table = _STEPS_TABLE
+    table = STEPS
     session.execute(
         update(table)
         .where(
@@ -202,16 +180,10 @@ def job_config(session: Session, job_id: uuid.UUID) -> RegistrationConfig:
     return config
 
 
-# The hot path (every attempt and outcome) runs Core statements on the session's connection:
-# the ORM's execute path costs several times the CPU of the statement itself.
-_STEPS_TABLE: Table = JobStep.__table__  # type: ignore[assignment]
-_JOBS_TABLE: Table = Job.__table__  # type: ignore[assignment]
-
-
 def _update_step(session: Session, job_id: uuid.UUID, key: str, **values: Any) -> None:
     # A Core UPDATE on the table: the ORM's bulk-update path costs several times more CPU, and
     # no ORM object of a step row is held across these short transactions.
-    table = _STEPS_TABLE
+    table = STEPS
     session.execute(
         update(table)
         .where(table.c.job_id == job_id, table.c.step_key == str(key))
@@ -242,40 +214,19 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: str) -
     """
     hold_to_start(session, lease)
     connection = session.connection()
-    steps, jobs = _STEPS_TABLE, _JOBS_TABLE
-    now = utcnow()
-    current = _move_step(
-        connection,
-        job_id,
-        key,
-        StepStatus.IN_PROGRESS,
-        (steps.c.step_number, steps.c.handler, steps.c.attempts),
-        attempts=steps.c.attempts + 1,
-        started_at=case(
-            (steps.c.status == StepStatus.PENDING, now),
-            else_=func.coalesce(steps.c.started_at, now),
-        ),
-    )
+    sql = step_statements(connection.dialect.name)
+    current = _move_step(connection, sql.start, job_id, key, StepStatus.IN_PROGRESS)
     assert current is not None  # no status counts as a repeat of a new attempt
     job = connection.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.batch_id == lease.batch_id)
-        .values(current_step=current.step_number)
-        .returning(jobs.c.organisation_id, jobs.c.restaurant_id, jobs.c.idempotency_root)
+        sql.point_job, {"p_job": job_id, "p_batch": lease.batch_id, "p_step": current.step_number}
     ).one()
     results = {
         as_key(step_key): data or {}
-        for step_key, data in connection.execute(
-            select(steps.c.step_key, steps.c.result_data).where(
-                steps.c.job_id == job_id, steps.c.status == StepStatus.COMPLETED
-            )
-        )
+        for step_key, data in connection.execute(sql.results, {"p_job": job_id})
     }
     password = None
     if key == StepKey.ACCOUNT_REGISTRATION or current.handler is not None:
-        password = connection.scalar(
-            select(Restaurant.account_password_encrypted).where(Restaurant.id == job.restaurant_id)
-        )
+        password = connection.scalar(sql.password, {"p_restaurant": job.restaurant_id})
     return StepInputs(
         organisation_id=job.organisation_id,
         restaurant_id=job.restaurant_id,
@@ -290,48 +241,30 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: str) -
 
 def _move_step(
     connection: Connection,
+    statement: Update,
     job_id: uuid.UUID,
     key: str,
     target: StepStatus,
-    returning: tuple[ColumnElement[Any], ...],
-    repeated: frozenset[str] = frozenset(),
-    **values: Any,
+    **parameters: Any,
 ) -> Row[Any] | None:
-    """Move the step row to `target` in one UPDATE that only matches a status the state machine
-    allows (regbatch.statuses); returns the `returning` columns after the move.
+    """Move the step row to `target` with one of `step_statements`' UPDATEs, which only match a
+    status the state machine allows; returns its RETURNING columns after the move.
 
-    None when the row already is in a `repeated` status (this very write, repeated after a
+    None when the row already is in a status that means this very write landed before (after a
     dropped connection); InvalidTransitionError, from the one state machine, for any other
     status; NotFoundError when the job has no such step.
     """
-    table = _STEPS_TABLE
-    where = (table.c.job_id == job_id, table.c.step_key == str(key))
-    sources = sorted(allowed_from("step", target) - repeated)
-    row = connection.execute(
-        update(table)
-        .where(*where, table.c.status.in_(sources))
-        .values(status=target, updated_at=utcnow(), **values)
-        .returning(*returning)
-    ).one_or_none()
+    where = {"p_job": job_id, "p_key": str(key)}
+    row = connection.execute(statement, {**where, "p_now": utcnow(), **parameters}).one_or_none()
     if row is not None:
         return row
-    status = connection.scalar(select(table.c.status).where(*where))
+    status = connection.scalar(step_statements(connection.dialect.name).status, where)
     if status is None:
         raise NotFoundError(f"job {job_id} has no step {key}")
-    if status in repeated:
+    if status in REPEATED[target]:
         return None
     check_transition("step", status, target, f"step {key}")
     raise RuntimeError(f"step {key} of job {job_id} changed while it was being moved to {target}")
-
-
-def _elapsed_ms(connection: Connection, since: ColumnElement[Any], now: datetime) -> Any:
-    """Milliseconds from the `since` column to `now`, computed by the database."""
-    until = literal(now, UTCDateTime())
-    at = func.coalesce(since, until)
-    if connection.dialect.name == "postgresql":
-        return cast(func.floor(func.extract("epoch", until - at) * 1000), BigInteger)
-    # SQLite keeps timestamps as text; julianday() reads them as days
-    return cast(func.floor((func.julianday(until) - func.julianday(at)) * 86_400_000), BigInteger)
 
 
 def error_record(error: BaseException) -> tuple[str, dict[str, Any]]:
@@ -358,16 +291,16 @@ def record_retrying(
 ) -> None:
     """The attempt failed transiently and another one will follow."""
     hold(session, lease)
+    connection = session.connection()
     message, details = error_record(error)
     moved = _move_step(
-        session.connection(),
+        connection,
+        step_statements(connection.dialect.name).retry,
         job_id,
         key,
         StepStatus.RETRYING,
-        (_STEPS_TABLE.c.attempts,),
-        repeated=frozenset({StepStatus.RETRYING}),
-        error_message=message,
-        error_details=details,
+        p_message=message,
+        p_details=details,
     )
     if moved is None:
         return
@@ -387,20 +320,8 @@ def record_completed(
     """The step succeeded; its result is what later steps and resumes read."""
     hold(session, lease)
     connection = session.connection()
-    now = utcnow()
-    _move_step(
-        connection,
-        job_id,
-        key,
-        StepStatus.COMPLETED,
-        (_STEPS_TABLE.c.attempts,),
-        repeated=frozenset({StepStatus.COMPLETED}),
-        result_data=result,
-        completed_at=now,
-        duration_ms=_elapsed_ms(connection, _STEPS_TABLE.c.started_at, now),
-        error_message=None,
-        error_details=None,
-    )
+    statement = step_statements(connection.dialect.name).complete
+    _move_step(connection, statement, job_id, key, StepStatus.COMPLETED, p_result=result)
 
 
 def record_failed(
@@ -408,17 +329,16 @@ def record_failed(
 ) -> bool:
     """The step failed for good. Returns False when the row had already finished (idempotent)."""
     hold(session, lease)
+    connection = session.connection()
     message, details = error_record(error)
     moved = _move_step(
-        session.connection(),
+        connection,
+        step_statements(connection.dialect.name).fail,
         job_id,
         key,
         StepStatus.FAILED,
-        (_STEPS_TABLE.c.attempts,),
-        repeated=STEP_FINISHED,
-        completed_at=utcnow(),
-        error_message=message,
-        error_details=details,
+        p_message=message,
+        p_details=details,
     )
     if moved is None:
         return False
@@ -446,7 +366,7 @@ def record_skipped(
     if not skips:
         return
     hold(session, lease)
-    table = _STEPS_TABLE
+    table = STEPS
     named = {str(key) for key, _, _ in skips} | {str(b) for _, _, b in skips if b is not None}
     rows = session.execute(
         select(table.c.step_key, table.c.step_number, table.c.status)
@@ -562,9 +482,7 @@ def _settle_active_steps(
     if target == StepStatus.CANCELLED:
         values["completed_at"] = utcnow()
     session.execute(
-        update(_STEPS_TABLE)
-        .where(_STEPS_TABLE.c.job_id == job_id, _STEPS_TABLE.c.status.in_(allowed))
-        .values(**values)
+        update(STEPS).where(STEPS.c.job_id == job_id, STEPS.c.status.in_(allowed)).values(**values)
     )
 
 

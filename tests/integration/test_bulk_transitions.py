@@ -39,7 +39,7 @@ def _set(job_id: uuid.UUID, job_status: JobStatus, step_statuses: dict[int, Step
     with session_scope() as session:
         session.execute(update(Job).where(Job.id == job_id).values(status=job_status))
         # the counters every real change of a job's status keeps
-        batch_id = session.scalar(select(Job.batch_id).where(Job.id == job_id))
+        batch_id = session.scalars(select(Job.batch_id).where(Job.id == job_id)).one()
         batches.recompute_counters(session, batch_id)
         for number, status in step_statuses.items():
             session.execute(

@@ -1,0 +1,136 @@
+"""The step ledger's hot statements, built once per SQL dialect and run with parameters.
+
+Every step attempt runs these (its start, its outcome, what the attempt reads); building a
+SQLAlchemy statement anew costs about three times the CPU of running a built one (bench:
+`bench/README.md`, "Cheaper ledger writes"). Each move of a step row is one UPDATE that matches
+only the statuses the state machine (regbatch.statuses) allows it from, so the state machine
+stays the one place for transitions; parameters are named `p_*` (a name may not repeat a
+column's in an UPDATE's SET clause).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    case,
+    cast,
+    func,
+    select,
+    update,
+)
+
+from regbatch.db.models import Job, JobStep, Restaurant
+from regbatch.db.types import UTCDateTime
+from regbatch.statuses import STEP_FINISHED, StepStatus, allowed_from
+
+STEPS: Table = JobStep.__table__  # type: ignore[assignment]
+JOBS: Table = Job.__table__  # type: ignore[assignment]
+
+# Statuses a repeated outcome finds its row in: the same write, landed before a dropped
+# connection hid its commit. Such a row is left as it is.
+REPEATED = {
+    StepStatus.IN_PROGRESS: frozenset[str](),
+    StepStatus.COMPLETED: frozenset({StepStatus.COMPLETED}),
+    StepStatus.RETRYING: frozenset({StepStatus.RETRYING}),
+    StepStatus.FAILED: STEP_FINISHED,
+}
+
+
+@dataclass(frozen=True)
+class StepStatements:
+    start: Update  # p_job, p_key, p_now -> step_number, handler, attempts
+    complete: Update  # p_job, p_key, p_now, p_result -> attempts
+    retry: Update  # p_job, p_key, p_now, p_message, p_details -> attempts
+    fail: Update  # p_job, p_key, p_now, p_message, p_details -> attempts
+    point_job: Update  # p_job, p_batch, p_step -> organisation_id, restaurant_id, idempotency_root
+    results: Select[Any]  # p_job -> step_key, result_data of its completed steps
+    password: Select[Any]  # p_restaurant -> account_password_encrypted
+    status: Select[Any]  # p_job, p_key -> status
+    job_steps: Select[Any]  # p_job -> what planning and a job's end read of its steps, in order
+
+
+def _now() -> Any:
+    return bindparam("p_now", type_=UTCDateTime())
+
+
+def _move(target: StepStatus, **values: Any) -> Update:
+    sources = sorted(allowed_from("step", target) - REPEATED[target])
+    return (
+        update(STEPS)
+        .where(
+            STEPS.c.job_id == bindparam("p_job"),
+            STEPS.c.step_key == bindparam("p_key"),
+            STEPS.c.status.in_(sources),
+        )
+        .values(status=target, updated_at=_now(), **values)
+    )
+
+
+def _elapsed_ms(dialect: str) -> Any:
+    """Milliseconds from the row's start to p_now, computed by the database."""
+    at = func.coalesce(STEPS.c.started_at, _now())
+    if dialect == "postgresql":
+        return cast(func.floor(func.extract("epoch", _now() - at) * 1000), BigInteger)
+    # SQLite keeps timestamps as text; julianday() reads them as days
+    return cast(func.floor((func.julianday(_now()) - func.julianday(at)) * 86_400_000), BigInteger)
+
+
+@lru_cache(maxsize=4)
+def step_statements(dialect: str) -> StepStatements:
+    """The statements for `dialect` ('postgresql' or 'sqlite'), built on first use."""
+    error: dict[str, Any] = {
+        "error_message": bindparam("p_message"),
+        "error_details": bindparam("p_details"),
+    }
+    return StepStatements(
+        start=_move(
+            StepStatus.IN_PROGRESS,
+            attempts=STEPS.c.attempts + 1,
+            started_at=case(
+                (STEPS.c.status == StepStatus.PENDING, _now()),
+                else_=func.coalesce(STEPS.c.started_at, _now()),
+            ),
+        ).returning(STEPS.c.step_number, STEPS.c.handler, STEPS.c.attempts),
+        complete=_move(
+            StepStatus.COMPLETED,
+            result_data=bindparam("p_result"),
+            completed_at=_now(),
+            duration_ms=_elapsed_ms(dialect),
+            error_message=None,
+            error_details=None,
+        ).returning(STEPS.c.attempts),
+        retry=_move(StepStatus.RETRYING, **error).returning(STEPS.c.attempts),
+        fail=_move(StepStatus.FAILED, completed_at=_now(), **error).returning(STEPS.c.attempts),
+        point_job=update(JOBS)
+        .where(JOBS.c.id == bindparam("p_job"), JOBS.c.batch_id == bindparam("p_batch"))
+        .values(current_step=bindparam("p_step"))
+        .returning(JOBS.c.organisation_id, JOBS.c.restaurant_id, JOBS.c.idempotency_root),
+        results=select(STEPS.c.step_key, STEPS.c.result_data).where(
+            STEPS.c.job_id == bindparam("p_job"), STEPS.c.status == StepStatus.COMPLETED
+        ),
+        password=select(Restaurant.account_password_encrypted).where(
+            Restaurant.id == bindparam("p_restaurant")
+        ),
+        status=select(STEPS.c.status).where(
+            STEPS.c.job_id == bindparam("p_job"), STEPS.c.step_key == bindparam("p_key")
+        ),
+        job_steps=select(
+            STEPS.c.step_number,
+            STEPS.c.step_key,
+            STEPS.c.status,
+            STEPS.c.result_data,
+            STEPS.c.blocked_by_step,
+            STEPS.c.error_message,
+            STEPS.c.error_details,
+        )
+        .where(STEPS.c.job_id == bindparam("p_job"))
+        .order_by(STEPS.c.step_number),
+    )
