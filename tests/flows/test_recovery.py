@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
@@ -31,7 +32,7 @@ def lease_expired(batch_id) -> bool:
 def test_kill_9_then_recover_completes_with_no_duplicate_side_effect(
     org_id, sandbox, tmp_path
 ) -> None:
-    sandbox.set_latency(default_ms=150)
+    sandbox.set_latency(default_ms=400)
     batch_id, _, _ = new_batch(org_id, 6, execution_mode="parallel", concurrency=3)
     log = open(tmp_path / "runner.log", "w")  # noqa: SIM115
     runner = subprocess.Popen(
@@ -43,8 +44,16 @@ def test_kill_9_then_recover_completes_with_no_duplicate_side_effect(
     )
 
     def mid_batch() -> list:
+        # a step that started within the last 150 ms is still waiting for its 400 ms answer
+        # when the runner is killed right after this read
         detail = get_batch(batch_id)
-        flying = [s for j in detail.jobs for s in j.steps if s.status == "in_progress"]
+        recent = utcnow() - timedelta(milliseconds=150)
+        flying = [
+            s
+            for j in detail.jobs
+            for s in j.steps
+            if s.status == "in_progress" and s.started_at is not None and s.started_at > recent
+        ]
         return flying if detail.completed >= 1 and flying else []
 
     try:
