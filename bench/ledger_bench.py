@@ -1,0 +1,104 @@
+"""The ledger's own CPU: each of a restaurant's transactions, run one after the other.
+
+No Prefect, no HTTP: N jobs of one batch go through what the runner writes for them (the job's
+start, 12 x the attempt's start and its outcome, the job's end), each call one transaction as
+`runner.ledger.transact` runs it, and the CPU this process spent in each kind is printed per
+transaction and per restaurant. CPU (not wall) is what the runner's share of a 2-core machine
+pays; PostgreSQL's own CPU is not counted.
+
+    .venv/bin/python bench/ledger_bench.py [--n 100]
+
+To compare two versions, run it from each checkout (PYTHONPATH=that checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select, text
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_URL = os.environ.get(
+    "REGBATCH_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100, help="restaurants (jobs)")
+    args = parser.parse_args()
+    schema = f"regbatch_ledger_bench_{os.getpid()}"
+    engine = create_engine(BASE_URL)
+    with engine.begin() as c:
+        c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+    url = f"{BASE_URL}?options=-csearch_path%3D{schema}"
+    os.environ["REGBATCH_DATABASE_URL"] = url
+    try:
+        run(url, args.n)
+    finally:
+        from regbatch.db.engine import dispose_engines
+
+        dispose_engines()
+        with engine.begin() as c:
+            c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        engine.dispose()
+
+
+def run(url: str, n: int) -> None:
+    from regbatch.db import batches, lifecycle, migrate
+    from regbatch.db import steps as ledger
+    from regbatch.db.engine import session_scope
+    from regbatch.db.models import Job
+    from regbatch.db.organisations import create_organisation
+    from regbatch.db.restaurants import import_restaurants
+
+    migrate.upgrade(url)
+    template = json.loads((ROOT / "examples" / "restaurants.json").read_text())[0]
+    rows = []
+    for i in range(n):
+        row = {**template, "name": f"Ledger {i:05d}", "email": f"l{i}-{secrets.token_hex(2)}@x.io"}
+        row.pop("subdomain", None)
+        rows.append(row)
+    with session_scope() as session:
+        org = create_organisation(session, f"ledger-bench-{secrets.token_hex(3)}").id
+        ids = [r.id for r in import_restaurants(session, org, rows)]
+        batch = batches.create_batch(
+            session, organisation_id=org, name="ledger", restaurant_ids=ids
+        )
+        jobs = list(session.scalars(select(Job.id).where(Job.batch_id == batch.id)))
+    with session_scope() as session:
+        lease = lifecycle.begin_run(session, batch.id, "ledger-bench", lease_seconds=3600).lease
+    assert lease is not None
+
+    cpu: dict[str, float] = {}
+    count: dict[str, int] = {}
+
+    def timed(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        start = time.process_time()
+        with session_scope() as session:
+            result = fn(session, *args)
+        cpu[name] = cpu.get(name, 0.0) + time.process_time() - start
+        count[name] = count.get(name, 0) + 1
+        return result
+
+    for job_id in jobs:
+        plan = timed("begin_job", ledger.begin_job, lease, job_id)
+        for spec in plan.graph.steps:
+            timed("start_attempt", ledger.start_attempt, lease, job_id, spec.key)
+            timed("record_completed", ledger.record_completed, lease, job_id, spec.key, {"id": 1})
+        timed("finish_job", ledger.finish_job, lease, job_id)
+    print(f"ledger CPU, {n} restaurants x 12 steps, PostgreSQL, one transaction per call")
+    for name in cpu:
+        print(f"  {name:<18} {1e6 * cpu[name] / count[name]:7.0f} us per transaction")
+    print(f"  per restaurant     {1e3 * sum(cpu.values()) / n:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
