@@ -165,6 +165,7 @@ def main() -> None:
             "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
             "REGBATCH_DATA_DIR": str(tmp / "data"),
             "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+            "REGBATCH_MAX_BATCH_SIZE": str(max(args.n, 1000)),  # one batch of them all
         }
     )
     server = start_server(args, tmp)
