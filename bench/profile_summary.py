@@ -4,7 +4,7 @@ Record the runner of a benchmark (the `batch_bench.py` process) with py-spy whil
 runs, then summarise the collapsed stacks:
 
     py-spy record --gil --rate 100 --duration 30 --format raw --pid PID -o runner.raw
-    python bench/profile_summary.py runner.raw [other.raw ...]
+    python bench/profile_summary.py runner.raw [other.raw ...]   (or .raw.gz)
 
 Each sample is put in the first part, in the order below, that one of its frames belongs to
 (a ledger write made from inside a step task counts as the ledger, an HTTP call of Prefect's
@@ -14,6 +14,7 @@ client as Prefect's API calls). With several files, one column per file.
 from __future__ import annotations
 
 import argparse
+import gzip
 import sys
 from collections import Counter
 from pathlib import Path
@@ -45,7 +46,8 @@ def summarise(path: Path) -> tuple[Counter[str], int]:
     """Samples per part and in all, from py-spy's raw (collapsed) output."""
     counts: Counter[str] = Counter()
     total = 0
-    for line in path.read_text().splitlines():
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    for line in raw.decode().splitlines():
         stack, _, number = line.rpartition(" ")
         if not stack or not number.isdigit():
             continue
