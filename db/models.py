@@ -304,6 +304,7 @@ class Job(Base):
             name="current_step_range",
         ),
         Index("ix_registration_jobs_batch_status", "batch_id", "status"),
+        Index("ix_registration_jobs_batch_position", "batch_id", "position"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
