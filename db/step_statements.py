@@ -23,6 +23,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    null,
     select,
     update,
 )
@@ -105,7 +106,7 @@ def step_statements(dialect: str) -> StepStatements:
             completed_at=_now(),
             duration_ms=_elapsed_ms(dialect),
             error_message=None,
-            error_details=None,
+            error_details=null(),  # SQL NULL, not JSON null: readers then decode nothing
         ).returning(STEPS.c.attempts),
         retry=_move(StepStatus.RETRYING, **error).returning(STEPS.c.attempts),
         fail=_move(StepStatus.FAILED, completed_at=_now(), **error).returning(STEPS.c.attempts),

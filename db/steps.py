@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Connection, Row, Update, bindparam, select, update
+from sqlalchemy import Connection, Row, Update, bindparam, null, select, update
 from sqlalchemy.orm import Session
 
 from regbatch.audit import Operation
@@ -151,7 +151,7 @@ def _reset_steps(session: Session, job_id: uuid.UUID, numbers: set[int]) -> None
         .values(
             status=StepStatus.PENDING,
             error_message=None,
-            error_details=None,
+            error_details=null(),
             skip_reason=None,
             blocked_by_step=None,
             started_at=None,

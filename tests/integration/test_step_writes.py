@@ -85,6 +85,12 @@ def test_an_attempt_and_its_outcome_are_recorded_with_the_database_s_duration(
     done = _step(url, job_id, ACCOUNT)
     assert done.status == StepStatus.COMPLETED and done.result_data == {"account_id": "a-1"}
     assert done.duration_ms is not None and 1500 <= done.duration_ms < 1500 + 5000
+    with session_scope(url) as session:  # no error: SQL NULL, which readers decode for nothing
+        assert session.scalar(
+            select(JobStep.error_details.is_(None)).where(
+                JobStep.job_id == job_id, JobStep.step_key == str(ACCOUNT)
+            )
+        )
     with session_scope(url) as session:  # the same write again: nothing changes
         ledger.record_completed(session, lease, job_id, ACCOUNT, {"account_id": "other"})
     again = _step(url, job_id, ACCOUNT)
