@@ -97,6 +97,7 @@ class PrefectServer:
     pids: dict[str, int]
     redis_db: int | None = None
     logs: list[Path] = field(default_factory=list)
+    database: str | None = None  # this run's own Prefect database, dropped at the end
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -109,6 +110,13 @@ class PrefectServer:
             import redis
 
             redis.Redis(host="127.0.0.1", port=6379, db=self.redis_db).flushdb()
+        if self.database is not None:
+            drop_database(self.database)
+
+
+def prefect_database_name(kind: str) -> str:
+    """A Prefect database of this run's own: two benchmarks at once never share (or drop) one."""
+    return f"regbatch_bench_{kind}_{os.getpid()}"
 
 
 def fresh_database(name: str) -> str:
@@ -125,12 +133,23 @@ def fresh_database(name: str) -> str:
     return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 
 
+def drop_database(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
 def start_prefect_server(tmp: Path) -> PrefectServer:
     """`prefect server start`: one process, API and services together."""
-    port = free_port()
+    port, database = free_port(), prefect_database_name("prefect")
     env = {
         **os.environ,
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": fresh_database("regbatch_bench_prefect"),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": fresh_database(database),
         "PREFECT_HOME": str(tmp / "prefect-server"),
         "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
     }
@@ -143,7 +162,7 @@ def start_prefect_server(tmp: Path) -> PrefectServer:
     )
     url = f"http://127.0.0.1:{port}/api"
     wait_http(url + "/health")
-    return PrefectServer(process, url, {"Prefect server": process.pid})
+    return PrefectServer(process, url, {"Prefect server": process.pid}, database=database)
 
 
 def empty_redis_db() -> int:
@@ -160,9 +179,10 @@ def start_scaled_server(tmp: Path, workers: int = 2) -> PrefectServer:
     """Prefect's scaled server through scripts/prefect-scaled-server: PostgreSQL, Redis
     messaging, the services in a process of their own and WORKERS API workers."""
     port, redis_db, logs = free_port(), empty_redis_db(), tmp / "scaled-server"
+    database = prefect_database_name("prefect_scaled")
     env = {
         **os.environ,
-        "PREFECT_SCALED_DATABASE_URL": fresh_database("regbatch_bench_prefect_scaled"),
+        "PREFECT_SCALED_DATABASE_URL": fresh_database(database),
         "PREFECT_SCALED_REDIS_DB": str(redis_db),
         "PREFECT_SCALED_PREFECT": str(BIN / "prefect"),
     }
@@ -189,7 +209,7 @@ def start_scaled_server(tmp: Path, workers: int = 2) -> PrefectServer:
         f"Prefect API ({workers} workers)": int((logs / "api.pid").read_text()),
         "Prefect services": int((logs / "services.pid").read_text()),
     }
-    return PrefectServer(process, url, pids, redis_db, sorted(logs.glob("*.log")))
+    return PrefectServer(process, url, pids, redis_db, sorted(logs.glob("*.log")), database)
 
 
 def start_server(args: argparse.Namespace, tmp: Path) -> PrefectServer:
