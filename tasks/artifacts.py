@@ -32,7 +32,7 @@ from prefect.artifacts import (
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
-from regbatch.reporting import summary_markdown, table_rows
+from regbatch.reporting import TABLE_ROWS_MAX, summary_markdown, table_rows
 from regbatch.runner.ledger import ledger
 from regbatch.views import BatchDetail
 
@@ -73,7 +73,13 @@ def table_text(detail: BatchDetail) -> str:
     counts = f"{detail.completed} completed, {detail.failed} failed"
     if detail.cancelled:
         counts += f", {detail.cancelled} cancelled"
-    return f"{progress_text(finished, detail.total)}: {counts}"
+    text = f"{progress_text(finished, detail.total)}: {counts}"
+    if len(detail.jobs) > TABLE_ROWS_MAX:
+        text += (
+            f" (the table shows {TABLE_ROWS_MAX:,} of them, failed first; every one: "
+            f"`regbatch batch show {detail.id}`)"
+        )
+    return text
 
 
 def summary_text(detail: BatchDetail) -> str:

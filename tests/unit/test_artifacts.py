@@ -137,3 +137,14 @@ def test_one_card_per_kind_updated_in_place_and_never_rewritten_unchanged(
 def test_the_table_description_counts_cancelled_restaurants() -> None:
     detail = seed_example().model_copy(update={"completed": 1, "failed": 1, "cancelled": 1})
     assert table_text(detail) == ("3 of 3 restaurants finished: 1 completed, 1 failed, 1 cancelled")
+
+
+def test_a_capped_table_says_so_and_where_every_restaurant_is() -> None:
+    from regbatch.reporting import TABLE_ROWS_MAX
+
+    detail = seed_example()
+    big = detail.model_copy(update={"jobs": detail.jobs * TABLE_ROWS_MAX, "total": 3 * 2000})
+    text = table_text(big)
+    assert f"the table shows {TABLE_ROWS_MAX:,} of them, failed first" in text
+    assert f"regbatch batch show {detail.id}" in text
+    assert "the table shows" not in table_text(detail)

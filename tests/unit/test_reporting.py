@@ -1,5 +1,6 @@
 """What people read about a batch: durations, the results table, the results summary."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -151,3 +152,18 @@ def test_long_failures_are_cut_between_words_in_the_summary() -> None:
     assert cell.endswith(" …) |") and len(cell) < 320
     words = cell.removesuffix(" …) |").split(" ")
     assert set(words[7:]) <= {"item", "price", "missing"}  # whole words only
+
+
+def test_a_table_too_big_for_a_prefect_event_shows_the_failed_restaurants_first() -> None:
+    from regbatch.reporting import TABLE_ROWS_MAX
+
+    ok = job("Fine Diner", "completed", [step(1, "account_registration")])
+    broken = job("Broken Grill", "failed", [step(9, "menu_import", "failed", "CSV rejected")])
+    jobs = [ok] * TABLE_ROWS_MAX + [broken]
+    detail = seed_example().model_copy(update={"jobs": jobs, "total": len(jobs)})
+    rows = table_rows(detail)
+    assert len(rows) == TABLE_ROWS_MAX
+    assert rows[0]["restaurant"] == "Broken Grill" and rows[1]["restaurant"] == "Fine Diner"
+    assert len(json.dumps(rows)) < 1_500_000  # Prefect's largest event
+    small = table_rows(seed_example())  # under the cap: every restaurant, in the batch's order
+    assert [r["restaurant"] for r in small] == ["Pizza Palace", "Burger House", "Chicken Shop"]
