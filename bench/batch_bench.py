@@ -437,21 +437,45 @@ def cpu_seconds(pid: int | None, with_children: bool = True) -> float:
     return total
 
 
-def run_batch_flow(
-    org_id: Any, restaurant_ids: list[Any], c: int, all_steps_off: bool
-) -> tuple[float, Any]:
-    from regbatch.api.running import run_batch
+def use_bench_environment(tmp: Path, account_spacing_s: float = 0.0) -> None:
+    """The settings every benchmark runs with: offline Prefect, the sandbox's key, fast image
+    polling, a data directory of its own, only warnings on the console."""
+    os.environ.update(
+        {
+            "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "REGBATCH_PLATFORM_SERVICE_KEY": SERVICE_KEY,
+            "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": str(account_spacing_s),
+            "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
+            "REGBATCH_DATA_DIR": str(tmp / "data"),
+            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+        }
+    )
+
+
+def create_bench_batch(
+    org_id: Any, restaurant_ids: list[Any], c: int, all_steps_off: bool, name: str = "bench"
+) -> Any:
+    """A parallel batch of these restaurants, c at once, whose breaker never trips."""
     from regbatch.services.batches import create_batch
 
-    batch_id = create_batch(
+    return create_batch(
         org_id,
-        name=f"bench {len(restaurant_ids)}x{c}",
+        name=f"{name} {len(restaurant_ids)}x{c}",
         restaurant_ids=restaurant_ids,
         execution_mode="parallel",
         concurrency=c,
         settings=batch_settings(all_steps_off),
         breaker_min_finished=len(restaurant_ids) + 1,
     )
+
+
+def run_batch_flow(
+    org_id: Any, restaurant_ids: list[Any], c: int, all_steps_off: bool
+) -> tuple[float, Any]:
+    from regbatch.api.running import run_batch
+
+    batch_id = create_bench_batch(org_id, restaurant_ids, c, all_steps_off)
     start = time.perf_counter()
     detail = run_batch(batch_id)
     return time.perf_counter() - start, detail
@@ -483,17 +507,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="regbatch-bench-"))
-    os.environ.update(
-        {
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "REGBATCH_PLATFORM_SERVICE_KEY": SERVICE_KEY,
-            "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": str(args.account_spacing_s),
-            "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
-            "REGBATCH_DATA_DIR": str(tmp / "data"),
-            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-        }
-    )
+    use_bench_environment(tmp, args.account_spacing_s)
     server = None
     if args.embedded:
         os.environ.pop("PREFECT_API_URL", None)

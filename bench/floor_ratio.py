@@ -43,6 +43,7 @@ from batch_bench import (
     start_sandbox,
     start_server,
     until_idle,
+    use_bench_environment,
 )
 from prefect_floor import measure
 
@@ -156,17 +157,7 @@ def main() -> None:
     if not (args.start_server or args.scaled_server):
         raise SystemExit("pass --start-server or --scaled-server: both sides need the same server")
     tmp = Path(tempfile.mkdtemp(prefix="regbatch-ratio-"))
-    os.environ.update(
-        {
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "REGBATCH_PLATFORM_SERVICE_KEY": SERVICE_KEY,
-            "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": "0",
-            "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
-            "REGBATCH_DATA_DIR": str(tmp / "data"),
-            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-        }
-    )
+    use_bench_environment(tmp)
     server = start_server(args, tmp)
     os.environ["PREFECT_API_URL"] = server.url
     sandbox, sandbox_url = start_sandbox(0)

@@ -37,16 +37,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_bench import (
-    SERVICE_KEY,
     add_server_arguments,
-    batch_settings,
     bench_database,
     cpu_seconds,
+    create_bench_batch,
     drop_bench_schema,
     peak_rss_mb,
     prepare_database,
     start_sandbox,
     start_server,
+    use_bench_environment,
 )
 
 TABLES = [
@@ -156,18 +156,8 @@ def main() -> None:
     if not (args.start_server or args.scaled_server):
         raise SystemExit("pass --start-server or --scaled-server")
     tmp = Path(tempfile.mkdtemp(prefix="regbatch-scale-"))
-    os.environ.update(
-        {
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "REGBATCH_PLATFORM_SERVICE_KEY": SERVICE_KEY,
-            "REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": "0",
-            "REGBATCH_IMAGE_POLL_INTERVAL_SECONDS": "0.05",
-            "REGBATCH_DATA_DIR": str(tmp / "data"),
-            "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-            "REGBATCH_MAX_BATCH_SIZE": str(max(args.n, 1000)),  # one batch of them all
-        }
-    )
+    use_bench_environment(tmp)
+    os.environ["REGBATCH_MAX_BATCH_SIZE"] = str(max(args.n, 1000))  # one batch of them all
     server = start_server(args, tmp)
     os.environ["PREFECT_API_URL"] = server.url
     sandbox, sandbox_url = start_sandbox(args.latency_ms)
@@ -185,7 +175,6 @@ def main() -> None:
 
 def run(args: argparse.Namespace, server: Any, tmp: Path) -> None:
     from regbatch.api.running import run_batch
-    from regbatch.services.batches import create_batch
 
     n, c = args.n, args.c
     kind = "scaled server" if args.scaled_server else "server"
@@ -198,15 +187,7 @@ def run(args: argparse.Namespace, server: Any, tmp: Path) -> None:
     org_id, restaurant_ids = prepare_database(n, False)
     print(f"{n} restaurants imported in {time.monotonic() - started:.0f} s", flush=True)
     before = table_sizes()
-    batch_id = create_batch(
-        org_id,
-        name=f"scale {n}x{c}",
-        restaurant_ids=restaurant_ids,
-        execution_mode="parallel",
-        concurrency=c,
-        settings=batch_settings(False),
-        breaker_min_finished=n + 1,
-    )
+    batch_id = create_bench_batch(org_id, restaurant_ids, c, False, name="scale")
     out, stop = tmp / "reader.json", tmp / "reader.stop"
     probe = subprocess.Popen(
         [sys.executable, __file__, "--reader", str(batch_id), str(org_id), str(out), str(stop)],
