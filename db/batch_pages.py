@@ -13,19 +13,13 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, defer
 
-from regbatch.db.batches import (
-    STEP_SUMMARY_COLUMNS,
-    STEP_VIEW_COLUMNS,
-    batch_fields,
-    get_batch,
-    job_view,
-)
+from regbatch.db.batches import batch_fields, get_batch, job_view, step_views
 from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.plugins import current_registry, graph_from_record
 from regbatch.statuses import STEP_ACTIVE, StepStatus
 from regbatch.steps import StepGraph, current_step
-from regbatch.views import BatchJobsPage, JobPreview, JobView, StepView
+from regbatch.views import BatchJobsPage, JobPreview, JobView
 
 PREVIEW_JOBS = 10
 JOBS_PAGE_MAX = 500
@@ -189,7 +183,7 @@ def batch_jobs_page(
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = encode_cursor(f"jobs:{batch_id}", {"p": rows[-1][0].position})
-    steps = _steps(session, [job.id for job, _ in rows], with_results)
+    steps = step_views(session, with_results, job_ids=[job.id for job, _ in rows])
     graph = graph_from_record(batch.step_graph, current_registry())
     jobs = [job_view(job, name, steps.get(job.id, []), graph) for job, name in rows]
     fields = batch_fields(batch)
@@ -201,25 +195,6 @@ def batch_jobs_page(
         jobs_total=int(total or 0),
         next_cursor=next_cursor,
     )
-
-
-def _steps(
-    session: Session, job_ids: Sequence[uuid.UUID], with_results: bool
-) -> dict[uuid.UUID, list[StepView]]:
-    found: dict[uuid.UUID, list[StepView]] = {}
-    if not job_ids:
-        return found
-    rows = session.execute(
-        select(JobStep.job_id, *(STEP_VIEW_COLUMNS if with_results else STEP_SUMMARY_COLUMNS))
-        .where(JobStep.job_id.in_(list(job_ids)))
-        .order_by(JobStep.job_id, JobStep.step_number)
-    )
-    keys = list(rows.keys())  # once: a row's _asdict() rebuilds them every time
-    for values in rows:
-        fields = dict(zip(keys, values, strict=True))
-        fields.setdefault("result_data", None)
-        found.setdefault(fields.pop("job_id"), []).append(StepView(**fields))
-    return found
 
 
 def job_of(session: Session, job_id: uuid.UUID, organisation_id: uuid.UUID | None) -> Job:
@@ -246,6 +221,6 @@ def job_detail(
     job = job_of(session, job_id, organisation_id)
     batch = get_batch(session, job.batch_id)
     name = session.scalar(select(Restaurant.name).where(Restaurant.id == job.restaurant_id))
-    steps = _steps(session, [job.id], with_results).get(job.id, [])
+    steps = step_views(session, with_results, job_ids=[job.id]).get(job.id, [])
     graph = graph_from_record(batch.step_graph, current_registry())
     return job_view(job, name or "", steps, graph)

@@ -35,14 +35,8 @@ from regbatch.views import (
     MatrixCell,
     MatrixPage,
     MatrixRow,
-    StepView,
 )
 
-_STEP_SUMMARY_COLUMNS = [
-    column
-    for name, column in JobStep.__table__.c.items()
-    if name in StepView.model_fields and name != "result_data"
-]
 PAGE_MAX = 500
 NAME_SEARCH_MAX = 200
 

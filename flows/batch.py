@@ -42,7 +42,7 @@ from regbatch.statuses import BatchStatus, ExecutionMode
 from regbatch.tasks.artifacts import ProgressReporter
 from regbatch.tasks.batches import create_batch_from_run
 from regbatch.tasks.webhooks import announce_batch_outcome, notify_batch_outcome
-from regbatch.views import BatchDetail
+from regbatch.views import BatchView
 
 log = logging.getLogger(__name__)
 EMPTY_FORM = BatchRun()  # Quick run's parameters: the flow refuses them with NOTHING_TO_RUN
@@ -91,13 +91,13 @@ def cancel_batch_of_run(flow: Flow[Any, Any], flow_run: FlowRun, state: State[An
     """
     actor = prefect_runs.prefect_actor(flow_run.id)
     try:
-        detail = cancel_from_orchestrator(flow_run.id, actor)
+        batch_id = cancel_from_orchestrator(flow_run.id, actor)
     except Exception:
         log.exception("could not cancel the batch of flow run %s", flow_run.id)
         return
-    if detail is not None:
-        log.warning("batch %s cancelled: its flow run was cancelled in Prefect", detail.id)
-        announce_batch_outcome(detail.id)  # nobody else will: the run that would have is gone
+    if batch_id is not None:
+        log.warning("batch %s cancelled: its flow run was cancelled in Prefect", batch_id)
+        announce_batch_outcome(batch_id)  # nobody else will: the run that would have is gone
     try:
         prefect_runs.cancel_subflows(flow_run.id, "the batch's flow run was cancelled")
     except Exception:
@@ -125,7 +125,7 @@ async def registration_batch(run: BatchRun = EMPTY_FORM) -> State[Any]:
     batch_id = run.batch_id or await create_batch_from_run(run)
     await _check_handlers(batch_id)
     lease = await _take(batch_id, run.started_by)
-    if isinstance(lease, BatchDetail):  # a takeover carried out an operator's cancel or pause
+    if isinstance(lease, BatchView):  # a takeover carried out an operator's cancel or pause
         return final_state(lease.status, lease.name, lease.pause_reason)
     try:
         final = await _run(lease)
@@ -142,13 +142,13 @@ async def _check_handlers(batch_id: uuid.UUID) -> None:
     """Pre-flight: PluginError, before anything starts, when this process lacks a step handler
     the batch's recorded graph needs (workers check again for their own restaurants)."""
     registry = current_registry()
-    detail = await ledger().batch_detail(batch_id)
+    detail = await ledger().batch_view(batch_id)
     missing = registry.missing(graph_from_record(detail.step_graph, registry))
     if missing:
         raise PluginError(missing_handlers_message(f"batch {detail.name} ({batch_id})", missing))
 
 
-async def _take(batch_id: uuid.UUID, started_by: str) -> Lease | BatchDetail:
+async def _take(batch_id: uuid.UUID, started_by: str) -> Lease | BatchView:
     """Begin the run under a new lease; after a takeover, end the previous runner's runs."""
     own_run = _flow_run_id()
     status, previous_run = await ledger().previous_run(batch_id)
@@ -163,7 +163,7 @@ async def _take(batch_id: uuid.UUID, started_by: str) -> Lease | BatchDetail:
         assert start.previous_flow_run_id is not None
         await _end_previous_runs(batch_id, start, cancelled_by)
     if start.lease is None:
-        return await ledger().batch_detail(batch_id)
+        return await ledger().batch_view(batch_id)
     return start.lease
 
 
@@ -191,9 +191,9 @@ async def _end_previous_runs(
     )
 
 
-async def _run(lease: Lease) -> BatchDetail:
+async def _run(lease: Lease) -> BatchView:
     """Dispatch the batch's unfinished restaurants and end the run (LeaseLostError: stopped)."""
-    detail = await ledger().batch_detail(lease.batch_id)
+    detail = await ledger().batch_view(lease.batch_id)
     jobs = await ledger().unfinished_jobs(lease.batch_id)
     limit = concurrency_limit(detail.execution_mode, detail.concurrency)
     _log_start(detail, len(jobs), limit)
@@ -228,7 +228,7 @@ async def _run(lease: Lease) -> BatchDetail:
     return final
 
 
-def _log_start(detail: BatchDetail, to_run: int, limit: int) -> None:
+def _log_start(detail: BatchView, to_run: int, limit: int) -> None:
     logger = run_logger()
     if detail.execution_mode == ExecutionMode.PARALLEL and limit < min(detail.concurrency, to_run):
         logger.warning(

@@ -18,7 +18,7 @@ from regbatch.lease import Lease
 from regbatch.planning import StepState
 from regbatch.statuses import BatchStatus, JobStatus, RequestedAction
 from regbatch.steps import BUILT_IN, StepGraph
-from regbatch.views import BatchDetail
+from regbatch.views import BatchReport, BatchView
 
 
 @dataclass(frozen=True)
@@ -139,8 +139,13 @@ class Ledger(Protocol):
 
     async def release_lease(self, lease: Lease) -> None: ...
 
-    async def batch_detail(self, batch_id: uuid.UUID) -> BatchDetail:
-        """The batch with its jobs and steps (results left out)."""
+    async def batch_view(self, batch_id: uuid.UUID) -> BatchView:
+        """The batch's own row (no jobs)."""
+        ...
+
+    async def batch_report(self, batch_id: uuid.UUID) -> BatchReport:
+        """The batch as its Prefect artifacts show it: the jobs of its table, with their steps
+        (results left out)."""
         ...
 
     async def unfinished_jobs(self, batch_id: uuid.UUID) -> list[JobRef]:
@@ -171,7 +176,7 @@ class Ledger(Protocol):
         """A dispatched job's run ended: its status, the finished count, the breaker."""
         ...
 
-    async def finish_run(self, lease: Lease) -> BatchDetail:
+    async def finish_run(self, lease: Lease) -> BatchReport:
         """The runner is done: the batch ends completed or failed, paused, or cancelled."""
         ...
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from regbatch.statuses import BATCH_FINISHED, JOB_FINISHED, BatchStatus, JobStatus, StepStatus
 from regbatch.steps import step_label
-from regbatch.views import BatchDetail, JobView
+from regbatch.views import BatchDetail, BatchReport, JobView
 
 STATUS_MARK = {
     JobStatus.COMPLETED: "✓ Complete",
@@ -103,7 +103,8 @@ TABLE_ROWS_MAX = 2_000
 
 def table_jobs(detail: BatchDetail) -> list[JobView]:
     """The restaurants the table shows: all of them, in the batch's order, up to TABLE_ROWS_MAX;
-    past it the failed ones first, then the others in the batch's order."""
+    past it the failed ones first, then the others in the batch's order (a BatchReport holds
+    just those already, in that order)."""
     if len(detail.jobs) <= TABLE_ROWS_MAX:
         return list(detail.jobs)
     failed = [j for j in detail.jobs if j.status == JobStatus.FAILED]
@@ -139,8 +140,6 @@ def table_rows(detail: BatchDetail) -> list[dict[str, str | int]]:
 
 def summary_markdown(detail: BatchDetail) -> str:
     """The seed's "Batch Results Summary": totals, each restaurant's result, failures named."""
-    total = detail.total or 1
-    failed_jobs = [j for j in detail.jobs if j.status == JobStatus.FAILED]
     lines = [
         f'# Batch: "{detail.name}"  {BATCH_MARK.get(detail.status, detail.status)}',
         "",
@@ -148,35 +147,52 @@ def summary_markdown(detail: BatchDetail) -> str:
     ]
     if detail.pause_reason and detail.status == BatchStatus.PAUSED:
         lines += ["", f"Paused: {detail.pause_reason}"]
-    lines += [
-        "",
-        "## Summary",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| Total | {detail.total} |",
-        f"| Successful | {detail.completed} ({detail.completed / total:.0%}) |",
-        f"| Failed | {detail.failed} ({detail.failed / total:.0%}) |",
-    ]
-    if detail.cancelled:
-        lines.append(f"| Cancelled | {detail.cancelled} ({detail.cancelled / total:.0%}) |")
-    skipped = sum(1 for job in detail.jobs if job.status == JobStatus.SKIPPED)
-    if skipped:
-        lines.append(f"| Skipped | {skipped} ({skipped / total:.0%}) |")
-    lines += ["", "## Results", "", "| Restaurant | Result |", "|---|---|"]
-    for job in detail.jobs:
+    lines += ["", "## Summary", "", *_count_lines(detail), "", "## Results", ""]
+    lines += _result_lines(detail)
+    if detail.failed:
+        lines += [
+            "",
+            f"Retry the {detail.failed} failed restaurant(s): "
+            f"`regbatch batch retry-failed {detail.id}`",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _count_lines(detail: BatchDetail) -> list[str]:
+    """The summary's table of counts, each with its share of the batch."""
+    total = detail.total or 1
+    skipped = (
+        detail.skipped
+        if isinstance(detail, BatchReport)  # of the whole batch; its jobs may be a few
+        else sum(1 for job in detail.jobs if job.status == JobStatus.SKIPPED)
+    )
+    counts = [("Total", detail.total), ("Successful", detail.completed), ("Failed", detail.failed)]
+    counts += [("Cancelled", detail.cancelled), ("Skipped", skipped)]
+    lines = ["| | |", "|---|---|", f"| Total | {detail.total} |"]
+    for label, count in counts[1:]:
+        if count or label in ("Successful", "Failed"):
+            lines.append(f"| {label} | {count} ({count / total:.0%}) |")
+    return lines
+
+
+def _result_lines(detail: BatchDetail) -> list[str]:
+    """Each restaurant's result (those `table_jobs` shows), its failure named."""
+    jobs = table_jobs(detail)
+    lines = []
+    if len(jobs) < detail.total:
+        lines += [
+            f"The {len(jobs):,} shown of {detail.total:,}, failed first; every one: "
+            f"`regbatch batch show {detail.id}`",
+            "",
+        ]
+    lines += ["| Restaurant | Result |", "|---|---|"]
+    for job in jobs:
         result = STATUS_MARK.get(job.status, job.status)
         failure = failing_step(job)
         if failure:
             result += f" ({_cell(failure)})"
         lines.append(f"| {_cell(job.restaurant_name)} | {result} |")
-    if failed_jobs:
-        lines += [
-            "",
-            f"Retry the {len(failed_jobs)} failed restaurant(s): "
-            f"`regbatch batch retry-failed {detail.id}`",
-        ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _cell(text: str) -> str:

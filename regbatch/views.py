@@ -125,6 +125,14 @@ class BatchDetail(BatchView):
     jobs: list[JobView] = []
 
 
+class BatchReport(BatchDetail):
+    """The batch as its runner reports it in Prefect (db.batches.batch_report): of a big batch,
+    only the jobs its table shows (`jobs` may be fewer than `total`)."""
+
+    skipped: int
+    """Its restaurants skipped (counted among the completed), shown or not."""
+
+
 class BatchPage(BaseModel):
     """A page of batches, newest first; pass `next_cursor` to get the next page."""
 

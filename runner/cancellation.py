@@ -7,16 +7,14 @@ import uuid
 from sqlalchemy import select
 
 from regbatch.db import lifecycle
-from regbatch.db.batches import batch_detail
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch
 from regbatch.statuses import BATCH_FINISHED
-from regbatch.views import BatchDetail
 
 
-def cancel_from_orchestrator(flow_run_id: uuid.UUID, actor: str) -> BatchDetail | None:
-    """Cancel the batch whose flow run Prefect cancelled; None when no unfinished batch has
-    that run.
+def cancel_from_orchestrator(flow_run_id: uuid.UUID, actor: str) -> uuid.UUID | None:
+    """Cancel the batch whose flow run Prefect cancelled, and say which; None when no unfinished
+    batch has that run.
 
     Whoever runs it is fenced off at once (its lease ends); what already finished stays.
     """
@@ -28,5 +26,5 @@ def cancel_from_orchestrator(flow_run_id: uuid.UUID, actor: str) -> BatchDetail 
         )
         if batch_id is None:
             return None
-        batch = lifecycle.cancel_from_orchestrator(session, batch_id, actor)
-        return batch_detail(session, batch.id)
+        lifecycle.cancel_from_orchestrator(session, batch_id, actor)
+        return batch_id

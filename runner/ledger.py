@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from regbatch.db import lifecycle
+from regbatch.db import lifecycle, overview
 from regbatch.db import runner as runs
 from regbatch.db import steps as ledger_rows
-from regbatch.db.batches import batch_detail
+from regbatch.db.batches import batch_report
 from regbatch.db.engine import session_scope
 from regbatch.errors import LedgerUnavailableError
 from regbatch.lease import Lease
@@ -43,9 +43,10 @@ from regbatch.ledger import (
     Skip,
     StepInputs,
 )
+from regbatch.reporting import TABLE_ROWS_MAX
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, JobStatus, RequestedAction
-from regbatch.views import BatchDetail
+from regbatch.views import BatchReport, BatchView
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -131,8 +132,13 @@ class SqlLedger:
     async def release_lease(self, lease: Lease) -> None:
         await transact(lifecycle.release_lease, lease)
 
-    async def batch_detail(self, batch_id: uuid.UUID) -> BatchDetail:
-        return await transact(batch_detail, batch_id, with_results=False)
+    async def batch_view(self, batch_id: uuid.UUID) -> BatchView:
+        """The batch's own row (no jobs)."""
+        return await transact(overview.batch_view, batch_id, None)
+
+    async def batch_report(self, batch_id: uuid.UUID) -> BatchReport:
+        """The batch as its Prefect artifacts show it (db.batches.batch_report)."""
+        return await transact(batch_report, batch_id, TABLE_ROWS_MAX)
 
     async def unfinished_jobs(self, batch_id: uuid.UUID) -> list[JobRef]:
         return await transact(runs.job_refs, batch_id, True)
@@ -162,10 +168,10 @@ class SqlLedger:
         reason = await transact(runs.trip_breaker, lease)
         return JobSettled(settled.status, settled.finished, reason)
 
-    async def finish_run(self, lease: Lease) -> BatchDetail:
-        def finish(session: Any) -> BatchDetail:
+    async def finish_run(self, lease: Lease) -> BatchReport:
+        def finish(session: Any) -> BatchReport:
             batch = lifecycle.finish_run(session, lease)
-            return batch_detail(session, batch.id, with_results=False)
+            return batch_report(session, batch.id, TABLE_ROWS_MAX)
 
         return await transact(finish)
 

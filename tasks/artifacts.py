@@ -74,7 +74,7 @@ def table_text(detail: BatchDetail) -> str:
     if detail.cancelled:
         counts += f", {detail.cancelled} cancelled"
     text = f"{progress_text(finished, detail.total)}: {counts}"
-    if len(detail.jobs) > TABLE_ROWS_MAX:
+    if detail.total > TABLE_ROWS_MAX:
         text += (
             f" (the table shows {TABLE_ROWS_MAX:,} of them, failed first; every one: "
             f"`regbatch batch show {detail.id}`)"
@@ -142,7 +142,7 @@ class ProgressReporter:
         if not force and time.monotonic() - self._last_table < self.table_interval_s:
             return
         self._last_table = time.monotonic()
-        await self._write_table(await ledger().batch_detail(self.batch_id))
+        await self._write_table(await ledger().batch_report(self.batch_id))
 
     @_best_effort
     async def finish(self, detail: BatchDetail) -> None:

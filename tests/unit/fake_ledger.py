@@ -48,7 +48,7 @@ from regbatch.statuses import (
     check_transition,
 )
 from regbatch.steps import BUILT_IN, StepGraph
-from regbatch.views import BatchDetail
+from regbatch.views import BatchReport, BatchView
 
 
 @dataclass
@@ -193,7 +193,10 @@ class FakeLedger:
         if await self.renew_lease(lease):
             self.batches[lease.batch_id].owner = None
 
-    async def batch_detail(self, batch_id: uuid.UUID) -> BatchDetail:
+    async def batch_view(self, batch_id: uuid.UUID) -> BatchView:
+        raise NotImplementedError("the orchestration unit tests read the fake's rows directly")
+
+    async def batch_report(self, batch_id: uuid.UUID) -> BatchReport:
         raise NotImplementedError("the orchestration unit tests read the fake's rows directly")
 
     async def unfinished_jobs(self, batch_id: uuid.UUID) -> list[JobRef]:
@@ -244,7 +247,7 @@ class FakeLedger:
             self.ask(batch.id, RequestedAction.PAUSE, reason)
         return JobSettled(job.status, counts.finished, reason)
 
-    async def finish_run(self, lease: Lease) -> BatchDetail:
+    async def finish_run(self, lease: Lease) -> BatchReport:
         batch = self._hold(lease)
         counts = self.counts(batch.id)
         if batch.requested_action == RequestedAction.CANCEL:
@@ -259,7 +262,7 @@ class FakeLedger:
         check_transition("batch", batch.status, target, f"batch {batch.id}")
         batch.status, batch.owner, batch.requested_action = target, None, None
         counts = self.counts(batch.id)
-        return BatchDetail.model_construct(
+        return BatchReport.model_construct(
             id=batch.id,
             name=batch.name,
             status=target,
@@ -268,6 +271,7 @@ class FakeLedger:
             failed=counts.failed,
             cancelled=counts.cancelled,
             pause_reason=batch.pause_reason,
+            skipped=counts.skipped,
         )
 
     # --- a job -------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class Recorder:
     async def update_table(self, artifact_id: uuid.UUID, rows: Any, description: str) -> None:
         self.calls.append(("update-table", {"description": description}))
 
-    async def batch_detail(self, batch_id: uuid.UUID) -> BatchDetail:
+    async def batch_report(self, batch_id: uuid.UUID) -> BatchDetail:
         return self.detail
 
     def names(self) -> list[str]:
