@@ -300,11 +300,19 @@ def start_sandbox(
 
 
 def bench_database() -> tuple[str, str]:
-    """(the database URL, this run's schema in it)."""
+    """(the database URL, this run's schema in it: REGBATCH_BENCH_SCHEMA when a parent process
+    chose it, else named after this process)."""
     base = os.environ.get(
         "REGBATCH_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
-    return base, f"regbatch_bench_{os.getpid()}"
+    return base, os.environ.get("REGBATCH_BENCH_SCHEMA") or f"regbatch_bench_{os.getpid()}"
+
+
+def use_bench_schema() -> None:
+    """Point this process (and the processes it starts) at the run's schema."""
+    base, schema = bench_database()
+    os.environ["REGBATCH_BENCH_SCHEMA"] = schema
+    os.environ["REGBATCH_DATABASE_URL"] = f"{base}?options=-csearch_path%3D{schema}"
 
 
 def drop_bench_schema() -> None:
@@ -331,8 +339,8 @@ def prepare_database(n: int, all_steps_off: bool) -> tuple[Any, list[Any]]:
     with engine.begin() as c:
         c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
     engine.dispose()
-    url = f"{base}?options=-csearch_path%3D{schema}"
-    os.environ["REGBATCH_DATABASE_URL"] = url
+    use_bench_schema()
+    url = os.environ["REGBATCH_DATABASE_URL"]
     from regbatch.db import migrate
     from regbatch.db.engine import session_scope
     from regbatch.db.organisations import create_organisation
