@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from regbatch.db.batches import get_batch
@@ -165,16 +165,21 @@ def _seconds(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
 
 
 def _averages(session: Session, batch_id: uuid.UUID) -> tuple[float | None, int, float | None, int]:
-    """(average restaurant seconds, restaurants, average step ms, steps) of this batch."""
-    restaurants = select(
-        func.avg(_seconds(session, Job.started_at, Job.completed_at)), func.count()
-    ).where(
-        Job.batch_id == batch_id,
-        Job.status == JobStatus.COMPLETED,
-        Job.started_at.is_not(None),
-        Job.completed_at.is_not(None),
-    )
-    steps = (
+    """(average restaurant seconds, restaurants, average step ms, steps) of this batch; the
+    steps' average (a scan of every step of the batch) only when no restaurant completed, since
+    the ETA takes the restaurants' first."""
+    restaurants = session.execute(
+        select(func.avg(_seconds(session, Job.started_at, Job.completed_at)), func.count()).where(
+            Job.batch_id == batch_id,
+            Job.status == JobStatus.COMPLETED,
+            Job.started_at.is_not(None),
+            Job.completed_at.is_not(None),
+        )
+    ).one()
+    avg_r, n_r = restaurants
+    if avg_r is not None and n_r:
+        return float(avg_r), int(n_r), None, 0
+    avg_s, n_s = session.execute(
         select(func.avg(JobStep.duration_ms), func.count())
         .join(Job, Job.id == JobStep.job_id)
         .where(
@@ -183,17 +188,8 @@ def _averages(session: Session, batch_id: uuid.UUID) -> tuple[float | None, int,
             JobStep.duration_ms.is_not(None),
             JobStep.carried_over.is_(False),
         )
-    )
-    r = restaurants.subquery()
-    s = steps.subquery()
-    row = session.execute(select(*r.c, *s.c).select_from(r.join(s, true()))).one()
-    avg_r, n_r, avg_s, n_s = row
-    return (
-        float(avg_r) if avg_r is not None else None,
-        int(n_r),
-        float(avg_s) if avg_s is not None else None,
-        int(n_s),
-    )
+    ).one()
+    return None, int(n_r), float(avg_s) if avg_s is not None else None, int(n_s)
 
 
 def _eta(

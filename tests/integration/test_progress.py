@@ -47,8 +47,26 @@ def test_the_number_of_queries_does_not_grow_with_the_batch(org_id: uuid.UUID) -
     with counting_queries() as large_queries:
         progress = batch_progress(large, org_id)
     assert len(small_queries) == len(large_queries)
-    assert len([q for q in large_queries if q.lstrip().upper().startswith("SELECT")]) == 4
+    # the batch, its jobs' counts, its steps' histogram, the restaurants' and the steps' averages
+    assert len([q for q in large_queries if q.lstrip().upper().startswith("SELECT")]) == 5
     assert progress.total == 12 and progress.jobs["pending"] == 12
+
+
+def test_the_steps_average_is_not_read_once_a_restaurant_completed(org_id: uuid.UUID) -> None:
+    batch = new_draft(org_id, 3, execution_mode="parallel", concurrency=2)
+    now = utcnow()
+    with session_scope() as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == _jobs(batch)[0].id)
+            .values(status="completed", started_at=now - timedelta(seconds=30), completed_at=now)
+        )
+    set_status(batch, "in_progress", started_at=now - timedelta(seconds=40))
+    with counting_queries() as queries:
+        progress = batch_progress(batch, org_id)
+    assert len([q for q in queries if q.lstrip().upper().startswith("SELECT")]) == 4
+    assert not [q for q in queries if "avg(registration_job_steps.duration_ms)" in q]
+    assert progress.eta_method == "restaurant_average" and progress.eta_samples == 1
 
 
 def test_eta_from_completed_restaurants(org_id: uuid.UUID) -> None:
