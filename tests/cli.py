@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,13 @@ def _check(args: tuple[str, ...], result: Result, check: bool) -> None:
             f"regbatch {' '.join(args)} exited {result.returncode}:\n"
             f"{result.stdout}\n{result.stderr}"
         )
+
+
+def recovered_status(result: Result, batch_id: uuid.UUID) -> str | None:
+    """The status `regbatch recover --json` ended `batch_id` in; None when it did not recover it.
+
+    `recover` takes over every stalled batch of the database, other tests' too, and its exit
+    code says whether all of them completed: a test judges only its own batch.
+    """
+    recovered = json.loads(result.stdout)["recovered"]
+    return next((str(b["status"]) for b in recovered if b["id"] == str(batch_id)), None)

@@ -48,7 +48,7 @@ from regbatch.services.lifecycle import resume_batch, retry_failed
 from regbatch.settings import reset_settings
 from regbatch.tasks.artifacts import artifact_key
 from regbatch.views import BatchDetail, StepView
-from tests.cli import REGBATCH, cli, cli_json, run
+from tests.cli import REGBATCH, cli, cli_json, recovered_status, run
 from tests.factories import restaurant_row
 from tests.flows.conftest import ALL_STEPS_ON, lease_of, ledger_for
 from tests.flows.test_batch import side_effects, wait_for
@@ -358,8 +358,13 @@ def test_a_killed_runner_resumed_does_not_run_a_completed_handler_step_again(
     assert get_batch(batch_id).status == "in_progress"
 
     wait_for(lambda: lease_expired(batch_id), timeout=30, interval=0.5)
-    recovered = run("recover", env={"REGBATCH_LEASE_SECONDS": "8", "PYTHONPATH": trucks_path})
-    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    recovered = run(
+        "recover",
+        "--json",
+        env={"REGBATCH_LEASE_SECONDS": "8", "PYTHONPATH": trucks_path},
+        check=False,
+    )
+    assert recovered_status(recovered, batch_id) == "completed", recovered.stdout + recovered.stderr
 
     final = get_batch(batch_id)
     assert (final.status, final.completed) == ("completed", 3)

@@ -14,7 +14,7 @@ from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch
 from regbatch.db.types import utcnow
 from regbatch.services.batches import get_batch
-from tests.cli import REGBATCH, run
+from tests.cli import REGBATCH, recovered_status, run
 from tests.flows.conftest import new_batch
 from tests.flows.test_batch import wait_for
 
@@ -75,8 +75,8 @@ def test_kill_9_then_recover_completes_with_no_duplicate_side_effect(
     )
 
     wait_for(lambda: lease_expired(batch_id), timeout=30, interval=0.5)
-    recovered = run("recover", env={"REGBATCH_LEASE_SECONDS": "8"})
-    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    recovered = run("recover", "--json", env={"REGBATCH_LEASE_SECONDS": "8"}, check=False)
+    assert recovered_status(recovered, batch_id) == "completed", recovered.stdout + recovered.stderr
 
     final = get_batch(batch_id)
     assert (final.status, final.completed, final.failed) == ("completed", 6, 0)
