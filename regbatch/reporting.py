@@ -166,11 +166,15 @@ def _count_lines(detail: BatchDetail) -> list[str]:
         if isinstance(detail, BatchReport)  # of the whole batch; its jobs may be a few
         else sum(1 for job in detail.jobs if job.status == JobStatus.SKIPPED)
     )
-    counts = [("Total", detail.total), ("Successful", detail.completed), ("Failed", detail.failed)]
-    counts += [("Cancelled", detail.cancelled), ("Skipped", skipped)]
+    shares = [  # (label, count, shown when 0)
+        ("Successful", detail.completed, True),
+        ("Failed", detail.failed, True),
+        ("Cancelled", detail.cancelled, False),
+        ("Skipped", skipped, False),
+    ]
     lines = ["| | |", "|---|---|", f"| Total | {detail.total} |"]
-    for label, count in counts[1:]:
-        if count or label in ("Successful", "Failed"):
+    for label, count, always in shares:
+        if count or always:
             lines.append(f"| {label} | {count} ({count / total:.0%}) |")
     return lines
 

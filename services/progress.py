@@ -168,7 +168,7 @@ def _averages(session: Session, batch_id: uuid.UUID) -> tuple[float | None, int,
     """(average restaurant seconds, restaurants, average step ms, steps) of this batch; the
     steps' average (a scan of every step of the batch) only when no restaurant completed, since
     the ETA takes the restaurants' first."""
-    restaurants = session.execute(
+    avg_r, n_r = session.execute(
         select(func.avg(_seconds(session, Job.started_at, Job.completed_at)), func.count()).where(
             Job.batch_id == batch_id,
             Job.status == JobStatus.COMPLETED,
@@ -176,7 +176,6 @@ def _averages(session: Session, batch_id: uuid.UUID) -> tuple[float | None, int,
             Job.completed_at.is_not(None),
         )
     ).one()
-    avg_r, n_r = restaurants
     if avg_r is not None and n_r:
         return float(avg_r), int(n_r), None, 0
     avg_s, n_s = session.execute(
