@@ -127,8 +127,6 @@ class JobRun:
         try:
             while True:
                 if self.stop is None and not self.interrupted:
-                    self.stop = await self.ledger.requested_action(self.lease)
-                if self.stop is None and not self.interrupted:
                     await self._start_ready_steps()
                 if not self.running:
                     return
@@ -139,7 +137,18 @@ class JobRun:
             await _cancel_all(self.running)
 
     async def _start_ready_steps(self) -> None:
+        """Start (or skip) every step the graph allows now, unless the batch asked to stop.
+
+        The batch's request is read only when there is something to start: most loops only
+        take in a step's end while its siblings still run. A request that comes after this read
+        is still honoured: the ledger refuses the attempt's start (`hold_to_start`).
+        """
         decisions = _decide(self.states, self.plan.config, self.plan.graph)
+        if not decisions:
+            return
+        self.stop = await self.ledger.requested_action(self.lease)
+        if self.stop is not None:
+            return
         skips = [d for d in decisions if isinstance(d, Skip)]
         if skips:
             await self.ledger.record_skips(

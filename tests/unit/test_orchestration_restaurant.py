@@ -100,6 +100,26 @@ async def test_every_step_runs_once_after_its_dependencies() -> None:
             assert steps.started.index(dependency) < steps.started.index(spec.key), spec.key
 
 
+async def test_the_batch_request_is_read_only_before_steps_start() -> None:
+    """One read of the batch's request per wave of steps started, none after a step's end that
+    starts nothing (its siblings still run, or the job is done)."""
+    ledger, job, run, steps = await _job_run()
+    started_at_read: list[int] = []
+    read = ledger.requested_action
+
+    async def counted(lease: Lease) -> RequestedAction | None:
+        started_at_read.append(len(steps.started))
+        return await read(lease)
+
+    ledger.requested_action = counted  # type: ignore[method-assign]
+    await run.drive()
+    assert (await run.end()).is_completed()
+    assert len(steps.started) == len(STEPS)
+    # every read was followed by a step's start before the next read, the last one included
+    assert started_at_read == sorted(set(started_at_read)), started_at_read
+    assert started_at_read[-1] < len(STEPS), started_at_read
+
+
 async def test_a_failure_skips_what_depends_on_it_and_the_rest_still_runs() -> None:
     async def refused() -> Any:
         raise PermanentPlatformError("menu_import failed: the platform answered 400")
