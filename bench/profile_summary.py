@@ -22,7 +22,7 @@ from pathlib import Path
 # (part, path fragments of a frame's file that put a sample in it), the first match wins
 PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("ledger (regbatch.db, SQLAlchemy, psycopg)", ("regbatch/db/", "regbatch/runner/ledger.py")),
-    ("platform HTTP (regbatch.platform, httpx)", ("regbatch/platform/",)),
+    ("platform HTTP (regbatch.platform, aiohttp)", ("regbatch/platform/", "/aiohttp/")),
     ("artifacts", ("regbatch/tasks/artifacts.py",)),
     ("Prefect: events", ("prefect/events/",)),
     ("Prefect: logs", ("prefect/logging/",)),

@@ -36,7 +36,7 @@ from regbatch.runner.lease import LeaseKeeper, runner_identity
 from regbatch.runner.ledger import ledger
 from regbatch.runner.logs import log_pause, run_logger
 from regbatch.runner.names import batch_name
-from regbatch.runner.platform import close_platform_client
+from regbatch.runner.platform import platform_session
 from regbatch.settings import get_settings
 from regbatch.statuses import BatchStatus, ExecutionMode
 from regbatch.tasks.artifacts import ProgressReporter
@@ -128,13 +128,12 @@ async def registration_batch(run: BatchRun = EMPTY_FORM) -> State[Any]:
     if isinstance(lease, BatchView):  # a takeover carried out an operator's cancel or pause
         return final_state(lease.status, lease.name, lease.pause_reason)
     try:
-        final = await _run(lease)
+        async with platform_session():
+            final = await _run(lease)
     except (LeaseLostError, LedgerUnavailableError) as exc:
         # This runner stopped without ending the batch; its new owner (or the next) goes on.
         run_logger().error("%s", exc)
         raise
-    finally:
-        await close_platform_client()
     return final_state(final.status, final.name, final.pause_reason)
 
 

@@ -36,6 +36,7 @@ from regbatch.plugins import current_registry, missing_handlers_message
 from regbatch.runner.ledger import ledger
 from regbatch.runner.logs import log_pause, run_logger
 from regbatch.runner.names import restaurant_name_for_job
+from regbatch.runner.platform import platform_session
 from regbatch.statuses import JOB_FINISHED, JobStatus, RequestedAction, StepStatus
 from regbatch.step_outcomes import Ended, StepEnd
 from regbatch.steps import StepGraph
@@ -102,7 +103,8 @@ async def register_restaurant(
         return await run_step_task(plan.graph.spec(key), plan.config, lease, job_id)
 
     run = JobRun(ledger(), lease, plan, run_step)
-    await run.drive()
+    async with platform_session():  # the batch's, when run in the batch's process
+        await run.drive()
     return await run.end()
 
 

@@ -1,5 +1,7 @@
 """One platform client (one connection pool) per event loop in this process.
 
+Flows open it for their run with `platform_session`, which closes it when they end.
+
 `use_platform_client` puts a given client in place for the running loop (the unit tests' one,
 talking to the sandbox in-process).
 """
@@ -8,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from regbatch.platform import PlatformClient
 
@@ -19,7 +21,8 @@ _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PlatformClient] =
 
 
 def platform_client() -> PlatformClient:
-    """The running loop's client for REGBATCH_PLATFORM_URL, created on first use."""
+    """The running loop's client for REGBATCH_PLATFORM_URL, created on first use (outside a
+    `platform_session`, nothing closes it)."""
     loop = asyncio.get_running_loop()
     client = _CLIENTS.get(loop)
     if client is None:
@@ -27,10 +30,22 @@ def platform_client() -> PlatformClient:
     return client
 
 
-async def close_platform_client() -> None:
-    """Close the running loop's client (flows call this when they end)."""
-    client = _CLIENTS.pop(asyncio.get_running_loop(), None)
-    if client is not None:
+@asynccontextmanager
+async def platform_session() -> AsyncIterator[None]:
+    """The running loop's client is open inside the block and closed at its end, unless an
+    enclosing block (or `use_platform_client`) opened it: a batch's flow and a restaurant's
+    flow both run in one, so a restaurant run by a worker process closes its client too, and
+    one run in the batch's process leaves the batch's client open for the others."""
+    loop = asyncio.get_running_loop()
+    if loop in _CLIENTS:
+        yield
+        return
+    client = _CLIENTS[loop] = PlatformClient.from_settings()
+    try:
+        yield
+    finally:
+        if _CLIENTS.get(loop) is client:
+            del _CLIENTS[loop]
         await client.aclose()
 
 

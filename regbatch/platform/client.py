@@ -1,14 +1,15 @@
-"""The registration platform's HTTP client: the only product module that imports httpx.
+"""The registration platform's HTTP client.
 
 `PlatformClient.run_step` sends one step's request and returns its typed result as a JSON-safe
 dict, or raises TransientPlatformError / RateLimitedError / PermanentPlatformError (see
-`regbatch.platform.answers` for the mapping). Its `transport` is the test seam.
+`regbatch.platform.answers` for the mapping). The requests go out through a `Wire`
+(regbatch/platform/wire.py: aiohttp, or an httpx `transport`, the test seam); what is sent and
+how each answer is read is decided here, the same for both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -19,19 +20,11 @@ import httpx
 from regbatch.errors import PermanentPlatformError, PlatformError, TransientPlatformError
 from regbatch.platform.answers import RETRYING, WRONG_API, Call, read_answer, to_result
 from regbatch.platform.builders import missing_input
+from regbatch.platform.wire import AiohttpWire, HttpxWire, Request, Wire, WireError
 from regbatch.settings import Settings, get_settings
 from regbatch.steps import StepKey, step
 
 UPLOAD_PENDING = frozenset({"accepted", "queued", "pending", "processing", "in_progress"})
-DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
-# A parallel batch has up to concurrency x 5 step requests in flight. Connections are kept
-# alive (a TCP connect per request costs more than the request), spread over several small
-# pools: httpcore rescans every connection of a pool, for every connection, each time a request
-# starts or ends, so one pool of 100+ connections costs the event loop more than the requests
-# themselves. An idle connection is dropped after 2 s, before a server's keep-alive timeout
-# (5 s for uvicorn) can close it under a request being sent (a ReadError).
-POOLS = 8
-POOL_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32, keepalive_expiry=2.0)
 
 
 class PlatformClient:
@@ -48,19 +41,10 @@ class PlatformClient:
         self.base_url = base_url.rstrip("/")
         self._service_key = service_key
         self._poll_interval_s = poll_interval_s
-        # With a test transport every request goes through it, so one pool is enough.
-        self._pools = [
-            httpx.AsyncClient(
-                base_url=self.base_url,
-                transport=transport,
-                timeout=DEFAULT_TIMEOUT,
-                limits=POOL_LIMITS,
-                headers={"X-Service-Key": service_key, "Accept": "application/json"},
-                follow_redirects=False,
-            )
-            for _ in range(1 if transport is not None else POOLS)
-        ]
-        self._next_pool = itertools.cycle(self._pools)
+        headers = {"X-Service-Key": service_key, "Accept": "application/json"}
+        self._wire: Wire = (
+            AiohttpWire(headers) if transport is None else HttpxWire(headers, transport)
+        )
 
     @classmethod
     def from_settings(
@@ -76,8 +60,7 @@ class PlatformClient:
         )
 
     async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+        await self._wire.aclose()
 
     async def __aenter__(self) -> PlatformClient:
         return self
@@ -108,7 +91,7 @@ class PlatformClient:
         call = Call(key, f"POST {path}", secrets)
         headers = {"X-Organisation-ID": organisation_id, "Idempotency-Key": idempotency_key}
         data, existed, status = await self._exchange(
-            call, timeout_s, deadline, "POST", path, headers=headers, json=body
+            call, timeout_s, deadline, "POST", path, headers, body
         )
         if key is StepKey.IMAGE_UPLOAD and not existed and data.get("status") != "completed":
             data = await self._poll_upload(call, timeout_s, deadline, path, data, organisation_id)
@@ -116,33 +99,37 @@ class PlatformClient:
         return to_result(call, data, existed, status)
 
     async def _exchange(
-        self, call: Call, timeout_s: float, deadline: float, method: str, path: str, **kw: Any
+        self,
+        call: Call,
+        timeout_s: float,
+        deadline: float,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], bool, int]:
         """Send one request; the answer's data, whether it reports an existing object, status."""
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
             raise _timed_out(call, timeout_s)
-        timeout = httpx.Timeout(remaining, connect=min(10.0, remaining))
         try:
             async with asyncio.timeout_at(deadline):
-                pool = next(self._next_pool)
-                response = await pool.request(method, path, timeout=timeout, **kw)
-        except (httpx.TimeoutException, TimeoutError):
+                answer = await self._wire.send(
+                    Request(method, self.base_url + path, headers, body, remaining)
+                )
+        except TimeoutError:
             raise _timed_out(call, timeout_s) from None
-        except httpx.RequestError as exc:  # connection refused/reset, protocol errors, ...
+        except WireError as exc:  # connection refused/reset, protocol errors, ...
             raise call.error(
                 TransientPlatformError,
                 status=None,
                 code="CONNECTION_ERROR",
-                summary=f"could not talk to the platform at {self.base_url} ({type(exc).__name__})",
+                summary=f"could not talk to the platform at {self.base_url} ({exc.kind})",
                 advice=f"{RETRYING}; check REGBATCH_PLATFORM_URL and that the platform is up",
                 platform_message=str(exc),
             ) from None
-        status = response.status_code
-        data, existed = read_answer(
-            call, status, response.content, response.headers.get("Retry-After")
-        )
-        return data, existed, status
+        data, existed = read_answer(call, answer.status, answer.content, answer.retry_after)
+        return data, existed, answer.status
 
     async def _poll_upload(
         self,
@@ -172,12 +159,7 @@ class PlatformClient:
                 raise _timed_out(poll, timeout_s)
             await asyncio.sleep(min(self._poll_interval_s, remaining))
             data, _, _ = await self._exchange(
-                poll,
-                timeout_s,
-                deadline,
-                "GET",
-                path,
-                headers={"X-Organisation-ID": organisation_id},
+                poll, timeout_s, deadline, "GET", path, {"X-Organisation-ID": organisation_id}
             )
             status = data.get("status")
             if status == "completed":
