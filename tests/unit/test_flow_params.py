@@ -96,3 +96,23 @@ def test_the_empty_forms_are_refused_saying_what_to_fill_in() -> None:
     with pytest.raises(ConfigurationError, match="needs that runner's lease"):
         asyncio.run(register_restaurant.fn())
     assert "start the batch instead" in NO_LEASE
+
+
+def test_a_restaurant_runs_arguments_are_taken_in_process_and_from_a_deployment_run() -> None:
+    """register-restaurant checks its own two parameters (Prefect's validation is off)."""
+    import uuid
+
+    from regbatch.errors import ConfigurationError
+    from regbatch.flows.restaurant import run_arguments
+    from regbatch.lease import Lease
+
+    job_id, lease = uuid.uuid4(), Lease(batch_id=uuid.uuid4(), owner="host:1:run", token=3)
+    assert run_arguments(job_id, lease) == (job_id, lease)
+    # a deployment run's parameters are their JSON forms
+    assert run_arguments(str(job_id), lease.model_dump(mode="json")) == (job_id, lease)
+    with pytest.raises(ConfigurationError, match="job_id 'job-7' is not a job id"):
+        run_arguments("job-7", lease)
+    with pytest.raises(ConfigurationError, match="lease .* is not a runner's lease"):
+        run_arguments(job_id, {"batch_id": str(uuid.uuid4()), "owner": "x", "token": 0})
+    with pytest.raises(ConfigurationError, match="needs that runner's lease"):
+        run_arguments(job_id, None)
