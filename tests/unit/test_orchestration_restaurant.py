@@ -103,7 +103,7 @@ async def test_every_step_runs_once_after_its_dependencies() -> None:
 async def test_the_batch_request_is_read_only_before_steps_start() -> None:
     """One read of the batch's request per wave of steps started, none after a step's end that
     starts nothing (its siblings still run, or the job is done)."""
-    ledger, job, run, steps = await _job_run()
+    ledger, _, run, steps = await _job_run()
     started_at_read: list[int] = []
     read = ledger.requested_action
 
