@@ -18,6 +18,10 @@ from regbatch.platform import PlatformClient
 _CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PlatformClient] = (
     weakref.WeakKeyDictionary()
 )
+# How many `platform_session` blocks are open on each loop.
+_OPEN_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def platform_client() -> PlatformClient:
@@ -32,21 +36,26 @@ def platform_client() -> PlatformClient:
 
 @asynccontextmanager
 async def platform_session() -> AsyncIterator[None]:
-    """The running loop's client is open inside the block and closed at its end, unless an
-    enclosing block (or `use_platform_client`) opened it: a batch's flow and a restaurant's
-    flow both run in one, so a restaurant run by a worker process closes its client too, and
-    one run in the batch's process leaves the batch's client open for the others."""
+    """The running loop's client is open inside the block and closed when the last block open
+    on the loop ends, unless `use_platform_client` or a call outside any block opened it. A
+    batch's flow and a restaurant's flow both run in one: a restaurant run by a worker process
+    closes its client, one run in the batch's process leaves the batch's client open."""
     loop = asyncio.get_running_loop()
-    if loop in _CLIENTS:
-        yield
+    if loop in _CLIENTS and not _OPEN_SESSIONS.get(loop):
+        yield  # not opened by a session: left to whoever opened it
         return
-    client = _CLIENTS[loop] = PlatformClient.from_settings()
+    if loop not in _CLIENTS:
+        _CLIENTS[loop] = PlatformClient.from_settings()
+    _OPEN_SESSIONS[loop] = _OPEN_SESSIONS.get(loop, 0) + 1
     try:
         yield
     finally:
-        if _CLIENTS.get(loop) is client:
-            del _CLIENTS[loop]
-        await client.aclose()
+        _OPEN_SESSIONS[loop] -= 1
+        if not _OPEN_SESSIONS[loop]:
+            del _OPEN_SESSIONS[loop]
+            client = _CLIENTS.pop(loop, None)
+            if client is not None:
+                await client.aclose()
 
 
 @contextmanager

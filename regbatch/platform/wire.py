@@ -18,10 +18,12 @@ Connections are kept alive and dropped after 2 s idle, before a server's keep-al
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
+import certifi
 import httpx
 
 KEEPALIVE_S = 2.0
@@ -42,7 +44,9 @@ class Request:
         """The headers and the body as sent: the body as compact JSON, said so."""
         if self.body is None:
             return self.headers, None
-        data = json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+        data = json.dumps(
+            self.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
         return {**self.headers, "Content-Type": "application/json"}, data
 
 
@@ -76,14 +80,22 @@ class AiohttpWire:
     def __init__(self, headers: dict[str, str]) -> None:
         self._headers = headers
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        if self._closed:  # a step still unwinding after its batch's run ended
+            raise WireError(RuntimeError("the platform client was closed with its flow run"))
+        if self._session is None:
+            # As httpx did: proxies from the environment (HTTPS_PROXY, NO_PROXY) and certifi's
+            # certificate authorities.
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 connector=aiohttp.TCPConnector(
-                    limit=MAX_CONNECTIONS, keepalive_timeout=KEEPALIVE_S
+                    limit=MAX_CONNECTIONS,
+                    keepalive_timeout=KEEPALIVE_S,
+                    ssl=ssl.create_default_context(cafile=certifi.where()),
                 ),
+                trust_env=True,
             )
         return self._session
 
@@ -109,9 +121,9 @@ class AiohttpWire:
             raise WireError(exc) from exc
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        session, self._session, self._closed = self._session, None, True
+        if session is not None:
+            await session.close()
 
 
 class HttpxWire:

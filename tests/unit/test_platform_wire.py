@@ -162,3 +162,40 @@ async def test_a_flows_platform_session_closes_only_the_client_it_opened(
         assert platform.connections == 1
     finally:
         reset_settings()
+
+
+async def test_two_restaurants_sessions_on_one_loop_close_the_client_when_both_ended(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a batch's session around them: the first to end leaves the client open."""
+    monkeypatch.setenv("REGBATCH_PLATFORM_URL", platform.url)
+    reset_settings()
+    first_ended = asyncio.Event()
+
+    async def restaurant(first: bool) -> None:
+        async with platform_session():
+            await _register(platform_client())
+            if not first:
+                await first_ended.wait()
+                await _register(platform_client())  # the client is still open
+        if first:
+            first_ended.set()
+
+    try:
+        await asyncio.gather(restaurant(True), restaurant(False))
+        await asyncio.sleep(0.1)
+    finally:
+        reset_settings()
+    assert len(platform.requests) == 3
+    assert platform.closed == platform.connections  # all closed once both had ended
+
+
+async def test_a_closed_client_refuses_to_send_instead_of_reopening(platform: Platform) -> None:
+    client = PlatformClient(platform.url, KEY)
+    await _register(client)
+    await client.aclose()
+    with pytest.raises(TransientPlatformError) as caught:
+        await _register(client)
+    assert caught.value.code == "CONNECTION_ERROR"
+    assert "closed" in str(caught.value)
+    assert len(platform.requests) == 1
