@@ -161,3 +161,13 @@ def test_the_package_is_regbatch_alone() -> None:
         assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve(), folder
     text = (ROOT / "pyproject.toml").read_text()
     assert 'include = ["regbatch", "regbatch.*"]' in text
+
+
+def test_the_python_api_is_named_once_for_import_regbatch() -> None:
+    """`regbatch.__all__` (loaded lazily) lists exactly the Python API's functions."""
+    import regbatch
+    from regbatch.api import python
+
+    assert sorted(regbatch.__all__) == sorted(python.__all__)
+    for name in regbatch.__all__:
+        assert getattr(regbatch, name) is getattr(python, name), name
