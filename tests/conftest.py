@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+
+from tests.processes import stop_group
 
 _TMP = Path(tempfile.mkdtemp(prefix="regbatch-tests-"))
 
@@ -199,11 +200,7 @@ def prefect_server() -> Iterator[str]:
         yield api_url
     finally:
         _drain_prefect_workers()
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process)
         log.close()
         if "REGBATCH_TEST_PREFECT_DATABASE_URL" not in os.environ:
             _drop_database(PREFECT_DATABASE)

@@ -28,6 +28,7 @@ from tests.conftest import (
 )
 from tests.faults import harness
 from tests.faults.harness import ROUNDS, wait_for
+from tests.processes import stop_group
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
@@ -72,11 +73,7 @@ class PrefectServer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+            stop_group(self.process)
         _drop_database(self.database)
 
 

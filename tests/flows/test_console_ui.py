@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -25,6 +24,7 @@ from tests.cli import REGBATCH
 from tests.conftest import free_port
 from tests.factories import make_restaurants
 from tests.flows.test_deployments import served  # noqa: F401 - a fixture
+from tests.processes import stop_group
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -66,11 +66,7 @@ def console(sandbox_server: Any, tmp_path: Path) -> Iterator[str]:
     try:
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process)
 
 
 def shot(page: Any, name: str) -> None:

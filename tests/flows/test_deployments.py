@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from regbatch.services.batches import get_batch
 from tests.cli import REGBATCH, cli_json
 from tests.flows.conftest import new_batch
 from tests.flows.test_batch import wait_for
+from tests.processes import stop_group
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,11 +105,7 @@ def served(sandbox_server, tmp_path_factory) -> Iterator[None]:
     try:
         yield
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_group(process)
 
 
 def test_a_batch_triggered_through_the_prefect_api_runs_under_serve(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import uuid
@@ -23,6 +22,7 @@ from regbatch.api.running import run_batch
 from regbatch.flows.restaurant import register_restaurant
 from regbatch.settings import reset_settings
 from tests.flows.conftest import new_batch
+from tests.processes import WORKER_GRACE_S, stop_group
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,12 +83,7 @@ def deployment_with_two_workers(sandbox_server, tmp_path_factory) -> Iterator[st
         yield deployment
     finally:
         for worker in workers:
-            os.killpg(worker.pid, signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+            stop_group(worker, WORKER_GRACE_S)
 
 
 def test_distributed_batch_runs_each_restaurant_on_the_pool_beside_a_decoy_project(

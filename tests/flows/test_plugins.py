@@ -54,6 +54,7 @@ from tests.flows.conftest import ALL_STEPS_ON, lease_of, ledger_for
 from tests.flows.test_batch import side_effects, wait_for
 from tests.flows.test_distributed import deploy
 from tests.flows.test_recovery import lease_expired
+from tests.processes import WORKER_GRACE_S, stop_group
 
 pytestmark = pytest.mark.flow
 
@@ -391,11 +392,7 @@ def process_worker(pool: str, folder: Path, env: dict[str, str]) -> Iterator[Non
         try:
             yield
         finally:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+            stop_group(worker, WORKER_GRACE_S)
 
 
 @pytest.mark.slow
