@@ -51,9 +51,11 @@ from regbatch.views import BatchReport, BatchView
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# Enough threads for every step of a few dozen concurrent restaurants; each holds a connection
-# for one short transaction only.
-_EXECUTOR = ThreadPoolExecutor(max_workers=24, thread_name_prefix="regbatch-db")
+# Few threads: every transaction is short and never waits for this process's other work, so
+# four keep the writes flowing beside a slow read (the table's report) or a lock wait, and fewer
+# threads contend less for the GIL. The runner of a 200-restaurant batch (25 at once, 1 s steps)
+# spent 38-40 s of CPU with 1-6 threads against 41 s with 24 (bench/README, "third round").
+_EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="regbatch-db")
 _FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.05, 2.0
 
 
