@@ -9,6 +9,12 @@ pays; PostgreSQL's own CPU is not counted.
     .venv/bin/python bench/ledger_bench.py [--n 100]
 
 To compare two versions, run it from each checkout (PYTHONPATH=that checkout).
+
+`--group K` also runs the same writes for another N jobs with K jobs' writes of one kind in one
+transaction (the same functions, one after the other in one session, no savepoint): what a
+group commit of concurrent restaurants' writes could save at most, each group full;
+`--savepoints` puts each write in a savepoint of its own (so one refused write would not undo
+the others').
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ BASE_URL = os.environ.get(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="restaurants (jobs)")
+    parser.add_argument("--group", type=int, default=0, help="also K jobs' writes per transaction")
+    parser.add_argument(
+        "--savepoints", action="store_true", help="with --group: each write in a savepoint"
+    )
     args = parser.parse_args()
     schema = f"regbatch_ledger_bench_{os.getpid()}"
     engine = create_engine(BASE_URL)
@@ -41,7 +51,7 @@ def main() -> None:
     url = f"{BASE_URL}?options=-csearch_path%3D{schema}"
     os.environ["REGBATCH_DATABASE_URL"] = url
     try:
-        run(url, args.n)
+        run(url, args.n, args.group, args.savepoints)
     finally:
         from regbatch.db.engine import dispose_engines
 
@@ -51,7 +61,7 @@ def main() -> None:
         engine.dispose()
 
 
-def run(url: str, n: int) -> None:
+def run(url: str, n: int, group: int, savepoints: bool) -> None:
     from regbatch.db import batches, lifecycle, migrate
     from regbatch.db import steps as ledger
     from regbatch.db.engine import session_scope
@@ -62,7 +72,7 @@ def run(url: str, n: int) -> None:
     migrate.upgrade(url)
     template = json.loads((ROOT / "examples" / "restaurants.json").read_text())[0]
     rows = []
-    for i in range(n):
+    for i in range(n * (2 if group else 1)):
         row = {**template, "name": f"Ledger {i:05d}", "email": f"l{i}-{secrets.token_hex(2)}@x.io"}
         row.pop("subdomain", None)
         rows.append(row)
@@ -88,7 +98,7 @@ def run(url: str, n: int) -> None:
         count[name] = count.get(name, 0) + 1
         return result
 
-    for job_id in jobs:
+    for job_id in jobs[:n]:
         plan = timed("begin_job", ledger.begin_job, lease, job_id)
         for spec in plan.graph.steps:
             timed("start_attempt", ledger.start_attempt, lease, job_id, spec.key)
@@ -98,6 +108,35 @@ def run(url: str, n: int) -> None:
     for name in cpu:
         print(f"  {name:<18} {1e6 * cpu[name] / count[name]:7.0f} us per transaction")
     print(f"  per restaurant     {1e3 * sum(cpu.values()) / n:7.1f} ms")
+    if group:
+        spent = grouped(jobs[n:], group, lease, plan.graph.steps, savepoints)
+        how = "each in a savepoint" if savepoints else "no savepoint"
+        print(f"the same, {group} jobs' writes of a kind per transaction ({how})")
+        print(f"  per restaurant     {1e3 * spent / n:7.1f} ms")
+
+
+def grouped(jobs: list[Any], group: int, lease: Any, steps: Any, savepoints: bool) -> float:
+    """CPU seconds for the jobs' writes, `group` jobs' writes of one kind per transaction."""
+    from regbatch.db import steps as ledger
+    from regbatch.db.engine import session_scope
+
+    start = time.process_time()
+    for first in range(0, len(jobs), group):
+        chunk = jobs[first : first + group]
+        writes: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [(ledger.begin_job, ())]
+        for spec in steps:
+            writes += [(ledger.start_attempt, (spec.key,))]
+            writes += [(ledger.record_completed, (spec.key, {"id": 1}))]
+        writes += [(ledger.finish_job, ())]
+        for fn, args in writes:
+            with session_scope() as session:
+                for job_id in chunk:
+                    if savepoints:
+                        with session.begin_nested():
+                            fn(session, lease, job_id, *args)
+                    else:
+                        fn(session, lease, job_id, *args)
+    return time.process_time() - start
 
 
 if __name__ == "__main__":
