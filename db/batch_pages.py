@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
-from regbatch.db.batches import batch_fields, get_batch, job_view, step_views
+from regbatch.db.batches import batch_fields, get_batch, job_view, job_view_rows, step_views
 from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.plugins import current_registry, graph_from_record
@@ -172,20 +172,15 @@ def batch_jobs_page(
         after = position
     batch = get_batch(session, batch_id, organisation_id)
     rows = session.execute(
-        select(Job, Restaurant.name)
-        .options(defer(Job.execution_config))  # the merged settings: big, and not shown
-        .join(Restaurant, Restaurant.id == Job.restaurant_id)
-        .where(Job.batch_id == batch_id, Job.position > after)
-        .order_by(Job.position)
-        .limit(limit + 1)
+        job_view_rows(batch_id).where(Job.position > after).order_by(Job.position).limit(limit + 1)
     ).all()
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = encode_cursor(f"jobs:{batch_id}", {"p": rows[-1][0].position})
-    steps = step_views(session, with_results, job_ids=[job.id for job, _ in rows])
+        next_cursor = encode_cursor(f"jobs:{batch_id}", {"p": rows[-1].position})
+    steps = step_views(session, with_results, job_ids=[job.id for job in rows])
     graph = graph_from_record(batch.step_graph, current_registry())
-    jobs = [job_view(job, name, steps.get(job.id, []), graph) for job, name in rows]
+    jobs = [job_view(job, job.restaurant_name, steps.get(job.id, []), graph) for job in rows]
     fields = batch_fields(batch)
     fields["current_step"] = current_steps(session, [batch_id]).get(batch_id)
     total = session.scalar(select(func.count()).select_from(Job).where(Job.batch_id == batch_id))

@@ -10,8 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, case, func, insert, select, text, tuple_, update
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import Row, Select, Table, case, func, insert, select, text, tuple_, update
+from sqlalchemy.orm import Session
 
 from regbatch.audit import Operation
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, JobCounts, option_problems
@@ -521,6 +521,31 @@ def list_batches(
     return BatchPage(items=[batch_summary(b) for b in rows], next_cursor=next_cursor)
 
 
+# A job's columns as its view shows them (with its restaurant's name), read as plain rows: loading
+# Job objects took about a third of a detail page's CPU (bench/README, "REST read paths").
+JOB_VIEW_COLUMNS = (
+    Job.id,
+    Job.restaurant_id,
+    Job.position,
+    Job.status,
+    Job.error_message,
+    Job.error_details,
+    Job.retry_of_job_id,
+    Job.started_at,
+    Job.completed_at,
+    Restaurant.name.label("restaurant_name"),
+)
+
+
+def job_view_rows(batch_id: uuid.UUID) -> Select[Any]:
+    """The batch's jobs as `job_view` reads them; the caller orders and limits."""
+    return (
+        select(*JOB_VIEW_COLUMNS)
+        .join(Restaurant, Restaurant.id == Job.restaurant_id)
+        .where(Job.batch_id == batch_id)
+    )
+
+
 # A step's columns as its view shows them; the summary leaves out `result_data` (for
 # overviews of big batches, where the results are most of the rows' weight).
 STEP_VIEW_COLUMNS = [
@@ -541,18 +566,14 @@ def batch_detail(
     table of a big batch reads every step row, and the results are most of their weight.
     """
     batch = get_batch(session, batch_id, organisation_id)
-    jobs = session.execute(
-        select(Job, Restaurant.name)
-        .options(defer(Job.execution_config))  # each job's merged settings: big, and not shown
-        .join(Restaurant, Restaurant.id == Job.restaurant_id)
-        .where(Job.batch_id == batch_id)
-        .order_by(Job.position)
-    ).all()
+    jobs = session.execute(job_view_rows(batch_id).order_by(Job.position)).all()
     steps_by_job = step_views(session, with_results, batch_id=batch_id)
     graph = graph_from_record(batch.step_graph, current_registry())
     return BatchDetail(
         **batch_fields(batch),
-        jobs=[job_view(job, name, steps_by_job.get(job.id, []), graph) for job, name in jobs],
+        jobs=[
+            job_view(job, job.restaurant_name, steps_by_job.get(job.id, []), graph) for job in jobs
+        ],
     )
 
 
@@ -565,17 +586,12 @@ def batch_report(session: Session, batch_id: uuid.UUID, jobs_max: int) -> BatchR
     step views) took the runner's memory past 1 GB.
     """
     batch = get_batch(session, batch_id)
-    query = (
-        select(Job, Restaurant.name)
-        .options(defer(Job.execution_config))
-        .join(Restaurant, Restaurant.id == Job.restaurant_id)
-        .where(Job.batch_id == batch_id)
-    )
+    query = job_view_rows(batch_id)
     capped = batch.total_restaurants > jobs_max
     if capped:
         query = query.order_by(case((Job.status == JobStatus.FAILED, 0), else_=1))
     jobs = session.execute(query.order_by(Job.position).limit(jobs_max)).all()
-    shown = [job.id for job, _ in jobs] if capped else None
+    shown = [job.id for job in jobs] if capped else None
     steps_by_job = step_views(session, False, batch_id=batch_id, job_ids=shown)
     skipped = session.scalar(
         select(func.count())
@@ -585,7 +601,9 @@ def batch_report(session: Session, batch_id: uuid.UUID, jobs_max: int) -> BatchR
     graph = graph_from_record(batch.step_graph, current_registry())
     return BatchReport(
         **batch_fields(batch),
-        jobs=[job_view(job, name, steps_by_job.get(job.id, []), graph) for job, name in jobs],
+        jobs=[
+            job_view(job, job.restaurant_name, steps_by_job.get(job.id, []), graph) for job in jobs
+        ],
         skipped=skipped or 0,
     )
 
@@ -608,7 +626,8 @@ def step_views(
         query = query.where(JobStep.job_id.in_(list(job_ids)))
     else:
         query = query.join(Job, Job.id == JobStep.job_id).where(Job.batch_id == batch_id)
-    rows = session.execute(query)
+    session.flush()  # the rows are read past the ORM, so nothing of this session's may wait
+    rows = session.connection().execute(query)  # plain rows: no ORM result processing
     keys = list(rows.keys())  # once: a row's _asdict() rebuilds them every time
     steps_by_job: dict[uuid.UUID, list[StepView]] = {}
     for values in rows:
@@ -618,8 +637,12 @@ def step_views(
     return steps_by_job
 
 
-def job_view(job: Job, restaurant_name: str, steps: list[StepView], graph: StepGraph) -> JobView:
-    """A job as its view shows it, its current step read from its steps in the batch's graph."""
+def job_view(
+    job: Job | Row[Any], restaurant_name: str, steps: list[StepView], graph: StepGraph
+) -> JobView:
+    """A job as its view shows it, its current step read from its steps in the batch's graph.
+
+    `job` is a Job, or a row of `JOB_VIEW_COLUMNS`."""
     return JobView(
         id=job.id,
         restaurant_id=job.restaurant_id,
