@@ -16,7 +16,10 @@ Requests go through the ASGI app in process (Starlette's TestClient), so the fig
 the app and the database, not a network. Needs PostgreSQL (REGBATCH_BENCH_DATABASE_URL, default
 the local `test` database; a schema of its own, dropped at the end).
 
-    .venv/bin/python bench/rest_bench.py [--requests 40]
+    .venv/bin/python bench/rest_bench.py [--requests 40] [--detail-only]
+
+`--detail-only` builds the 1,000-restaurant batch alone and reads its detail page (quick, for
+an A/B of two versions). Each row also gives the CPU per request of this process.
 """
 
 from __future__ import annotations
@@ -127,17 +130,21 @@ def mix_states(batch_id: uuid.UUID) -> None:
         session.execute(update(Batch).where(Batch.id == batch_id).values(status="in_progress"))
 
 
-def timings(call: Callable[[], Any], n: int) -> tuple[float, float]:
-    """(p50, p95) in milliseconds of `n` calls after two warm-ups."""
+def timings(call: Callable[[], Any], n: int) -> tuple[float, float, float]:
+    """(p50, p95, CPU per call) in milliseconds of `n` calls after two warm-ups; the CPU is
+    this whole process's (the app and the test client)."""
     for _ in range(2):
         call()
     samples = []
+    cpu = time.process_time()
     for _ in range(n):
         started = time.perf_counter()
         call()
         samples.append((time.perf_counter() - started) * 1000)
+    cpu_ms = (time.process_time() - cpu) * 1000 / n
     samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+    p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+    return statistics.median(samples), p95, cpu_ms
 
 
 def export_peak(batch_id: uuid.UUID, fmt: str, streamed: bool) -> tuple[float, int]:
@@ -159,7 +166,7 @@ def export_peak(batch_id: uuid.UUID, fmt: str, streamed: bool) -> tuple[float, i
     return peak / 1e6, size
 
 
-def measure(requests: int) -> None:
+def measure(requests: int, detail_only: bool) -> None:
     from fastapi.testclient import TestClient
 
     from regbatch.api.rest import create_app
@@ -172,14 +179,17 @@ def measure(requests: int) -> None:
     started = time.perf_counter()
     big = make_batch(org, restaurants(org, 1000, "a"), "Bench 1,000")
     mix_states(big)
-    singles = restaurants(org, 999, "s")
-    for i, rid in enumerate(singles):
-        make_batch(org, [rid], f"Bench single {i}")
-    huge = make_batch(org, restaurants(org, 5000, "h"), "Bench 5,000")
-    mix_states(huge)
+    huge = big
+    if not detail_only:
+        singles = restaurants(org, 999, "s")
+        for i, rid in enumerate(singles):
+            make_batch(org, [rid], f"Bench single {i}")
+        huge = make_batch(org, restaurants(org, 5000, "h"), "Bench 5,000")
+        mix_states(huge)
     with session_scope() as session:  # the statistics autovacuum keeps on a live database
         session.execute(text("ANALYZE"))
-    print(f"set-up: {time.perf_counter() - started:.0f} s (1,000 batches + one of 5,000)")
+    made = "the 1,000-restaurant batch" if detail_only else "1,000 batches + one of 5,000"
+    print(f"set-up: {time.perf_counter() - started:.0f} s ({made})")
 
     with TestClient(create_app()) as client:
 
@@ -206,9 +216,11 @@ def measure(requests: int) -> None:
                 get("/registration-batches", status="draft,in_progress", q="single"),
             ),
         ]
-        for label, call in rows:
-            p50, p95 = timings(call, requests)
-            print(f"{label:42s} p50 {p50:6.1f} ms   p95 {p95:6.1f} ms")
+        for label, call in rows[:1] if detail_only else rows:
+            p50, p95, cpu = timings(call, requests)
+            print(f"{label:42s} p50 {p50:6.1f} ms   p95 {p95:6.1f} ms   CPU {cpu:5.1f} ms")
+    if detail_only:
+        return
 
     for size, batch in ((1000, big), (5000, huge)):
         for fmt in ("csv", "json"):
@@ -223,6 +235,9 @@ def measure(requests: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument(
+        "--detail-only", action="store_true", help="only the detail page of the 1,000 batch"
+    )
     args = parser.parse_args()
     schema = f"regbatch_rest_bench_{secrets.token_hex(3)}"
     admin = create_engine(BASE_URL, isolation_level="AUTOCOMMIT")
@@ -236,7 +251,7 @@ def main() -> None:
 
         reset_settings()
         upgrade()
-        measure(args.requests)
+        measure(args.requests, args.detail_only)
     finally:
         from regbatch.db.engine import dispose_engines
 
