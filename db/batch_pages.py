@@ -180,7 +180,7 @@ def batch_jobs_page(
         next_cursor = encode_cursor(f"jobs:{batch_id}", {"p": rows[-1].position})
     steps = step_views(session, with_results, job_ids=[job.id for job in rows])
     graph = graph_from_record(batch.step_graph, current_registry())
-    jobs = [job_view(job, job.restaurant_name, steps.get(job.id, []), graph) for job in rows]
+    jobs = [job_view(job, steps.get(job.id, []), graph) for job in rows]
     fields = batch_fields(batch)
     fields["current_step"] = current_steps(session, [batch_id]).get(batch_id)
     total = session.scalar(select(func.count()).select_from(Job).where(Job.batch_id == batch_id))
@@ -215,7 +215,7 @@ def job_detail(
     """One job with its steps (their results only `with_results`) and its current step."""
     job = job_of(session, job_id, organisation_id)
     batch = get_batch(session, job.batch_id)
-    name = session.scalar(select(Restaurant.name).where(Restaurant.id == job.restaurant_id))
+    row = session.execute(job_view_rows(job.batch_id).where(Job.id == job.id)).one()
     steps = step_views(session, with_results, job_ids=[job.id]).get(job.id, [])
     graph = graph_from_record(batch.step_graph, current_registry())
-    return job_view(job, name or "", steps, graph)
+    return job_view(row, steps, graph)

@@ -571,9 +571,7 @@ def batch_detail(
     graph = graph_from_record(batch.step_graph, current_registry())
     return BatchDetail(
         **batch_fields(batch),
-        jobs=[
-            job_view(job, job.restaurant_name, steps_by_job.get(job.id, []), graph) for job in jobs
-        ],
+        jobs=[job_view(job, steps_by_job.get(job.id, []), graph) for job in jobs],
     )
 
 
@@ -601,9 +599,7 @@ def batch_report(session: Session, batch_id: uuid.UUID, jobs_max: int) -> BatchR
     graph = graph_from_record(batch.step_graph, current_registry())
     return BatchReport(
         **batch_fields(batch),
-        jobs=[
-            job_view(job, job.restaurant_name, steps_by_job.get(job.id, []), graph) for job in jobs
-        ],
+        jobs=[job_view(job, steps_by_job.get(job.id, []), graph) for job in jobs],
         skipped=skipped or 0,
     )
 
@@ -637,16 +633,13 @@ def step_views(
     return steps_by_job
 
 
-def job_view(
-    job: Job | Row[Any], restaurant_name: str, steps: list[StepView], graph: StepGraph
-) -> JobView:
-    """A job as its view shows it, its current step read from its steps in the batch's graph.
-
-    `job` is a Job, or a row of `JOB_VIEW_COLUMNS`."""
+def job_view(job: Row[Any], steps: list[StepView], graph: StepGraph) -> JobView:
+    """A job (a row of `job_view_rows`) as its view shows it, its current step read from its
+    steps in the batch's graph."""
     return JobView(
         id=job.id,
         restaurant_id=job.restaurant_id,
-        restaurant_name=restaurant_name,
+        restaurant_name=job.restaurant_name,
         position=job.position,
         status=job.status,
         # the step it is at, from its steps (the column is the step started last)
