@@ -15,10 +15,15 @@ On SQLite every write transaction is exclusive already (BEGIN IMMEDIATE, see db/
 
 A transaction takes the strongest lock it will need here, first, and never upgrades it later
 (two upgrades would deadlock each other).
+
+Every `hold` that finds the lease valid leaves what it read in the session (`sighting`): the
+runner's ledger answers "was a pause or cancel asked?" from a sighting a few milliseconds old
+instead of a transaction of its own (runner/ledger.py).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
@@ -45,6 +50,18 @@ class Held:
 
     status: BatchStatus
     requested_action: RequestedAction | None
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """What a `hold` read for `lease`, and when (time.monotonic(), taken before the read)."""
+
+    lease: Lease
+    held: Held
+    at: float
+
+
+_SIGHTING = "regbatch.fencing.sighting"  # the key of the latest one in session.info
 
 
 # Every step attempt and outcome runs these two: built once, run with parameters on the
@@ -77,13 +94,23 @@ def hold(session: Session, lease: Lease, mode: LockMode = LockMode.SHARE) -> Hel
     connection = session.connection()
     if mode is LockMode.SHARE and connection.dialect.name == "postgresql":
         connection.execute(_LOCK_SHARED, {"p_key": advisory_key(lease.batch_id)})
+    at = time.monotonic()
     row = connection.execute(_LEASE, {"p_batch": lease.batch_id}).one_or_none()
     if row is None:
         raise NotFoundError(f"batch {lease.batch_id} does not exist; it was deleted while running")
     if row.lease_token != lease.token or row.lease_owner != lease.owner:
         raise LeaseLostError(_lost_message(lease, row.status, row.lease_owner, row.lease_token))
     action = RequestedAction(row.requested_action) if row.requested_action else None
-    return Held(BatchStatus(row.status), action)
+    held = Held(BatchStatus(row.status), action)
+    session.info[_SIGHTING] = Sighting(lease, held, at)
+    return held
+
+
+def sighting(session: Session) -> Sighting | None:
+    """The latest valid lease this session's `hold` found (the read stays true of its moment
+    whether or not the transaction then commits); None if it found none."""
+    found = session.info.get(_SIGHTING)
+    return found if isinstance(found, Sighting) else None
 
 
 def hold_to_start(session: Session, lease: Lease) -> Held:

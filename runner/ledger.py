@@ -7,6 +7,12 @@ the work: the transaction is retried with backoff for as long as the runner's le
 LedgerUnavailableError stops the runner and the next owner resumes the batch (the data
 functions are safe to run again).
 
+Whether the batch's users asked for a pause or a cancel is read by every fenced transaction
+(db/fencing.py); `requested_action` answers from the latest such read of this process when it is
+at most `SIGHTING_FRESH_S` old, which the step outcome just written almost always is, and reads
+in a transaction of its own otherwise. Nothing is weaker for it: a step's start is refused in
+its own transaction once a request is recorded, and a refused start is itself a fresh sighting.
+
 `ledger()` is the ledger of this process; tests put another in its place with `use_ledger`.
 """
 
@@ -14,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +36,7 @@ from regbatch.db import runner as runs
 from regbatch.db import steps as ledger_rows
 from regbatch.db.batches import batch_report
 from regbatch.db.engine import session_scope
+from regbatch.db.fencing import Held, Sighting, sighting
 from regbatch.errors import LedgerUnavailableError
 from regbatch.lease import Lease
 from regbatch.ledger import (
@@ -58,10 +67,43 @@ log = logging.getLogger(__name__)
 _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="regbatch-db")
 _FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.05, 2.0
 
+# How old the latest fenced read of a batch may be to answer `requested_action` in its place.
+SIGHTING_FRESH_S = 0.25
+_SIGHTINGS: dict[uuid.UUID, Sighting] = {}
+_SIGHTINGS_LOCK = threading.Lock()
+
+
+def _remember(seen: Sighting | None) -> None:
+    """Keep the latest sighting of each batch (transactions end in any order on the threads)."""
+    if seen is None:
+        return
+    batch_id = seen.lease.batch_id
+    with _SIGHTINGS_LOCK:
+        kept = _SIGHTINGS.get(batch_id)
+        if kept is None or kept.at <= seen.at:
+            _SIGHTINGS[batch_id] = seen
+
+
+def recent_hold(lease: Lease) -> Held | None:
+    """What a fenced transaction of this lease read at most SIGHTING_FRESH_S ago, else None."""
+    seen = _SIGHTINGS.get(lease.batch_id)
+    if seen is None or seen.lease != lease or time.monotonic() - seen.at > SIGHTING_FRESH_S:
+        return None
+    return seen.held
+
+
+def forget_sightings(batch_id: uuid.UUID) -> None:
+    """Drop the batch's sighting: the runner changed the request itself, or its run ended."""
+    with _SIGHTINGS_LOCK:
+        _SIGHTINGS.pop(batch_id, None)
+
 
 def _in_transaction(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     with session_scope() as session:
-        return fn(session, *args, **kwargs)
+        try:
+            return fn(session, *args, **kwargs)
+        finally:
+            _remember(sighting(session))
 
 
 def is_transient_database_error(error: BaseException) -> bool:
@@ -132,7 +174,10 @@ class SqlLedger:
         return await transact(lifecycle.renew_lease, lease, get_settings().lease_seconds)
 
     async def release_lease(self, lease: Lease) -> None:
-        await transact(lifecycle.release_lease, lease)
+        try:
+            await transact(lifecycle.release_lease, lease)
+        finally:
+            forget_sightings(lease.batch_id)
 
     async def batch_view(self, batch_id: uuid.UUID) -> BatchView:
         """The batch's own row (no jobs)."""
@@ -146,13 +191,24 @@ class SqlLedger:
         return await transact(runs.job_refs, batch_id, True)
 
     async def requested_action(self, lease: Lease) -> RequestedAction | None:
+        held = recent_hold(lease)
+        if held is not None:
+            return held.requested_action
         return await transact(ledger_rows.requested_action, lease)
 
+    # The runner's own requests: what was seen before them is forgotten, so the next read of the
+    # request is the database's.
     async def request_pause(self, lease: Lease, reason: str) -> None:
-        await transact(runs.request_pause, lease, reason)
+        try:
+            await transact(runs.request_pause, lease, reason)
+        finally:
+            forget_sightings(lease.batch_id)
 
     async def request_cancel(self, lease: Lease, actor: str) -> None:
-        await transact(runs.request_cancel, lease, actor)
+        try:
+            await transact(runs.request_cancel, lease, actor)
+        finally:
+            forget_sightings(lease.batch_id)
 
     async def mark_dispatched(self, lease: Lease, job_id: uuid.UUID) -> None:
         await transact(runs.mark_dispatched, lease, job_id)
@@ -167,7 +223,10 @@ class SqlLedger:
         if settled.breaker_reason is None:
             return settled
         # The common case reads only; the rare trip takes the batch in a transaction of its own.
-        reason = await transact(runs.trip_breaker, lease)
+        try:
+            reason = await transact(runs.trip_breaker, lease)
+        finally:
+            forget_sightings(lease.batch_id)
         return JobSettled(settled.status, settled.finished, reason)
 
     async def finish_run(self, lease: Lease) -> BatchReport:
