@@ -478,6 +478,22 @@ def create_bench_batch(
     )
 
 
+def count_ledger_transactions() -> dict[str, int]:
+    """From now on, count the runner's ledger transactions by the function each one runs."""
+    from regbatch.runner import ledger
+
+    counts: dict[str, int] = {}
+    transact = ledger.transact
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        name = getattr(fn, "__name__", "other")
+        counts[name] = counts.get(name, 0) + 1
+        return await transact(fn, *args, **kwargs)
+
+    ledger.transact = counted  # type: ignore[assignment]
+    return counts
+
+
 def run_batch_flow(
     org_id: Any, restaurant_ids: list[Any], c: int, all_steps_off: bool
 ) -> tuple[float, Any]:
@@ -585,12 +601,23 @@ def report(args: argparse.Namespace, server: PrefectServer | None, sandbox_pid: 
     def cpu_now() -> dict[str, float]:  # the server and sandbox are children of this process
         return {name: cpu_seconds(pid, name != "this process") for name, pid in pids.items()}
 
+    transactions = count_ledger_transactions()
     cpu_before = cpu_now()
     wall, detail = run_batch_flow(org_id, restaurant_ids, c, False)
     cpu = {name: seconds - cpu_before[name] for name, seconds in cpu_now().items()}
+    counted = dict(transactions)
     print(
         f"batch flow                {wall:8.1f} s  status={detail.status} "
         f"completed={detail.completed}/{n} failed={detail.failed}"
+    )
+    print(
+        f"ledger transactions       {sum(counted.values()) / n:8.1f} per restaurant  ("
+        + ", ".join(
+            f"{name} {count / n:.2f}"
+            for name, count in sorted(counted.items(), key=lambda kv: -kv[1])
+            if count / n >= 0.05
+        )
+        + ")"
     )
     if limit:
         print(f"ratio to the limit        {wall / limit:8.2f} x")

@@ -3,8 +3,9 @@
 No Prefect, no HTTP: N jobs of one batch go through what the runner writes for them (the job's
 start, 12 x the attempt's start and its outcome, the job's end), each call one transaction as
 `runner.ledger.transact` runs it, and the CPU this process spent in each kind is printed per
-transaction and per restaurant. CPU (not wall) is what the runner's share of a 2-core machine
-pays; PostgreSQL's own CPU is not counted.
+transaction and per restaurant; then what the read of the batch's pause or cancel request
+(`requested_action`) costs in a transaction of its own. CPU (not wall) is what the runner's share
+of a 2-core machine pays; PostgreSQL's own CPU is not counted.
 
     .venv/bin/python bench/ledger_bench.py [--n 100]
 
@@ -108,6 +109,12 @@ def run(url: str, n: int, group: int, savepoints: bool) -> None:
     for name in cpu:
         print(f"  {name:<18} {1e6 * cpu[name] / count[name]:7.0f} us per transaction")
     print(f"  per restaurant     {1e3 * sum(cpu.values()) / n:7.1f} ms")
+    for _ in range(n):
+        timed("requested_action", ledger.requested_action, lease)
+    print(
+        f"  requested_action   {1e6 * cpu['requested_action'] / count['requested_action']:7.0f}"
+        " us per transaction (the read of a pause or cancel, not in the sum above)"
+    )
     if group:
         spent = grouped(jobs[n:], group, lease, plan.graph.steps, savepoints)
         how = "each in a savepoint" if savepoints else "no savepoint"
