@@ -16,9 +16,15 @@ On SQLite every write transaction is exclusive already (BEGIN IMMEDIATE, see db/
 A transaction takes the strongest lock it will need here, first, and never upgrades it later
 (two upgrades would deadlock each other).
 
-Every `hold` that finds the lease valid leaves what it read in the session (`sighting`): the
-runner's ledger answers "was a pause or cancel asked?" from a sighting a few milliseconds old
-instead of a transaction of its own (runner/ledger.py).
+A step's moves take the lock and then check the lease inside their own UPDATE (`fenced` builds
+such a statement, `fenced_move` runs it): the row moves only if the lease holds, and the batch's
+status and request come back with it. When it matches nothing, the caller explains why with
+`hold` and the plain move (a lost lease, a pause or cancel, a move the state machine forbids, a
+repeated write); the common case costs one statement fewer, and the check is the same one.
+
+Every `hold` or `fenced_move` that finds the lease valid leaves what it read in the session
+(`sighting`): the runner's ledger answers "was a pause or cancel asked?" from a sighting a few
+milliseconds old instead of a transaction of its own (runner/ledger.py).
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Row, Table, Update, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from regbatch.db.models import Batch
@@ -87,13 +93,50 @@ def lock_batch_exclusively(session: Session, batch_id: uuid.UUID) -> None:
         session.execute(select(func.pg_advisory_xact_lock(advisory_key(batch_id))))
 
 
+def fenced(statement: Update, to_start: bool = False) -> Update:
+    """`statement` (an UPDATE of one row) made to match only while the lease given as p_batch,
+    p_token and p_owner holds its batch (and, `to_start`, nothing was asked of it), returning
+    the batch's status and request as `batch_status` and `batch_action` after its own columns."""
+    batch = _BATCHES.c.id == bindparam("p_batch")
+    holds = [batch, _BATCHES.c.lease_token == bindparam("p_token")]
+    holds.append(_BATCHES.c.lease_owner == bindparam("p_owner"))
+    if to_start:
+        holds.append(_BATCHES.c.requested_action.is_(None))
+    return statement.where(exists().where(*holds)).returning(
+        select(_BATCHES.c.status).where(batch).scalar_subquery().label("batch_status"),
+        select(_BATCHES.c.requested_action).where(batch).scalar_subquery().label("batch_action"),
+    )
+
+
+def fenced_move(
+    session: Session, lease: Lease, statement: Update, parameters: dict[str, Any]
+) -> Row[Any] | None:
+    """Run a `fenced` statement under the batch's shared lock; its row, or None when it matched
+    nothing (the caller's `hold` and plain move then say why)."""
+    connection = session.connection()
+    _lock_shared(session, lease)
+    at = time.monotonic()
+    lease_parameters = {"p_batch": lease.batch_id, "p_token": lease.token, "p_owner": lease.owner}
+    row = connection.execute(statement, {**parameters, **lease_parameters}).one_or_none()
+    if row is not None:
+        action = RequestedAction(row.batch_action) if row.batch_action else None
+        session.info[_SIGHTING] = Sighting(lease, Held(BatchStatus(row.batch_status), action), at)
+    return row
+
+
+def _lock_shared(session: Session, lease: Lease) -> None:
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_LOCK_SHARED, {"p_key": advisory_key(lease.batch_id)})
+
+
 def hold(session: Session, lease: Lease, mode: LockMode = LockMode.SHARE) -> Held:
     """Check that `lease` still holds its batch and keep it held until this transaction ends."""
     if mode is LockMode.BATCH:
         lock_batch_exclusively(session, lease.batch_id)
     connection = session.connection()
-    if mode is LockMode.SHARE and connection.dialect.name == "postgresql":
-        connection.execute(_LOCK_SHARED, {"p_key": advisory_key(lease.batch_id)})
+    if mode is LockMode.SHARE:
+        _lock_shared(session, lease)
     at = time.monotonic()
     row = connection.execute(_LEASE, {"p_batch": lease.batch_id}).one_or_none()
     if row is None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 
+from regbatch.db.fencing import fenced
 from regbatch.db.models import Job, JobStep, Restaurant
 from regbatch.db.types import UTCDateTime
 from regbatch.statuses import STEP_FINISHED, StepStatus, allowed_from
@@ -51,6 +52,9 @@ class StepStatements:
     complete: Update  # p_job, p_key, p_now, p_result -> attempts
     retry: Update  # p_job, p_key, p_now, p_message, p_details -> attempts
     fail: Update  # p_job, p_key, p_now, p_message, p_details -> attempts
+    # the same four, matching only while the lease holds (db/fencing.py `fenced`): a step's
+    # moves run these first, then the plain ones only to explain a move that matched nothing
+    fenced: dict[StepStatus, Update]
     point_job: Update  # p_job, p_batch, p_step -> organisation_id, restaurant_id, idempotency_root
     results: Select[Any]  # p_job -> step_key, result_data of its completed steps
     password: Select[Any]  # p_restaurant -> account_password_encrypted
@@ -84,15 +88,14 @@ def _elapsed_ms(dialect: str) -> Any:
     return cast(func.floor((func.julianday(_now()) - func.julianday(at)) * 86_400_000), BigInteger)
 
 
-@lru_cache(maxsize=4)
-def step_statements(dialect: str) -> StepStatements:
-    """The statements for `dialect` ('postgresql' or 'sqlite'), built on first use."""
+def _moves(dialect: str) -> dict[str, Update]:
+    """A step row's four moves (the plain ones), by StepStatements field."""
     error: dict[str, Any] = {
         "error_message": bindparam("p_message"),
         "error_details": bindparam("p_details"),
     }
-    return StepStatements(
-        start=_move(
+    return {
+        "start": _move(
             StepStatus.IN_PROGRESS,
             attempts=STEPS.c.attempts + 1,
             started_at=case(
@@ -100,7 +103,7 @@ def step_statements(dialect: str) -> StepStatements:
                 else_=func.coalesce(STEPS.c.started_at, _now()),
             ),
         ).returning(STEPS.c.step_number, STEPS.c.handler, STEPS.c.attempts),
-        complete=_move(
+        "complete": _move(
             StepStatus.COMPLETED,
             result_data=bindparam("p_result"),
             completed_at=_now(),
@@ -108,8 +111,23 @@ def step_statements(dialect: str) -> StepStatements:
             error_message=None,
             error_details=null(),  # SQL NULL, not JSON null: readers then decode nothing
         ).returning(STEPS.c.attempts),
-        retry=_move(StepStatus.RETRYING, **error).returning(STEPS.c.attempts),
-        fail=_move(StepStatus.FAILED, completed_at=_now(), **error).returning(STEPS.c.attempts),
+        "retry": _move(StepStatus.RETRYING, **error).returning(STEPS.c.attempts),
+        "fail": _move(StepStatus.FAILED, completed_at=_now(), **error).returning(STEPS.c.attempts),
+    }
+
+
+@lru_cache(maxsize=4)
+def step_statements(dialect: str) -> StepStatements:
+    """The statements for `dialect` ('postgresql' or 'sqlite'), built on first use."""
+    moves = _moves(dialect)
+    return StepStatements(
+        **moves,
+        fenced={
+            StepStatus.IN_PROGRESS: fenced(moves["start"], to_start=True),
+            StepStatus.COMPLETED: fenced(moves["complete"]),
+            StepStatus.RETRYING: fenced(moves["retry"]),
+            StepStatus.FAILED: fenced(moves["fail"]),
+        },
         point_job=update(JOBS)
         .where(JOBS.c.id == bindparam("p_job"), JOBS.c.batch_id == bindparam("p_batch"))
         .values(current_step=bindparam("p_step"))

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from regbatch.audit import Operation
 from regbatch.config import RegistrationConfig
-from regbatch.db.fencing import LockMode, hold, hold_to_start
+from regbatch.db.fencing import LockMode, fenced_move, hold, hold_to_start
 from regbatch.db.jobs import set_job_status
 from regbatch.db.models import Batch, Job, Restaurant
 from regbatch.db.oplog import append_log
@@ -124,7 +124,7 @@ def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "s
         _reset_steps(session, job_id, reset)
         rows = _steps(session, job_id)
     if job.status != JobStatus.IN_PROGRESS:
-        job = set_job_status(session, job_id, JobStatus.IN_PROGRESS)
+        job = set_job_status(session, job, JobStatus.IN_PROGRESS)
         append_log(
             session,
             organisation_id=job.organisation_id,
@@ -215,10 +215,9 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: str) -
     Refused (BatchStoppingError) once the batch was asked to pause or cancel: no step starts
     after such a request has been recorded.
     """
-    hold_to_start(session, lease)
     connection = session.connection()
     sql = step_statements(connection.dialect.name)
-    current = _move_step(connection, sql.start, job_id, key, StepStatus.IN_PROGRESS)
+    current = _move_fenced(session, lease, job_id, key, StepStatus.IN_PROGRESS)
     assert current is not None  # no status counts as a repeat of a new attempt
     job = connection.execute(
         sql.point_job, {"p_job": job_id, "p_batch": lease.batch_id, "p_step": current.step_number}
@@ -240,6 +239,40 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: str) -
         encrypted_password=password,
         handler=current.handler,
     )
+
+
+def _move_fenced(
+    session: Session,
+    lease: Lease,
+    job_id: uuid.UUID,
+    key: str,
+    target: StepStatus,
+    **parameters: Any,
+) -> Row[Any] | None:
+    """Move the step row to `target` under the lease, in one statement when all is well.
+
+    The fenced UPDATE (db/fencing.py) moves the row only while the lease holds and, for a new
+    attempt, nothing was asked of the batch. When it matched nothing, the reason is found as
+    before: `hold` (or `hold_to_start`) raises for a lost lease or a pause or cancel, then the
+    plain move returns None for a repeated write or raises what the state machine says.
+    """
+    connection = session.connection()
+    sql = step_statements(connection.dialect.name)
+    where = {"p_job": job_id, "p_key": str(key), "p_now": utcnow(), **parameters}
+    row = fenced_move(session, lease, sql.fenced[target], where)
+    if row is not None:
+        return row
+    if target is StepStatus.IN_PROGRESS:
+        hold_to_start(session, lease)
+    else:
+        hold(session, lease)
+    plain = {
+        StepStatus.IN_PROGRESS: sql.start,
+        StepStatus.COMPLETED: sql.complete,
+        StepStatus.RETRYING: sql.retry,
+        StepStatus.FAILED: sql.fail,
+    }[target]
+    return _move_step(connection, plain, job_id, key, target, **parameters)
 
 
 def _move_step(
@@ -293,17 +326,9 @@ def record_retrying(
     session: Session, lease: Lease, job_id: uuid.UUID, key: str, error: BaseException
 ) -> None:
     """The attempt failed transiently and another one will follow."""
-    hold(session, lease)
-    connection = session.connection()
     message, details = error_record(error)
-    moved = _move_step(
-        connection,
-        step_statements(connection.dialect.name).retry,
-        job_id,
-        key,
-        StepStatus.RETRYING,
-        p_message=message,
-        p_details=details,
+    moved = _move_fenced(
+        session, lease, job_id, key, StepStatus.RETRYING, p_message=message, p_details=details
     )
     if moved is None:
         return
@@ -321,27 +346,16 @@ def record_completed(
     session: Session, lease: Lease, job_id: uuid.UUID, key: str, result: dict[str, Any]
 ) -> None:
     """The step succeeded; its result is what later steps and resumes read."""
-    hold(session, lease)
-    connection = session.connection()
-    statement = step_statements(connection.dialect.name).complete
-    _move_step(connection, statement, job_id, key, StepStatus.COMPLETED, p_result=result)
+    _move_fenced(session, lease, job_id, key, StepStatus.COMPLETED, p_result=result)
 
 
 def record_failed(
     session: Session, lease: Lease, job_id: uuid.UUID, key: str, error: BaseException
 ) -> bool:
     """The step failed for good. Returns False when the row had already finished (idempotent)."""
-    hold(session, lease)
-    connection = session.connection()
     message, details = error_record(error)
-    moved = _move_step(
-        connection,
-        step_statements(connection.dialect.name).fail,
-        job_id,
-        key,
-        StepStatus.FAILED,
-        p_message=message,
-        p_details=details,
+    moved = _move_fenced(
+        session, lease, job_id, key, StepStatus.FAILED, p_message=message, p_details=details
     )
     if moved is None:
         return False
@@ -425,7 +439,7 @@ def finish_job(session: Session, lease: Lease, job_id: uuid.UUID) -> JobStatus:
             f"{step_label(failed.step_number, failed.step_key)} failed: {failed.error_message}"
         )
         details = {"step": failed.step_key, **(failed.error_details or {})}
-    job = set_job_status(session, job_id, outcome, error_message=message, error_details=details)
+    job = set_job_status(session, job, outcome, error_message=message, error_details=details)
     operation = {
         JobStatus.COMPLETED: Operation.JOB_COMPLETED,
         JobStatus.FAILED: Operation.JOB_FAILED,
@@ -452,7 +466,7 @@ def hold_job(session: Session, lease: Lease, job_id: uuid.UUID) -> None:
     job = _job(session, job_id, lease)
     _settle_active_steps(session, job_id, StepStatus.PENDING)
     if job.status == JobStatus.IN_PROGRESS:
-        set_job_status(session, job_id, JobStatus.PENDING)
+        set_job_status(session, job, JobStatus.PENDING)
         _job_log(session, job_id, Operation.JOB_PAUSED)
 
 
@@ -463,7 +477,7 @@ def cancel_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "
     if job.status in JOB_FINISHED:
         return False
     _settle_active_steps(session, job_id, StepStatus.CANCELLED, include_pending=True)
-    set_job_status(session, job_id, JobStatus.CANCELLED)
+    set_job_status(session, job, JobStatus.CANCELLED)
     append_log(
         session,
         organisation_id=job.organisation_id,

@@ -21,7 +21,12 @@ from regbatch.db import steps as ledger
 from regbatch.db.engine import dispose_engines, session_scope
 from regbatch.db.models import Batch, Job, JobStep
 from regbatch.db.organisations import create_organisation
-from regbatch.errors import InvalidTransitionError, TransientPlatformError
+from regbatch.errors import (
+    BatchStoppingError,
+    InvalidTransitionError,
+    LeaseLostError,
+    TransientPlatformError,
+)
 from regbatch.lease import Lease
 from regbatch.statuses import JobStatus, StepStatus
 from regbatch.steps import StepKey
@@ -128,6 +133,43 @@ def test_a_forbidden_move_is_refused_and_changes_nothing(url: str | None) -> Non
     with pytest.raises(InvalidTransitionError), session_scope(url) as session:
         ledger.record_retrying(session, lease, job_id, ACCOUNT, RuntimeError("x"))
     assert _step(url, job_id, ACCOUNT).status == StepStatus.PENDING
+
+
+def test_a_lost_lease_writes_nothing_and_a_pause_refuses_only_new_attempts(
+    url: str | None,
+) -> None:
+    """The lease is checked inside each step move: after a pause request a running step's
+    outcome lands but no attempt starts, and a runner whose batch was taken over moves no row,
+    not even one whose status would allow the move."""
+    batch_id, [job_id], lease = _running(url, 1)
+    code, restaurant = StepKey.CODE_GENERATION, StepKey.RESTAURANT_REGISTRATION
+    with session_scope(url) as session:
+        ledger.begin_job(session, lease, job_id)
+        ledger.start_attempt(session, lease, job_id, ACCOUNT)
+        ledger.start_attempt(session, lease, job_id, code)
+    with session_scope(url) as session:  # asked while both steps run
+        lifecycle.request_pause(session, batch_id, "tests")
+    with pytest.raises(BatchStoppingError), session_scope(url) as session:
+        ledger.start_attempt(session, lease, job_id, restaurant)
+    assert _step(url, job_id, restaurant).status == StepStatus.PENDING
+    with session_scope(url) as session:
+        ledger.record_completed(session, lease, job_id, ACCOUNT, {"account_id": "a-1"})
+    assert _step(url, job_id, ACCOUNT).status == StepStatus.COMPLETED
+    with session_scope(url) as session:  # another runner takes the batch over
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(lease_token=Batch.lease_token + 1, lease_owner="the next runner")
+        )
+    for write in (
+        lambda session: ledger.record_completed(session, lease, job_id, code, {"code": "c"}),
+        lambda session: ledger.record_retrying(session, lease, job_id, code, RuntimeError("x")),
+        lambda session: ledger.record_failed(session, lease, job_id, code, RuntimeError("x")),
+    ):
+        with pytest.raises(LeaseLostError, match="the next runner"), session_scope(url) as s:
+            write(s)
+    row = _step(url, job_id, code)
+    assert row.status == StepStatus.IN_PROGRESS and row.result_data is None
 
 
 def test_jobs_starting_and_ending_move_the_counters_as_counting_the_rows_would(
