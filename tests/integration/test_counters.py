@@ -7,7 +7,7 @@ import uuid
 
 from regbatch.db import batches
 from regbatch.db.engine import session_scope
-from regbatch.db.jobs import set_job_status
+from regbatch.db.jobs import get_job, set_job_status
 from regbatch.statuses import JobStatus
 from tests.factories import make_restaurants
 
@@ -41,9 +41,9 @@ def test_concurrent_job_changes_leave_exact_counters(org_id: uuid.UUID) -> None:
             barrier.wait()
             for job_id in mine:
                 with session_scope() as session:
-                    set_job_status(session, job_id, JobStatus.IN_PROGRESS)
+                    set_job_status(session, get_job(session, job_id), JobStatus.IN_PROGRESS)
                 with session_scope() as session:
-                    set_job_status(session, job_id, outcome[job_id])
+                    set_job_status(session, get_job(session, job_id), outcome[job_id])
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -80,12 +80,12 @@ def test_a_change_committed_while_another_waits_is_counted(org_id: uuid.UUID) ->
         first, second = (j.id for j in batches.unfinished_jobs(session, batch_id))
     for job_id in (first, second):
         with session_scope() as session:
-            set_job_status(session, job_id, JobStatus.IN_PROGRESS)
+            set_job_status(session, get_job(session, job_id), JobStatus.IN_PROGRESS)
     a_changed = threading.Event()
 
     def transaction_a() -> None:
         with session_scope() as session:
-            set_job_status(session, first, JobStatus.COMPLETED)
+            set_job_status(session, get_job(session, first), JobStatus.COMPLETED)
             a_changed.set()
             threading.Event().wait(0.5)  # B starts its change while A is still open
 
@@ -93,7 +93,7 @@ def test_a_change_committed_while_another_waits_is_counted(org_id: uuid.UUID) ->
     thread.start()
     a_changed.wait()
     with session_scope() as session:
-        set_job_status(session, second, JobStatus.COMPLETED)
+        set_job_status(session, get_job(session, second), JobStatus.COMPLETED)
     thread.join()
     with session_scope() as session:
         assert batches.get_batch(session, batch_id).completed_restaurants == 2
