@@ -10,7 +10,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, case, func, insert, select, text, tuple_, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from regbatch.audit import Operation
@@ -344,12 +356,22 @@ def get_batch(
     return batch
 
 
+_BATCHES = cast(Table, Batch.__table__)
+_LOCK_COUNTERS = (
+    select(_BATCHES.c.id)
+    .where(_BATCHES.c.id == bindparam("p_batch"))
+    .with_for_update(key_share=True)
+)
+
+
 def lock_batch(session: Session, batch_id: uuid.UUID) -> None:
     """Take the batch's counters lock; every job change that moves counters takes it first.
 
-    FOR NO KEY UPDATE: job changes queue on it, while reads and the lease's renewal go on.
+    FOR NO KEY UPDATE: job changes queue on it, while reads and the lease's renewal go on. A
+    Core statement built once, run on the session's connection (this session's pending ORM
+    changes are flushed later, with the transaction's next ORM query or its commit).
     """
-    session.execute(select(Batch.id).where(Batch.id == batch_id).with_for_update(key_share=True))
+    session.connection().execute(_LOCK_COUNTERS, {"p_batch": batch_id})
 
 
 def job_counts(session: Session, batch_id: uuid.UUID) -> JobCounts:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from regbatch.db.batches import lock_batch, move_counters
@@ -23,6 +23,16 @@ _REGISTRATION_STATUS = {
 }
 
 
+_JOBS = cast(Table, Job.__table__)
+_JOB_FOR_CHANGE = (
+    select(_JOBS.c.status, _JOBS.c.restaurant_id, _JOBS.c.started_at)
+    .where(_JOBS.c.id == bindparam("p_job"))
+    .with_for_update()
+)
+# A job as the runner's writes read it (db/steps.py): what names it, and its status.
+JOB_ROW: Select[Any] = select(
+    _JOBS.c.id, _JOBS.c.batch_id, _JOBS.c.organisation_id, _JOBS.c.restaurant_id, _JOBS.c.status
+).where(_JOBS.c.id == bindparam("p_job"))
 _RESTAURANTS = cast(Table, Restaurant.__table__)
 _RESTAURANT_STATUS = (
     update(_RESTAURANTS)
@@ -40,46 +50,48 @@ def get_job(session: Session, job_id: uuid.UUID) -> Job:
     return job
 
 
+class JobKey(Protocol):
+    """What names a job and its batch: a Job, or a JOB_ROW."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def batch_id(self) -> uuid.UUID: ...
+
+
 def set_job_status(
     session: Session,
-    job: Job,
+    job: JobKey,
     status: JobStatus,
     *,
     error_message: str | None = None,
     error_details: dict[str, Any] | None = None,
-) -> Job:
-    """Move `job` (as its caller read it) to `status` (validated) and move its batch's counters;
-    the batch's counters lock is taken first, then the job's row, read again under it."""
-    job_id, batch_id = job.id, job.batch_id
-    lock_batch(session, batch_id)
-    locked = session.scalar(
-        select(Job)
-        .where(Job.id == job_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    if locked is None:
-        raise NotFoundError(f"job {job_id} does not exist")
-    job = locked
-    check_transition("job", job.status, status, f"job {job_id}")
-    previous = job.status
+) -> None:
+    """Move `job` to `status` (validated) and move its batch's counters: the batch's counters
+    lock first, then the job's row, read again under its own lock. Core statements built once
+    (the ORM's load, change and flush of the row cost about twice as much); a Job object this
+    session holds is not refreshed."""
+    connection = session.connection()
+    lock_batch(session, job.batch_id)
+    row = connection.execute(_JOB_FOR_CHANGE, {"p_job": job.id}).one_or_none()
+    if row is None:
+        raise NotFoundError(f"job {job.id} does not exist")
+    check_transition("job", row.status, status, f"job {job.id}")
     now = utcnow()
-    job.status = status
+    values: dict[str, Any] = {"status": status, "updated_at": now}
     if status == JobStatus.IN_PROGRESS:
-        job.started_at = job.started_at or now
-        job.completed_at = None
-        job.error_message, job.error_details = None, None
+        values.update(started_at=row.started_at or now, completed_at=None)
+        values.update(error_message=None, error_details=None)
     if status in JOB_FINISHED:
-        job.completed_at = now
-        job.current_step = None
+        values.update(completed_at=now, current_step=None)
     if status == JobStatus.FAILED:
-        job.error_message, job.error_details = error_message, error_details
+        values.update(error_message=error_message, error_details=error_details)
+    connection.execute(update(_JOBS).where(_JOBS.c.id == job.id).values(**values))
     registration = _REGISTRATION_STATUS.get(status)
-    if registration is not None:  # a Core statement, built once: the ORM's update costs double
-        session.connection().execute(
+    if registration is not None:
+        connection.execute(
             _RESTAURANT_STATUS,
-            {"p_restaurant": job.restaurant_id, "p_status": registration, "p_now": now},
+            {"p_restaurant": row.restaurant_id, "p_status": registration, "p_now": now},
         )
-    session.flush()
-    move_counters(session, batch_id, previous, status)
-    return job
+    move_counters(session, job.batch_id, row.status, status)

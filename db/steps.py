@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from regbatch.audit import Operation
 from regbatch.config import RegistrationConfig
 from regbatch.db.fencing import LockMode, fenced_move, hold, hold_to_start
-from regbatch.db.jobs import set_job_status
+from regbatch.db.jobs import JOB_ROW, set_job_status
 from regbatch.db.models import Batch, Job, Restaurant
 from regbatch.db.oplog import append_log
 from regbatch.db.step_statements import REPEATED, STEPS, step_statements
@@ -65,8 +65,9 @@ def _states(rows: list[Row[Any]]) -> dict[str, StepState]:
     }
 
 
-def _job(session: Session, job_id: uuid.UUID, lease: Lease | None = None) -> Job:
-    job = session.get(Job, job_id, populate_existing=True)
+def _job(session: Session, job_id: uuid.UUID, lease: Lease | None = None) -> Row[Any]:
+    """The job's JOB_ROW (in the lease's batch, when given); NotFoundError otherwise."""
+    job = session.connection().execute(JOB_ROW, {"p_job": job_id}).one_or_none()
     if job is None or (lease is not None and job.batch_id != lease.batch_id):
         where = f" in batch {lease.batch_id}" if lease is not None else ""
         raise NotFoundError(
@@ -81,7 +82,10 @@ def load_plan(session: Session, job_id: uuid.UUID) -> JobPlan:
     return _plan(session, _job(session, job_id), _steps(session, job_id))
 
 
-def _plan(session: Session, job: Job, rows: list[Row[Any]]) -> JobPlan:
+def _plan(
+    session: Session, job: Row[Any], rows: list[Row[Any]], status: JobStatus | None = None
+) -> JobPlan:
+    """The plan of `job` (a JOB_ROW) with its step rows; `status` when it has just changed."""
     name_of = select(Restaurant.name).where(Restaurant.id == job.restaurant_id)
     record, name = (
         session.connection()
@@ -96,7 +100,7 @@ def _plan(session: Session, job: Job, rows: list[Row[Any]]) -> JobPlan:
         organisation_id=job.organisation_id,
         restaurant_id=job.restaurant_id,
         restaurant_name=name or str(job.restaurant_id),
-        status=JobStatus(job.status),
+        status=JobStatus(status or job.status),
         config=job_config(session, job.id),
         states=_states(rows),
         graph=graph_from_record(record, current_registry()),
@@ -124,7 +128,7 @@ def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "s
         _reset_steps(session, job_id, reset)
         rows = _steps(session, job_id)
     if job.status != JobStatus.IN_PROGRESS:
-        job = set_job_status(session, job, JobStatus.IN_PROGRESS)
+        set_job_status(session, job, JobStatus.IN_PROGRESS)
         append_log(
             session,
             organisation_id=job.organisation_id,
@@ -133,7 +137,7 @@ def begin_job(session: Session, lease: Lease, job_id: uuid.UUID, actor: str = "s
             operation=Operation.JOB_STARTED,
             actor=actor,
         )
-    return _plan(session, job, rows)
+    return _plan(session, job, rows, JobStatus.IN_PROGRESS)
 
 
 def _reset_steps(session: Session, job_id: uuid.UUID, numbers: set[int]) -> None:
@@ -439,7 +443,7 @@ def finish_job(session: Session, lease: Lease, job_id: uuid.UUID) -> JobStatus:
             f"{step_label(failed.step_number, failed.step_key)} failed: {failed.error_message}"
         )
         details = {"step": failed.step_key, **(failed.error_details or {})}
-    job = set_job_status(session, job, outcome, error_message=message, error_details=details)
+    set_job_status(session, job, outcome, error_message=message, error_details=details)
     operation = {
         JobStatus.COMPLETED: Operation.JOB_COMPLETED,
         JobStatus.FAILED: Operation.JOB_FAILED,
