@@ -479,7 +479,11 @@ def create_bench_batch(
 
 
 def count_ledger_transactions() -> dict[str, int]:
-    """From now on, count the runner's ledger transactions by the function each one runs."""
+    """From now on, count the runner's ledger transactions by the function each one runs, and
+    (as "SQL statements") every statement this process sends to the database."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
     from regbatch.runner import ledger
 
     counts: dict[str, int] = {}
@@ -490,7 +494,11 @@ def count_ledger_transactions() -> dict[str, int]:
         counts[name] = counts.get(name, 0) + 1
         return await transact(fn, *args, **kwargs)
 
+    def statement(*_: Any) -> None:
+        counts["SQL statements"] = counts.get("SQL statements", 0) + 1
+
     ledger.transact = counted  # type: ignore[assignment]
+    event.listen(Engine, "before_cursor_execute", statement)
     return counts
 
 
@@ -606,6 +614,7 @@ def report(args: argparse.Namespace, server: PrefectServer | None, sandbox_pid: 
     wall, detail = run_batch_flow(org_id, restaurant_ids, c, False)
     cpu = {name: seconds - cpu_before[name] for name, seconds in cpu_now().items()}
     counted = dict(transactions)
+    statements = counted.pop("SQL statements", 0)
     print(
         f"batch flow                {wall:8.1f} s  status={detail.status} "
         f"completed={detail.completed}/{n} failed={detail.failed}"
@@ -617,7 +626,7 @@ def report(args: argparse.Namespace, server: PrefectServer | None, sandbox_pid: 
             for name, count in sorted(counted.items(), key=lambda kv: -kv[1])
             if count / n >= 0.05
         )
-        + ")"
+        + f"), {statements / n:.1f} SQL statements"
     )
     if limit:
         print(f"ratio to the limit        {wall / limit:8.2f} x")
