@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, Table, bindparam, select, update
+from sqlalchemy import Select, Table, bindparam, null, select, update
 from sqlalchemy.orm import Session
 
 from regbatch.db.batches import lock_batch, move_counters
@@ -69,9 +69,9 @@ def set_job_status(
     error_details: dict[str, Any] | None = None,
 ) -> None:
     """Move `job` to `status` (validated) and move its batch's counters: the batch's counters
-    lock first, then the job's row, read again under its own lock. Core statements built once
-    (the ORM's load, change and flush of the row cost about twice as much); a Job object this
-    session holds is not refreshed."""
+    lock first, then the job's row, read again under its own lock. Core statements on the
+    session's connection (the ORM's load, change and flush of the row cost about twice as much);
+    a Job object this session holds is not refreshed."""
     connection = session.connection()
     lock_batch(session, job.batch_id)
     row = connection.execute(_JOB_FOR_CHANGE, {"p_job": job.id}).one_or_none()
@@ -82,11 +82,12 @@ def set_job_status(
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if status == JobStatus.IN_PROGRESS:
         values.update(started_at=row.started_at or now, completed_at=None)
-        values.update(error_message=None, error_details=None)
+        values.update(error_message=None, error_details=null())  # SQL NULL, not JSON null
     if status in JOB_FINISHED:
         values.update(completed_at=now, current_step=None)
     if status == JobStatus.FAILED:
-        values.update(error_message=error_message, error_details=error_details)
+        details = null() if error_details is None else error_details
+        values.update(error_message=error_message, error_details=details)
     connection.execute(update(_JOBS).where(_JOBS.c.id == job.id).values(**values))
     registration = _REGISTRATION_STATUS.get(status)
     if registration is not None:

@@ -70,15 +70,19 @@ _FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.05, 2.0
 # How old the latest fenced read of a batch may be to answer `requested_action` in its place.
 SIGHTING_FRESH_S = 0.25
 _SIGHTINGS: dict[uuid.UUID, Sighting] = {}
+_FORGOTTEN_AT: dict[uuid.UUID, float] = {}  # no sighting read before this time is kept
 _SIGHTINGS_LOCK = threading.Lock()
 
 
 def _remember(seen: Sighting | None) -> None:
-    """Keep the latest sighting of each batch (transactions end in any order on the threads)."""
+    """Keep the latest sighting of each batch (transactions end in any order on the threads),
+    unless it was read before the batch's sightings were last forgotten."""
     if seen is None:
         return
     batch_id = seen.lease.batch_id
     with _SIGHTINGS_LOCK:
+        if seen.at < _FORGOTTEN_AT.get(batch_id, float("-inf")):
+            return
         kept = _SIGHTINGS.get(batch_id)
         if kept is None or kept.at <= seen.at:
             _SIGHTINGS[batch_id] = seen
@@ -93,9 +97,18 @@ def recent_hold(lease: Lease) -> Held | None:
 
 
 def forget_sightings(batch_id: uuid.UUID) -> None:
-    """Drop the batch's sighting: the runner changed the request itself, or its run ended."""
+    """The runner changed the batch's request itself: drop what was read before now, including
+    a read still in flight on another thread."""
     with _SIGHTINGS_LOCK:
         _SIGHTINGS.pop(batch_id, None)
+        _FORGOTTEN_AT[batch_id] = time.monotonic()
+
+
+def _drop_sightings(batch_id: uuid.UUID) -> None:
+    """The run ended: nothing of the batch is kept (the next run holds another lease)."""
+    with _SIGHTINGS_LOCK:
+        _SIGHTINGS.pop(batch_id, None)
+        _FORGOTTEN_AT.pop(batch_id, None)
 
 
 def _in_transaction(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -177,7 +190,7 @@ class SqlLedger:
         try:
             await transact(lifecycle.release_lease, lease)
         finally:
-            forget_sightings(lease.batch_id)
+            _drop_sightings(lease.batch_id)
 
     async def batch_view(self, batch_id: uuid.UUID) -> BatchView:
         """The batch's own row (no jobs)."""
@@ -191,6 +204,9 @@ class SqlLedger:
         return await transact(runs.job_refs, batch_id, True)
 
     async def requested_action(self, lease: Lease) -> RequestedAction | None:
+        """The batch's request as a fenced read of this process saw it at most SIGHTING_FRESH_S
+        ago, else as read now (LeaseLostError if the lease is gone; a recent read does not
+        raise it: the next write does)."""
         held = recent_hold(lease)
         if held is not None:
             return held.requested_action

@@ -41,6 +41,12 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
+def fresh_for_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sightings stay fresh for 60 s: what these tests check does not hang on a busy machine."""
+    monkeypatch.setattr(runner_ledger, "SIGHTING_FRESH_S", 60.0)
+
+
+@pytest.fixture
 def statements() -> Iterator[list[str]]:
     """The SQL statements this process sends while the test runs."""
     sent: list[str] = []
@@ -79,6 +85,7 @@ def _ask_pause(batch_id: uuid.UUID) -> None:
         lifecycle.request_pause(session, batch_id, "someone")
 
 
+@pytest.mark.usefixtures("fresh_for_a_minute")
 async def test_a_read_right_after_a_fenced_write_needs_no_transaction(
     org_id: uuid.UUID, statements: list[str]
 ) -> None:
@@ -101,6 +108,7 @@ async def test_an_old_sighting_is_read_again_and_sees_a_pause(
     assert len(statements) == 1  # the batch's row, read in a transaction of its own
 
 
+@pytest.mark.usefixtures("fresh_for_a_minute")
 async def test_a_refused_start_is_a_sighting_the_next_read_uses(
     org_id: uuid.UUID, statements: list[str]
 ) -> None:
@@ -115,6 +123,7 @@ async def test_a_refused_start_is_a_sighting_the_next_read_uses(
     assert statements == []
 
 
+@pytest.mark.usefixtures("fresh_for_a_minute")
 async def test_the_runner_s_own_pause_is_read_back_from_the_database(
     org_id: uuid.UUID,
 ) -> None:
@@ -124,6 +133,7 @@ async def test_the_runner_s_own_pause_is_read_back_from_the_database(
     assert await ledger.requested_action(lease) == RequestedAction.PAUSE
 
 
+@pytest.mark.usefixtures("fresh_for_a_minute")
 async def test_another_lease_never_uses_this_one_s_sighting(org_id: uuid.UUID) -> None:
     job_id, lease, ledger = await _begun(org_id)
     await ledger.start_attempt(lease, job_id, CODE)
@@ -150,6 +160,7 @@ def test_a_sighting_is_left_only_when_the_lease_holds(org_id: uuid.UUID) -> None
     assert seen is not None and seen.lease == lease and seen.held.requested_action is None
 
 
+@pytest.mark.usefixtures("fresh_for_a_minute")
 def test_a_read_made_earlier_never_replaces_a_later_one() -> None:
     """Transactions end in any order on the ledger's threads: the latest read is kept."""
     from regbatch.db.fencing import Held, Sighting
@@ -162,4 +173,17 @@ def test_a_read_made_earlier_never_replaces_a_later_one() -> None:
     runner_ledger._remember(Sighting(lease, Held(BatchStatus.IN_PROGRESS, None), now - 0.01))
     assert recent_hold(lease) == paused
     runner_ledger.forget_sightings(lease.batch_id)
+    assert recent_hold(lease) is None
+
+
+@pytest.mark.usefixtures("fresh_for_a_minute")
+def test_a_read_from_before_the_runner_s_own_request_is_not_kept() -> None:
+    """A read in flight while the runner asked for a pause ends after it: it is not kept."""
+    from regbatch.db.fencing import Held, Sighting
+    from regbatch.statuses import BatchStatus
+
+    lease = Lease(batch_id=uuid.uuid4(), owner="tests", token=1)
+    read_at = time.monotonic()
+    runner_ledger.forget_sightings(lease.batch_id)  # the runner's own request has committed
+    runner_ledger._remember(Sighting(lease, Held(BatchStatus.IN_PROGRESS, None), read_at))
     assert recent_hold(lease) is None

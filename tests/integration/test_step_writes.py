@@ -14,11 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from regbatch.db import batches, lifecycle, migrate
 from regbatch.db import steps as ledger
-from regbatch.db.engine import dispose_engines, session_scope
+from regbatch.db.engine import dispose_engines, get_engine, session_scope
 from regbatch.db.models import Batch, Job, JobStep
 from regbatch.db.organisations import create_organisation
 from regbatch.errors import (
@@ -170,6 +170,37 @@ def test_a_lost_lease_writes_nothing_and_a_pause_refuses_only_new_attempts(
             write(s)
     row = _step(url, job_id, code)
     assert row.status == StepStatus.IN_PROGRESS and row.result_data is None
+
+
+def test_an_attempt_and_its_outcome_check_the_lease_in_their_own_update(url: str | None) -> None:
+    """When all is well a step's move is one statement after the batch's lock (no lease read of
+    its own): the start also points the job at the step and reads the results it needs."""
+    _, [job_id], lease = _running(url, 1)
+    code = StepKey.CODE_GENERATION
+    with session_scope(url) as session:
+        ledger.begin_job(session, lease, job_id)
+    sent: list[str] = []
+
+    def record(*args: object) -> None:
+        verb = str(args[2]).split(None, 1)[0].upper()
+        if verb != "BEGIN":  # SQLite's BEGIN IMMEDIATE (db/engine.py) opens each transaction
+            sent.append(verb)
+
+    engine = get_engine(url)
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with session_scope(url) as session:
+            ledger.start_attempt(session, lease, job_id, code)
+        started = list(sent)
+        sent.clear()
+        with session_scope(url) as session:
+            ledger.record_completed(session, lease, job_id, code, {"code": "c"})
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    lock = ["SELECT"] if url is None else []  # PostgreSQL's advisory lock; SQLite locks the file
+    assert started == [*lock, "UPDATE", "UPDATE", "SELECT"], started
+    assert sent == [*lock, "UPDATE"], sent
+    assert _step(url, job_id, code).status == StepStatus.COMPLETED
 
 
 def test_jobs_starting_and_ending_move_the_counters_as_counting_the_rows_would(
