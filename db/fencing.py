@@ -119,8 +119,8 @@ def fenced_move(
     lease_parameters = {"p_batch": lease.batch_id, "p_token": lease.token, "p_owner": lease.owner}
     row = connection.execute(statement, {**parameters, **lease_parameters}).one_or_none()
     if row is not None:
-        action = RequestedAction(row.batch_action) if row.batch_action else None
-        session.info[_SIGHTING] = Sighting(lease, Held(BatchStatus(row.batch_status), action), at)
+        held = _held(row.batch_status, row.batch_action)
+        session.info[_SIGHTING] = Sighting(lease, held, at)
     return row
 
 
@@ -143,10 +143,16 @@ def hold(session: Session, lease: Lease, mode: LockMode = LockMode.SHARE) -> Hel
         raise NotFoundError(f"batch {lease.batch_id} does not exist; it was deleted while running")
     if row.lease_token != lease.token or row.lease_owner != lease.owner:
         raise LeaseLostError(_lost_message(lease, row.status, row.lease_owner, row.lease_token))
-    action = RequestedAction(row.requested_action) if row.requested_action else None
-    held = Held(BatchStatus(row.status), action)
+    held = _held(row.status, row.requested_action)
     session.info[_SIGHTING] = Sighting(lease, held, at)
     return held
+
+
+def _held(status: str, requested_action: str | None) -> Held:
+    """The batch's status and request columns, as a fenced transaction read them."""
+    return Held(
+        BatchStatus(status), RequestedAction(requested_action) if requested_action else None
+    )
 
 
 def sighting(session: Session) -> Sighting | None:

@@ -48,11 +48,11 @@ REPEATED = {
 
 @dataclass(frozen=True)
 class StepStatements:
-    start: Update  # p_job, p_key, p_now -> step_number, handler, attempts
-    complete: Update  # p_job, p_key, p_now, p_result -> attempts
-    retry: Update  # p_job, p_key, p_now, p_message, p_details -> attempts
-    fail: Update  # p_job, p_key, p_now, p_message, p_details -> attempts
-    # the same four, matching only while the lease holds (db/fencing.py `fenced`): a step's
+    # a step row's move to each status, by that status (all take p_job, p_key, p_now):
+    #   in_progress -> step_number, handler, attempts; completed (p_result) -> attempts;
+    #   retrying, failed (p_message, p_details) -> attempts
+    moves: dict[StepStatus, Update]
+    # the same moves, matching only while the lease holds (db/fencing.py `fenced`): a step's
     # moves run these first, then the plain ones only to explain a move that matched nothing
     fenced: dict[StepStatus, Update]
     point_job: Update  # p_job, p_batch, p_step -> organisation_id, restaurant_id, idempotency_root
@@ -88,14 +88,14 @@ def _elapsed_ms(dialect: str) -> Any:
     return cast(func.floor((func.julianday(_now()) - func.julianday(at)) * 86_400_000), BigInteger)
 
 
-def _moves(dialect: str) -> dict[str, Update]:
-    """A step row's four moves (the plain ones), by StepStatements field."""
+def _moves(dialect: str) -> dict[StepStatus, Update]:
+    """A step row's four moves (the plain ones), by the status each moves it to."""
     error: dict[str, Any] = {
         "error_message": bindparam("p_message"),
         "error_details": bindparam("p_details"),
     }
     return {
-        "start": _move(
+        StepStatus.IN_PROGRESS: _move(
             StepStatus.IN_PROGRESS,
             attempts=STEPS.c.attempts + 1,
             started_at=case(
@@ -103,7 +103,7 @@ def _moves(dialect: str) -> dict[str, Update]:
                 else_=func.coalesce(STEPS.c.started_at, _now()),
             ),
         ).returning(STEPS.c.step_number, STEPS.c.handler, STEPS.c.attempts),
-        "complete": _move(
+        StepStatus.COMPLETED: _move(
             StepStatus.COMPLETED,
             result_data=bindparam("p_result"),
             completed_at=_now(),
@@ -111,8 +111,10 @@ def _moves(dialect: str) -> dict[str, Update]:
             error_message=None,
             error_details=null(),  # SQL NULL, not JSON null: readers then decode nothing
         ).returning(STEPS.c.attempts),
-        "retry": _move(StepStatus.RETRYING, **error).returning(STEPS.c.attempts),
-        "fail": _move(StepStatus.FAILED, completed_at=_now(), **error).returning(STEPS.c.attempts),
+        StepStatus.RETRYING: _move(StepStatus.RETRYING, **error).returning(STEPS.c.attempts),
+        StepStatus.FAILED: _move(StepStatus.FAILED, completed_at=_now(), **error).returning(
+            STEPS.c.attempts
+        ),
     }
 
 
@@ -121,12 +123,10 @@ def step_statements(dialect: str) -> StepStatements:
     """The statements for `dialect` ('postgresql' or 'sqlite'), built on first use."""
     moves = _moves(dialect)
     return StepStatements(
-        **moves,
+        moves=moves,
         fenced={
-            StepStatus.IN_PROGRESS: fenced(moves["start"], to_start=True),
-            StepStatus.COMPLETED: fenced(moves["complete"]),
-            StepStatus.RETRYING: fenced(moves["retry"]),
-            StepStatus.FAILED: fenced(moves["fail"]),
+            target: fenced(move, to_start=target is StepStatus.IN_PROGRESS)
+            for target, move in moves.items()
         },
         point_job=update(JOBS)
         .where(JOBS.c.id == bindparam("p_job"), JOBS.c.batch_id == bindparam("p_batch"))

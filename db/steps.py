@@ -270,13 +270,7 @@ def _move_fenced(
         hold_to_start(session, lease)
     else:
         hold(session, lease)
-    plain = {
-        StepStatus.IN_PROGRESS: sql.start,
-        StepStatus.COMPLETED: sql.complete,
-        StepStatus.RETRYING: sql.retry,
-        StepStatus.FAILED: sql.fail,
-    }[target]
-    return _move_step(connection, plain, job_id, key, target, **parameters)
+    return _move_step(connection, sql.moves[target], job_id, key, target, **parameters)
 
 
 def _move_step(
