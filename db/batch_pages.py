@@ -158,7 +158,8 @@ def batch_jobs_page(
     with_results: bool = False,
 ) -> BatchJobsPage:
     """The batch with one page of its jobs (in the batch's order) and their steps, in four
-    queries whatever the batch's size; the steps' results only `with_results`."""
+    queries whatever the batch's size (none of them counts the batch's jobs); the steps'
+    results only `with_results`."""
     if not 1 <= limit <= JOBS_PAGE_MAX:
         raise InvalidInputError(
             "invalid job page",
@@ -183,11 +184,10 @@ def batch_jobs_page(
     jobs = [job_view(job, steps.get(job.id, []), graph) for job in rows]
     fields = batch_fields(batch)
     fields["current_step"] = current_steps(session, [batch_id]).get(batch_id)
-    total = session.scalar(select(func.count()).select_from(Job).where(Job.batch_id == batch_id))
     return BatchJobsPage(
         **fields,
         jobs=jobs,
-        jobs_total=int(total or 0),
+        jobs_total=batch.total_restaurants,  # a batch's jobs are made with it, one per restaurant
         next_cursor=next_cursor,
     )
 

@@ -18,6 +18,8 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    literal,
+    or_,
     select,
     text,
     tuple_,
@@ -398,49 +400,78 @@ _COUNTED_AS = {
     JobStatus.FAILED: "failed_restaurants",
     JobStatus.CANCELLED: "cancelled_restaurants",
 }
+# The breaker's window counters a job in each status counts in, while it finished inside the
+# window (db/models.py Batch.breaker_window_finished): every finished job but a cancelled one.
+_IN_WINDOW_AS = {
+    JobStatus.COMPLETED: ("breaker_window_finished",),
+    JobStatus.SKIPPED: ("breaker_window_finished",),
+    JobStatus.FAILED: ("breaker_window_finished", "breaker_window_failed"),
+}
 
 
 def recompute_counters(session: Session, batch_id: uuid.UUID) -> None:
-    """Set the batch's counters from its job rows, in one UPDATE (after changes of many jobs).
+    """Set the batch's counters, the breaker's window too, from its job rows, in one UPDATE
+    (after changes of many jobs).
 
     Exact under concurrency when the caller took `lock_batch` before changing the jobs: the
     next transaction waits on the lock, then counts with a snapshot that sees this one.
     """
+    table = _BATCHES
 
-    def count(counter: str) -> Any:
-        statuses = sorted(s for s, name in _COUNTED_AS.items() if name == counter)
-        return (
+    def count(statuses: Sequence[str], *, in_window: bool = False) -> Any:
+        query = (
             select(func.count())
             .select_from(Job)
             .where(Job.batch_id == batch_id, Job.status.in_(statuses))
-            .scalar_subquery()
         )
+        if in_window:
+            start = table.c.breaker_window_start
+            query = query.where(or_(start.is_(None), Job.completed_at >= start))
+        return query.scalar_subquery()
 
-    counters = sorted(set(_COUNTED_AS.values()))
-    session.execute(
-        update(Batch)
-        .where(Batch.id == batch_id)
-        .values({counter: count(counter) for counter in counters})
-    )
+    values = {
+        counter: count(sorted(s for s, name in _COUNTED_AS.items() if name == counter))
+        for counter in set(_COUNTED_AS.values())
+    }
+    for counter in {name for names in _IN_WINDOW_AS.values() for name in names}:
+        statuses = sorted(s for s, names in _IN_WINDOW_AS.items() if counter in names)
+        values[counter] = count(statuses, in_window=True)
+    session.execute(update(table).where(table.c.id == batch_id).values(values))
 
 
-def move_counters(session: Session, batch_id: uuid.UUID, old: str, new: str) -> None:
-    """One job went from status `old` to `new`: move the batch's counters by one, in place.
+def move_counters(
+    session: Session,
+    batch_id: uuid.UUID,
+    old: str,
+    new: str,
+    finished_at: datetime | None = None,
+) -> None:
+    """One job went from status `old` to `new`: move the batch's counters by one, in place, and
+    the breaker's window with them. `finished_at`: when the job had finished, if `old` is a
+    finished status (it leaves the window's counts only if it finished inside the window).
 
     O(1) where `recompute_counters` counts every job of the batch (at 10,000 restaurants, each
     job's start and end would count 10,000 rows). Exact because every change of one job's status
     takes the batch's counters lock first (`lock_batch`) and the counters were exact before.
     """
+    table = _BATCHES
+    values: dict[str, Any] = {}
     before, after = _COUNTED_AS.get(JobStatus(old)), _COUNTED_AS.get(JobStatus(new))
-    if before == after:
-        return
-    table = cast(Table, Batch.__table__)
-    values = {}
-    if before is not None:
-        values[before] = table.c[before] - 1
-    if after is not None:
-        values[after] = table.c[after] + 1
-    session.connection().execute(update(table).where(table.c.id == batch_id).values(values))
+    if before != after:
+        if before is not None:
+            values[before] = table.c[before] - 1
+        if after is not None:
+            values[after] = table.c[after] + 1
+    left, entered = _IN_WINDOW_AS.get(JobStatus(old), ()), _IN_WINDOW_AS.get(JobStatus(new), ())
+    if left != entered:
+        start = table.c.breaker_window_start
+        was_in = or_(start.is_(None), start <= literal(finished_at, start.type))
+        for counter in left:
+            values[counter] = table.c[counter] - case((was_in, 1), else_=0)
+        for counter in entered:
+            values[counter] = values.get(counter, table.c[counter]) + 1
+    if values:
+        session.connection().execute(update(table).where(table.c.id == batch_id).values(values))
 
 
 def _encode_cursor(created_at: datetime, batch_id: uuid.UUID) -> str:

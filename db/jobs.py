@@ -25,7 +25,7 @@ _REGISTRATION_STATUS = {
 
 _JOBS = cast(Table, Job.__table__)
 _JOB_FOR_CHANGE = (
-    select(_JOBS.c.status, _JOBS.c.restaurant_id, _JOBS.c.started_at)
+    select(_JOBS.c.status, _JOBS.c.restaurant_id, _JOBS.c.started_at, _JOBS.c.completed_at)
     .where(_JOBS.c.id == bindparam("p_job"))
     .with_for_update()
 )
@@ -95,4 +95,4 @@ def set_job_status(
             _RESTAURANT_STATUS,
             {"p_restaurant": row.restaurant_id, "p_status": registration, "p_now": now},
         )
-    move_counters(session, job.batch_id, row.status, status)
+    move_counters(session, job.batch_id, row.status, status, finished_at=row.completed_at)

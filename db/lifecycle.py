@@ -13,11 +13,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from regbatch.audit import Operation
-from regbatch.batch_rules import breaker_reason, breaker_trips, final_status
+from regbatch.batch_rules import BreakerPolicy, breaker_reason, breaker_trips, final_status
 from regbatch.db.batches import get_batch, job_counts, recompute_counters
 from regbatch.db.fencing import LockMode, hold
 from regbatch.db.models import Batch, Job, JobStep, OperationLog
@@ -129,7 +129,7 @@ def _start(session: Session, batch: Batch, owner: str, actor: str, now: datetime
     batch.status = BatchStatus.IN_PROGRESS
     batch.started_at = batch.started_at or now
     if resumed or batch.breaker_window_start is None:
-        batch.breaker_window_start = now
+        _open_breaker_window(batch, now)
     operation = Operation.BATCH_RESUMED if resumed else Operation.BATCH_STARTED
     _log(session, batch, operation, actor, owner=owner)
 
@@ -270,7 +270,7 @@ def resume(
     check_transition("batch", batch.status, BatchStatus.PENDING, f"batch {batch_id}")
     batch.status = BatchStatus.PENDING
     batch.pause_reason = None
-    batch.breaker_window_start = utcnow()
+    _open_breaker_window(batch, utcnow())
     _log(session, batch, Operation.BATCH_RESUMED, actor)
     return batch
 
@@ -417,21 +417,25 @@ class BreakerVerdict:
     finished: int
 
 
+def _open_breaker_window(batch: Batch, now: datetime) -> None:
+    """The breaker judges the jobs that finish from now on (a start, or a resume)."""
+    batch.breaker_window_start = now
+    batch.breaker_window_finished = batch.breaker_window_failed = 0
+
+
 def breaker_verdict(session: Session, batch_id: uuid.UUID) -> BreakerVerdict | None:
     """Whether too many of the jobs finished since the batch last started or resumed failed
-    (read only: `trip_breaker` acts on it)."""
-    batch = get_batch(session, batch_id)
-    policy = batch.breaker
-    query = select(
-        func.count().filter(Job.status == JobStatus.FAILED),
-        func.count(),
-    ).where(
-        Job.batch_id == batch_id,
-        Job.status.in_([JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.SKIPPED]),
-    )
-    if batch.breaker_window_start is not None:
-        query = query.where(Job.completed_at >= batch.breaker_window_start)
-    failed, finished = (int(n) for n in session.execute(query).one())
+    (read only: `trip_breaker` acts on it). Read from the batch's window counters (O(1)), as
+    they are now, committed (whatever this session loaded of the batch before)."""
+    threshold, min_finished, failed, finished = session.execute(
+        select(
+            Batch.breaker_threshold,
+            Batch.breaker_min_finished,
+            Batch.breaker_window_failed,
+            Batch.breaker_window_finished,
+        ).where(Batch.id == batch_id)
+    ).one()
+    policy = BreakerPolicy(threshold=float(threshold), min_finished=min_finished)
     if not breaker_trips(failed, finished, policy):
         return None
     return BreakerVerdict(breaker_reason(failed, finished, policy), failed, finished)

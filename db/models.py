@@ -230,6 +230,10 @@ class Batch(Base):
             "breaker_threshold >= 0 AND breaker_threshold <= 1", name="breaker_threshold_range"
         ),
         CheckConstraint("breaker_min_finished >= 1", name="breaker_min_finished_positive"),
+        CheckConstraint(
+            "breaker_window_failed >= 0 AND breaker_window_finished >= breaker_window_failed",
+            name="breaker_window_consistent",
+        ),
         Index("ix_registration_batch_jobs_created_at", "created_at"),
         Index("ix_registration_batch_jobs_org_created", "organisation_id", "created_at", "id"),
     )
@@ -258,6 +262,11 @@ class Batch(Base):
     )
     breaker_min_finished: Mapped[int] = mapped_column(Integer, default=BREAKER_MIN_FINISHED)
     breaker_window_start: Mapped[datetime | None]
+    breaker_window_finished: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    breaker_window_failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The breaker's window: the jobs finished since `breaker_window_start` (completed, skipped or
+    failed; not cancelled), and those of them that failed. Moved with the counters, one job at a
+    time (db.batches.move_counters), so the breaker reads them instead of counting the jobs."""
     requested_action: Mapped[RequestedAction | None] = mapped_column(
         Vocabulary(RequestedAction, length=10)
     )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from regbatch.db import batches
+from regbatch.db import batch_pages, batches
 from regbatch.db.engine import get_engine, session_scope
 from regbatch.db.models import Batch, Job, JobStep, OperationLog
 from regbatch.db.types import utcnow
@@ -183,6 +183,31 @@ def test_detail_costs_the_same_few_queries_whatever_the_size(org_id: uuid.UUID) 
         return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
 
     assert queries_for(1) == queries_for(8) == 3
+
+
+def test_a_page_of_jobs_costs_four_queries_and_counts_no_jobs(org_id: uuid.UUID) -> None:
+    """The page's total comes from the batch's row: at 10,000 restaurants a COUNT of the jobs
+    would scan them all at every read of the page."""
+
+    def statements_for(size: int) -> tuple[list[str], int]:
+        with session_scope() as session:
+            ids = make_restaurants(session, org_id, size)
+        batch_id = new_batch(org_id, ids)
+        statements: list[str] = []
+        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(get_engine(), "before_cursor_execute", listener)
+        try:
+            with session_scope() as session:
+                page = batch_pages.batch_jobs_page(session, batch_id, org_id, limit=2)
+        finally:
+            event.remove(get_engine(), "before_cursor_execute", listener)
+        assert len(page.jobs) == 2 and all(len(j.steps) == 12 for j in page.jobs)
+        return [s for s in statements if s.lstrip().upper().startswith("SELECT")], page.jobs_total
+
+    (small, small_total), (big, big_total) = statements_for(3), statements_for(9)
+    assert (small_total, big_total) == (3, 9)
+    assert len(small) == len(big) == 4
+    assert not any("count(" in s.lower() for s in big)
 
 
 def test_detail_without_results_is_the_same_detail_minus_the_results(org_id: uuid.UUID) -> None:

@@ -1,13 +1,17 @@
-"""Batch counters are derived from job rows in the job's own transaction, exact under concurrency."""
+"""Batch counters, the breaker's window counters among them, are moved with each job's status in
+the job's own transaction: exact under concurrency, and equal to a recount of the job rows."""
 
 from __future__ import annotations
 
 import threading
 import uuid
 
-from regbatch.db import batches
+from sqlalchemy import select
+
+from regbatch.db import batches, lifecycle
 from regbatch.db.engine import session_scope
 from regbatch.db.jobs import get_job, set_job_status
+from regbatch.db.models import Batch
 from regbatch.statuses import JobStatus
 from tests.factories import make_restaurants
 
@@ -62,6 +66,11 @@ def test_concurrent_job_changes_leave_exact_counters(org_id: uuid.UUID) -> None:
         expected_failed,
     )
     assert (counts.completed, counts.failed) == (JOBS - expected_failed, expected_failed)
+    # never started: the breaker's window is the whole batch
+    assert (stored.breaker_window_finished, stored.breaker_window_failed) == (
+        JOBS,
+        expected_failed,
+    )
 
 
 def test_a_change_committed_while_another_waits_is_counted(org_id: uuid.UUID) -> None:
@@ -97,3 +106,75 @@ def test_a_change_committed_while_another_waits_is_counted(org_id: uuid.UUID) ->
     thread.join()
     with session_scope() as session:
         assert batches.get_batch(session, batch_id).completed_restaurants == 2
+
+
+_WINDOW = select(Batch.breaker_window_finished, Batch.breaker_window_failed)
+
+
+def window_of(batch_id: uuid.UUID) -> tuple[int, int]:
+    """(finished, failed) of the breaker's window as moved job by job; the test fails unless a
+    recount of the job rows (recompute_counters, rolled back) gives the same."""
+    with session_scope() as session:
+        moved = tuple(session.execute(_WINDOW.where(Batch.id == batch_id)).one())
+        batches.recompute_counters(session, batch_id)
+        recounted = tuple(session.execute(_WINDOW.where(Batch.id == batch_id)).one())
+        session.rollback()
+    assert moved == recounted
+    return moved[0], moved[1]
+
+
+def move(job_id: uuid.UUID, *statuses: JobStatus) -> None:
+    for status in statuses:
+        with session_scope() as session:
+            set_job_status(session, get_job(session, job_id), status)
+
+
+def test_the_breaker_window_counts_only_jobs_finished_since_the_last_start_or_resume(
+    org_id: uuid.UUID,
+) -> None:
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, 4)
+        batch_id = batches.create_batch(
+            session,
+            organisation_id=org_id,
+            name="window",
+            restaurant_ids=ids,
+            execution_mode="parallel",
+            concurrency=4,
+            breaker_threshold=0.5,
+            breaker_min_finished=2,
+        ).id
+        lifecycle.begin_run(session, batch_id, "tests", lease_seconds=60)
+    with session_scope() as session:
+        a, b, c, d = (j.id for j in batches.unfinished_jobs(session, batch_id))
+    move(a, JobStatus.IN_PROGRESS, JobStatus.FAILED)
+    move(b, JobStatus.IN_PROGRESS, JobStatus.FAILED)
+    assert window_of(batch_id) == (2, 2)
+    with session_scope() as session:
+        verdict = lifecycle.breaker_verdict(session, batch_id)
+    assert verdict is not None and (verdict.failed, verdict.finished) == (2, 2)
+
+    with session_scope() as session:  # paused, resumed: a new window
+        lifecycle.pause_now(session, batch_id, "breaker", "breaker")
+    with session_scope() as session:
+        lifecycle.resume(session, batch_id, "tests")
+    assert window_of(batch_id) == (0, 0)
+    with session_scope() as session:
+        lifecycle.begin_run(session, batch_id, "tests", lease_seconds=60)
+        assert lifecycle.breaker_verdict(session, batch_id) is None
+
+    # a job that failed before the window runs again: its old failure was never in the window
+    move(a, JobStatus.IN_PROGRESS)
+    assert window_of(batch_id) == (0, 0)
+    move(a, JobStatus.COMPLETED)
+    assert window_of(batch_id) == (1, 0)
+    # one that failed inside the window and runs again leaves it until it finishes again
+    move(c, JobStatus.IN_PROGRESS, JobStatus.FAILED)
+    assert window_of(batch_id) == (2, 1)
+    move(c, JobStatus.IN_PROGRESS)
+    assert window_of(batch_id) == (1, 0)
+    move(c, JobStatus.FAILED)
+    move(d, JobStatus.SKIPPED)
+    assert window_of(batch_id) == (3, 1)
+    with session_scope() as session:
+        assert lifecycle.breaker_verdict(session, batch_id) is None  # 1 of 3: not over half
