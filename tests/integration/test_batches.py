@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -166,21 +168,33 @@ def test_list_rejects_bad_filters(org_id: uuid.UUID) -> None:
         batches.list_batches(session, org_id, cursor="garbage!")
 
 
+@contextmanager
+def selects() -> Iterator[list[str]]:
+    """The SELECT statements run on the engine inside the block."""
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(get_engine(), "before_cursor_execute", listener)
+    found: list[str] = []
+    try:
+        yield found
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", listener)
+        found += [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+
+
+def batch_of(org_id: uuid.UUID, size: int) -> uuid.UUID:
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, size)
+    return new_batch(org_id, ids)
+
+
 def test_detail_costs_the_same_few_queries_whatever_the_size(org_id: uuid.UUID) -> None:
     def queries_for(size: int) -> int:
-        with session_scope() as session:
-            ids = make_restaurants(session, org_id, size)
-        batch_id = new_batch(org_id, ids)
-        statements: list[str] = []
-        listener = lambda *args: statements.append(args[2])  # noqa: E731
-        event.listen(get_engine(), "before_cursor_execute", listener)
-        try:
-            with session_scope() as session:
-                detail = batches.batch_detail(session, batch_id)
-        finally:
-            event.remove(get_engine(), "before_cursor_execute", listener)
+        batch_id = batch_of(org_id, size)
+        with selects() as statements, session_scope() as session:
+            detail = batches.batch_detail(session, batch_id)
         assert len(detail.jobs) == size and all(len(j.steps) == 12 for j in detail.jobs)
-        return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
+        return len(statements)
 
     assert queries_for(1) == queries_for(8) == 3
 
@@ -190,19 +204,11 @@ def test_a_page_of_jobs_costs_four_queries_and_counts_no_jobs(org_id: uuid.UUID)
     would scan them all at every read of the page."""
 
     def statements_for(size: int) -> tuple[list[str], int]:
-        with session_scope() as session:
-            ids = make_restaurants(session, org_id, size)
-        batch_id = new_batch(org_id, ids)
-        statements: list[str] = []
-        listener = lambda *args: statements.append(args[2])  # noqa: E731
-        event.listen(get_engine(), "before_cursor_execute", listener)
-        try:
-            with session_scope() as session:
-                page = batch_pages.batch_jobs_page(session, batch_id, org_id, limit=2)
-        finally:
-            event.remove(get_engine(), "before_cursor_execute", listener)
+        batch_id = batch_of(org_id, size)
+        with selects() as statements, session_scope() as session:
+            page = batch_pages.batch_jobs_page(session, batch_id, org_id, limit=2)
         assert len(page.jobs) == 2 and all(len(j.steps) == 12 for j in page.jobs)
-        return [s for s in statements if s.lstrip().upper().startswith("SELECT")], page.jobs_total
+        return statements, page.jobs_total
 
     (small, small_total), (big, big_total) = statements_for(3), statements_for(9)
     assert (small_total, big_total) == (3, 9)
