@@ -42,12 +42,13 @@ def main() -> None:
         c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
     url = f"{BASE_URL}?options=-csearch_path%3D{schema}"
     os.environ["REGBATCH_DATABASE_URL"] = url
+    sizes = [int(s) for s in args.sizes.split(",")]
     try:
         from regbatch.db import migrate
 
         migrate.upgrade(url)
         print(f"settle_job(may_trip=True) of a finished job, {args.calls} calls per size")
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in sizes:
             wall, cpu = measure(size, args.calls)
             print(f"  batch of {size:6d}: wall p50 {wall:7.2f} ms   CPU {cpu:6.2f} ms per call")
     finally:
@@ -80,7 +81,11 @@ def measure(size: int, calls: int) -> tuple[float, float]:
         org = create_organisation(session, f"settle-bench-{tag}").id
         ids = [r.id for r in import_restaurants(session, org, rows)]
         batch = batches.create_batch(
-            session, organisation_id=org, name=f"settle {size}", restaurant_ids=ids
+            session,
+            organisation_id=org,
+            name=f"settle {size}",
+            restaurant_ids=ids,
+            max_size=size,
         )
         batch_id = batch.id
     with session_scope() as session:
