@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
-from regbatch.db import batches, lifecycle
-from regbatch.db.engine import session_scope
+from regbatch.db import batches, lifecycle, migrate
+from regbatch.db.engine import dispose_engines, session_scope
 from regbatch.db.jobs import get_job, set_job_status
 from regbatch.db.models import Batch
+from regbatch.db.organisations import create_organisation
 from regbatch.statuses import JobStatus
 from tests.factories import make_restaurants
 
@@ -111,10 +115,22 @@ def test_a_change_committed_while_another_waits_is_counted(org_id: uuid.UUID) ->
 _WINDOW = select(Batch.breaker_window_finished, Batch.breaker_window_failed)
 
 
-def window_of(batch_id: uuid.UUID) -> tuple[int, int]:
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """The session's PostgreSQL (None: the default URL), or a migrated SQLite file."""
+    if request.param == "postgresql":
+        yield None
+        return
+    url = f"sqlite:///{tmp_path / 'window.db'}"
+    migrate.upgrade(url)
+    yield url
+    dispose_engines()
+
+
+def window_of(url: str | None, batch_id: uuid.UUID) -> tuple[int, int]:
     """(finished, failed) of the breaker's window as moved job by job; the test fails unless a
     recount of the job rows (recompute_counters, rolled back) gives the same."""
-    with session_scope() as session:
+    with session_scope(url) as session:
         moved = tuple(session.execute(_WINDOW.where(Batch.id == batch_id)).one())
         batches.recompute_counters(session, batch_id)
         recounted = tuple(session.execute(_WINDOW.where(Batch.id == batch_id)).one())
@@ -123,16 +139,18 @@ def window_of(batch_id: uuid.UUID) -> tuple[int, int]:
     return moved[0], moved[1]
 
 
-def move(job_id: uuid.UUID, *statuses: JobStatus) -> None:
+def move(url: str | None, job_id: uuid.UUID, *statuses: JobStatus) -> None:
     for status in statuses:
-        with session_scope() as session:
+        with session_scope(url) as session:
             set_job_status(session, get_job(session, job_id), status)
 
 
 def test_the_breaker_window_counts_only_jobs_finished_since_the_last_start_or_resume(
-    org_id: uuid.UUID,
+    database: str | None,
 ) -> None:
-    with session_scope() as session:
+    url = database
+    with session_scope(url) as session:
+        org_id = create_organisation(session, f"window {uuid.uuid4().hex[:6]}").id
         ids = make_restaurants(session, org_id, 4)
         batch_id = batches.create_batch(
             session,
@@ -145,36 +163,36 @@ def test_the_breaker_window_counts_only_jobs_finished_since_the_last_start_or_re
             breaker_min_finished=2,
         ).id
         lifecycle.begin_run(session, batch_id, "tests", lease_seconds=60)
-    with session_scope() as session:
+    with session_scope(url) as session:
         a, b, c, d = (j.id for j in batches.unfinished_jobs(session, batch_id))
-    move(a, JobStatus.IN_PROGRESS, JobStatus.FAILED)
-    move(b, JobStatus.IN_PROGRESS, JobStatus.FAILED)
-    assert window_of(batch_id) == (2, 2)
-    with session_scope() as session:
+    move(url, a, JobStatus.IN_PROGRESS, JobStatus.FAILED)
+    move(url, b, JobStatus.IN_PROGRESS, JobStatus.FAILED)
+    assert window_of(url, batch_id) == (2, 2)
+    with session_scope(url) as session:
         verdict = lifecycle.breaker_verdict(session, batch_id)
     assert verdict is not None and (verdict.failed, verdict.finished) == (2, 2)
 
-    with session_scope() as session:  # paused, resumed: a new window
+    with session_scope(url) as session:  # paused, resumed: a new window
         lifecycle.pause_now(session, batch_id, "breaker", "breaker")
-    with session_scope() as session:
+    with session_scope(url) as session:
         lifecycle.resume(session, batch_id, "tests")
-    assert window_of(batch_id) == (0, 0)
-    with session_scope() as session:
+    assert window_of(url, batch_id) == (0, 0)
+    with session_scope(url) as session:
         lifecycle.begin_run(session, batch_id, "tests", lease_seconds=60)
         assert lifecycle.breaker_verdict(session, batch_id) is None
 
     # a job that failed before the window runs again: its old failure was never in the window
-    move(a, JobStatus.IN_PROGRESS)
-    assert window_of(batch_id) == (0, 0)
-    move(a, JobStatus.COMPLETED)
-    assert window_of(batch_id) == (1, 0)
+    move(url, a, JobStatus.IN_PROGRESS)
+    assert window_of(url, batch_id) == (0, 0)
+    move(url, a, JobStatus.COMPLETED)
+    assert window_of(url, batch_id) == (1, 0)
     # one that failed inside the window and runs again leaves it until it finishes again
-    move(c, JobStatus.IN_PROGRESS, JobStatus.FAILED)
-    assert window_of(batch_id) == (2, 1)
-    move(c, JobStatus.IN_PROGRESS)
-    assert window_of(batch_id) == (1, 0)
-    move(c, JobStatus.FAILED)
-    move(d, JobStatus.SKIPPED)
-    assert window_of(batch_id) == (3, 1)
-    with session_scope() as session:
+    move(url, c, JobStatus.IN_PROGRESS, JobStatus.FAILED)
+    assert window_of(url, batch_id) == (2, 1)
+    move(url, c, JobStatus.IN_PROGRESS)
+    assert window_of(url, batch_id) == (1, 0)
+    move(url, c, JobStatus.FAILED)
+    move(url, d, JobStatus.SKIPPED)
+    assert window_of(url, batch_id) == (3, 1)
+    with session_scope(url) as session:
         assert lifecycle.breaker_verdict(session, batch_id) is None  # 1 of 3: not over half
