@@ -411,12 +411,11 @@ _IN_WINDOW_AS = {
 
 def recompute_counters(session: Session, batch_id: uuid.UUID) -> None:
     """Set the batch's counters, the breaker's window too, from its job rows, in one UPDATE
-    (after changes of many jobs).
+    (after changes of many jobs). The Batch this session holds is brought up to date.
 
     Exact under concurrency when the caller took `lock_batch` before changing the jobs: the
     next transaction waits on the lock, then counts with a snapshot that sees this one.
     """
-    table = _BATCHES
 
     def count(statuses: Sequence[str], *, in_window: bool = False) -> Any:
         query = (
@@ -425,18 +424,18 @@ def recompute_counters(session: Session, batch_id: uuid.UUID) -> None:
             .where(Job.batch_id == batch_id, Job.status.in_(statuses))
         )
         if in_window:
-            start = table.c.breaker_window_start
+            start = Batch.breaker_window_start
             query = query.where(or_(start.is_(None), Job.completed_at >= start))
         return query.scalar_subquery()
 
     values = {
         counter: count(sorted(s for s, name in _COUNTED_AS.items() if name == counter))
-        for counter in set(_COUNTED_AS.values())
+        for counter in sorted(set(_COUNTED_AS.values()))
     }
-    for counter in {name for names in _IN_WINDOW_AS.values() for name in names}:
+    for counter in sorted({name for names in _IN_WINDOW_AS.values() for name in names}):
         statuses = sorted(s for s, names in _IN_WINDOW_AS.items() if counter in names)
         values[counter] = count(statuses, in_window=True)
-    session.execute(update(table).where(table.c.id == batch_id).values(values))
+    session.execute(update(Batch).where(Batch.id == batch_id).values(values))
 
 
 def move_counters(
@@ -444,11 +443,14 @@ def move_counters(
     batch_id: uuid.UUID,
     old: str,
     new: str,
-    finished_at: datetime | None = None,
+    *,
+    was_finished_at: datetime | None,
+    finished_at: datetime | None,
 ) -> None:
     """One job went from status `old` to `new`: move the batch's counters by one, in place, and
-    the breaker's window with them. `finished_at`: when the job had finished, if `old` is a
-    finished status (it leaves the window's counts only if it finished inside the window).
+    the breaker's window with them. `was_finished_at` and `finished_at`: the job's completed_at
+    before and after the change; it counts in the window when that time is not before the
+    window's start, as `recompute_counters` judges it.
 
     O(1) where `recompute_counters` counts every job of the batch (at 10,000 restaurants, each
     job's start and end would count 10,000 rows). Exact because every change of one job's status
@@ -465,11 +467,15 @@ def move_counters(
     left, entered = _IN_WINDOW_AS.get(JobStatus(old), ()), _IN_WINDOW_AS.get(JobStatus(new), ())
     if left != entered:
         start = table.c.breaker_window_start
-        was_in = or_(start.is_(None), start <= literal(finished_at, start.type))
+
+        def counted(at: datetime | None) -> Any:
+            """1 when a job finished `at` counts in the window, else 0 (in SQL)."""
+            return case((or_(start.is_(None), start <= literal(at, start.type)), 1), else_=0)
+
         for counter in left:
-            values[counter] = table.c[counter] - case((was_in, 1), else_=0)
+            values[counter] = table.c[counter] - counted(was_finished_at)
         for counter in entered:
-            values[counter] = values.get(counter, table.c[counter]) + 1
+            values[counter] = values.get(counter, table.c[counter]) + counted(finished_at)
     if values:
         session.connection().execute(update(table).where(table.c.id == batch_id).values(values))
 

@@ -95,4 +95,11 @@ def set_job_status(
             _RESTAURANT_STATUS,
             {"p_restaurant": row.restaurant_id, "p_status": registration, "p_now": now},
         )
-    move_counters(session, job.batch_id, row.status, status, finished_at=row.completed_at)
+    move_counters(
+        session,
+        job.batch_id,
+        row.status,
+        status,
+        was_finished_at=row.completed_at,
+        finished_at=values.get("completed_at", row.completed_at),
+    )

@@ -425,8 +425,8 @@ def _open_breaker_window(batch: Batch, now: datetime) -> None:
 
 def breaker_verdict(session: Session, batch_id: uuid.UUID) -> BreakerVerdict | None:
     """Whether too many of the jobs finished since the batch last started or resumed failed
-    (read only: `trip_breaker` acts on it). Read from the batch's window counters (O(1)), as
-    they are now, committed (whatever this session loaded of the batch before)."""
+    (read only: `trip_breaker` acts on it). Read from the batch's window counters (O(1)) by a
+    query of their own, not from a Batch this session may have loaded before."""
     threshold, min_finished, failed, finished = session.execute(
         select(
             Batch.breaker_threshold,

@@ -11,7 +11,12 @@ app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
 @app.command("upgrade")
 def upgrade(as_json: JsonFlag = False) -> None:
-    """Migrate the database named by REGBATCH_DATABASE_URL to the newest schema."""
+    """Migrate the database named by REGBATCH_DATABASE_URL to the newest schema.
+
+    Stop the batch runners and workers first, and start them again from the new version: a
+    runner of an older version would not keep what the newer schema adds (such as the
+    breaker's window counters). A stopped batch is taken over by `regbatch recover`.
+    """
     from sqlalchemy.engine import make_url
 
     from regbatch.db import migrate

@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from regbatch.db import batches, lifecycle, migrate
 from regbatch.db.engine import dispose_engines, session_scope
@@ -196,3 +197,29 @@ def test_the_breaker_window_counts_only_jobs_finished_since_the_last_start_or_re
     assert window_of(url, batch_id) == (3, 1)
     with session_scope(url) as session:
         assert lifecycle.breaker_verdict(session, batch_id) is None  # 1 of 3: not over half
+
+
+def test_a_job_finished_by_a_clock_behind_the_window_start_counts_as_a_recount_says(
+    database: str | None,
+) -> None:
+    """A worker whose clock is behind the host that resumed the batch writes completed_at
+    before the window's start: the counters judge it by those times, as the recount does."""
+    url = database
+    with session_scope(url) as session:
+        org_id = create_organisation(session, f"skew {uuid.uuid4().hex[:6]}").id
+        ids = make_restaurants(session, org_id, 2)
+        batch_id = batches.create_batch(
+            session, organisation_id=org_id, name="skew", restaurant_ids=ids
+        ).id
+        lifecycle.begin_run(session, batch_id, "tests", lease_seconds=60)
+        ahead = datetime.now(UTC) + timedelta(minutes=5)  # the resuming host's clock
+        session.execute(
+            update(Batch).where(Batch.id == batch_id).values(breaker_window_start=ahead)
+        )
+    with session_scope(url) as session:
+        first, second = (j.id for j in batches.unfinished_jobs(session, batch_id))
+    move(url, first, JobStatus.IN_PROGRESS, JobStatus.FAILED)
+    assert window_of(url, batch_id) == (0, 0)
+    move(url, first, JobStatus.IN_PROGRESS, JobStatus.COMPLETED)
+    move(url, second, JobStatus.IN_PROGRESS, JobStatus.FAILED)
+    assert window_of(url, batch_id) == (0, 0)
