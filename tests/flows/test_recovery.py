@@ -37,7 +37,9 @@ def test_kill_9_then_recover_completes_with_no_duplicate_side_effect(
     log = open(tmp_path / "runner.log", "w")  # noqa: SIM115
     runner = subprocess.Popen(
         [REGBATCH, "batch", "run", str(batch_id)],
-        env={**os.environ, "REGBATCH_LEASE_SECONDS": "8"},
+        # long enough for the refused second runner below to start and reach the lease on a
+        # slow machine (its CLI start alone takes up to 5 s on 2 busy cores)
+        env={**os.environ, "REGBATCH_LEASE_SECONDS": "20"},
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -74,7 +76,7 @@ def test_kill_9_then_recover_completes_with_no_duplicate_side_effect(
         refused.stderr
     )
 
-    wait_for(lambda: lease_expired(batch_id), timeout=30, interval=0.5)
+    wait_for(lambda: lease_expired(batch_id), timeout=60, interval=0.5)
     recovered = run("recover", "--json", env={"REGBATCH_LEASE_SECONDS": "8"}, check=False)
     assert recovered_status(recovered, batch_id) == "completed", recovered.stdout + recovered.stderr
 
