@@ -9,16 +9,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from regbatch.db import batch_pages, batches
-from regbatch.db.engine import get_engine, session_scope
+from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch, Job, JobStep, OperationLog
 from regbatch.db.types import utcnow
 from regbatch.errors import InvalidInputError
 from regbatch.statuses import StepStatus
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import concurrently
+from tests.integration.sql_support import sql_sent
 
 
 def new_batch(org_id: uuid.UUID, ids: list[uuid.UUID], **options: Any) -> uuid.UUID:
@@ -170,16 +171,11 @@ def test_list_rejects_bad_filters(org_id: uuid.UUID) -> None:
 
 @contextmanager
 def selects() -> Iterator[list[str]]:
-    """The SELECT statements run on the engine inside the block."""
-    statements: list[str] = []
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(get_engine(), "before_cursor_execute", listener)
+    """The SELECT statements run on the engine inside the block (filled when it ends)."""
     found: list[str] = []
-    try:
+    with sql_sent() as sent:
         yield found
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", listener)
-        found += [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    found += [s for s in sent if s.lstrip().upper().startswith("SELECT")]
 
 
 def batch_of(org_id: uuid.UUID, size: int) -> uuid.UUID:

@@ -410,26 +410,14 @@ def test_a_poll_of_the_matrix_costs_seven_queries_whatever_the_batch_size(
     """The session's key check, then one transaction: the batch row, job counts, the step
     histogram, the ETA's averages (restaurants', then steps' as none completed yet) and one
     page of the matrix; no step results."""
-    from sqlalchemy import event
-
-    from regbatch.db.engine import get_engine
+    from tests.integration.sql_support import sql_sent
 
     sign_in(browser, create_api_key(org_id, "console").api_key)
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    engine = get_engine()
     for size in (2, 30):
         batch_id = new_draft(org_id, size)
         set_status(batch_id, "in_progress")
-        event.listen(engine, "before_cursor_execute", count)
-        try:
-            statements.clear()
+        with sql_sent() as statements:
             assert browser.get(f"/console/batches/{batch_id}/live").status_code == 200
-        finally:
-            event.remove(engine, "before_cursor_execute", count)
         assert len(statements) == 7, statements
         assert not any("result_data" in s for s in statements)
 

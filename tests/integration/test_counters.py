@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select, update
 
-from regbatch.db import batches, lifecycle, migrate
-from regbatch.db.engine import dispose_engines, session_scope
+from regbatch.db import batches, lifecycle
+from regbatch.db.engine import session_scope
 from regbatch.db.jobs import get_job, set_job_status
 from regbatch.db.models import Batch
-from regbatch.db.organisations import create_organisation
 from regbatch.statuses import JobStatus
 from tests.factories import make_restaurants
+from tests.integration.sql_support import running_batch
 
 JOBS = 24
 THREADS = 6
@@ -116,18 +113,6 @@ def test_a_change_committed_while_another_waits_is_counted(org_id: uuid.UUID) ->
 _WINDOW = select(Batch.breaker_window_finished, Batch.breaker_window_failed)
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """The session's PostgreSQL (None: the default URL), or a migrated SQLite file."""
-    if request.param == "postgresql":
-        yield None
-        return
-    url = f"sqlite:///{tmp_path / 'window.db'}"
-    migrate.upgrade(url)
-    yield url
-    dispose_engines()
-
-
 def window_of(url: str | None, batch_id: uuid.UUID) -> tuple[int, int]:
     """(finished, failed) of the breaker's window as moved job by job; the test fails unless a
     recount of the job rows (recompute_counters, rolled back) gives the same."""
@@ -147,25 +132,9 @@ def move(url: str | None, job_id: uuid.UUID, *statuses: JobStatus) -> None:
 
 
 def test_the_breaker_window_counts_only_jobs_finished_since_the_last_start_or_resume(
-    database: str | None,
+    url: str | None,
 ) -> None:
-    url = database
-    with session_scope(url) as session:
-        org_id = create_organisation(session, f"window {uuid.uuid4().hex[:6]}").id
-        ids = make_restaurants(session, org_id, 4)
-        batch_id = batches.create_batch(
-            session,
-            organisation_id=org_id,
-            name="window",
-            restaurant_ids=ids,
-            execution_mode="parallel",
-            concurrency=4,
-            breaker_threshold=0.5,
-            breaker_min_finished=2,
-        ).id
-        lifecycle.begin_run(session, batch_id, "tests", lease_seconds=60)
-    with session_scope(url) as session:
-        a, b, c, d = (j.id for j in batches.unfinished_jobs(session, batch_id))
+    batch_id, (a, b, c, d), _ = running_batch(url, 4, breaker_threshold=0.5, breaker_min_finished=2)
     move(url, a, JobStatus.IN_PROGRESS, JobStatus.FAILED)
     move(url, b, JobStatus.IN_PROGRESS, JobStatus.FAILED)
     assert window_of(url, batch_id) == (2, 2)
@@ -200,24 +169,16 @@ def test_the_breaker_window_counts_only_jobs_finished_since_the_last_start_or_re
 
 
 def test_a_job_finished_by_a_clock_behind_the_window_start_counts_as_a_recount_says(
-    database: str | None,
+    url: str | None,
 ) -> None:
     """A worker whose clock is behind the host that resumed the batch writes completed_at
     before the window's start: the counters judge it by those times, as the recount does."""
-    url = database
+    batch_id, (first, second), _ = running_batch(url, 2)
+    ahead = datetime.now(UTC) + timedelta(minutes=5)  # the resuming host's clock
     with session_scope(url) as session:
-        org_id = create_organisation(session, f"skew {uuid.uuid4().hex[:6]}").id
-        ids = make_restaurants(session, org_id, 2)
-        batch_id = batches.create_batch(
-            session, organisation_id=org_id, name="skew", restaurant_ids=ids
-        ).id
-        lifecycle.begin_run(session, batch_id, "tests", lease_seconds=60)
-        ahead = datetime.now(UTC) + timedelta(minutes=5)  # the resuming host's clock
         session.execute(
             update(Batch).where(Batch.id == batch_id).values(breaker_window_start=ahead)
         )
-    with session_scope(url) as session:
-        first, second = (j.id for j in batches.unfinished_jobs(session, batch_id))
     move(url, first, JobStatus.IN_PROGRESS, JobStatus.FAILED)
     assert window_of(url, batch_id) == (0, 0)
     move(url, first, JobStatus.IN_PROGRESS, JobStatus.COMPLETED)

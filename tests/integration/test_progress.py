@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from regbatch.db.batches import select_jobs
-from regbatch.db.engine import get_engine, session_scope
+from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch, Job, JobStep
 from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError
 from regbatch.services.progress import batch_progress
 from tests.integration.rest_support import finish_with_failure, new_draft, set_status
-
-
-@contextmanager
-def counting_queries() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+from tests.integration.sql_support import sql_sent
 
 
 def _jobs(batch_id: uuid.UUID) -> list[Job]:
@@ -42,9 +25,9 @@ def _jobs(batch_id: uuid.UUID) -> list[Job]:
 
 def test_the_number_of_queries_does_not_grow_with_the_batch(org_id: uuid.UUID) -> None:
     small, large = new_draft(org_id, 1), new_draft(org_id, 12)
-    with counting_queries() as small_queries:
+    with sql_sent() as small_queries:
         batch_progress(small, org_id)
-    with counting_queries() as large_queries:
+    with sql_sent() as large_queries:
         progress = batch_progress(large, org_id)
     assert len(small_queries) == len(large_queries)
     # the batch, its jobs' counts, its steps' histogram, the restaurants' and the steps' averages
@@ -62,7 +45,7 @@ def test_the_steps_average_is_not_read_once_a_restaurant_completed(org_id: uuid.
             .values(status="completed", started_at=now - timedelta(seconds=30), completed_at=now)
         )
     set_status(batch, "in_progress", started_at=now - timedelta(seconds=40))
-    with counting_queries() as queries:
+    with sql_sent() as queries:
         progress = batch_progress(batch, org_id)
     assert len([q for q in queries if q.lstrip().upper().startswith("SELECT")]) == 4
     assert not [q for q in queries if "avg(registration_job_steps.duration_ms)" in q]

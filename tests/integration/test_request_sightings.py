@@ -14,13 +14,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import event, select
-from sqlalchemy.engine import Engine
 
-from regbatch.db import batches, lifecycle
+from regbatch.db import lifecycle
 from regbatch.db import steps as ledger_rows
-from regbatch.db.engine import get_engine, session_scope
-from regbatch.db.models import Job
+from regbatch.db.engine import session_scope
 from regbatch.errors import BatchStoppingError
 from regbatch.lease import Lease
 from regbatch.ledger import Completed
@@ -28,7 +25,7 @@ from regbatch.runner import ledger as runner_ledger
 from regbatch.runner.ledger import SqlLedger, recent_hold
 from regbatch.statuses import RequestedAction
 from regbatch.steps import StepKey
-from tests.factories import make_restaurants
+from tests.integration.sql_support import running_batch, sql_sent
 
 pytestmark = pytest.mark.anyio
 
@@ -49,31 +46,19 @@ def fresh_for_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def statements() -> Iterator[list[str]]:
     """The SQL statements this process sends while the test runs."""
-    sent: list[str] = []
-
-    def record(*args: object) -> None:
-        sent.append(str(args[2]))
-
-    engine: Engine = get_engine()
-    event.listen(engine, "before_cursor_execute", record)
-    yield sent
-    event.remove(engine, "before_cursor_execute", record)
+    with sql_sent() as sent:
+        yield sent
 
 
-def _running(org_id: uuid.UUID) -> tuple[uuid.UUID, Lease]:
-    with session_scope() as session:
-        ids = make_restaurants(session, org_id, 1)
-        batch = batches.create_batch(session, organisation_id=org_id, name="s", restaurant_ids=ids)
-        job_id = session.scalars(select(Job.id).where(Job.batch_id == batch.id)).one()
-    with session_scope() as session:
-        lease = lifecycle.begin_run(session, batch.id, "tests", lease_seconds=60).lease
-    assert lease is not None
+def _running() -> tuple[uuid.UUID, Lease]:
+    """A batch of one restaurant that a runner holds: its job and the lease."""
+    _, [job_id], lease = running_batch(None, 1)
     return job_id, lease
 
 
-async def _begun(org_id: uuid.UUID) -> tuple[uuid.UUID, Lease, SqlLedger]:
+async def _begun() -> tuple[uuid.UUID, Lease, SqlLedger]:
     """A running batch of one restaurant whose job the runner's ledger has begun."""
-    job_id, lease = _running(org_id)
+    job_id, lease = _running()
     ledger = SqlLedger()
     await ledger.begin_job(lease, job_id)
     return job_id, lease, ledger
@@ -87,9 +72,9 @@ def _ask_pause(batch_id: uuid.UUID) -> None:
 
 @pytest.mark.usefixtures("fresh_for_a_minute")
 async def test_a_read_right_after_a_fenced_write_needs_no_transaction(
-    org_id: uuid.UUID, statements: list[str]
+    statements: list[str],
 ) -> None:
-    job_id, lease, ledger = await _begun(org_id)
+    job_id, lease, ledger = await _begun()
     await ledger.start_attempt(lease, job_id, ACCOUNT)
     statements.clear()
     assert await ledger.requested_action(lease) is None
@@ -97,10 +82,10 @@ async def test_a_read_right_after_a_fenced_write_needs_no_transaction(
 
 
 async def test_an_old_sighting_is_read_again_and_sees_a_pause(
-    org_id: uuid.UUID, statements: list[str], monkeypatch: pytest.MonkeyPatch
+    statements: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runner_ledger, "SIGHTING_FRESH_S", 0.05)
-    _, lease, ledger = await _begun(org_id)
+    _, lease, ledger = await _begun()
     _ask_pause(lease.batch_id)
     time.sleep(0.06)
     statements.clear()
@@ -109,10 +94,8 @@ async def test_an_old_sighting_is_read_again_and_sees_a_pause(
 
 
 @pytest.mark.usefixtures("fresh_for_a_minute")
-async def test_a_refused_start_is_a_sighting_the_next_read_uses(
-    org_id: uuid.UUID, statements: list[str]
-) -> None:
-    job_id, lease, ledger = await _begun(org_id)
+async def test_a_refused_start_is_a_sighting_the_next_read_uses(statements: list[str]) -> None:
+    job_id, lease, ledger = await _begun()
     # within the window, the sighting of begin_job (no request yet) is what a read answers
     _ask_pause(lease.batch_id)
     assert await ledger.requested_action(lease) is None
@@ -124,18 +107,16 @@ async def test_a_refused_start_is_a_sighting_the_next_read_uses(
 
 
 @pytest.mark.usefixtures("fresh_for_a_minute")
-async def test_the_runner_s_own_pause_is_read_back_from_the_database(
-    org_id: uuid.UUID,
-) -> None:
-    _, lease, ledger = await _begun(org_id)
+async def test_the_runner_s_own_pause_is_read_back_from_the_database() -> None:
+    _, lease, ledger = await _begun()
     await ledger.request_pause(lease, "the platform refused the service key")
     assert recent_hold(lease) is None
     assert await ledger.requested_action(lease) == RequestedAction.PAUSE
 
 
 @pytest.mark.usefixtures("fresh_for_a_minute")
-async def test_another_lease_never_uses_this_one_s_sighting(org_id: uuid.UUID) -> None:
-    job_id, lease, ledger = await _begun(org_id)
+async def test_another_lease_never_uses_this_one_s_sighting() -> None:
+    job_id, lease, ledger = await _begun()
     await ledger.start_attempt(lease, job_id, CODE)
     await ledger.record_outcome(lease, job_id, CODE, Completed({"code": "x"}))
     assert recent_hold(lease) is not None
@@ -143,12 +124,12 @@ async def test_another_lease_never_uses_this_one_s_sighting(org_id: uuid.UUID) -
     assert recent_hold(successor) is None
 
 
-def test_a_sighting_is_left_only_when_the_lease_holds(org_id: uuid.UUID) -> None:
+def test_a_sighting_is_left_only_when_the_lease_holds() -> None:
     """A lost lease leaves no sighting: the next read goes to the database and fails there."""
     from regbatch.db.fencing import sighting
     from regbatch.errors import LeaseLostError
 
-    job_id, lease = _running(org_id)
+    job_id, lease = _running()
     stale = lease.model_copy(update={"token": lease.token + 1})
     with session_scope() as session:
         with pytest.raises(LeaseLostError):

@@ -9,54 +9,26 @@ move the batch's counters by one, exactly as counting the job rows would.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 
-from regbatch.db import batches, lifecycle, migrate
+from regbatch.db import lifecycle
 from regbatch.db import steps as ledger
-from regbatch.db.engine import dispose_engines, get_engine, session_scope
+from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch, Job, JobStep
-from regbatch.db.organisations import create_organisation
 from regbatch.errors import (
     BatchStoppingError,
     InvalidTransitionError,
     LeaseLostError,
     TransientPlatformError,
 )
-from regbatch.lease import Lease
 from regbatch.statuses import JobStatus, StepStatus
 from regbatch.steps import StepKey
-from tests.factories import make_restaurants
+from tests.integration.sql_support import running_batch, sql_sent
 
 ACCOUNT = StepKey.ACCOUNT_REGISTRATION
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """None: the suite's PostgreSQL database; else a fresh SQLite file."""
-    if request.param == "postgresql":
-        yield None
-        return
-    path = f"sqlite:///{tmp_path / 'embedded.db'}"
-    migrate.upgrade(path)
-    yield path
-    dispose_engines()
-
-
-def _running(url: str | None, jobs: int) -> tuple[uuid.UUID, list[uuid.UUID], Lease]:
-    with session_scope(url) as session:
-        org = create_organisation(session, f"Step writes {uuid.uuid4().hex[:8]}").id
-        ids = make_restaurants(session, org, jobs)
-        batch = batches.create_batch(session, organisation_id=org, name="w", restaurant_ids=ids)
-        job_ids = list(session.scalars(select(Job.id).where(Job.batch_id == batch.id)))
-    with session_scope(url) as session:
-        lease = lifecycle.begin_run(session, batch.id, "tests", lease_seconds=60).lease
-    assert lease is not None
-    return batch.id, job_ids, lease
 
 
 def _step(url: str | None, job_id: uuid.UUID, key: str) -> JobStep:
@@ -72,7 +44,7 @@ def _step(url: str | None, job_id: uuid.UUID, key: str) -> JobStep:
 def test_an_attempt_and_its_outcome_are_recorded_with_the_database_s_duration(
     url: str | None,
 ) -> None:
-    _, [job_id], lease = _running(url, 1)
+    _, [job_id], lease = running_batch(url, 1)
     with session_scope(url) as session:
         ledger.begin_job(session, lease, job_id)
         inputs = ledger.start_attempt(session, lease, job_id, ACCOUNT)
@@ -103,7 +75,7 @@ def test_an_attempt_and_its_outcome_are_recorded_with_the_database_s_duration(
 
 
 def test_a_retry_keeps_the_first_start_and_counts_the_attempts(url: str | None) -> None:
-    _, [job_id], lease = _running(url, 1)
+    _, [job_id], lease = running_batch(url, 1)
     with session_scope(url) as session:
         ledger.begin_job(session, lease, job_id)
         ledger.start_attempt(session, lease, job_id, ACCOUNT)
@@ -122,7 +94,7 @@ def test_a_retry_keeps_the_first_start_and_counts_the_attempts(url: str | None) 
 
 
 def test_a_forbidden_move_is_refused_and_changes_nothing(url: str | None) -> None:
-    _, [job_id], lease = _running(url, 1)
+    _, [job_id], lease = running_batch(url, 1)
     with session_scope(url) as session:
         ledger.begin_job(session, lease, job_id)
     refused = pytest.raises(InvalidTransitionError, match="account_registration")
@@ -141,7 +113,7 @@ def test_a_lost_lease_writes_nothing_and_a_pause_refuses_only_new_attempts(
     """The lease is checked inside each step move: after a pause request a running step's
     outcome lands but no attempt starts, and a runner whose batch was taken over moves no row,
     not even one whose status would allow the move."""
-    batch_id, [job_id], lease = _running(url, 1)
+    batch_id, [job_id], lease = running_batch(url, 1)
     code, restaurant = StepKey.CODE_GENERATION, StepKey.RESTAURANT_REGISTRATION
     with session_scope(url) as session:
         ledger.begin_job(session, lease, job_id)
@@ -172,41 +144,37 @@ def test_a_lost_lease_writes_nothing_and_a_pause_refuses_only_new_attempts(
     assert row.status == StepStatus.IN_PROGRESS and row.result_data is None
 
 
+def _verbs(statements: list[str]) -> list[str]:
+    """Each statement's first word, without SQLite's BEGIN IMMEDIATE (db/engine.py), which
+    opens each of its transactions."""
+    verbs = [statement.split(None, 1)[0].upper() for statement in statements]
+    return [verb for verb in verbs if verb != "BEGIN"]
+
+
 def test_an_attempt_and_its_outcome_check_the_lease_in_their_own_update(url: str | None) -> None:
     """When all is well a step's move is one statement after the batch's lock (no lease read of
     its own): the start also points the job at the step and reads the results it needs."""
-    _, [job_id], lease = _running(url, 1)
+    _, [job_id], lease = running_batch(url, 1)
     code = StepKey.CODE_GENERATION
     with session_scope(url) as session:
         ledger.begin_job(session, lease, job_id)
-    sent: list[str] = []
-
-    def record(*args: object) -> None:
-        verb = str(args[2]).split(None, 1)[0].upper()
-        if verb != "BEGIN":  # SQLite's BEGIN IMMEDIATE (db/engine.py) opens each transaction
-            sent.append(verb)
-
-    engine = get_engine(url)
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with sql_sent(url) as sent:
         with session_scope(url) as session:
             ledger.start_attempt(session, lease, job_id, code)
-        started = list(sent)
+        started = _verbs(sent)
         sent.clear()
         with session_scope(url) as session:
             ledger.record_completed(session, lease, job_id, code, {"code": "c"})
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     lock = ["SELECT"] if url is None else []  # PostgreSQL's advisory lock; SQLite locks the file
     assert started == [*lock, "UPDATE", "UPDATE", "SELECT"], started
-    assert sent == [*lock, "UPDATE"], sent
+    assert _verbs(sent) == [*lock, "UPDATE"], sent
     assert _step(url, job_id, code).status == StepStatus.COMPLETED
 
 
 def test_jobs_starting_and_ending_move_the_counters_as_counting_the_rows_would(
     url: str | None,
 ) -> None:
-    batch_id, job_ids, lease = _running(url, 3)
+    batch_id, job_ids, lease = running_batch(url, 3)
     for job_id in job_ids:
         with session_scope(url) as session:
             ledger.begin_job(session, lease, job_id)
