@@ -10,8 +10,10 @@ never resumes what an operator stopped: a pending cancel or pause request is car
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -423,18 +425,25 @@ def _open_breaker_window(batch: Batch, now: datetime) -> None:
     batch.breaker_window_finished = batch.breaker_window_failed = 0
 
 
+# What the breaker judges, from the batch's row: its policy and its window's counters (O(1)).
+BREAKER_COLUMNS = (
+    Batch.breaker_threshold,
+    Batch.breaker_min_finished,
+    Batch.breaker_window_failed,
+    Batch.breaker_window_finished,
+)
+
+
 def breaker_verdict(session: Session, batch_id: uuid.UUID) -> BreakerVerdict | None:
     """Whether too many of the jobs finished since the batch last started or resumed failed
-    (read only: `trip_breaker` acts on it). Read from the batch's window counters (O(1)) by a
-    query of their own, not from a Batch this session may have loaded before."""
-    threshold, min_finished, failed, finished = session.execute(
-        select(
-            Batch.breaker_threshold,
-            Batch.breaker_min_finished,
-            Batch.breaker_window_failed,
-            Batch.breaker_window_finished,
-        ).where(Batch.id == batch_id)
-    ).one()
+    (read only: `trip_breaker` acts on it). Read by a query of its own, not from a Batch this
+    session may have loaded before."""
+    return verdict_of(session.execute(select(*BREAKER_COLUMNS).where(Batch.id == batch_id)).one())
+
+
+def verdict_of(values: Sequence[Any]) -> BreakerVerdict | None:
+    """The breaker's verdict on the values of BREAKER_COLUMNS, in their order."""
+    threshold, min_finished, failed, finished = values
     policy = BreakerPolicy(threshold=float(threshold), min_finished=min_finished)
     if not breaker_trips(failed, finished, policy):
         return None

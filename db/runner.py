@@ -59,21 +59,22 @@ def remember_flow_run(
 
 def settle_job(session: Session, lease: Lease, job_id: uuid.UUID, may_trip: bool) -> JobSettled:
     """The job's status, the batch's finished count and (if `may_trip`) whether the breaker
-    should trip (read only: `trip_breaker` acts on it). Both from the batch's counters: O(1)
-    whatever the batch's size."""
+    should trip (read only: `trip_breaker` acts on it). Both from the batch's counters, in one
+    read of its row: O(1) whatever the batch's size."""
     hold(session, lease)
     status = session.scalar(select(Job.status).where(Job.id == job_id))
     if status is None:
         raise NotFoundError(f"job {job_id} does not exist")
     if status not in JOB_FINISHED:
         return JobSettled(JobStatus(status), 0, None)
-    finished = session.scalar(
+    row = session.execute(
         select(
-            Batch.completed_restaurants + Batch.failed_restaurants + Batch.cancelled_restaurants
+            Batch.completed_restaurants + Batch.failed_restaurants + Batch.cancelled_restaurants,
+            *lifecycle.BREAKER_COLUMNS,
         ).where(Batch.id == lease.batch_id)
-    )
-    verdict = lifecycle.breaker_verdict(session, lease.batch_id) if may_trip else None
-    return JobSettled(JobStatus(status), int(finished or 0), verdict.reason if verdict else None)
+    ).one()
+    verdict = lifecycle.verdict_of(row[1:]) if may_trip else None
+    return JobSettled(JobStatus(status), int(row[0]), verdict.reason if verdict else None)
 
 
 def trip_breaker(session: Session, lease: Lease) -> str | None:
