@@ -35,7 +35,16 @@ def test_kill_9_of_the_runner_at_a_random_moment(
     scenario = harness.new_scenario(scenario_org, sandbox, logs)
     try:
         runner = scenario.run_batch()
-        moment = rng.uniform(4.0, 9.0)  # from the runner's start: import, take over, mid-batch
+        # the moment counts from the runner's takeover, not its start: on a slow machine its
+        # import alone can outlast a start-relative moment, and a runner killed before it took
+        # the batch has left nothing to recover
+        wait_for(
+            lambda: harness.batch_status(scenario.batch_id) != "draft" or runner.poll() is not None,
+            120,
+            interval=0.05,
+            what="the runner to take the batch",
+        )
+        moment = rng.uniform(0.0, 5.0)  # right after the takeover, or mid-batch
         time.sleep(moment)
         kill(runner, signal.SIGKILL)
         runner.wait()
