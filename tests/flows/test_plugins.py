@@ -31,8 +31,6 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterKey,
-    TaskRunFilter,
-    TaskRunFilterName,
 )
 
 from regbatch.api.running import run_batch
@@ -51,6 +49,7 @@ from regbatch.views import BatchDetail, StepView
 from tests.cli import REGBATCH, cli, cli_json, recovered_status, run
 from tests.factories import restaurant_row
 from tests.flows.conftest import ALL_STEPS_ON, lease_of, ledger_for
+from tests.flows.prefect_records import finished_task_runs
 from tests.flows.test_batch import side_effects, wait_for
 from tests.flows.test_distributed import deploy
 from tests.flows.test_recovery import lease_expired
@@ -172,14 +171,6 @@ def job_id_of(detail: BatchDetail, restaurant_id: uuid.UUID) -> uuid.UUID:
     return next(j.id for j in detail.jobs if j.restaurant_id == restaurant_id)
 
 
-async def task_runs_named(name: str) -> int:
-    async with get_client() as client:
-        runs = await client.read_task_runs(
-            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[name]))
-        )
-    return len(runs)
-
-
 def test_a_food_truck_runs_the_plugin_handler_and_both_sync_to_the_crm(
     org_id, sandbox, trucks, crm
 ) -> None:
@@ -217,7 +208,7 @@ def test_a_food_truck_runs_the_plugin_handler_and_both_sync_to_the_crm(
     plugin_results = {row["restaurant_id"]: row["plugin_results"] for row in exported["rows"]}
     assert set(plugin_results[str(truck)]) == {"menu_import", "crm_sync"}
     assert set(plugin_results[str(restaurant)]) == {"crm_sync"}
-    assert wait_for(lambda: run_coroutine(task_runs_named("13-crm_sync")) >= 2, timeout=30)
+    assert len(finished_task_runs(2, name="13-crm_sync")) >= 2
     table_key = artifact_key(batch_id, get_batch(batch_id).name, "restaurants")
     table = run_coroutine(latest_artifact(table_key))
     rows = table if isinstance(table, list) else json.loads(table)

@@ -7,14 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
-from prefect.client.schemas.objects import TaskRun
 
 from regbatch.api import lifecycle
 from regbatch.api.running import run_batch
@@ -29,6 +25,7 @@ from tests.cli import cli, cli_json
 from tests.conftest import free_port
 from tests.factories import make_restaurants
 from tests.flows.conftest import new_batch
+from tests.flows.prefect_records import finished_task_runs
 from tests.integration.test_webhooks import (
     DELAY,
     Receiver,
@@ -43,24 +40,6 @@ pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 @pytest.fixture()
 def receiver() -> Iterator[Callable[..., Receiver]]:
     yield from started_receivers()
-
-
-def task_runs_named(name: str, count: int, timeout_s: float = 15) -> list[TaskRun]:
-    """The task runs of that name, once Prefect has recorded `count` of them (events lag)."""
-
-    async def read() -> list[TaskRun]:
-        async with get_client() as client:
-            return await client.read_task_runs(
-                task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[name]))
-            )
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        runs = asyncio.run(read())
-        finished = [r for r in runs if r.state is not None and r.state.is_final()]
-        if len(finished) >= count or time.monotonic() > deadline:
-            return finished
-        time.sleep(0.2)
 
 
 def test_a_delivery_is_signed_with_the_secret_and_logged_without_it(
@@ -129,7 +108,7 @@ def test_503_twice_then_200_is_delivered_on_the_third_attempt_by_prefect_retries
     assert [e.details["status_code"] for e in log] == [503, 503, 200]
     assert log[0].details["error"] == "HTTP 503 Service Unavailable"
     # the attempts were one Prefect task run, retried by Prefect
-    [task_run] = task_runs_named(f"webhook batch.completed: {result.url}", 1)
+    [task_run] = finished_task_runs(1, name=f"webhook batch.completed: {result.url}")
     assert task_run.run_count == 3 and task_run.state is not None
     assert task_run.state.is_completed()
 
