@@ -388,7 +388,7 @@ async def asyncio_baseline(restaurant_ids: list[Any], org_id: Any, c: int) -> fl
     with session_scope() as session:
         configs = {
             rid: build_config(
-                restaurant_record(session.get(Restaurant, rid)), batch_settings(False)
+                restaurant_record(session.get_one(Restaurant, rid)), batch_settings(False)
             )
             for rid in restaurant_ids
         }
@@ -398,7 +398,7 @@ async def asyncio_baseline(restaurant_ids: list[Any], org_id: Any, c: int) -> fl
 
     async def one(rid: Any) -> None:
         config = configs[rid]
-        states = {s.key: StepState(StepStatus.PENDING) for s in STEPS}
+        states: dict[str, StepState] = {s.key: StepState(StepStatus.PENDING) for s in STEPS}
         results: dict[Any, dict[str, Any]] = {}
         async with semaphore:
             while True:
@@ -497,7 +497,7 @@ def count_ledger_transactions() -> dict[str, int]:
     def statement(*_: Any) -> None:
         counts["SQL statements"] = counts.get("SQL statements", 0) + 1
 
-    ledger.transact = counted  # type: ignore[assignment]
+    ledger.transact = counted
     event.listen(Engine, "before_cursor_execute", statement)
     return counts
 
@@ -634,11 +634,12 @@ def report(args: argparse.Namespace, server: PrefectServer | None, sandbox_pid: 
         print_account_gaps()
     print_after_run(server)
     steps = sum(s.status == "completed" for j in detail.jobs for s in j.steps)
+    cores = os.cpu_count() or 1
     print(f"steps completed           {steps:8d}")
     print(
         "CPU during the batch flow "
         + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items() if seconds)
-        + f" (of {os.cpu_count() * wall:.0f} core-seconds on {os.cpu_count()} cores)"
+        + f" (of {cores * wall:.0f} core-seconds on {cores} cores)"
     )
     if args.cost:
         _, more_ids = prepare_database(n, True)

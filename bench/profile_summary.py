@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -74,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

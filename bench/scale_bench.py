@@ -114,7 +114,11 @@ def count_bad_flow_runs() -> dict[str, int]:
     """Flow runs that ended Crashed or Failed in Prefect (a restaurant's end is not counted
     here: regbatch's own outcome is in the ledger; this is orchestration)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
 
     async def count() -> dict[str, int]:
@@ -122,7 +126,7 @@ def count_bad_flow_runs() -> dict[str, int]:
             return {
                 kind.value: await client.count_flow_runs(
                     flow_run_filter=FlowRunFilter(
-                        state=dict(type=FlowRunFilterStateType(any_=[kind]))
+                        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[kind]))
                     )
                 )
                 for kind in (StateType.CRASHED, StateType.FAILED)

@@ -38,6 +38,7 @@ from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch, Job, JobStep
 from regbatch.sandbox.control import SandboxControl
 from regbatch.services.batches import get_batch
+from regbatch.statuses import JobStatus
 from tests.cli import REGBATCH
 from tests.factories import make_restaurants
 
@@ -274,9 +275,9 @@ def check_counters(batch_id: uuid.UUID) -> None:
         batch.cancelled_restaurants,
         batch.total_restaurants,
     ) == (
-        counts["completed"] + counts["skipped"],
-        counts["failed"],
-        counts["cancelled"],
+        counts[JobStatus.COMPLETED] + counts[JobStatus.SKIPPED],
+        counts[JobStatus.FAILED],
+        counts[JobStatus.CANCELLED],
         sum(counts.values()),
     ), (batch.completed_restaurants, batch.failed_restaurants, counts)
 
