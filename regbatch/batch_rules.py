@@ -19,6 +19,8 @@ RETRYABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.PAUSED, Batc
 # A batch's breaker unless it says otherwise: every interface's default reads these.
 BREAKER_THRESHOLD = 0.5
 BREAKER_MIN_FINISHED = 3
+MAX_CONCURRENCY = 200
+"""The most restaurants one batch runs at once, whoever asks."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,10 @@ def option_problems(
         problems.append(
             Problem("execution_mode", not_one_of("mode", execution_mode, ExecutionMode))
         )
-    if not 1 <= concurrency <= 200:
-        problems.append(Problem("concurrency", f"{concurrency} is out of range; use 1 to 200"))
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        problems.append(
+            Problem("concurrency", f"{concurrency} is out of range; use 1 to {MAX_CONCURRENCY}")
+        )
     elif execution_mode == ExecutionMode.SEQUENTIAL and concurrency != 1:
         problems.append(
             Problem(

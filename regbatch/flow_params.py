@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from regbatch.batch_rules import MAX_CONCURRENCY
 from regbatch.statuses import ExecutionMode
 
 
@@ -30,8 +31,12 @@ class BatchRun(BaseModel):
         default=ExecutionMode.SEQUENTIAL,
         description="sequential, parallel (bounded by concurrency) or distributed (work pool).",
     )
-    concurrency: int = Field(
-        default=1, ge=1, le=200, description="Restaurants at once (parallel and distributed)."
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CONCURRENCY,
+        description="For a new batch: restaurants at once (parallel and distributed); when "
+        "empty, 1 in sequential mode, else REGBATCH_DEFAULT_CONCURRENCY.",
     )
     settings: dict[str, Any] = Field(
         default_factory=dict, description="Common registration settings for every restaurant."

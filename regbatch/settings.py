@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from regbatch.batch_rules import MAX_CONCURRENCY
 from regbatch.errors import ConfigurationError
 
 SUPPORTED_DRIVERS = ("postgresql+psycopg", "sqlite")
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
 
     import_max_bytes: int = Field(default=100_000_000, ge=1)
     """The largest restaurants file `restaurants import` reads (imports stream, row by row)."""
-    default_concurrency: int = Field(default=5, ge=1, le=200)
+    default_concurrency: int = Field(default=5, ge=1, le=MAX_CONCURRENCY)
 
     lease_seconds: float = Field(default=30.0, gt=0)
     """A running batch's lease; its runner renews it every third of this."""

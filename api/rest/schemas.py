@@ -19,7 +19,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, MAX_CONCURRENCY
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus
 from regbatch.statuses import BatchStatus, ExecutionMode, RequestedAction
 from regbatch.views import BatchListItem
@@ -170,7 +170,7 @@ class CreateBatchRequest(_Request):
     concurrency: StrictInt | None = Field(
         default=None,
         ge=1,
-        le=200,
+        le=MAX_CONCURRENCY,
         description="Restaurants at once; default 1 in sequential mode, else the server's.",
     )
     breaker_threshold: Fraction = BREAKER_THRESHOLD
@@ -279,7 +279,7 @@ class CreateTemplateRequest(_Request):
     registration_status: RegistrationStatus | None = None
     limit: StrictInt = Field(default=10, ge=1, le=1000)
     execution_mode: ExecutionMode = ExecutionMode.SEQUENTIAL
-    concurrency: StrictInt | None = Field(default=None, ge=1, le=200)
+    concurrency: StrictInt | None = Field(default=None, ge=1, le=MAX_CONCURRENCY)
     settings: JsonObject = Field(default_factory=dict)
     breaker_threshold: Fraction = BREAKER_THRESHOLD
     breaker_min_finished: StrictInt = Field(default=BREAKER_MIN_FINISHED, ge=1, le=1000)

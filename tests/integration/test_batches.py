@@ -253,3 +253,37 @@ def test_cancelling_a_batch_nobody_runs_logs_every_job_it_cancels(org_id: uuid.U
     assert [e.job_id for e in job_entries] == [j.id for j in detail.jobs]
     assert {e.actor for e in job_entries} == {"user"}
     assert log[-1].operation == "batch_cancelled"
+
+
+@pytest.mark.parametrize(
+    ("mode", "given", "expected"),
+    [("parallel", None, 7), ("distributed", None, 7), ("sequential", None, 1), ("parallel", 4, 4)],
+)
+def test_a_batch_from_the_prefect_form_takes_the_default_concurrency_when_none_is_given(
+    org_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch, mode: str, given: int | None, expected: int
+) -> None:
+    """The batch flow's form (BatchRun) leaves concurrency empty unless the user fills it in:
+    a new parallel batch then runs REGBATCH_DEFAULT_CONCURRENCY restaurants at once, as one
+    made by the CLI, REST or Python does."""
+    import asyncio
+
+    from regbatch.flow_params import BatchRun
+    from regbatch.settings import reset_settings
+    from regbatch.tasks.batches import create_batch_from_run
+
+    monkeypatch.setenv("REGBATCH_DEFAULT_CONCURRENCY", "7")
+    reset_settings()
+    with session_scope() as session:
+        ids = make_restaurants(session, org_id, 2)
+    form = {"organisation": str(org_id), "name": "from the form", "restaurant_ids": ids}
+    if given is not None:
+        form["concurrency"] = given
+    run = BatchRun.model_validate({**form, "execution_mode": mode})
+    try:
+        batch_id = asyncio.run(create_batch_from_run.fn(run))
+    finally:
+        monkeypatch.delenv("REGBATCH_DEFAULT_CONCURRENCY")
+        reset_settings()
+    with session_scope() as session:
+        batch = session.get_one(Batch, batch_id)
+        assert (batch.execution_mode, batch.concurrency) == (mode, expected)
