@@ -4,8 +4,9 @@ One row per limit. A process takes the turn when nobody holds it and the spacing
 request has passed, holds it while its one request is out (renewing `held_until`), and gives it
 back saying when that request was answered: the next turn is due `spacing` after it. A holder that
 died stops renewing and is replaced once its `held_until` has passed, never sooner than
-`spacing` after it took the turn. Waiters ask again when the turn is due, not on a fixed poll,
-so the limit never idles while someone waits.
+`spacing` after it took the turn. Waiters ask again when the turn is due (every 0.2 s while
+someone holds it, since it may be given back early; runner/account_turn.py sleeps at most 5 s
+at a time), so the limit never idles while someone waits.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Every step attempt runs these (its start, its outcome, what the attempt reads); building a
 SQLAlchemy statement anew costs about three times the CPU of running a built one (bench:
-`bench/README.md`, "Cheaper ledger writes"). Each move of a step row is one UPDATE that matches
-only the statuses the state machine (regbatch.statuses) allows it from, so the state machine
-stays the one place for transitions; parameters are named `p_*` (a name may not repeat a
-column's in an UPDATE's SET clause).
+`bench/README.md`, "Against Prefect's floor (2026-11-30)", the ledger's hot path). Each move
+of a step row is one UPDATE that matches only the statuses the state machine
+(regbatch.statuses) allows it from, so the state machine stays the one place for transitions;
+parameters are named `p_*` (a name may not repeat a column's in an UPDATE's SET clause).
 """
 
 from __future__ import annotations

@@ -96,7 +96,11 @@ def current_status(
 
 
 def breaker_trips(failed: int, finished: int, policy: BreakerPolicy) -> bool:
-    """True when the breaker must stop dispatching: enough finished, and too many of them failed."""
+    """True when the breaker must stop dispatching: enough finished, and too many of them failed.
+
+    The runner counts both over the breaker's window, the restaurants finished since the batch
+    last started or resumed (two counters on the batch's row, db/batches.py `move_counters`).
+    """
     if not policy.enabled or finished < policy.min_finished or finished == 0:
         return False
     return failed / finished > policy.threshold

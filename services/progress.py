@@ -1,7 +1,9 @@
 """A batch's progress: job counts, a per-step histogram, percent done, elapsed time and an ETA.
 
-Cheap enough to poll every few seconds: four aggregate queries (the batch row, jobs GROUP BY
-status, steps GROUP BY step and status, the duration averages), whatever the batch's size.
+Cheap enough to poll every few seconds: four queries (the batch row, jobs GROUP BY status,
+steps GROUP BY step and status, the restaurants' average duration), five while no restaurant
+has completed (the steps' average duration). The two over the steps read every step row of
+the batch, so their cost grows with it (bench/README.md has the figures at 10,000 restaurants).
 """
 
 from __future__ import annotations

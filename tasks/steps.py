@@ -1,13 +1,14 @@
 """The registration steps as Prefect tasks: the twelve built-in ones and plugins' extra steps.
 
-Each task is a thin wrapper around `execute_step(lease, job_id, key)`: record the attempt (under
-the runner's lease), build the request from the job's configuration and its dependencies'
-results (read from the database), call the platform, record the outcome. A step whose row names
-a plugin's handler runs that handler instead (with a `StepContext`), under the same rules. What
-an error means is decided in one place, `regbatch.step_outcomes.after_error`, which Prefect's
-retry condition follows too. The platform's Retry-After (429) is waited out inside the attempt,
-up to the step's timeout. Account registration first waits for the global account-creation
-turn, outside its attempt: queueing for the turn is not part of any attempt or timeout.
+Each task is a thin wrapper around `execute_step(lease, job_id, key, timeout_s)`: record the
+attempt (under the runner's lease), build the request from the job's configuration and its
+dependencies' results (read from the database), call the platform, record the outcome. A step
+whose row names a plugin's handler runs that handler instead (with a `StepContext`), under the
+same rules. What an error means is decided in one place, `regbatch.step_outcomes.after_error`,
+which Prefect's retry condition follows too. The platform's Retry-After (429) is waited out
+inside the attempt, up to the step's timeout. Account registration first waits for the global
+account-creation turn, outside its attempt: queueing for the turn is not part of any attempt or
+timeout.
 """
 
 from __future__ import annotations

@@ -38,3 +38,20 @@ def test_bad_number_names_the_variable(monkeypatch) -> None:
     monkeypatch.setenv("REGBATCH_LEASE_SECONDS", "soon")
     with pytest.raises(ConfigurationError, match="REGBATCH_LEASE_SECONDS: "):
         get_settings()
+
+
+def test_the_readme_table_lists_every_setting() -> None:
+    """README's "Environment variables" table is where people look: every setting is a row."""
+    from pathlib import Path
+
+    from regbatch.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("Environment variables, all in")
+    table = readme[start : readme.index("\n\n", readme.index("| variable", start))]
+    missing = [
+        f"REGBATCH_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`REGBATCH_{name.upper()}`" not in table
+    ]
+    assert not missing, f"add a row for each to README.md's settings table: {missing}"
