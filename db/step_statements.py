@@ -33,7 +33,7 @@ from regbatch.db.models import Job, JobStep, Restaurant
 from regbatch.db.types import UTCDateTime
 from regbatch.statuses import STEP_FINISHED, StepStatus, allowed_from
 
-STEPS: Table = JobStep.__table__  # type: ignore[assignment]
+STEP_ROWS: Table = JobStep.__table__  # type: ignore[assignment]
 JOBS: Table = Job.__table__  # type: ignore[assignment]
 
 # Statuses a repeated outcome finds its row in: the same write, landed before a dropped
@@ -69,11 +69,11 @@ def _now() -> Any:
 def _move(target: StepStatus, **values: Any) -> Update:
     sources = sorted(allowed_from("step", target) - REPEATED[target])
     return (
-        update(STEPS)
+        update(STEP_ROWS)
         .where(
-            STEPS.c.job_id == bindparam("p_job"),
-            STEPS.c.step_key == bindparam("p_key"),
-            STEPS.c.status.in_(sources),
+            STEP_ROWS.c.job_id == bindparam("p_job"),
+            STEP_ROWS.c.step_key == bindparam("p_key"),
+            STEP_ROWS.c.status.in_(sources),
         )
         .values(status=target, updated_at=_now(), **values)
     )
@@ -81,7 +81,7 @@ def _move(target: StepStatus, **values: Any) -> Update:
 
 def _elapsed_ms(dialect: str) -> Any:
     """Milliseconds from the row's start to p_now, computed by the database."""
-    at = func.coalesce(STEPS.c.started_at, _now())
+    at = func.coalesce(STEP_ROWS.c.started_at, _now())
     if dialect == "postgresql":
         return cast(func.floor(func.extract("epoch", _now() - at) * 1000), BigInteger)
     # SQLite keeps timestamps as text; julianday() reads them as days
@@ -97,12 +97,12 @@ def _moves(dialect: str) -> dict[StepStatus, Update]:
     return {
         StepStatus.IN_PROGRESS: _move(
             StepStatus.IN_PROGRESS,
-            attempts=STEPS.c.attempts + 1,
+            attempts=STEP_ROWS.c.attempts + 1,
             started_at=case(
-                (STEPS.c.status == StepStatus.PENDING, _now()),
-                else_=func.coalesce(STEPS.c.started_at, _now()),
+                (STEP_ROWS.c.status == StepStatus.PENDING, _now()),
+                else_=func.coalesce(STEP_ROWS.c.started_at, _now()),
             ),
-        ).returning(STEPS.c.step_number, STEPS.c.handler, STEPS.c.attempts),
+        ).returning(STEP_ROWS.c.step_number, STEP_ROWS.c.handler, STEP_ROWS.c.attempts),
         StepStatus.COMPLETED: _move(
             StepStatus.COMPLETED,
             result_data=bindparam("p_result"),
@@ -110,10 +110,10 @@ def _moves(dialect: str) -> dict[StepStatus, Update]:
             duration_ms=_elapsed_ms(dialect),
             error_message=None,
             error_details=null(),  # SQL NULL, not JSON null: readers then decode nothing
-        ).returning(STEPS.c.attempts),
-        StepStatus.RETRYING: _move(StepStatus.RETRYING, **error).returning(STEPS.c.attempts),
+        ).returning(STEP_ROWS.c.attempts),
+        StepStatus.RETRYING: _move(StepStatus.RETRYING, **error).returning(STEP_ROWS.c.attempts),
         StepStatus.FAILED: _move(StepStatus.FAILED, completed_at=_now(), **error).returning(
-            STEPS.c.attempts
+            STEP_ROWS.c.attempts
         ),
     }
 
@@ -132,24 +132,24 @@ def step_statements(dialect: str) -> StepStatements:
         .where(JOBS.c.id == bindparam("p_job"), JOBS.c.batch_id == bindparam("p_batch"))
         .values(current_step=bindparam("p_step"))
         .returning(JOBS.c.organisation_id, JOBS.c.restaurant_id, JOBS.c.idempotency_root),
-        results=select(STEPS.c.step_key, STEPS.c.result_data).where(
-            STEPS.c.job_id == bindparam("p_job"), STEPS.c.status == StepStatus.COMPLETED
+        results=select(STEP_ROWS.c.step_key, STEP_ROWS.c.result_data).where(
+            STEP_ROWS.c.job_id == bindparam("p_job"), STEP_ROWS.c.status == StepStatus.COMPLETED
         ),
         password=select(Restaurant.account_password_encrypted).where(
             Restaurant.id == bindparam("p_restaurant")
         ),
-        status=select(STEPS.c.status).where(
-            STEPS.c.job_id == bindparam("p_job"), STEPS.c.step_key == bindparam("p_key")
+        status=select(STEP_ROWS.c.status).where(
+            STEP_ROWS.c.job_id == bindparam("p_job"), STEP_ROWS.c.step_key == bindparam("p_key")
         ),
         job_steps=select(
-            STEPS.c.step_number,
-            STEPS.c.step_key,
-            STEPS.c.status,
-            STEPS.c.result_data,
-            STEPS.c.blocked_by_step,
-            STEPS.c.error_message,
-            STEPS.c.error_details,
+            STEP_ROWS.c.step_number,
+            STEP_ROWS.c.step_key,
+            STEP_ROWS.c.status,
+            STEP_ROWS.c.result_data,
+            STEP_ROWS.c.blocked_by_step,
+            STEP_ROWS.c.error_message,
+            STEP_ROWS.c.error_details,
         )
-        .where(STEPS.c.job_id == bindparam("p_job"))
-        .order_by(STEPS.c.step_number),
+        .where(STEP_ROWS.c.job_id == bindparam("p_job"))
+        .order_by(STEP_ROWS.c.step_number),
     )

@@ -26,7 +26,7 @@ from regbatch.db.fencing import LockMode, fenced_move, hold, hold_to_start
 from regbatch.db.jobs import JOB_ROW, set_job_status
 from regbatch.db.models import Batch, Job, Restaurant
 from regbatch.db.oplog import append_log
-from regbatch.db.step_statements import REPEATED, STEPS, step_statements
+from regbatch.db.step_statements import REPEATED, STEP_ROWS, step_statements
 from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError, PlatformError
 from regbatch.lease import Lease
@@ -144,7 +144,7 @@ def _reset_steps(session: Session, job_id: uuid.UUID, numbers: set[int]) -> None
     """These steps go back to pending, their outcome cleared (attempts and results are kept)."""
     if not numbers:
         return
-    table = STEPS
+    table = STEP_ROWS
     session.execute(
         update(table)
         .where(
@@ -190,7 +190,7 @@ def job_config(session: Session, job_id: uuid.UUID) -> RegistrationConfig:
 def _update_step(session: Session, job_id: uuid.UUID, key: str, **values: Any) -> None:
     # A Core UPDATE on the table: the ORM's bulk-update path costs several times more CPU, and
     # no ORM object of a step row is held across these short transactions.
-    table = STEPS
+    table = STEP_ROWS
     session.execute(
         update(table)
         .where(table.c.job_id == job_id, table.c.step_key == str(key))
@@ -381,7 +381,7 @@ def record_skipped(
     if not skips:
         return
     hold(session, lease)
-    table = STEPS
+    table = STEP_ROWS
     named = {str(key) for key, _, _ in skips} | {str(b) for _, _, b in skips if b is not None}
     rows = session.execute(
         select(table.c.step_key, table.c.step_number, table.c.status)
@@ -497,7 +497,9 @@ def _settle_active_steps(
     if target == StepStatus.CANCELLED:
         values["completed_at"] = utcnow()
     session.execute(
-        update(STEPS).where(STEPS.c.job_id == job_id, STEPS.c.status.in_(allowed)).values(**values)
+        update(STEP_ROWS)
+        .where(STEP_ROWS.c.job_id == job_id, STEP_ROWS.c.status.in_(allowed))
+        .values(**values)
     )
 
 

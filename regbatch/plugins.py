@@ -264,7 +264,7 @@ def _extra_step(
         condition=condition or _always,
         condition_text="the plugin's condition" if condition else "always",
         blocking=blocking,
-        on_failure="blocking: the steps after it are skipped"
+        on_failure="blocking: the steps that depend on it are skipped"
         if blocking
         else "job ends failed, others continue",
         timeout_s=timeout_s,

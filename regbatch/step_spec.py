@@ -73,7 +73,10 @@ class GraphStep:
     """Whether a step whose dependencies are satisfied runs: the skip reason, or None to run."""
     condition_text: str
     blocking: bool
+    """Shown in the recorded step graph: whether steps after it depend on it. What is skipped
+    when it fails comes from the other steps' `depends_on`, not from this flag."""
     on_failure: str
+    """What its failure means, in words (the domain's table); `depends_on` makes it so."""
     timeout_s: float
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 

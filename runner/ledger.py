@@ -32,8 +32,8 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from regbatch.db import lifecycle, overview
-from regbatch.db import runner as runs
-from regbatch.db import steps as ledger_rows
+from regbatch.db import runner as runs  # db/runner.py: the runner's queue, dispatches, settling
+from regbatch.db import steps as ledger_rows  # db/steps.py: the step rows, fenced
 from regbatch.db.batches import batch_report
 from regbatch.db.engine import session_scope
 from regbatch.db.fencing import Held, Sighting, sighting
