@@ -102,8 +102,10 @@ def reader(batch_id: str, organisation_id: str, out: str, stop: str) -> None:
             if len(progress) % 30 == 1:  # about once a minute, for whoever watches the run
                 elapsed, last = progress[-1]
                 print(
-                    f"  {elapsed:6.0f} s: {json.dumps(last)[:160]}; detail page "
-                    f"{1000 * timings['detail'][-1]:.0f} ms",
+                    f"  {elapsed:6.0f} s: {last['status']}, {last['finished']:,} of "
+                    f"{last['total']:,} finished ({last['percent']} %); detail page "
+                    f"{1000 * timings['detail'][-1]:.0f} ms, progress "
+                    f"{1000 * timings['progress'][-1]:.0f} ms",
                     flush=True,
                 )
             time.sleep(2)

@@ -27,7 +27,7 @@ from typing import Any
 from regbatch.config import RegistrationConfig
 from regbatch.errors import PluginError
 from regbatch.restaurant import RestaurantType
-from regbatch.step_spec import Condition, StepKey
+from regbatch.step_spec import Condition, RetryPolicy, StepKey
 from regbatch.steps import STEPS
 
 ENTRY_POINT_GROUP = "regbatch.step_handlers"
@@ -148,8 +148,8 @@ def extra_step(
     blocking: bool = False,
     condition: Condition | None = None,
     timeout_s: float = 120.0,
-    retries: int = 3,
-    retry_delays_s: Sequence[float] = (2.0, 4.0, 8.0),
+    retries: int = RetryPolicy.retries,
+    retry_delays_s: Sequence[float] = RetryPolicy.delays_s,
 ) -> Callable[[Handler], Handler]:
     """Mark `fn` as a new step `key`, run after the steps named in `after`."""
     if not key.isidentifier() or key != key.lower() or len(key) > 40:
