@@ -65,7 +65,10 @@ def test_prefect_deploy_all_creates_every_deployment(prefect_server) -> None:
     assert {"batch_id", "organisation", "restaurant_ids", "execution_mode", "concurrency"} <= set(
         run_model
     )
-    assert run_model["concurrency"]["minimum"] == 1
+    # concurrency may be left empty (the server's default); filled in, it is 1 to 200
+    concurrency = run_model["concurrency"]
+    assert concurrency["default"] is None
+    assert {"type": "integer", "minimum": 1, "maximum": 200} in concurrency["anyOf"]
     assert required_without_default(form) == []  # Quick run sends no parameters
     for name, deployment in deployments.items():  # nor may any other deployment's form need one
         assert not deployment.parameter_openapi_schema.get("required"), name
