@@ -168,7 +168,8 @@ def _reset_steps(session: Session, job_id: uuid.UUID, numbers: set[int]) -> None
 
 # The configurations of the jobs running now (a job's is read at each attempt's start). A full
 # restaurant's configuration is about 40 KB in memory: 4,096 of them held 160 MB of a 10,000-
-# restaurant batch's runner. Oldest out first; more than a batch's largest concurrency (200).
+# restaurant batch's runner. Oldest out first; more than a batch's largest concurrency
+# (batch_rules.MAX_CONCURRENCY, 200).
 _CONFIGS: dict[uuid.UUID, RegistrationConfig] = {}
 _CONFIG_CACHE_SIZE = 256
 

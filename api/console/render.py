@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from regbatch.batch_rules import MAX_CONCURRENCY
 from regbatch.reporting import duration_text
 
 HERE = Path(__file__).resolve().parent
@@ -38,6 +39,7 @@ def environment() -> Environment:
     env.filters["when"] = when
     env.filters["duration"] = duration_text
     env.globals["percent"] = percent
+    env.globals["max_concurrency"] = MAX_CONCURRENCY
     return env
 
 

@@ -25,6 +25,7 @@ from regbatch.errors import InvalidInputError, Problem, RegbatchError
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType
 from regbatch.selection import RestaurantSelection
 from regbatch.services import batches, shortlist
+from regbatch.settings import get_settings
 from regbatch.statuses import ExecutionMode
 
 router = APIRouter(prefix="/console")
@@ -94,7 +95,7 @@ class BatchForm:
     restaurant_ids: list[uuid.UUID]
     name: str = ""
     execution_mode: str = ExecutionMode.PARALLEL.value
-    concurrency: str = "5"
+    concurrency: str = field(default_factory=lambda: str(get_settings().default_concurrency))
     settings_text: str = "{}"
     breaker_threshold: str = str(BREAKER_THRESHOLD)
     breaker_min_finished: str = str(BREAKER_MIN_FINISHED)

@@ -19,6 +19,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 from prefect.deployments import arun_deployment
 from prefect.exceptions import ObjectAlreadyExists
 
+from regbatch.batch_rules import MAX_CONCURRENCY
 from regbatch.deployments.catalog import CATALOG, WORK_POOL
 from regbatch.services.batches import get_batch
 from tests.cli import REGBATCH, cli_json
@@ -68,7 +69,8 @@ def test_prefect_deploy_all_creates_every_deployment(prefect_server) -> None:
     # concurrency may be left empty (the server's default); filled in, it is 1 to 200
     concurrency = run_model["concurrency"]
     assert concurrency["default"] is None
-    assert {"type": "integer", "minimum": 1, "maximum": 200} in concurrency["anyOf"]
+    assert {"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY} in concurrency["anyOf"]
+    assert {"type": "null"} in concurrency["anyOf"]
     assert required_without_default(form) == []  # Quick run sends no parameters
     for name, deployment in deployments.items():  # nor may any other deployment's form need one
         assert not deployment.parameter_openapi_schema.get("required"), name

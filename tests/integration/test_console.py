@@ -346,6 +346,32 @@ def test_restaurants_are_filtered_and_a_selection_gets_a_batch_form_with_its_pre
     assert "0 of 2 with problems" in chosen.text
 
 
+def test_the_batch_form_offers_the_servers_default_concurrency_and_its_maximum(
+    browser: TestClient, org_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form is filled in as a batch made without a concurrency would run: parallel, at
+    REGBATCH_DEFAULT_CONCURRENCY restaurants at once, up to the one maximum."""
+    from regbatch.batch_rules import MAX_CONCURRENCY
+    from regbatch.settings import reset_settings
+
+    with session_scope() as session:
+        ready = make_restaurants(session, org_id, 2)
+    csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
+    monkeypatch.setenv("REGBATCH_DEFAULT_CONCURRENCY", "9")
+    reset_settings()
+    try:
+        form = browser.post(
+            "/console/batch-form",
+            data={"csrf_token": csrf, "restaurant_id": [str(r) for r in ready]},
+        )
+    finally:
+        monkeypatch.delenv("REGBATCH_DEFAULT_CONCURRENCY")
+        reset_settings()
+    field = re.search(r'<input id="b-conc"[^>]*>', form.text)
+    assert field is not None, form.text
+    assert 'value="9"' in field[0] and f'max="{MAX_CONCURRENCY}"' in field[0]
+
+
 def test_the_batch_form_creates_nothing_until_everything_is_right(
     browser: TestClient, org_id: uuid.UUID
 ) -> None:
