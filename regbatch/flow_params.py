@@ -56,6 +56,11 @@ class BatchRun(BaseModel):
                 "give either batch_id (run an existing batch) or organisation, name "
                 "and restaurant_ids (create one), not both"
             )
+        if self.batch_id is not None and (self.concurrency is not None or self.settings):
+            raise ValueError(
+                "concurrency and settings are for a new batch; an existing batch runs with "
+                "those it was made with: leave them empty with batch_id"
+            )
         if (
             self.batch_id is None
             and creating

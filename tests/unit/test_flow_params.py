@@ -32,6 +32,8 @@ def test_a_new_batch_needs_organisation_name_and_restaurants() -> None:
         ({"batch_id": uuid.uuid4(), "name": "x"}, "not both"),
         ({"organisation": "Acme", "name": "x"}, "give batch_id to run an existing batch"),
         ({"batch_id": uuid.uuid4(), "concurrency": 0}, "greater than or equal to 1"),
+        ({"batch_id": uuid.uuid4(), "concurrency": 4}, "an existing batch runs with those"),
+        ({"batch_id": uuid.uuid4(), "settings": {"a": 1}}, "an existing batch runs with those"),
         ({"batch_id": uuid.uuid4(), "execution_mode": "turbo"}, "Input should be"),
         ({"batch_id": uuid.uuid4(), "colour": "red"}, "Extra inputs are not permitted"),
     ],
