@@ -8,8 +8,9 @@ dependencies from here, so they can run in a later process than the steps they d
 Every write states the runner's lease (db/fencing.py): a runner that lost its batch changes
 nothing. Writes are safe to repeat (a transaction retried after a dropped connection whose commit
 did land finds its own result and leaves it), and only answers of the platform are outcomes: a
-step is `failed` by a permanent answer or by transient answers past its retries (no answer
-within the step's timeout is one), never by a cancellation or a database error.
+step is `failed` by a permanent answer, by transient answers past its retries (no answer
+within the step's timeout is one) or by a fault in its own code, never by a cancellation or a
+database error.
 """
 
 from __future__ import annotations

@@ -73,8 +73,9 @@ class GraphStep:
     """Whether a step whose dependencies are satisfied runs: the skip reason, or None to run."""
     condition_text: str
     blocking: bool
-    """Shown in the recorded step graph: whether steps after it depend on it. What is skipped
-    when it fails comes from the other steps' `depends_on`, not from this flag."""
+    """The domain table's "blocking" label (account and restaurant registration), recorded with
+    a plugin step's graph. It decides nothing: what is skipped when a step fails comes from the
+    other steps' `depends_on`."""
     on_failure: str
     """What its failure means, in words (the domain's table); `depends_on` makes it so."""
     timeout_s: float

@@ -3,10 +3,10 @@
 A row (`StepSpec`, keyword-only) holds the step's number and key, its dependencies, the condition
 under which it runs, what its failure means, its timeout and retry policy, and how it is called on
 the platform: its endpoint, its request builder and its result model. Execution, resume,
-skipping, display, the platform client and the sandbox all read `STEPS`. Besides it, the steps'
-keys are named in `StepKey` (step_spec.py) and the sandbox answers each endpoint with a handler
-of its own (sandbox/state.py): a new step is a row here, a key there and, for the sandbox, a
-handler.
+skipping, display, the platform client and the sandbox all read `STEPS`. A new step is also a
+key in `StepKey` (step_spec.py), its request builder (platform/builders.py) and result model
+(platform/results.py) that its row names, and, for the sandbox, a request model
+(sandbox/schemas.py) and a handler in the table of sandbox/state.py.
 
 A step's `depends_on` are hard dependencies: if one fails (or was skipped because of a failure),
 the step is skipped too. Its `waits_for` are soft: the step waits for them to finish but runs

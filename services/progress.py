@@ -2,8 +2,9 @@
 
 Cheap enough to poll every few seconds: four queries (the batch row, jobs GROUP BY status,
 steps GROUP BY step and status, the restaurants' average duration), five while no restaurant
-has completed (the steps' average duration). The two over the steps read every step row of
-the batch, so their cost grows with it (bench/README.md has the figures at 10,000 restaurants).
+has completed (the steps' average duration). The histogram, and that average, read every step
+row of the batch, so their cost grows with it (bench/README.md has figures at 10,000
+restaurants).
 """
 
 from __future__ import annotations

@@ -220,8 +220,8 @@ def includes(include: str | None, allowed: set[str]) -> set[str]:
 )
 def get_progress(batch_id: uuid.UUID, caller: CallerDep) -> ProgressView:
     """Jobs by status, each step's counts by status, percent finished, elapsed time and an
-    estimate of the time left, in four or five aggregate queries; the step counts read every
-    step row of the batch."""
+    estimate of the time left: the batch's row, then three aggregate queries (four while no
+    restaurant has completed); the step counts read every step row of the batch."""
     return batch_progress(batch_id, caller.organisation_id)
 
 
