@@ -15,6 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
+    FlowRunFilterParentFlowRunId,
     TaskRunFilter,
     TaskRunFilterName,
 )
@@ -25,11 +26,29 @@ async def read_finished_task_runs(
     *, flow_run_ids: Iterable[uuid.UUID] | None = None, name: str | None = None
 ) -> list[TaskRun]:
     """The task runs in a final state, of those flow runs and/or with that name."""
-    flows = FlowRunFilter(id=FlowRunFilterId(any_=list(flow_run_ids))) if flow_run_ids else None
-    tasks = TaskRunFilter(name=TaskRunFilterName(any_=[name])) if name else None
+    flows = None
+    if flow_run_ids is not None:
+        flows = FlowRunFilter(id=FlowRunFilterId(any_=list(flow_run_ids)))
+    tasks = TaskRunFilter(name=TaskRunFilterName(any_=[name])) if name is not None else None
     async with get_client() as client:
         runs = await client.read_task_runs(flow_run_filter=flows, task_run_filter=tasks)
     return [r for r in runs if r.state is not None and r.state.is_final()]
+
+
+def restaurant_flow_run_ids(batch_flow_run_id: uuid.UUID) -> list[uuid.UUID]:
+    """The flow runs of a batch's restaurants (its subflow runs; flow runs are created by the
+    client's own API call, so they are all there once the batch's run has ended)."""
+
+    async def read() -> list[uuid.UUID]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[batch_flow_run_id])
+                )
+            )
+        return [r.id for r in runs]
+
+    return asyncio.run(read())
 
 
 def finished_task_runs(

@@ -275,7 +275,11 @@ def test_a_batch_from_the_prefect_form_takes_the_default_concurrency_when_none_i
     reset_settings()
     with session_scope() as session:
         ids = make_restaurants(session, org_id, 2)
-    form = {"organisation": str(org_id), "name": "from the form", "restaurant_ids": ids}
+    form: dict[str, Any] = {
+        "organisation": str(org_id),
+        "name": "from the form",
+        "restaurant_ids": ids,
+    }
     if given is not None:
         form["concurrency"] = given
     run = BatchRun.model_validate({**form, "execution_mode": mode})

@@ -167,8 +167,10 @@ def test_a_malformed_key_is_a_400_and_changes_nothing(
 ) -> None:
     body = _batch_body(org_id)
     before = row_counts()
+    raw = key if isinstance(key, bytes) else key.encode()
+    headers = {name.encode(): value.encode() for name, value in auth.items()}
     response = client.post(
-        "/registration-batches", headers={**auth, "Idempotency-Key": key}, json=body
+        "/registration-batches", headers={**headers, b"Idempotency-Key": raw}, json=body
     )
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "IDEMPOTENCY_KEY_INVALID"
