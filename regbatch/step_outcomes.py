@@ -3,11 +3,12 @@ follow, so the two never disagree.
 
 Only answers of the platform are outcomes. A transient answer is retried while attempts are
 left, then fails the step; no answer within the step's timeout and no connection to the
-platform count as transient answers (the client raises them as such). A permanent answer fails
-the step at once; a fault in the step's own code fails it too (retrying cannot help). Everything
-else (a cancellation, a database or orchestrator error, any other TimeoutError) is not an
-outcome of the work: the step stays unfinished and whoever runs the batch next asks the
-platform again with the same idempotency key.
+platform count as transient answers (the client, or the step's deadline around a plugin's
+handler, raises them as such). A permanent answer fails the step at once; a fault in the step's
+own code fails it too (retrying cannot help), a plugin handler's own TimeoutError included.
+Everything else (a cancellation, a database or orchestrator error) is not an outcome of the
+work: the step stays unfinished and whoever runs the batch next asks the platform again with
+the same idempotency key.
 """
 
 from __future__ import annotations

@@ -255,8 +255,11 @@ async def run_handler(
         _password=(lambda: passwords.decrypt(encrypted)) if encrypted else None,
     )
     try:
-        result = await asyncio.wait_for(handler(context), timeout=timeout_s)
+        async with asyncio.timeout(timeout_s) as limit:
+            result = await handler(context)
     except TimeoutError:
+        if not limit.expired():  # the handler's own TimeoutError: a fault of its code
+            raise
         raise TransientPlatformError(
             f"{_label(key)}: handler {target(handler)} did not finish within {timeout_s:g} s; "
             "it is retried with the same idempotency key"

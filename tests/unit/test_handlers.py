@@ -233,6 +233,32 @@ async def test_a_handler_that_overruns_its_timeout_is_a_transient_error() -> Non
     assert after_error(PermanentPlatformError("no"), 1, 4) is AfterError.FAILED
 
 
+async def test_a_handlers_own_timeout_error_is_not_taken_for_the_steps_timeout() -> None:
+    """Only the step's deadline makes the transient "did not finish within" error; a
+    TimeoutError the handler raises itself is a fault of its code, like any other exception."""
+    from prefect.logging import disable_run_logger
+
+    from regbatch.errors import StepCodeError
+    from regbatch.step_outcomes import AfterError, after_error
+    from regbatch.tasks.steps import _perform
+
+    async def gives_up(ctx: StepContext) -> dict[str, Any]:
+        raise TimeoutError("the CRM did not answer")
+
+    registry = HandlerRegistry.from_modules(
+        plugin("p_own_timeout", t=extra_step("crm_push")(gives_up))
+    )
+    handler = "p_own_timeout:t"
+    with (
+        use_registry(registry),
+        disable_run_logger(),
+        pytest.raises(StepCodeError, match="TimeoutError") as raised,
+    ):
+        await _perform("crm_push", _inputs(make_config(), handler), 5, None)
+    assert isinstance(raised.value.__cause__, TimeoutError)
+    assert after_error(raised.value, 1, 4) is AfterError.FAILED
+
+
 def test_a_process_without_the_recorded_handlers_refuses_the_restaurant() -> None:
     from regbatch.flows.restaurant import refuse_without_handlers
 
