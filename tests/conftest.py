@@ -44,6 +44,9 @@ os.environ.update(
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
         "PREFECT_CLI_PROMPT": "false",
+        # Tests call flow code outside a flow run (log filters, webhook delivery): its records
+        # stay local instead of warning that they cannot go to the API.
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
         # Every Prefect client in the tests talks to the server `prefect_server` starts here.
         "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
         "PREFECT_UI_URL": f"http://127.0.0.1:{PREFECT_PORT}",
