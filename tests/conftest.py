@@ -10,27 +10,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.processes import stop_group
+from tests.prefect_servers import PrefectServer, drop_database, free_port
 
 _TMP = Path(tempfile.mkdtemp(prefix="regbatch-tests-"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 PREFECT_PORT = free_port()
@@ -118,51 +107,6 @@ PREFECT_DATABASE = os.environ.get(
 )
 
 
-def _ensure_database(asyncpg_url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    url = make_url(asyncpg_url)
-    admin = create_engine(
-        url.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        exists = connection.execute(
-            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}
-        ).scalar()
-        if not exists:
-            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
-    admin.dispose()
-
-
-def _drop_database(asyncpg_url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    url = make_url(asyncpg_url)
-    admin = create_engine(
-        url.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"prefect server at {url} was not healthy within {timeout_s} s")
-
-
 def _drain_prefect_workers() -> None:
     """Ship the logs and events still queued in this process before the server goes away."""
     from prefect.events.worker import EventsWorker
@@ -175,35 +119,12 @@ def _drain_prefect_workers() -> None:
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
     """A real `prefect server start` on PostgreSQL (its own database), for the whole session."""
-    _ensure_database(PREFECT_DATABASE)
-    log = open(_TMP / "prefect-server.log", "wb")  # noqa: SIM115 - closed at teardown
-    env = {
-        **os.environ,
-        "PREFECT_SERVER_DATABASE_CONNECTION_URL": PREFECT_DATABASE,
-        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("prefect")),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(PREFECT_PORT),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    api_url = os.environ["PREFECT_API_URL"]
+    server = PrefectServer(PREFECT_DATABASE, _TMP, port=PREFECT_PORT)
     try:
-        _wait_healthy(api_url, process, timeout_s=90)
-        yield api_url
+        server.start()
+        yield server.api_url
     finally:
         _drain_prefect_workers()
-        stop_group(process)
-        log.close()
+        server.stop()
         if "REGBATCH_TEST_PREFECT_DATABASE_URL" not in os.environ:
-            _drop_database(PREFECT_DATABASE)
+            drop_database(PREFECT_DATABASE)

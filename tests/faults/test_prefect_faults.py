@@ -7,84 +7,30 @@ are ended when the batch ends, and nothing is performed twice.
 
 from __future__ import annotations
 
-import os
-import secrets
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from tests.conftest import (
-    PREFECT_DATABASE,
-    _drop_database,
-    _ensure_database,
-    _wait_healthy,
-    free_port,
-)
+from tests.conftest import PREFECT_DATABASE
 from tests.faults import harness
 from tests.faults.harness import ROUNDS, wait_for
-from tests.processes import stop_group
+from tests.prefect_servers import PrefectServer, database_beside, drop_database
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
-
-PREFECT = str(Path(sys.executable).with_name("prefect"))
-
-
-class PrefectServer:
-    """A `prefect server start` of the test's own, on PostgreSQL, that can be killed."""
-
-    def __init__(self, logs: Path) -> None:
-        self.port = free_port()
-        self.api_url = f"http://127.0.0.1:{self.port}/api"
-        url = make_url(PREFECT_DATABASE)
-        name = f"{url.database}_faults_{secrets.token_hex(3)}"
-        self.database = url.set(database=name).render_as_string(hide_password=False)
-        self.logs = logs
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        _ensure_database(self.database)
-        self.starts += 1
-        log = (self.logs / f"prefect-server-{self.starts}.log").open("wb")
-        self.process = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env={
-                **os.environ,
-                "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database,
-                "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        _wait_healthy(self.api_url, self.process, timeout_s=90)
-
-    def kill_9(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            stop_group(self.process)
-        _drop_database(self.database)
 
 
 @pytest.fixture()
 def own_prefect(logs: Path) -> Iterator[PrefectServer]:
-    server = PrefectServer(logs)
-    server.start()
+    """A Prefect server of the test's own, in a database of its own: the test kills it."""
+    server = PrefectServer(database_beside(PREFECT_DATABASE, "faults"), logs)
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+        drop_database(server.database)
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +15,10 @@ import pytest
 
 from regbatch.services.batches import get_batch
 from tests.cli import REGBATCH
-from tests.conftest import _drop_database, _ensure_database, _wait_healthy, free_port
+from tests.conftest import PREFECT_DATABASE
 from tests.flows.conftest import new_batch
 from tests.flows.test_batch import wait_for
+from tests.prefect_servers import PrefectServer, database_beside, drop_database
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 STOP_BOUND_S = 20  # generous: it takes 1-3 s, at most 8 s (the grace of runs in flight) and 2
@@ -72,48 +72,24 @@ def test_serve_stops_promptly_on_a_signal(pg_url, prefect_server, tmp_path, sig)
 
 
 @pytest.fixture()
-def own_prefect_server(tmp_path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A Prefect server on PostgreSQL that the test may stop: (API URL, its process)."""
-    from sqlalchemy.engine import make_url
-
-    from tests.conftest import PREFECT_DATABASE
-
-    url = make_url(PREFECT_DATABASE)
-    database = url.set(database=f"{url.database}_stop").render_as_string(hide_password=False)
-    _ensure_database(database)
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    prefect = str(Path(sys.executable).with_name("prefect"))
-    process = subprocess.Popen(
-        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env={
-            **os.environ,
-            "PREFECT_API_URL": api_url,
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": database,
-            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-        },
-        stdout=open(tmp_path / "prefect-server.log", "wb"),  # noqa: SIM115 - the child holds it
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+def own_prefect_server(tmp_path: Path) -> Iterator[PrefectServer]:
+    """A Prefect server on PostgreSQL, in a database of its own, that the test stops."""
+    server = PrefectServer(database_beside(PREFECT_DATABASE, "stop"), tmp_path)
     try:
-        _wait_healthy(api_url, process, timeout_s=90)
-        yield api_url, process
+        server.start()
+        yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        _drop_database(database)
+        server.stop()
+        drop_database(server.database)
 
 
 def test_serve_stops_promptly_after_its_prefect_server_is_gone(
     pg_url, own_prefect_server, tmp_path
 ) -> None:
-    api_url, server = own_prefect_server
+    api_url = own_prefect_server.api_url
     log = tmp_path / "serve.log"
     with _serve(api_url, log) as process:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        own_prefect_server.terminate()
         time.sleep(3)  # serve's polls now fail and retry
         _stop(process, signal.SIGTERM, log)
     assert "regbatch serve stopped" in log.read_text()
@@ -125,7 +101,7 @@ def test_serve_stops_with_a_run_in_flight_after_its_prefect_server_is_gone(
 ) -> None:
     """The run's process would deliver its queued events to the gone server for minutes: serve
     kills it once its grace is over, and says so."""
-    api_url, server = own_prefect_server
+    api_url = own_prefect_server.api_url
     batch_id, _, _ = new_batch(org_id, 3, execution_mode="parallel", concurrency=3)
     sandbox.set_latency(default_ms=5000)  # the batch is still running when the signal comes
     log = tmp_path / "serve.log"
@@ -134,8 +110,7 @@ def test_serve_stops_with_a_run_in_flight_after_its_prefect_server_is_gone(
         with _serve(api_url, log) as process:
             subprocess.run([REGBATCH, "batch", "start", str(batch_id)], env=env, check=True)
             wait_for(lambda: get_batch(batch_id).status == "in_progress", timeout=60, interval=0.5)
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            own_prefect_server.terminate()
             time.sleep(2)
             _stop(process, signal.SIGTERM, log, returncode=1)
     finally:

@@ -1,0 +1,122 @@
+"""`prefect server start` on PostgreSQL, each in a database of its own: the session's server, and
+those of tests that stop or kill theirs. One way to start one, wait for it and clean up after."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.processes import stop_group
+
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _on_postgres_database(asyncpg_url: str, create: bool) -> None:
+    """Create the URL's database if missing (`create`), else drop it if there."""
+    url = make_url(asyncpg_url)
+    admin = create_engine(
+        url.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        if not create:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+        elif not connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}
+        ).scalar():
+            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+    admin.dispose()
+
+
+def ensure_database(asyncpg_url: str) -> None:
+    _on_postgres_database(asyncpg_url, create=True)
+
+
+def drop_database(asyncpg_url: str) -> None:
+    _on_postgres_database(asyncpg_url, create=False)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"prefect server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"prefect server at {url} was not healthy within {timeout_s} s")
+
+
+def database_beside(asyncpg_url: str, suffix: str) -> str:
+    """The URL of a database named after `asyncpg_url`'s, with `suffix` and a random part."""
+    url = make_url(asyncpg_url)
+    name = f"{url.database}_{suffix}_{secrets.token_hex(3)}"
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+class PrefectServer:
+    """A `prefect server start` on 127.0.0.1 and the PostgreSQL database `database` (made if
+    missing), logging into `logs` (one file per start). It can be killed and started again on
+    the same port and database."""
+
+    def __init__(self, database: str, logs: Path, port: int | None = None) -> None:
+        self.database = database
+        self.logs = logs
+        self.port = port or free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, timeout_s: float = 90) -> None:
+        ensure_database(self.database)
+        self.starts += 1
+        log = (self.logs / f"prefect-server-{self.starts}.log").open("wb")
+        self.process = subprocess.Popen(
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env={
+                **os.environ,
+                "PREFECT_API_URL": self.api_url,
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database,
+                "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()  # the child holds it
+        wait_healthy(self.api_url, self.process, timeout_s)
+
+    def kill_9(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def terminate(self, timeout_s: float = 30) -> None:
+        """SIGTERM to the server alone, as `kill` would send it, and wait until it has exited."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=timeout_s)
+
+    def stop(self) -> None:
+        """Stop what is left of its process group (SIGTERM, then SIGKILL); the database stays."""
+        if self.process is not None:
+            stop_group(self.process)
