@@ -11,9 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.processes import stop_group
@@ -27,28 +29,32 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _on_postgres_database(asyncpg_url: str, create: bool) -> None:
-    """Create the URL's database if missing (`create`), else drop it if there."""
+@contextmanager
+def _admin(asyncpg_url: str) -> Iterator[tuple[Connection, str]]:
+    """A connection to the server's `postgres` database, and the name of the URL's database."""
     url = make_url(asyncpg_url)
     admin = create_engine(
         url.set(drivername="postgresql+psycopg", database="postgres"), isolation_level="AUTOCOMMIT"
     )
-    with admin.connect() as connection:
-        if not create:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-        elif not connection.execute(
-            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}
-        ).scalar():
-            connection.execute(text(f'CREATE DATABASE "{url.database}"'))
-    admin.dispose()
+    try:
+        with admin.connect() as connection:
+            yield connection, str(url.database)
+    finally:
+        admin.dispose()
 
 
 def ensure_database(asyncpg_url: str) -> None:
-    _on_postgres_database(asyncpg_url, create=True)
+    with _admin(asyncpg_url) as (connection, name):
+        found = connection.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        )
+        if not found.scalar():
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
 
 
 def drop_database(asyncpg_url: str) -> None:
-    _on_postgres_database(asyncpg_url, create=False)
+    with _admin(asyncpg_url) as (connection, name):
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -111,7 +117,7 @@ class PrefectServer:
         self.process.wait()
 
     def terminate(self, timeout_s: float = 30) -> None:
-        """SIGTERM to the server alone, as `kill` would send it, and wait until it has exited."""
+        """SIGTERM to its process group, as Ctrl+C would reach it, and wait until it has exited."""
         assert self.process is not None
         os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=timeout_s)

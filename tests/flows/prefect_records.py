@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilter,
     TaskRunFilterName,
 )
-from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.objects import FlowRun, TaskRun
 
 
 async def read_finished_task_runs(
@@ -35,20 +35,15 @@ async def read_finished_task_runs(
     return [r for r in runs if r.state is not None and r.state.is_final()]
 
 
-def restaurant_flow_run_ids(batch_flow_run_id: uuid.UUID) -> list[uuid.UUID]:
+async def restaurant_flow_runs(batch_flow_run_id: uuid.UUID) -> list[FlowRun]:
     """The flow runs of a batch's restaurants (its subflow runs; flow runs are created by the
     client's own API call, so they are all there once the batch's run has ended)."""
-
-    async def read() -> list[uuid.UUID]:
-        async with get_client() as client:
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[batch_flow_run_id])
-                )
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[batch_flow_run_id])
             )
-        return [r.id for r in runs]
-
-    return asyncio.run(read())
+        )
 
 
 def finished_task_runs(

@@ -23,7 +23,7 @@ from regbatch.errors import ConflictError
 from regbatch.services import lifecycle
 from regbatch.services.batches import get_batch
 from tests.flows.conftest import new_batch, run
-from tests.flows.prefect_records import finished_task_runs
+from tests.flows.prefect_records import finished_task_runs, restaurant_flow_runs
 
 pytestmark = pytest.mark.flow
 
@@ -329,8 +329,6 @@ def test_artifacts_show_progress_table_and_summary(org_id, sandbox) -> None:
 def test_batch_and_restaurant_runs_carry_their_own_tags(org_id, sandbox) -> None:
     """A saved filter on tag regbatch-batch lists batches without their restaurants; the steps'
     task runs carry no tag (a tagged task run asks the server for tag concurrency slots)."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
-
     batch_id, _, _ = new_batch(org_id, 2, execution_mode="parallel", concurrency=2)
     flow_run_id = run_batch(batch_id).flow_run_id
     assert flow_run_id is not None
@@ -338,12 +336,7 @@ def test_batch_and_restaurant_runs_carry_their_own_tags(org_id, sandbox) -> None
     async def read_runs():
         async with get_client() as client:
             batch_run = await client.read_flow_run(flow_run_id)
-            restaurants = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
-                )
-            )
-            return batch_run, restaurants
+        return batch_run, await restaurant_flow_runs(flow_run_id)
 
     batch_run, restaurants = run(read_runs())
     steps = finished_task_runs(24, flow_run_ids=[r.id for r in restaurants])

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +24,11 @@ from regbatch.services.batches import get_batch
 from tests.cli import REGBATCH, cli_json
 from tests.flows.conftest import new_batch
 from tests.flows.test_batch import wait_for
+from tests.prefect_servers import PREFECT
 from tests.processes import stop_group
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
 async def _ensure_pool() -> None:

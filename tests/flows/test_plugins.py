@@ -49,7 +49,7 @@ from regbatch.views import BatchDetail, StepView
 from tests.cli import REGBATCH, cli, cli_json, recovered_status, run
 from tests.factories import restaurant_row
 from tests.flows.conftest import ALL_STEPS_ON, lease_of, ledger_for
-from tests.flows.prefect_records import finished_task_runs, restaurant_flow_run_ids
+from tests.flows.prefect_records import finished_task_runs, restaurant_flow_runs
 from tests.flows.test_batch import side_effects, wait_for
 from tests.flows.test_distributed import deploy
 from tests.flows.test_recovery import lease_expired
@@ -209,7 +209,7 @@ def test_a_food_truck_runs_the_plugin_handler_and_both_sync_to_the_crm(
     assert set(plugin_results[str(truck)]) == {"menu_import", "crm_sync"}
     assert set(plugin_results[str(restaurant)]) == {"crm_sync"}
     assert detail.flow_run_id is not None
-    restaurant_runs = restaurant_flow_run_ids(detail.flow_run_id)
+    restaurant_runs = [r.id for r in run_coroutine(restaurant_flow_runs(detail.flow_run_id))]
     # one task run each (the truck's retries are attempts of its one task run)
     assert len(finished_task_runs(2, flow_run_ids=restaurant_runs, name="13-crm_sync")) == 2
     table_key = artifact_key(batch_id, get_batch(batch_id).name, "restaurants")
