@@ -506,7 +506,9 @@ def run_batch_flow(
     org_id: Any, restaurant_ids: list[Any], c: int, all_steps_off: bool
 ) -> tuple[float, Any]:
     from regbatch.api.running import run_batch
+    from regbatch.heap import claim_process
 
+    claim_process()  # this process is the runner, as the CLI's or a deployment's run is
     batch_id = create_bench_batch(org_id, restaurant_ids, c, all_steps_off)
     start = time.perf_counter()
     detail = run_batch(batch_id)

@@ -14,6 +14,10 @@ no HTTP). Then it prints each figure beside its baseline and the ratio:
 * the runner's CPU per restaurant in the timed batch (this process: the flows, the ledger's
   database threads, the HTTP client) against Prefect's client in the same shape (goal 1.3x).
 
+Both sides run in this process: once regbatch's first run has frozen the start-up heap
+(regbatch.heap), Prefect alone's runs after it get the cheaper collections too, so its
+baseline is, if anything, lower.
+
     .venv/bin/python bench/floor_ratio.py --n 200 --c 25 --start-server
     .venv/bin/python bench/floor_ratio.py --n 200 --c 25 --scaled-server
 """

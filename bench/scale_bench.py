@@ -222,9 +222,11 @@ async def run_flow(batch_id: uuid.UUID) -> Any:
     from regbatch.db.overview import batch_view
     from regbatch.flow_params import BatchRun
     from regbatch.flows.batch import registration_batch
+    from regbatch.heap import claim_process
     from regbatch.run_tags import BATCH_TAG
     from regbatch.runner.prefect_runs import tagged
 
+    claim_process()  # this process is the runner, as the CLI's or a deployment's run is
     with tagged(BATCH_TAG):
         await registration_batch(BatchRun(batch_id=batch_id, started_by="bench"), return_state=True)
     with session_scope() as session:

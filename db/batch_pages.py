@@ -179,7 +179,8 @@ def batch_jobs_page(
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = encode_cursor(f"jobs:{batch_id}", {"p": rows[-1].position})
-    steps = step_views(session, with_results, job_ids=[job.id for job in rows])
+    positions = range(after + 1, rows[-1].position + 1 if rows else 0)
+    steps = step_views(session, with_results, batch_id=batch_id, positions=positions)
     graph = graph_from_record(batch.step_graph, current_registry())
     jobs = [job_view(job, steps.get(job.id, []), graph) for job in rows]
     fields = batch_fields(batch)

@@ -27,6 +27,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 from regbatch.errors import LeaseLostError, LedgerUnavailableError, PluginError
 from regbatch.flow_params import NOTHING_TO_RUN, BatchRun
 from regbatch.flows.dispatch import Dispatcher, DistributedRunner, run_in_process
+from regbatch.heap import freeze_start_up_heap
 from regbatch.lease import Lease
 from regbatch.ledger import RunStart
 from regbatch.plugins import current_registry, graph_from_record, missing_handlers_message
@@ -192,6 +193,7 @@ async def _end_previous_runs(
 
 async def _run(lease: Lease) -> BatchView:
     """Dispatch the batch's unfinished restaurants and end the run (LeaseLostError: stopped)."""
+    freeze_start_up_heap()  # in a runner process of our own: what it keeps, out of the GC's walks
     detail = await ledger().batch_view(lease.batch_id)
     jobs = await ledger().unfinished_jobs(lease.batch_id)
     limit = concurrency_limit(detail.execution_mode, detail.concurrency)

@@ -24,6 +24,7 @@ from regbatch.api.cli import (
 )
 from regbatch.api.cli._output import database_failure, report_error
 from regbatch.errors import RegbatchError
+from regbatch.heap import claim_process
 from regbatch.offline import apply_offline_defaults
 
 
@@ -72,6 +73,7 @@ app.add_typer(api_cmd.app, name="api")
 def main() -> None:
     """Entry point of the `regbatch` console script: Prefect offline, then the command."""
     apply_offline_defaults()  # no command has imported Prefect yet
+    claim_process()  # a batch run here may freeze the start-up heap (regbatch.heap)
     # The CLI shows its own live progress; Prefect's console handler keeps warnings and errors
     # (flow-run logs still reach the Prefect API and its UI in full).
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")

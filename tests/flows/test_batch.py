@@ -3,6 +3,7 @@ artifacts. PostgreSQL + the sandbox over HTTP + a Prefect server on PostgreSQL."
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -15,6 +16,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+from regbatch import heap
 from regbatch.api.running import run_batch
 from regbatch.db import batches
 from regbatch.db.engine import session_scope
@@ -344,3 +346,21 @@ def test_batch_and_restaurant_runs_carry_their_own_tags(org_id, sandbox) -> None
     assert len(restaurants) == 2
     assert [set(r.tags) for r in restaurants] == [{"regbatch", "regbatch-restaurant"}] * 2
     assert len(steps) == 24 and all(step.tags == [] for step in steps)
+
+
+def test_a_runner_of_its_own_freezes_its_start_up_heap_once(org_id, sandbox, monkeypatch) -> None:
+    """regbatch.heap: from the Python API the caller's collector is left alone; in a process of
+    regbatch's own (the CLI, a deployment's run) the first batch run freezes, the next do not."""
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(1))  # this test process stays as is
+    monkeypatch.setattr(heap, "_frozen", False)
+    monkeypatch.setattr(heap, "_claimed", False)
+    monkeypatch.delenv("PREFECT__FLOW_RUN_ID", raising=False)
+
+    def run_one() -> str:
+        return run_batch(new_batch(org_id, 1)[0]).status
+
+    assert run_one() == "completed" and frozen == []
+    monkeypatch.setattr(heap, "_claimed", True)
+    assert run_one() == "completed" and frozen == [1]
+    assert run_one() == "completed" and frozen == [1]

@@ -156,6 +156,10 @@ def test_a_batch_pages_its_jobs_and_leaves_results_out_unless_asked(
     second = client.get(url, headers=auth, params={"limit": 2, "cursor": body["next_cursor"]})
     jobs = second.json()["jobs"]
     assert [j["position"] for j in jobs] == [2, 3] and jobs[1]["current_step"] == 5
+    # each job of the page with its own twelve steps, in order, and no other job's
+    assert all([s["step_number"] for s in j["steps"]] == list(range(1, 13)) for j in jobs)
+    assert [s["status"] for s in jobs[1]["steps"][3:6]] == ["completed", "retrying", "pending"]
+    assert jobs[0]["steps"][4]["status"] != "retrying"
     third = client.get(
         url, headers=auth, params={"limit": 2, "cursor": second.json()["next_cursor"]}
     )
