@@ -677,20 +677,16 @@ def step_views(
     *,
     batch_id: uuid.UUID | None = None,
     job_ids: Sequence[uuid.UUID] | None = None,
-    positions: range | None = None,
 ) -> dict[uuid.UUID, list[StepView]]:
-    """The steps by job, in step order, in one query: those of `job_ids` when given, else those
-    of `batch_id`'s jobs at `positions` (a page: no list of ids to send), else all of
+    """The steps by job, in step order, in one query: those of `job_ids` when given, else all of
     `batch_id`'s; their results only `with_results`."""
     query = select(JobStep.job_id, *(STEP_VIEW_COLUMNS if with_results else STEP_SUMMARY_COLUMNS))
-    if (job_ids is not None and not job_ids) or (positions is not None and not positions):
-        return {}
     if job_ids is not None:
+        if not job_ids:
+            return {}
         query = query.where(JobStep.job_id.in_(list(job_ids)))
     else:
         query = query.join(Job, Job.id == JobStep.job_id).where(Job.batch_id == batch_id)
-        if positions is not None:
-            query = query.where(Job.position >= positions.start, Job.position < positions.stop)
     session.flush()  # the rows are read past the ORM, so nothing of this session's may wait
     # plain rows (no ORM result processing), validated in one call
     rows = session.connection().execute(query.order_by(JobStep.job_id, JobStep.step_number))
