@@ -14,9 +14,9 @@ no HTTP). Then it prints each figure beside its baseline and the ratio:
 * the runner's CPU per restaurant in the timed batch (this process: the flows, the ledger's
   database threads, the HTTP client) against Prefect's client in the same shape (goal 1.3x).
 
-Both sides run in this process: once regbatch's first run has frozen the start-up heap
-(regbatch.heap), Prefect alone's runs after it get the cheaper collections too, so its
-baseline is, if anything, lower.
+Both sides run in this process, whose start-up heap is frozen once before the first round
+(regbatch.heap, as a runner of regbatch's own does at a batch's start): the same collector for
+both.
 
     .venv/bin/python bench/floor_ratio.py --n 200 --c 25 --start-server
     .venv/bin/python bench/floor_ratio.py --n 200 --c 25 --scaled-server
@@ -171,6 +171,11 @@ def main() -> None:
         f"regbatch beside Prefect alone, same Prefect {kind} on PostgreSQL, N={args.n}, "
         f"c={args.c}; each run waits for the server to idle after the one before"
     )
+    import regbatch.flows.batch  # noqa: F401  (imported before the freeze, as in a runner)
+    from regbatch.heap import claim_process, freeze_start_up_heap
+
+    claim_process()
+    freeze_start_up_heap()
     try:
         until_idle(server.pids)
         for number in range(1, args.rounds + 1):

@@ -193,7 +193,7 @@ async def _end_previous_runs(
 
 async def _run(lease: Lease) -> BatchView:
     """Dispatch the batch's unfinished restaurants and end the run (LeaseLostError: stopped)."""
-    freeze_start_up_heap()  # in a runner process of our own: what it keeps, out of the GC's walks
+    freeze_start_up_heap(_flow_run_id())  # in a runner process of our own (regbatch.heap)
     detail = await ledger().batch_view(lease.batch_id)
     jobs = await ledger().unfinished_jobs(lease.batch_id)
     limit = concurrency_limit(detail.execution_mode, detail.concurrency)
