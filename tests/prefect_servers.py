@@ -9,8 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.processes import stop_group
+from tests.processes import stop_group, wait_answering
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
@@ -55,21 +53,6 @@ def ensure_database(asyncpg_url: str) -> None:
 def drop_database(asyncpg_url: str) -> None:
     with _admin(asyncpg_url) as (connection, name):
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prefect server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"prefect server at {url} was not healthy within {timeout_s} s")
 
 
 def database_beside(asyncpg_url: str, suffix: str) -> str:
@@ -109,7 +92,7 @@ class PrefectServer:
             start_new_session=True,
         )
         log.close()  # the child holds it
-        wait_healthy(self.api_url, self.process, timeout_s)
+        wait_answering(f"{self.api_url}/health", self.process, timeout_s, "prefect server")
 
     def kill_9(self) -> None:
         assert self.process is not None

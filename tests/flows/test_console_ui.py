@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from tests.cli import REGBATCH
 from tests.conftest import free_port
 from tests.factories import make_restaurants
 from tests.flows.test_deployments import served  # noqa: F401 - a fixture
-from tests.processes import stop_group
+from tests.processes import stop_group, wait_answering
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -52,17 +50,7 @@ def console(sandbox_server: Any, tmp_path: Path) -> Iterator[str]:
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/console/sign-in", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "regbatch api serve did not start:\n" + log.read_text()
-        time.sleep(0.3)
+    wait_answering(f"{url}/console/sign-in", process, 60, "regbatch api serve", log, 0.3)
     try:
         yield url
     finally:
