@@ -180,11 +180,12 @@ def export_batch(
     return body
 
 
-def recover(*, actor: str = "system") -> list[BatchDetail]:
-    """Take over every stalled batch (its runner's lease expired) and run it to its end here."""
+def recover(*, organisation: str | uuid.UUID | None = None) -> list[BatchDetail]:
+    """Take over every stalled batch (its runner's lease expired) and run it to its end here;
+    only the organisation's when one is given. Each takeover is recorded as `system:recovery`."""
     from regbatch.api.running import recover as recover_here
 
-    return recover_here(started_by=actor)
+    return recover_here(_org_id(organisation))
 
 
 def register_restaurant(

@@ -43,13 +43,14 @@ def run_batch(batch_id: str | uuid.UUID, started_by: str = "user") -> BatchDetai
     return asyncio.run(run_batch_async(batch_id, started_by))
 
 
-def recover(started_by: str = "system") -> list[BatchDetail]:
-    """Run every stalled batch (in progress, its runner's lease expired) to its end, here."""
+def recover(organisation_id: uuid.UUID | None = None) -> list[BatchDetail]:
+    """Run every stalled batch (in progress, its runner's lease expired) to its end, here;
+    only the organisation's when one is given."""
     apply_offline_defaults()
     from regbatch.flows.recovery import recover_stalled_batches
 
     async def recover_here() -> Any:
-        return await recover_stalled_batches(return_state=True)
+        return await recover_stalled_batches(organisation_id, return_state=True)
 
     state = asyncio.run(recover_here())
     _raise_refusal(state)

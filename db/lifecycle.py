@@ -470,8 +470,11 @@ def trip_breaker(session: Session, batch_id: uuid.UUID) -> str | None:
     return verdict.reason
 
 
-def stalled_batches(session: Session, now: datetime | None = None) -> list[uuid.UUID]:
-    """Batches in progress whose runner's lease has expired (their runner is gone)."""
+def stalled_batches(
+    session: Session, now: datetime | None = None, organisation_id: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Batches in progress whose runner's lease has expired (their runner is gone), oldest
+    first; only the organisation's when one is given."""
     now = now or utcnow()
     query = (
         select(Batch.id)
@@ -481,4 +484,6 @@ def stalled_batches(session: Session, now: datetime | None = None) -> list[uuid.
         )
         .order_by(Batch.created_at)
     )
+    if organisation_id is not None:
+        query = query.where(Batch.organisation_id == organisation_id)
     return list(session.scalars(query))

@@ -77,6 +77,6 @@ def retry_job(
         return create_retry_batch(session, job.batch_id, actor, organisation_id, job_ids=[jid])
 
 
-def stalled_batches() -> list[uuid.UUID]:
+def stalled_batches(organisation_id: uuid.UUID | None = None) -> list[uuid.UUID]:
     with session_scope() as session:
-        return lifecycle.stalled_batches(session)
+        return lifecycle.stalled_batches(session, organisation_id=organisation_id)

@@ -29,11 +29,18 @@ def register(
     run_here(str(batch_id), as_json, steps=True, json_extra={"batch_id": str(batch_id)})
 
 
-def recover(as_json: JsonFlag = False) -> None:
+def recover(
+    org: Annotated[
+        str | None,
+        typer.Option("--org", help="Only this organisation's batches (id or name)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Find stalled batches (runner gone, lease expired) and run each to its end here."""
     from regbatch.api.running import recover as recover_all
+    from regbatch.services.catalog import organisation_id
 
-    recovered = recover_all()
+    recovered = recover_all(organisation_id(org) if org is not None else None)
     if as_json:
         emit({"recovered": recovered}, True)
     elif not recovered:

@@ -73,6 +73,7 @@ class Scenario:
     """One batch of the harness and what happened to it."""
 
     batch_id: uuid.UUID
+    organisation_id: uuid.UUID
     name: str
     restaurant_ids: list[uuid.UUID]
     logs: Path
@@ -97,7 +98,9 @@ class Scenario:
         return self.spawn("batch", "run", str(self.batch_id), env=env)
 
     def recover(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        return self.spawn("recover", env=env)
+        """`regbatch recover` of the scenario's organisation: the stalled batches other tests
+        of the session leave behind are not this scenario's to take over."""
+        return self.spawn("recover", "--org", str(self.organisation_id), env=env)
 
     def serve(self) -> subprocess.Popen[bytes]:
         """`regbatch serve`, once its deployments are on the Prefect server."""
@@ -144,7 +147,7 @@ def new_scenario(
     sandbox.set_latency(default_ms=LATENCY_MS)
     sandbox.set_account_spacing(SPACING_S)
     logs.mkdir(parents=True, exist_ok=True)
-    return Scenario(batch_id, name, restaurant_ids, logs)
+    return Scenario(batch_id, org_id, name, restaurant_ids, logs)
 
 
 def kill(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -355,6 +355,8 @@ def test_a_killed_runner_resumed_does_not_run_a_completed_handler_step_again(
     wait_for(lambda: lease_expired(batch_id), timeout=30, interval=0.5)
     recovered = run(
         "recover",
+        "--org",
+        str(org_id),
         "--json",
         env={"REGBATCH_LEASE_SECONDS": "8", "PYTHONPATH": trucks_path},
         check=False,

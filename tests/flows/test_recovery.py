@@ -77,7 +77,9 @@ def test_kill_9_then_recover_completes_with_no_duplicate_side_effect(
     )
 
     wait_for(lambda: lease_expired(batch_id), timeout=60, interval=0.5)
-    recovered = run("recover", "--json", env={"REGBATCH_LEASE_SECONDS": "8"}, check=False)
+    recovered = run(
+        "recover", "--org", str(org_id), "--json", env={"REGBATCH_LEASE_SECONDS": "8"}, check=False
+    )
     assert recovered_status(recovered, batch_id) == "completed", recovered.stdout + recovered.stderr
 
     final = get_batch(batch_id)
