@@ -185,7 +185,7 @@ def recover(*, organisation: str | uuid.UUID | None = None) -> list[BatchDetail]
     only the organisation's when one is given. Each takeover is recorded as `system:recovery`."""
     from regbatch.api.running import recover as recover_here
 
-    return recover_here(_org_id(organisation))
+    return recover_here(None if organisation is None else str(organisation))
 
 
 def register_restaurant(

@@ -43,14 +43,18 @@ def run_batch(batch_id: str | uuid.UUID, started_by: str = "user") -> BatchDetai
     return asyncio.run(run_batch_async(batch_id, started_by))
 
 
-def recover(organisation_id: uuid.UUID | None = None) -> list[BatchDetail]:
+def recover(organisation: str | None = None) -> list[BatchDetail]:
     """Run every stalled batch (in progress, its runner's lease expired) to its end, here;
-    only the organisation's when one is given."""
+    only those of the organisation (its name or id) when one is given. An unknown organisation
+    raises NotFoundError before anything is taken over."""
     apply_offline_defaults()
     from regbatch.flows.recovery import recover_stalled_batches
+    from regbatch.services.catalog import organisation_id
+
+    scope = str(organisation_id(organisation)) if organisation is not None else None
 
     async def recover_here() -> Any:
-        return await recover_stalled_batches(organisation_id, return_state=True)
+        return await recover_stalled_batches(scope, return_state=True)
 
     state = asyncio.run(recover_here())
     _raise_refusal(state)

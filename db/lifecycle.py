@@ -24,6 +24,7 @@ from regbatch.db.batches import get_batch, job_counts, recompute_counters
 from regbatch.db.fencing import LockMode, hold
 from regbatch.db.models import Batch, Job, JobStep, OperationLog
 from regbatch.db.oplog import append_log
+from regbatch.db.organisations import find_organisation
 from regbatch.db.types import utcnow
 from regbatch.errors import ConflictError, LeaseHeldError
 from regbatch.lease import Lease
@@ -471,10 +472,11 @@ def trip_breaker(session: Session, batch_id: uuid.UUID) -> str | None:
 
 
 def stalled_batches(
-    session: Session, now: datetime | None = None, organisation_id: uuid.UUID | None = None
+    session: Session, now: datetime | None = None, organisation: str | None = None
 ) -> list[uuid.UUID]:
     """Batches in progress whose runner's lease has expired (their runner is gone), oldest
-    first; only the organisation's when one is given."""
+    first; only those of the organisation (its name or id) when one is given: NotFoundError
+    when there is no such organisation."""
     now = now or utcnow()
     query = (
         select(Batch.id)
@@ -484,6 +486,6 @@ def stalled_batches(
         )
         .order_by(Batch.created_at)
     )
-    if organisation_id is not None:
-        query = query.where(Batch.organisation_id == organisation_id)
+    if organisation is not None:
+        query = query.where(Batch.organisation_id == find_organisation(session, organisation).id)
     return list(session.scalars(query))

@@ -89,7 +89,10 @@ CATALOG: tuple[DeploymentSpec, ...] = (
     DeploymentSpec(
         name="recover-stalled-batches",
         flow="regbatch.flows.recovery:recover_stalled_batches",
-        description="Every 5 minutes: take over batches whose runner died (lease expired).",
+        description=(
+            "Every 5 minutes: take over batches whose runner died (lease expired); "
+            "`organisation` limits a run to one organisation's."
+        ),
         schedules=(
             {"interval": 300, "timezone": "UTC", "slug": "Every 5 minutes (UTC)", "active": True},
         ),

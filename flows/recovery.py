@@ -24,19 +24,17 @@ from regbatch.runner.prefect_runs import tagged
 
 
 @flow(name="recover-stalled-batches", retries=0, persist_result=False)
-async def recover_stalled_batches(organisation_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+async def recover_stalled_batches(organisation: str | None = None) -> list[uuid.UUID]:
     """Find batches whose runner is gone and run each to its end; returns their ids.
 
     Args:
-        organisation_id: only this organisation's batches (its id); empty: every organisation's.
+        organisation: only this organisation's batches (its name or id); empty: every
+            organisation's.
     """
     logger = run_logger()
-    stalled = await ledger().stalled_batches(organisation_id)
+    stalled = await ledger().stalled_batches(organisation or None)
     if not stalled:
-        logger.info(
-            "no stalled batches"
-            + (f" in organisation {organisation_id}" if organisation_id else "")
-        )
+        logger.info("no stalled batches" + (f" of {organisation!r}" if organisation else ""))
     recovered = []
     for batch_id in stalled:
         logger.warning("batch %s is stalled (its runner's lease expired); taking it over", batch_id)

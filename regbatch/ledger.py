@@ -114,9 +114,9 @@ class Ledger(Protocol):
     the ledger could not be written for as long as a lease lasts."""
 
     # --- the batch, for its runner ---------------------------------------------------------
-    async def stalled_batches(self, organisation_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    async def stalled_batches(self, organisation: str | None = None) -> list[uuid.UUID]:
         """Batches in progress whose runner's lease has expired (their runner is gone); only
-        the organisation's when one is given."""
+        the organisation's (its name or id; NotFoundError when there is none) when given."""
         ...
 
     async def previous_run(self, batch_id: uuid.UUID) -> tuple[BatchStatus, uuid.UUID | None]:

@@ -164,8 +164,8 @@ async def transact(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 class SqlLedger:
     """The ledger in PostgreSQL (or the embedded SQLite file): see the module docstring."""
 
-    async def stalled_batches(self, organisation_id: uuid.UUID | None = None) -> list[uuid.UUID]:
-        return await transact(lifecycle.stalled_batches, organisation_id=organisation_id)
+    async def stalled_batches(self, organisation: str | None = None) -> list[uuid.UUID]:
+        return await transact(lifecycle.stalled_batches, organisation=organisation)
 
     async def previous_run(self, batch_id: uuid.UUID) -> tuple[BatchStatus, uuid.UUID | None]:
         return await transact(runs.previous_run, batch_id)

@@ -75,8 +75,3 @@ def retry_job(
         if earlier is not None:
             return earlier
         return create_retry_batch(session, job.batch_id, actor, organisation_id, job_ids=[jid])
-
-
-def stalled_batches(organisation_id: uuid.UUID | None = None) -> list[uuid.UUID]:
-    with session_scope() as session:
-        return lifecycle.stalled_batches(session, organisation_id=organisation_id)

@@ -66,7 +66,7 @@ def _check(args: tuple[str, ...], result: Result, check: bool) -> None:
 def recovered_status(result: Result, batch_id: uuid.UUID) -> str | None:
     """The status `regbatch recover --json` ended `batch_id` in; None when it did not recover it.
 
-    `recover` takes over every stalled batch of the database, other tests' too, and its exit
+    `recover --org` takes over every stalled batch of the test's organisation, and its exit
     code says whether all of them completed: a test judges only its own batch.
     """
     recovered = json.loads(result.stdout)["recovered"]

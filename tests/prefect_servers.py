@@ -86,6 +86,10 @@ class PrefectServer:
                 "PREFECT_API_URL": self.api_url,
                 "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database,
                 "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+                # `regbatch serve` serves the recovery flow on a 5-minute schedule: a scheduled,
+                # unscoped recovery would take over batches other tests left stalled (or are
+                # stalling on purpose). Tests start every run themselves.
+                "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
             },
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -38,13 +38,12 @@ def recover(
 ) -> None:
     """Find stalled batches (runner gone, lease expired) and run each to its end here."""
     from regbatch.api.running import recover as recover_all
-    from regbatch.services.catalog import organisation_id
 
-    recovered = recover_all(organisation_id(org) if org is not None else None)
+    recovered = recover_all(org)
     if as_json:
         emit({"recovered": recovered}, True)
     elif not recovered:
-        typer.echo("no stalled batches")
+        typer.echo("no stalled batches" + (f" of {org!r}" if org is not None else ""))
     for detail in recovered if not as_json else []:
         render_detail(detail)
     raise typer.Exit(0 if all(d.status == BatchStatus.COMPLETED for d in recovered) else 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,12 +10,15 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch
 from regbatch.db.types import utcnow
 from regbatch.services.batches import get_batch
+from regbatch.statuses import BatchStatus, RequestedAction
 from tests.cli import REGBATCH, recovered_status, run
+from tests.factories import make_org
 from tests.flows.conftest import new_batch
 from tests.flows.test_batch import wait_for
 
@@ -93,3 +97,46 @@ def test_kill_9_then_recover_completes_with_no_duplicate_side_effect(
     }
     assert set(effects) == completed_steps
     assert set(effects.values()) == {1}, [k for k, v in effects.items() if v > 1]
+
+
+def test_recover_of_one_organisation_leaves_another_organisations_stalled_batch_alone(
+    org_id, prefect_server
+) -> None:
+    """`recover --org A` takes over A's stalled batch (asked to cancel, so it ends at once) and
+    leaves B's stalled batch as it was: its lease, its token, its status."""
+    ours, _, _ = new_batch(org_id, 1)
+    with session_scope() as session:
+        other_org = make_org(session)
+    theirs, _, _ = new_batch(other_org, 1)
+    expired = utcnow() - timedelta(minutes=1)
+    with session_scope() as session:
+        session.execute(
+            update(Batch)
+            .where(Batch.id.in_([ours, theirs]))
+            .values(status=BatchStatus.IN_PROGRESS, lease_owner="gone", lease_expires_at=expired)
+        )
+        session.execute(
+            update(Batch).where(Batch.id == ours).values(requested_action=RequestedAction.CANCEL)
+        )
+    before = _lease_of(theirs)
+
+    # exit code 1: what it recovered did not complete (it was cancelled, as asked)
+    recovered = run("recover", "--org", str(org_id), "--json", check=False)
+
+    assert recovered_status(recovered, ours) == "cancelled", recovered.stdout + recovered.stderr
+    assert [b["id"] for b in json.loads(recovered.stdout)["recovered"]] == [str(ours)]
+    assert get_batch(theirs).status == "in_progress"
+    assert _lease_of(theirs) == before
+    with session_scope() as session:  # not left stalled for anyone else
+        session.execute(
+            update(Batch)
+            .where(Batch.id == theirs)
+            .values(lease_expires_at=utcnow() + timedelta(days=1))
+        )
+
+
+def _lease_of(batch_id) -> tuple:
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        return batch.lease_owner, batch.lease_expires_at, batch.lease_token

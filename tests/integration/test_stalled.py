@@ -6,10 +6,14 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
+
+import regbatch
 from regbatch.db import lifecycle
 from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch
 from regbatch.db.types import utcnow
+from regbatch.errors import NotFoundError
 from regbatch.services.batches import get_batch
 from tests.cli import cli
 from tests.factories import make_org
@@ -35,8 +39,8 @@ def test_stalled_batches_are_the_expired_ones_and_an_organisation_sees_only_its_
 
     with session_scope() as session:
         everyone = lifecycle.stalled_batches(session)
-        only_ours = lifecycle.stalled_batches(session, organisation_id=org_id)
-        only_theirs = lifecycle.stalled_batches(session, organisation_id=other_org)
+        only_ours = lifecycle.stalled_batches(session, organisation=str(org_id))
+        only_theirs = lifecycle.stalled_batches(session, organisation=str(other_org))
     assert {ours, theirs} <= set(everyone)
     assert live not in everyone and draft not in everyone
     assert only_ours == [ours]
@@ -62,3 +66,16 @@ def _lease(batch_id: uuid.UUID) -> tuple[object, ...]:
         batch = session.get(Batch, batch_id)
         assert batch is not None
         return batch.lease_owner, batch.lease_expires_at, batch.lease_token
+
+
+@pytest.mark.parametrize("unknown", ["No Such Organisation", uuid.UUID(int=7)])
+def test_the_python_api_refuses_an_unknown_organisation_before_taking_anything_over(
+    org_id: uuid.UUID, unknown: str | uuid.UUID
+) -> None:
+    stalled = _stalled(org_id)
+    before = _lease(stalled)
+
+    with pytest.raises(NotFoundError, match=f"organisation '{unknown}' does not exist"):
+        regbatch.recover(organisation=unknown)
+
+    assert _lease(stalled) == before

@@ -164,7 +164,7 @@ class FakeLedger:
         return job
 
     # --- the batch ---------------------------------------------------------------------------
-    async def stalled_batches(self, organisation_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    async def stalled_batches(self, organisation: str | None = None) -> list[uuid.UUID]:
         return []
 
     async def previous_run(self, batch_id: uuid.UUID) -> tuple[BatchStatus, uuid.UUID | None]:
