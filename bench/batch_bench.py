@@ -445,6 +445,33 @@ def cpu_seconds(pid: int | None, with_children: bool = True) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU seconds of the local PostgreSQL: its live processes, and (in the
+    postmaster's children fields) the backends that exited, so connections that came and went
+    between two readings count too. Every database on the server counts."""
+    processes: dict[str, list[str]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue  # gone meanwhile
+        if head.endswith("(postgres"):
+            processes[stat.parent.name] = tail.split()
+    ticks = 0
+    for fields in processes.values():
+        ticks += int(fields[11]) + int(fields[12])
+        if fields[1] not in processes:  # the postmaster: add its reaped children
+            ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, all) clock ticks of every core since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values) - idle, sum(values)
+
+
 def use_bench_environment(tmp: Path, account_spacing_s: float = 0.0) -> None:
     """The settings every benchmark runs with: offline Prefect, the sandbox's key, fast image
     polling, a data directory of its own, only warnings on the console."""
