@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import statistics
+import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import select, text, update
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_schema import bench_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE_URL = os.environ.get(
-    "REGBATCH_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 def main() -> None:
@@ -36,28 +37,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="200,2000,10000", help="batch sizes, comma-separated")
     parser.add_argument("--calls", type=int, default=200, help="settle_job calls per size")
     args = parser.parse_args()
-    schema = f"regbatch_settle_bench_{os.getpid()}"
-    engine = create_engine(BASE_URL)
-    with engine.begin() as c:
-        c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-    url = f"{BASE_URL}?options=-csearch_path%3D{schema}"
-    os.environ["REGBATCH_DATABASE_URL"] = url
     sizes = [int(s) for s in args.sizes.split(",")]
-    try:
-        from regbatch.db import migrate
-
-        migrate.upgrade(url)
+    with bench_schema("regbatch_settle_bench"):
         print(f"settle_job(may_trip=True) of a finished job, {args.calls} calls per size")
         for size in sizes:
             wall, cpu = measure(size, args.calls)
             print(f"  batch of {size:6d}: wall p50 {wall:7.2f} ms   CPU {cpu:6.2f} ms per call")
-    finally:
-        from regbatch.db.engine import dispose_engines
-
-        dispose_engines()
-        with engine.begin() as c:
-            c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        engine.dispose()
 
 
 def measure(size: int, calls: int) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from regbatch.db.batches import batch_fields, get_batch, job_view, job_view_rows
 from regbatch.db.models import Batch, Job, JobStep, Restaurant
 from regbatch.errors import InvalidInputError, NotFoundError, Problem
 from regbatch.plugins import current_registry, graph_from_record
-from regbatch.statuses import STEP_ACTIVE, StepStatus
+from regbatch.statuses import STEP_ACTIVE, JobStatus, StepStatus
 from regbatch.steps import StepGraph, current_step
 from regbatch.views import BatchJobsPage, JobPreview, JobView
 
@@ -191,6 +191,36 @@ def batch_jobs_page(
         jobs=jobs,
         jobs_total=batch.total_restaurants,  # a batch's jobs are made with it, one per restaurant
         next_cursor=next_cursor,
+    )
+
+
+def live_jobs_page(session: Session, batch_id: uuid.UUID, limit: int) -> BatchJobsPage:
+    """The batch and the restaurants worth watching while it runs, at most `limit`: every one
+    when it has no more than that; else those running now (in the batch's order), then those
+    that failed (latest first). Four queries whatever the batch's size, so a terminal can poll
+    it for a batch of 10,000 as for one of 3; `jobs_total` says how many there are in all."""
+    batch = get_batch(session, batch_id, None)
+    query = job_view_rows(batch_id)
+    if batch.total_restaurants > limit:
+        running = Job.status == JobStatus.IN_PROGRESS
+        query = query.where(Job.status.in_([JobStatus.IN_PROGRESS, JobStatus.FAILED])).order_by(
+            case((running, 0), else_=1),
+            case((running, Job.position), else_=None),
+            Job.completed_at.desc(),
+            Job.position,
+        )
+    else:
+        query = query.order_by(Job.position)
+    rows = session.execute(query.limit(limit)).all()
+    steps = step_views(session, False, job_ids=[job.id for job in rows])
+    graph = graph_from_record(batch.step_graph, current_registry())
+    fields = batch_fields(batch)
+    fields["current_step"] = current_steps(session, [batch_id]).get(batch_id)
+    return BatchJobsPage(
+        **fields,
+        jobs=[job_view(job, steps.get(job.id, []), graph) for job in rows],
+        jobs_total=batch.total_restaurants,
+        next_cursor=None,
     )
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from regbatch.statuses import BATCH_FINISHED, JOB_FINISHED, BatchStatus, JobStatus, StepStatus
 from regbatch.steps import step_label
-from regbatch.views import BatchDetail, BatchReport, JobView
+from regbatch.views import BatchDetail, BatchReport, BatchView, JobView
 
 STATUS_MARK = {
     JobStatus.COMPLETED: "✓ Complete",
@@ -49,7 +49,7 @@ def _span(start: datetime | None, end: datetime | None) -> float | None:
     return (end - start).total_seconds()
 
 
-def batch_end(detail: BatchDetail) -> datetime | None:
+def batch_end(detail: BatchView) -> datetime | None:
     """When the batch stopped: finished, cancelled or (while paused) paused; None if it runs."""
     if detail.status == BatchStatus.PAUSED:
         return detail.paused_at
@@ -60,7 +60,7 @@ def batch_end(detail: BatchDetail) -> datetime | None:
     return None
 
 
-def batch_duration(detail: BatchDetail, now: datetime | None = None) -> float | None:
+def batch_duration(detail: BatchView, now: datetime | None = None) -> float | None:
     """The batch's one clock: from its recorded start to its recorded end (or `now` while it
     runs); None before it started. Every display of a batch's duration reads it."""
     end = batch_end(detail)

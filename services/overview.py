@@ -14,7 +14,7 @@ from regbatch.db.engine import session_scope
 from regbatch.db.overview import BatchSort
 from regbatch.services.batches import parse_uuid
 from regbatch.services.progress import ProgressView, progress_of
-from regbatch.statuses import JobStatus
+from regbatch.statuses import BatchStatus, JobStatus
 from regbatch.views import (
     BatchJobsPage,
     BatchListPage,
@@ -109,6 +109,18 @@ def batch_jobs(
         return pages.batch_jobs_page(
             session, bid, organisation_id, limit=limit, cursor=cursor, with_results=with_results
         )
+
+
+def live_batch(batch_id: uuid.UUID, limit: int) -> BatchJobsPage:
+    """The batch and at most `limit` of its restaurants worth watching (`live_jobs_page`)."""
+    with session_scope() as session:
+        return pages.live_jobs_page(session, batch_id, limit)
+
+
+def batch_status(batch_id: uuid.UUID) -> BatchStatus:
+    """The batch's status alone (one row by key); NotFoundError when there is no such batch."""
+    with session_scope() as session:
+        return get_batch(session, batch_id, None).status
 
 
 def job_detail(

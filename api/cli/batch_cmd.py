@@ -308,10 +308,11 @@ def run_here(
     With --json, prints the batch (and `json_extra`'s keys, e.g. `new_batch_id`).
     """
     from regbatch.api.running import run_batch
-    from regbatch.services.batches import get_batch, parse_uuid
+    from regbatch.services.batches import parse_uuid
+    from regbatch.services.overview import batch_status
 
     batch_uuid = parse_uuid(batch_id, "batch_id")
-    get_batch(batch_uuid)  # a clear "does not exist" before Prefect starts
+    batch_status(batch_uuid)  # a clear "does not exist" before Prefect starts
     with BatchWatcher(batch_uuid, steps=steps, show=not as_json):
         detail = run_batch(batch_uuid, started_by="user:cli")
     if as_json:

@@ -1,6 +1,11 @@
 """Live progress for commands that run or watch a batch: a progress bar and a line per restaurant,
 or (for a single restaurant) a line per step as it finishes. It reads the database, so it shows
-the same thing whether the batch runs in this process or anywhere else."""
+the same thing whether the batch runs in this process or anywhere else.
+
+What it reads at each tick costs the same whatever the batch's size: the batch's row and at most
+LIVE_ROWS restaurants (all of them in a small batch; in a bigger one those running now and the
+latest that failed). A batch of 10,000 is never read whole while it runs: that read takes
+seconds of CPU, and `batch run` polls in the runner's own process."""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -21,6 +25,7 @@ from rich.progress import (
     TextColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from regbatch.api.cli._output import console
 from regbatch.reporting import (
@@ -31,9 +36,13 @@ from regbatch.reporting import (
     failing_step,
 )
 from regbatch.services.batches import get_batch
-from regbatch.statuses import BATCH_AT_REST, JOB_FINISHED, StepStatus
+from regbatch.services.overview import batch_status, live_batch
+from regbatch.statuses import BATCH_AT_REST, StepStatus
 from regbatch.steps import step_label
-from regbatch.views import BatchDetail
+from regbatch.views import BatchDetail, BatchJobsPage
+
+LIVE_ROWS = 30
+"""The most restaurants the live table shows."""
 
 _S = StepStatus
 _STEP_MARK = {_S.COMPLETED: "✓", _S.FAILED: "✗", _S.SKIPPED: "–", _S.RETRYING: "↻"}
@@ -52,8 +61,9 @@ def progress_bar(on: Console) -> tuple[Progress, TaskID]:
     return progress, progress.add_task("", total=1, took="")
 
 
-def render(detail: BatchDetail, progress: Progress, task_id: TaskID) -> Group:
-    finished = sum(1 for job in detail.jobs if job.status in JOB_FINISHED)
+def render(detail: BatchDetail | BatchJobsPage, progress: Progress, task_id: TaskID) -> Group:
+    """The bar (from the batch's counters) and a line for each restaurant `detail` holds."""
+    finished = detail.completed + detail.failed + detail.cancelled  # skipped count as completed
     # the batch's own clock (its recorded start and end), the one its summary shows
     took = duration_text(batch_duration(detail)) or "not started"
     progress.update(
@@ -70,7 +80,14 @@ def render(detail: BatchDetail, progress: Progress, task_id: TaskID) -> Group:
     for job in detail.jobs:
         info = failing_step(job) or current_step(job)
         table.add_row(job.restaurant_name, STATUS_MARK.get(job.status, job.status), info)
-    return Group(progress, table)
+    total = detail.jobs_total if isinstance(detail, BatchJobsPage) else len(detail.jobs)
+    if total <= len(detail.jobs):
+        return Group(progress, table)
+    note = (
+        f"{len(detail.jobs)} of {total:,} restaurants shown: those running now, then the latest "
+        f"that failed; every one: regbatch batch show {detail.id}"
+    )
+    return Group(progress, table, Text(note, style="dim"))
 
 
 class BatchWatcher:
@@ -82,7 +99,7 @@ class BatchWatcher:
         self.batch_id, self.interval_s, self.steps, self.show = batch_id, interval_s, steps, show
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="batch-watcher")
-        self.latest: BatchDetail | None = None
+        self.latest: BatchJobsPage | None = None
 
     def __enter__(self) -> BatchWatcher:
         if self.show:
@@ -100,11 +117,17 @@ class BatchWatcher:
         else:
             self._live()
 
-    def _read(self) -> BatchDetail | None:
+    def _read(self) -> BatchJobsPage | None:
         # the display must never break the run: on an error, try again next tick
         with contextlib.suppress(Exception):
-            self.latest = get_batch(self.batch_id)
+            self.latest = live_batch(self.batch_id, LIVE_ROWS)
         return self.latest
+
+    def _read_whole(self) -> BatchDetail | None:
+        """Every restaurant with its steps: for the steps' lines of a batch of one."""
+        with contextlib.suppress(Exception):
+            return get_batch(self.batch_id)
+        return None
 
     def _live(self) -> None:
         progress, task_id = progress_bar(console)
@@ -145,24 +168,17 @@ class BatchWatcher:
                     )
 
         while not self._stop.wait(self.interval_s):
-            detail = self._read()
+            detail = self._read_whole()
             if detail is not None:
                 emit(detail)
-        detail = self._read()
+        detail = self._read_whole()
         if detail is not None:
             emit(detail)
 
 
-def watch_until_finished(
-    batch_id: uuid.UUID,
-    interval_s: float = 1.0,
-    on_tick: Callable[[BatchDetail], None] | None = None,
-) -> BatchDetail:
-    """Block until the batch reaches completed, failed, cancelled or paused."""
-    while True:
-        detail = get_batch(batch_id)
-        if on_tick:
-            on_tick(detail)
-        if detail.status in BATCH_AT_REST:
-            return detail
+def watch_until_finished(batch_id: uuid.UUID, interval_s: float = 1.0) -> BatchDetail:
+    """Block until the batch reaches completed, failed, cancelled or paused; then the batch
+    with every restaurant (read once, at the end)."""
+    while batch_status(batch_id) not in BATCH_AT_REST:
         time.sleep(interval_s)
+    return get_batch(batch_id)

@@ -16,7 +16,7 @@ from regbatch.db.engine import session_scope
 from regbatch.db.models import Batch, Job, JobStep, OperationLog
 from regbatch.db.types import utcnow
 from regbatch.errors import InvalidInputError
-from regbatch.statuses import StepStatus
+from regbatch.statuses import JOB_FINISHED, JobStatus, StepStatus
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import concurrently
 from tests.integration.sql_support import sql_sent
@@ -291,3 +291,68 @@ def test_a_batch_from_the_prefect_form_takes_the_default_concurrency_when_none_i
     with session_scope() as session:
         batch = session.get_one(Batch, batch_id)
         assert (batch.execution_mode, batch.concurrency) == (mode, expected)
+
+
+def _set_jobs(batch_id: uuid.UUID, statuses: dict[int, JobStatus]) -> None:
+    """Jobs at these positions take these statuses (finished ones a second apart, in order)."""
+    base = utcnow() - timedelta(minutes=5)
+    with session_scope() as session:
+        jobs = {j.position: j for j in session.scalars(batches.select_jobs(batch_id))}
+        for position, status in statuses.items():
+            jobs[position].status = status
+            if status in JOB_FINISHED:
+                jobs[position].completed_at = base + timedelta(seconds=position)
+
+
+def test_the_live_page_of_a_big_batch_holds_who_runs_then_the_latest_failures(
+    org_id: uuid.UUID,
+) -> None:
+    batch_id = batch_of(org_id, 12)
+    _set_jobs(
+        batch_id,
+        {
+            0: JobStatus.COMPLETED,
+            1: JobStatus.FAILED,
+            2: JobStatus.IN_PROGRESS,
+            5: JobStatus.FAILED,
+            7: JobStatus.IN_PROGRESS,
+            8: JobStatus.FAILED,
+        },
+    )
+    with session_scope() as session:
+        page = batch_pages.live_jobs_page(session, batch_id, limit=4)
+    assert [(j.position, j.status) for j in page.jobs] == [
+        (2, "in_progress"),
+        (7, "in_progress"),
+        (8, "failed"),
+        (5, "failed"),
+    ]
+    assert page.jobs_total == 12 and all(len(j.steps) == 12 for j in page.jobs)
+
+
+def test_the_live_page_of_a_small_batch_holds_every_restaurant_in_order(
+    org_id: uuid.UUID,
+) -> None:
+    batch_id = batch_of(org_id, 3)
+    _set_jobs(batch_id, {1: JobStatus.FAILED})
+    with session_scope() as session:
+        page = batch_pages.live_jobs_page(session, batch_id, limit=3)
+    assert [j.position for j in page.jobs] == [0, 1, 2]
+
+
+def test_the_live_page_costs_the_same_queries_whatever_the_batch_size(org_id: uuid.UUID) -> None:
+    """`batch run` and `batch watch` poll it twice a second: at 10,000 restaurants a read of
+    the whole batch took seconds of CPU, in the runner's own process."""
+
+    def statements_for(size: int) -> list[str]:
+        batch_id = batch_of(org_id, size)
+        _set_jobs(batch_id, {0: JobStatus.IN_PROGRESS})
+        with selects() as statements, session_scope() as session:
+            page = batch_pages.live_jobs_page(session, batch_id, limit=2)
+        # two in the small batch (all of it); in the big one the one that runs
+        assert [j.position for j in page.jobs] == ([0, 1] if size <= 2 else [0])
+        return statements
+
+    small, big = statements_for(2), statements_for(40)
+    assert len(small) == len(big) == 4
+    assert not any("count(" in s.lower() for s in big)
