@@ -195,29 +195,41 @@ def batch_jobs_page(
 
 
 def live_jobs_page(session: Session, batch_id: uuid.UUID, limit: int) -> BatchJobsPage:
-    """The batch and the restaurants worth watching while it runs, at most `limit`: every one
-    when it has no more than that; else those running now (in the batch's order), then those
-    that failed (latest first). Four queries whatever the batch's size, so a terminal can poll
-    it for a batch of 10,000 as for one of 3; `jobs_total` says how many there are in all."""
+    """The batch and at most `limit` of its restaurants, the ones worth watching while it runs
+    (`jobs_total` says how many there are in all). A batch of `limit` or fewer: every one, in
+    its order. A bigger one, in this order:
+
+    * the latest that failed, at most a third of `limit`, so a batch running at a concurrency
+      above `limit` still shows its failures;
+    * those running now, in the batch's order;
+    * with rows to spare, the latest that finished otherwise, then the next to start.
+
+    Each of its queries has a LIMIT, so a terminal can poll it for a batch of 10,000; what
+    PostgreSQL sorts for them is the batch's running, failed or finished jobs, never their steps.
+    """
     batch = get_batch(session, batch_id, None)
     query = job_view_rows(batch_id)
-    if batch.total_restaurants > limit:
-        running = Job.status == JobStatus.IN_PROGRESS
-        query = query.where(Job.status.in_([JobStatus.IN_PROGRESS, JobStatus.FAILED])).order_by(
-            case((running, 0), else_=1),
-            case((running, Job.position), else_=None),
-            Job.completed_at.desc(),
-            Job.position,
-        )
+    if batch.total_restaurants <= limit:
+        rows = list(session.execute(query.order_by(Job.position).limit(limit)).all())
     else:
-        query = query.order_by(Job.position)
-    rows = session.execute(query.limit(limit)).all()
+        latest_first = (Job.completed_at.desc().nulls_last(), Job.position)
+        rows = []
+        for statuses, order, share in (
+            ([JobStatus.FAILED], latest_first, limit // 3),
+            ([JobStatus.IN_PROGRESS], (Job.position,), limit),
+            ([JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.SKIPPED], latest_first, limit),
+            ([JobStatus.PENDING], (Job.position,), limit),
+        ):
+            room = min(share, limit - len(rows))
+            if room > 0:
+                chosen = query.where(Job.status.in_(statuses)).order_by(*order).limit(room)
+                rows += session.execute(chosen).all()
+        rank = {JobStatus.IN_PROGRESS: 0, JobStatus.FAILED: 1}  # on screen: running, failed, rest
+        rows.sort(key=lambda row: rank.get(row.status, 2))
     steps = step_views(session, False, job_ids=[job.id for job in rows])
     graph = graph_from_record(batch.step_graph, current_registry())
-    fields = batch_fields(batch)
-    fields["current_step"] = current_steps(session, [batch_id]).get(batch_id)
     return BatchJobsPage(
-        **fields,
+        **batch_fields(batch),
         jobs=[job_view(job, steps.get(job.id, []), graph) for job in rows],
         jobs_total=batch.total_restaurants,
         next_cursor=None,

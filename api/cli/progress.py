@@ -2,10 +2,11 @@
 or (for a single restaurant) a line per step as it finishes. It reads the database, so it shows
 the same thing whether the batch runs in this process or anywhere else.
 
-What it reads at each tick costs the same whatever the batch's size: the batch's row and at most
-LIVE_ROWS restaurants (all of them in a small batch; in a bigger one those running now and the
-latest that failed). A batch of 10,000 is never read whole while it runs: that read takes
-seconds of CPU, and `batch run` polls in the runner's own process."""
+At each tick it reads the batch's row and at most LIVE_ROWS restaurants with their steps: all of
+them in a small batch; in a bigger one those running now, the latest that failed, then the
+latest finished and the next to start (`db.batch_pages.live_jobs_page`). A batch of 10,000 is
+never read whole while it runs: that read takes seconds of CPU, and `batch run` polls in the
+runner's own process."""
 
 from __future__ import annotations
 
@@ -84,8 +85,9 @@ def render(detail: BatchDetail | BatchJobsPage, progress: Progress, task_id: Tas
     if total <= len(detail.jobs):
         return Group(progress, table)
     note = (
-        f"{len(detail.jobs)} of {total:,} restaurants shown: those running now, then the latest "
-        f"that failed; every one: regbatch batch show {detail.id}"
+        f"{len(detail.jobs)} of {total:,} restaurants shown: those running now, the latest that "
+        f"failed, then the latest finished and the next to start; every one: "
+        f"regbatch batch show {detail.id}"
     )
     return Group(progress, table, Text(note, style="dim"))
 

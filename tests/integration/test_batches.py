@@ -19,7 +19,7 @@ from regbatch.errors import InvalidInputError
 from regbatch.statuses import JOB_FINISHED, JobStatus, StepStatus
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import concurrently
-from tests.integration.sql_support import sql_sent
+from tests.integration.sql_support import running_batch, sql_sent
 
 
 def new_batch(org_id: uuid.UUID, ids: list[uuid.UUID], **options: Any) -> uuid.UUID:
@@ -293,10 +293,10 @@ def test_a_batch_from_the_prefect_form_takes_the_default_concurrency_when_none_i
         assert (batch.execution_mode, batch.concurrency) == (mode, expected)
 
 
-def _set_jobs(batch_id: uuid.UUID, statuses: dict[int, JobStatus]) -> None:
+def _set_jobs(batch_id: uuid.UUID, statuses: dict[int, JobStatus], url: str | None = None) -> None:
     """Jobs at these positions take these statuses (finished ones a second apart, in order)."""
     base = utcnow() - timedelta(minutes=5)
-    with session_scope() as session:
+    with session_scope(url) as session:
         jobs = {j.position: j for j in session.scalars(batches.select_jobs(batch_id))}
         for position, status in statuses.items():
             jobs[position].status = status
@@ -304,40 +304,67 @@ def _set_jobs(batch_id: uuid.UUID, statuses: dict[int, JobStatus]) -> None:
                 jobs[position].completed_at = base + timedelta(seconds=position)
 
 
-def test_the_live_page_of_a_big_batch_holds_who_runs_then_the_latest_failures(
-    org_id: uuid.UUID,
+def _live(batch_id: uuid.UUID, limit: int, url: str | None = None) -> list[tuple[int, str]]:
+    with session_scope(url) as session:
+        page = batch_pages.live_jobs_page(session, batch_id, limit=limit)
+        assert page.jobs_total == len(list(session.scalars(batches.select_jobs(batch_id))))
+    assert all(len(j.steps) == 12 for j in page.jobs)
+    return [(j.position, str(j.status)) for j in page.jobs]
+
+
+def test_the_live_page_of_a_big_batch_holds_who_runs_the_latest_failures_then_the_rest(
+    url: str | None,
 ) -> None:
-    batch_id = batch_of(org_id, 12)
-    _set_jobs(
-        batch_id,
-        {
-            0: JobStatus.COMPLETED,
-            1: JobStatus.FAILED,
-            2: JobStatus.IN_PROGRESS,
-            5: JobStatus.FAILED,
-            7: JobStatus.IN_PROGRESS,
-            8: JobStatus.FAILED,
-        },
-    )
-    with session_scope() as session:
-        page = batch_pages.live_jobs_page(session, batch_id, limit=4)
-    assert [(j.position, j.status) for j in page.jobs] == [
+    batch_id, _, _ = running_batch(url, 12)
+    J = JobStatus
+    _set_jobs(batch_id, {0: J.COMPLETED, 1: J.FAILED, 2: J.IN_PROGRESS, 5: J.FAILED,
+                         7: J.IN_PROGRESS, 8: J.FAILED}, url)  # fmt: skip
+    # failures take at most a third of the rows (the latest); the room left: the latest finished
+    assert _live(batch_id, limit=4, url=url) == [
         (2, "in_progress"),
         (7, "in_progress"),
         (8, "failed"),
-        (5, "failed"),
+        (0, "completed"),
     ]
-    assert page.jobs_total == 12 and all(len(j.steps) == 12 for j in page.jobs)
+
+
+def test_the_live_page_keeps_failures_in_view_when_more_run_than_it_shows(
+    url: str | None,
+) -> None:
+    batch_id, _, _ = running_batch(url, 12)
+    running = dict.fromkeys(range(8), JobStatus.IN_PROGRESS)
+    _set_jobs(batch_id, {**running, 9: JobStatus.FAILED, 10: JobStatus.FAILED}, url)
+    assert _live(batch_id, limit=6, url=url) == [
+        (0, "in_progress"),
+        (1, "in_progress"),
+        (2, "in_progress"),
+        (3, "in_progress"),
+        (10, "failed"),
+        (9, "failed"),
+    ]
+
+
+def test_the_live_page_of_a_big_batch_with_nothing_running_shows_the_latest_and_the_next(
+    url: str | None,
+) -> None:
+    """A paused batch (its jobs back to pending) or one that ended still shows restaurants."""
+    batch_id, _, _ = running_batch(url, 12)
+    _set_jobs(batch_id, dict.fromkeys(range(4), JobStatus.COMPLETED), url)
+    assert _live(batch_id, limit=5, url=url) == [
+        (3, "completed"),
+        (2, "completed"),
+        (1, "completed"),
+        (0, "completed"),
+        (4, "pending"),
+    ]
 
 
 def test_the_live_page_of_a_small_batch_holds_every_restaurant_in_order(
-    org_id: uuid.UUID,
+    url: str | None,
 ) -> None:
-    batch_id = batch_of(org_id, 3)
-    _set_jobs(batch_id, {1: JobStatus.FAILED})
-    with session_scope() as session:
-        page = batch_pages.live_jobs_page(session, batch_id, limit=3)
-    assert [j.position for j in page.jobs] == [0, 1, 2]
+    batch_id, _, _ = running_batch(url, 3)
+    _set_jobs(batch_id, {1: JobStatus.FAILED}, url)
+    assert [position for position, _ in _live(batch_id, limit=3, url=url)] == [0, 1, 2]
 
 
 def test_the_live_page_costs_the_same_queries_whatever_the_batch_size(org_id: uuid.UUID) -> None:
@@ -346,13 +373,13 @@ def test_the_live_page_costs_the_same_queries_whatever_the_batch_size(org_id: uu
 
     def statements_for(size: int) -> list[str]:
         batch_id = batch_of(org_id, size)
-        _set_jobs(batch_id, {0: JobStatus.IN_PROGRESS})
+        _set_jobs(batch_id, {0: JobStatus.IN_PROGRESS, 1: JobStatus.FAILED})
         with selects() as statements, session_scope() as session:
-            page = batch_pages.live_jobs_page(session, batch_id, limit=2)
-        # two in the small batch (all of it); in the big one the one that runs
-        assert [j.position for j in page.jobs] == ([0, 1] if size <= 2 else [0])
+            page = batch_pages.live_jobs_page(session, batch_id, limit=3)
+        assert [j.position for j in page.jobs] == [0, 1, 2]
         return statements
 
-    small, big = statements_for(2), statements_for(40)
-    assert len(small) == len(big) == 4
+    small, big = statements_for(4), statements_for(40)
+    assert len(small) == len(big) <= 6
+    assert all(" LIMIT " in s.upper() for s in big if "registration_jobs" in s.lower())
     assert not any("count(" in s.lower() for s in big)
