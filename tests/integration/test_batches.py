@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from regbatch.db import batch_pages, batches
 from regbatch.db.engine import session_scope
@@ -383,3 +383,23 @@ def test_the_live_page_costs_the_same_queries_whatever_the_batch_size(org_id: uu
     assert len(small) == len(big) <= 6
     assert all(" LIMIT " in s.upper() for s in big if "registration_jobs" in s.lower())
     assert not any("count(" in s.lower() for s in big)
+
+
+def test_the_cli_watcher_reads_the_live_page_and_watch_reads_the_batch_whole_once_at_the_end(
+    org_id: uuid.UUID,
+) -> None:
+    from regbatch.api.cli.progress import LIVE_ROWS, BatchWatcher, watch_until_finished
+
+    batch_id = batch_of(org_id, LIVE_ROWS + 10)
+    _set_jobs(batch_id, {0: JobStatus.IN_PROGRESS})
+    with selects() as statements:
+        tick = BatchWatcher(batch_id, show=False)._read()
+    assert tick is not None and len(tick.jobs) == LIVE_ROWS and tick.jobs_total == LIVE_ROWS + 10
+    assert len(statements) <= 6
+
+    with session_scope() as session:  # it ended: watch returns it whole
+        session.execute(update(Batch).where(Batch.id == batch_id).values(status="completed"))
+    with selects() as statements:
+        detail = watch_until_finished(batch_id, interval_s=0.01)
+    assert len(detail.jobs) == LIVE_ROWS + 10
+    assert sum("job_steps" in s for s in statements) == 1  # one read of the steps, at the end
