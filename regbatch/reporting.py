@@ -70,7 +70,14 @@ def batch_duration(detail: BatchView, now: datetime | None = None) -> float | No
 
 
 def counts_text(detail: BatchDetail) -> str:
-    """'12/12 finished (3 ok, 0 failed, 9 cancelled, 0 skipped)'."""
+    """'12/12 finished (3 ok, 0 failed, 9 cancelled, 0 skipped)'. Of a report that holds a few of
+    its jobs, from the batch's counters, which count the skipped among the completed."""
+    if isinstance(detail, BatchReport) and len(detail.jobs) < detail.total:
+        finished = detail.completed + detail.failed + detail.cancelled
+        return (
+            f"{finished}/{detail.total} finished ({detail.completed - detail.skipped} ok, "
+            f"{detail.failed} failed, {detail.cancelled} cancelled, {detail.skipped} skipped)"
+        )
     by_status = Counter(job.status for job in detail.jobs)
     finished = sum(by_status[s] for s in JOB_FINISHED)
     return (
@@ -186,7 +193,7 @@ def _result_lines(detail: BatchDetail) -> list[str]:
     if len(jobs) < detail.total:
         lines += [
             f"The {len(jobs):,} shown of {detail.total:,}, failed first; every one: "
-            f"`regbatch batch show {detail.id}`",
+            f"`regbatch batch show {detail.id} --all`",
             "",
         ]
     lines += ["| Restaurant | Result |", "|---|---|"]

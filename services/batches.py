@@ -18,7 +18,7 @@ from regbatch.errors import InvalidInputError, Problem
 from regbatch.selection import RestaurantSelection
 from regbatch.settings import get_settings
 from regbatch.statuses import ExecutionMode
-from regbatch.views import BatchDetail, BatchPage
+from regbatch.views import BatchDetail, BatchPage, BatchReport
 
 
 def parse_uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:
@@ -141,6 +141,14 @@ def get_batch(
     with session_scope() as session:
         org_id = _organisation_id(session, organisation) if organisation else None
         return batch_data.batch_detail(session, parse_uuid(batch_id, "batch_id"), org_id)
+
+
+def report_batch(batch_id: str | uuid.UUID, jobs_max: int) -> BatchReport:
+    """The batch with at most `jobs_max` of its jobs: all of them in its order when it has no
+    more; else the failed ones first, then the others in its order (`db.batches.batch_report`,
+    what its Prefect table shows). NotFoundError when there is no such batch."""
+    with session_scope() as session:
+        return batch_data.batch_report(session, parse_uuid(batch_id, "batch_id"), jobs_max)
 
 
 def list_batches(

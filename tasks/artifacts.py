@@ -77,7 +77,7 @@ def table_text(detail: BatchDetail) -> str:
     if detail.total > TABLE_ROWS_MAX:
         text += (
             f" (the table shows {TABLE_ROWS_MAX:,} of them, failed first; every one: "
-            f"`regbatch batch show {detail.id}`)"
+            f"`regbatch batch show {detail.id} --all`)"
         )
     return text
 

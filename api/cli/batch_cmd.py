@@ -31,6 +31,8 @@ from regbatch.views import BatchDetail, JobView
 
 app = typer.Typer(help="Registration batches.", no_args_is_help=True)
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or name.")]
+SHOW_ROWS = 100
+"""The most restaurants `batch show` lists without --all (the failed first)."""
 ModeOption = Annotated[str, typer.Option("--mode", help="sequential, parallel or distributed.")]
 
 
@@ -166,11 +168,19 @@ def show(
         str | None,
         typer.Argument(help="One restaurant: its # in the batch, its id or its name."),
     ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help=f"Every restaurant, past the first {SHOW_ROWS}.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show a batch with its restaurants, or one restaurant's twelve steps in full."""
-    from regbatch.services.batches import get_batch
+    """Show a batch with its restaurants (past 100, the failed first), or one
+    restaurant's twelve steps in full. --json prints every restaurant."""
+    from regbatch.services.batches import get_batch, report_batch
 
+    if restaurant is None and not (as_json or show_all):
+        report = report_batch(batch_id, SHOW_ROWS)
+        render_detail(report)
+        return
     detail = get_batch(batch_id)
     if restaurant is None:
         emit(detail, as_json, lambda: render_detail(detail))
@@ -236,6 +246,12 @@ def render_detail(detail: BatchDetail) -> None:
             escape(failed.error_message or "") if failed else "",
         )
     console.print(view)
+    if len(detail.jobs) < detail.total:
+        console.print(
+            f"the {len(detail.jobs):,} shown of {detail.total:,}, failed first; every one: "
+            f"regbatch batch show {detail.id} --all",
+            markup=False,
+        )
     for job in detail.jobs:  # the steps plugins ran instead of the built-in ones
         ran = [f"{s.step_number:02d}-{s.step_key} by {s.handler}" for s in job.steps if s.handler]
         if ran:

@@ -87,7 +87,7 @@ def render(detail: BatchDetail | BatchJobsPage, progress: Progress, task_id: Tas
     note = (
         f"{len(detail.jobs)} of {total:,} restaurants shown: those running now, the latest that "
         f"failed, then the latest finished and the next to start; every one: "
-        f"regbatch batch show {detail.id}"
+        f"regbatch batch show {detail.id} --all"
     )
     return Group(progress, table, Text(note, style="dim"))
 

@@ -41,7 +41,7 @@ def test_past_the_cap_the_report_holds_the_failed_first_then_the_batch_order(
     assert all(s.result_data is None for j in report.jobs for s in j.steps)
     summary = summary_markdown(report)
     assert "| Skipped | 1 (12%) |" in summary
-    assert f"The 4 shown of 8, failed first; every one: `regbatch batch show {batch_id}`" in (
+    assert f"The 4 shown of 8, failed first; every one: `regbatch batch show {batch_id} --all`" in (
         summary
     )
     assert [row["status"] for row in table_rows(report)] == [

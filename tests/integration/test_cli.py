@@ -382,3 +382,38 @@ def test_filters_leave_out_restaurants_an_unfinished_batch_holds() -> None:
     held = cli("batch", "create", "--org", org, "--name", "Held", "--restaurant", auckland[0],
                check=False)  # fmt: skip
     assert "is already in unfinished batch" in held.stderr
+
+
+def test_batch_show_of_a_big_batch_lists_the_failed_first_up_to_its_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from regbatch.api.cli import batch_cmd
+    from regbatch.db.batches import recompute_counters
+    from regbatch.db.engine import session_scope
+    from regbatch.db.models import Job
+    from regbatch.statuses import JobStatus
+
+    monkeypatch.setattr(batch_cmd, "SHOW_ROWS", 3)  # the cap is 100; this batch has 5
+    org, _ = _org_with_examples()
+    batch_id = cli_json("batch", "create", "--org", org, "--name", "Big", "--city", "Auckland")[
+        "batch_id"
+    ]
+    jobs = cli_json("batch", "show", batch_id)["jobs"]
+    _set(Job, Job.id == uuid.UUID(jobs[3]["id"]), status=JobStatus.FAILED)
+    _set(Job, Job.id == uuid.UUID(jobs[0]["id"]), status=JobStatus.COMPLETED)
+    with session_scope() as session:
+        recompute_counters(session, uuid.UUID(batch_id))
+
+    shown = cli("batch", "show", batch_id).stdout
+    names = [j["restaurant_name"] for j in jobs]
+    # the failed one first, then the others in the batch's order up to the cap
+    assert [name for name in names if name in shown] == [names[0], names[1], names[3]]
+    assert shown.index(names[3]) < shown.index(names[0]) < shown.index(names[1])
+    assert f"the 3 shown of 5, failed first; every one: regbatch batch show {batch_id} --all" in (
+        " ".join(shown.split())
+    )
+    assert "2/5 finished (1 ok, 1 failed, 0 cancelled, 0 skipped)" in shown
+
+    every = cli("batch", "show", batch_id, "--all").stdout
+    assert all(name in every for name in names) and "failed first" not in every
+    assert len(cli_json("batch", "show", batch_id)["jobs"]) == 5

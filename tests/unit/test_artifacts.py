@@ -146,5 +146,5 @@ def test_a_capped_table_says_so_and_where_every_restaurant_is() -> None:
     big = detail.model_copy(update={"jobs": detail.jobs * TABLE_ROWS_MAX, "total": 3 * 2000})
     text = table_text(big)
     assert f"the table shows {TABLE_ROWS_MAX:,} of them, failed first" in text
-    assert f"regbatch batch show {detail.id}" in text
+    assert f"regbatch batch show {detail.id} --all" in text
     assert "the table shows" not in table_text(detail)

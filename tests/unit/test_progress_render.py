@@ -37,5 +37,5 @@ def test_a_big_batch_shows_the_restaurants_it_read_and_says_how_many_there_are()
     assert "Burger House" in text and "09-menu_import: CSV rejected" in text
     assert (
         "1 of 10,000 restaurants shown: those running now, the latest that failed, then the "
-        f"latest finished and the next to start; every one: regbatch batch show {seed.id}"
+        f"latest finished and the next to start; every one: regbatch batch show {seed.id} --all"
     ) in " ".join(text.split())
