@@ -73,9 +73,8 @@ def counts_text(detail: BatchDetail) -> str:
     """'12/12 finished (3 ok, 0 failed, 9 cancelled, 0 skipped)'. Of a report that holds a few of
     its jobs, from the batch's counters, which count the skipped among the completed."""
     if isinstance(detail, BatchReport) and len(detail.jobs) < detail.total:
-        finished = detail.completed + detail.failed + detail.cancelled
         return (
-            f"{finished}/{detail.total} finished ({detail.completed - detail.skipped} ok, "
+            f"{detail.finished}/{detail.total} finished ({detail.completed - detail.skipped} ok, "
             f"{detail.failed} failed, {detail.cancelled} cancelled, {detail.skipped} skipped)"
         )
     by_status = Counter(job.status for job in detail.jobs)

@@ -69,11 +69,10 @@ def progress_text(finished: int, total: int) -> str:
 def table_text(detail: BatchDetail) -> str:
     """The restaurants table's description: the numbers first, as a card shows one line
     (the batch's name is in the key and the run's title)."""
-    finished = detail.completed + detail.failed + detail.cancelled
     counts = f"{detail.completed} completed, {detail.failed} failed"
     if detail.cancelled:
         counts += f", {detail.cancelled} cancelled"
-    text = f"{progress_text(finished, detail.total)}: {counts}"
+    text = f"{progress_text(detail.finished, detail.total)}: {counts}"
     if detail.total > TABLE_ROWS_MAX:
         text += (
             f" (the table shows {TABLE_ROWS_MAX:,} of them, failed first; every one: "
@@ -146,7 +145,7 @@ class ProgressReporter:
 
     @_best_effort
     async def finish(self, detail: BatchDetail) -> None:
-        await self._write_progress(detail.completed + detail.failed + detail.cancelled)
+        await self._write_progress(detail.finished)
         await self._write_table(detail)
         await acreate_markdown_artifact(
             markdown=summary_markdown(detail),

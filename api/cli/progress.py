@@ -64,12 +64,11 @@ def progress_bar(on: Console) -> tuple[Progress, TaskID]:
 
 def render(detail: BatchDetail | BatchJobsPage, progress: Progress, task_id: TaskID) -> Group:
     """The bar (from the batch's counters) and a line for each restaurant `detail` holds."""
-    finished = detail.completed + detail.failed + detail.cancelled  # skipped count as completed
     # the batch's own clock (its recorded start and end), the one its summary shows
     took = duration_text(batch_duration(detail)) or "not started"
     progress.update(
         task_id,
-        completed=finished,
+        completed=detail.finished,
         total=max(detail.total, 1),
         description=f"{escape(detail.name)} [{detail.status}]",
         took=took,
