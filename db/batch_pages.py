@@ -179,11 +179,7 @@ def batch_jobs_page(
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = encode_cursor(f"jobs:{batch_id}", {"p": rows[-1].position})
-    # by the jobs' ids, not their positions: PostgreSQL then reads the steps' (job, step)
-    # index; a join on the page's positions was planned as a scan of every step row at 10,000
-    steps = step_views(session, with_results, job_ids=[job.id for job in rows])
-    graph = graph_from_record(batch.step_graph, current_registry())
-    jobs = [job_view(job, steps.get(job.id, []), graph) for job in rows]
+    jobs = _job_views(session, batch, rows, with_results)
     fields = batch_fields(batch)
     fields["current_step"] = current_steps(session, [batch_id]).get(batch_id)
     return BatchJobsPage(
@@ -226,14 +222,25 @@ def live_jobs_page(session: Session, batch_id: uuid.UUID, limit: int) -> BatchJo
                 rows += session.execute(chosen).all()
         rank = {JobStatus.IN_PROGRESS: 0, JobStatus.FAILED: 1}  # on screen: running, failed, rest
         rows.sort(key=lambda row: rank.get(row.status, 2))
-    steps = step_views(session, False, job_ids=[job.id for job in rows])
-    graph = graph_from_record(batch.step_graph, current_registry())
     return BatchJobsPage(
         **batch_fields(batch),
-        jobs=[job_view(job, steps.get(job.id, []), graph) for job in rows],
+        jobs=_job_views(session, batch, rows, with_results=False),
         jobs_total=batch.total_restaurants,
         next_cursor=None,
     )
+
+
+def _job_views(
+    session: Session, batch: Batch, rows: Sequence[Any], with_results: bool
+) -> list[JobView]:
+    """The views of these rows of `job_view_rows`, each with its steps, in the rows' order.
+
+    The steps are read by the jobs' ids, not their positions: PostgreSQL then reads the steps'
+    (job, step) index; a join on a page's positions was planned as a scan of every step row at
+    10,000 restaurants."""
+    steps = step_views(session, with_results, job_ids=[job.id for job in rows])
+    graph = graph_from_record(batch.step_graph, current_registry())
+    return [job_view(job, steps.get(job.id, []), graph) for job in rows]
 
 
 def job_of(session: Session, job_id: uuid.UUID, organisation_id: uuid.UUID | None) -> Job:
@@ -260,6 +267,4 @@ def job_detail(
     job = job_of(session, job_id, organisation_id)
     batch = get_batch(session, job.batch_id)
     row = session.execute(job_view_rows(job.batch_id).where(Job.id == job.id)).one()
-    steps = step_views(session, with_results, job_ids=[job.id]).get(job.id, [])
-    graph = graph_from_record(batch.step_graph, current_registry())
-    return job_view(row, steps, graph)
+    return _job_views(session, batch, [row], with_results)[0]
