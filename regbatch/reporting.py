@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -47,6 +48,11 @@ def _span(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return (end - start).total_seconds()
+
+
+def every_restaurant_command(batch_id: uuid.UUID) -> str:
+    """The command that lists every restaurant of a batch, for views that show a few of them."""
+    return f"regbatch batch show {batch_id} --all"
 
 
 def batch_end(detail: BatchView) -> datetime | None:
@@ -192,7 +198,7 @@ def _result_lines(detail: BatchDetail) -> list[str]:
     if len(jobs) < detail.total:
         lines += [
             f"The {len(jobs):,} shown of {detail.total:,}, failed first; every one: "
-            f"`regbatch batch show {detail.id} --all`",
+            f"`{every_restaurant_command(detail.id)}`",
             "",
         ]
     lines += ["| Restaurant | Result |", "|---|---|"]

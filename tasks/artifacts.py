@@ -32,7 +32,12 @@ from prefect.artifacts import (
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
-from regbatch.reporting import TABLE_ROWS_MAX, summary_markdown, table_rows
+from regbatch.reporting import (
+    TABLE_ROWS_MAX,
+    every_restaurant_command,
+    summary_markdown,
+    table_rows,
+)
 from regbatch.runner.ledger import ledger
 from regbatch.views import BatchDetail
 
@@ -76,7 +81,7 @@ def table_text(detail: BatchDetail) -> str:
     if detail.total > TABLE_ROWS_MAX:
         text += (
             f" (the table shows {TABLE_ROWS_MAX:,} of them, failed first; every one: "
-            f"`regbatch batch show {detail.id} --all`)"
+            f"`{every_restaurant_command(detail.id)}`)"
         )
     return text
 

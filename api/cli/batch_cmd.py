@@ -23,7 +23,12 @@ from regbatch.api.cli._output import (
 from regbatch.api.cli.progress import BatchWatcher
 from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.errors import InvalidInputError, NotFoundError, not_one_of
-from regbatch.reporting import batch_duration, counts_text, duration_text
+from regbatch.reporting import (
+    batch_duration,
+    counts_text,
+    duration_text,
+    every_restaurant_command,
+)
 from regbatch.selection import RestaurantSelection
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, StepStatus
 from regbatch.steps import step_label
@@ -249,7 +254,7 @@ def render_detail(detail: BatchDetail) -> None:
     if len(detail.jobs) < detail.total:
         console.print(
             f"the {len(detail.jobs):,} shown of {detail.total:,}, failed first; every one: "
-            f"regbatch batch show {detail.id} --all",
+            f"{every_restaurant_command(detail.id)}",
             markup=False,
         )
     for job in detail.jobs:  # the steps plugins ran instead of the built-in ones

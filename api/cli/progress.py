@@ -34,6 +34,7 @@ from regbatch.reporting import (
     batch_duration,
     current_step,
     duration_text,
+    every_restaurant_command,
     failing_step,
 )
 from regbatch.services.batches import get_batch
@@ -86,7 +87,7 @@ def render(detail: BatchDetail | BatchJobsPage, progress: Progress, task_id: Tas
     note = (
         f"{len(detail.jobs)} of {total:,} restaurants shown: those running now, the latest that "
         f"failed, then the latest finished and the next to start; every one: "
-        f"regbatch batch show {detail.id} --all"
+        f"{every_restaurant_command(detail.id)}"
     )
     return Group(progress, table, Text(note, style="dim"))
 
