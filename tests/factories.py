@@ -6,6 +6,7 @@ import copy
 import json
 import secrets
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,14 @@ def make_restaurants(
 ) -> list[uuid.UUID]:
     rows = [restaurant_row(i, **changes) for i in range(count)]
     return [r.id for r in import_restaurants(session, org_id, rows)]
+
+
+def lease_of(batch_id: uuid.UUID) -> tuple[str | None, datetime | None, int]:
+    """The batch's lease as its row holds it: (owner, expiry, fencing token)."""
+    from regbatch.db.engine import session_scope
+    from regbatch.db.models import Batch
+
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        return batch.lease_owner, batch.lease_expires_at, batch.lease_token

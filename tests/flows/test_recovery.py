@@ -18,7 +18,7 @@ from regbatch.db.types import utcnow
 from regbatch.services.batches import get_batch
 from regbatch.statuses import BatchStatus, RequestedAction
 from tests.cli import REGBATCH, recovered_status, run
-from tests.factories import make_org
+from tests.factories import lease_of, make_org
 from tests.flows.conftest import new_batch
 from tests.flows.test_batch import wait_for
 
@@ -118,7 +118,7 @@ def test_recover_of_one_organisation_leaves_another_organisations_stalled_batch_
         session.execute(
             update(Batch).where(Batch.id == ours).values(requested_action=RequestedAction.CANCEL)
         )
-    before = _lease_of(theirs)
+    before = lease_of(theirs)
 
     # exit code 1: what it recovered did not complete (it was cancelled, as asked)
     recovered = run("recover", "--org", str(org_id), "--json", check=False)
@@ -126,17 +126,10 @@ def test_recover_of_one_organisation_leaves_another_organisations_stalled_batch_
     assert recovered_status(recovered, ours) == "cancelled", recovered.stdout + recovered.stderr
     assert [b["id"] for b in json.loads(recovered.stdout)["recovered"]] == [str(ours)]
     assert get_batch(theirs).status == "in_progress"
-    assert _lease_of(theirs) == before
+    assert lease_of(theirs) == before
     with session_scope() as session:  # not left stalled for anyone else
         session.execute(
             update(Batch)
             .where(Batch.id == theirs)
             .values(lease_expires_at=utcnow() + timedelta(days=1))
         )
-
-
-def _lease_of(batch_id) -> tuple:
-    with session_scope() as session:
-        batch = session.get(Batch, batch_id)
-        assert batch is not None
-        return batch.lease_owner, batch.lease_expires_at, batch.lease_token

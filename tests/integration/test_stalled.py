@@ -11,12 +11,11 @@ import pytest
 import regbatch
 from regbatch.db import lifecycle
 from regbatch.db.engine import session_scope
-from regbatch.db.models import Batch
 from regbatch.db.types import utcnow
 from regbatch.errors import NotFoundError
 from regbatch.services.batches import get_batch
 from tests.cli import cli
-from tests.factories import make_org
+from tests.factories import lease_of, make_org
 from tests.integration.rest_support import new_draft, set_status
 
 
@@ -51,21 +50,14 @@ def test_recover_of_an_unknown_organisation_names_it_and_takes_over_nothing(
     org_id: uuid.UUID,
 ) -> None:
     stalled = _stalled(org_id)
-    before = _lease(stalled)
+    before = lease_of(stalled)
 
     result = cli("recover", "--org", "No Such Organisation", check=False)
 
     assert result.returncode == 1
     assert "No Such Organisation" in result.stderr and "organisation" in result.stderr
     assert get_batch(stalled).status == "in_progress"
-    assert _lease(stalled) == before  # nobody took it over
-
-
-def _lease(batch_id: uuid.UUID) -> tuple[object, ...]:
-    with session_scope() as session:
-        batch = session.get(Batch, batch_id)
-        assert batch is not None
-        return batch.lease_owner, batch.lease_expires_at, batch.lease_token
+    assert lease_of(stalled) == before  # nobody took it over
 
 
 @pytest.mark.parametrize("unknown", ["No Such Organisation", uuid.UUID(int=7)])
@@ -73,9 +65,9 @@ def test_the_python_api_refuses_an_unknown_organisation_before_taking_anything_o
     org_id: uuid.UUID, unknown: str | uuid.UUID
 ) -> None:
     stalled = _stalled(org_id)
-    before = _lease(stalled)
+    before = lease_of(stalled)
 
     with pytest.raises(NotFoundError, match=f"organisation '{unknown}' does not exist"):
         regbatch.recover(organisation=unknown)
 
-    assert _lease(stalled) == before
+    assert lease_of(stalled) == before
