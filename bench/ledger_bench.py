@@ -22,19 +22,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_schema import bench_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE_URL = os.environ.get(
-    "REGBATCH_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 
 
 def main() -> None:
@@ -45,32 +46,19 @@ def main() -> None:
         "--savepoints", action="store_true", help="with --group: each write in a savepoint"
     )
     args = parser.parse_args()
-    schema = f"regbatch_ledger_bench_{os.getpid()}"
-    engine = create_engine(BASE_URL)
-    with engine.begin() as c:
-        c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-    url = f"{BASE_URL}?options=-csearch_path%3D{schema}"
-    os.environ["REGBATCH_DATABASE_URL"] = url
-    try:
-        run(url, args.n, args.group, args.savepoints)
-    finally:
-        from regbatch.db.engine import dispose_engines
-
-        dispose_engines()
-        with engine.begin() as c:
-            c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        engine.dispose()
+    with bench_schema("regbatch_ledger_bench"):
+        run(args.n, args.group, args.savepoints)
 
 
-def run(url: str, n: int, group: int, savepoints: bool) -> None:
-    from regbatch.db import batches, lifecycle, migrate
+def run(n: int, group: int, savepoints: bool) -> None:
+    """The ledger's writes for `n` restaurants, timed, in the bench's migrated schema."""
+    from regbatch.db import batches, lifecycle
     from regbatch.db import steps as ledger
     from regbatch.db.engine import session_scope
     from regbatch.db.models import Job
     from regbatch.db.organisations import create_organisation
     from regbatch.db.restaurants import import_restaurants
 
-    migrate.upgrade(url)
     template = json.loads((ROOT / "examples" / "restaurants.json").read_text())[0]
     rows = []
     for i in range(n * (2 if group else 1)):

@@ -27,10 +27,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import secrets
 import statistics
-import tempfile
+import sys
 import time
 import tracemalloc
 import uuid
@@ -39,17 +38,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import text, update
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_schema import bench_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE_URL = os.environ.get(
-    "REGBATCH_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
-def schema_url(schema: str) -> str:
-    separator = "&" if "?" in BASE_URL else "?"
-    return f"{BASE_URL}{separator}options=-csearch_path%3D{schema}"
 
 
 def restaurants(organisation_id: uuid.UUID, n: int, tag: str) -> list[uuid.UUID]:
@@ -239,25 +234,8 @@ def main() -> None:
         "--detail-only", action="store_true", help="only the detail page of the 1,000 batch"
     )
     args = parser.parse_args()
-    schema = f"regbatch_rest_bench_{secrets.token_hex(3)}"
-    admin = create_engine(BASE_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    os.environ["REGBATCH_DATABASE_URL"] = schema_url(schema)
-    os.environ["REGBATCH_DATA_DIR"] = tempfile.mkdtemp(prefix="rest-bench-")
-    try:
-        from regbatch.db.migrate import upgrade
-        from regbatch.settings import reset_settings
-
-        reset_settings()
-        upgrade()
+    with bench_schema("regbatch_rest_bench"):
         measure(args.requests, args.detail_only)
-    finally:
-        from regbatch.db.engine import dispose_engines
-
-        dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
 
 
 if __name__ == "__main__":
