@@ -31,6 +31,10 @@ def default_data_dir() -> Path:
 _ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?")
 
 
+IMAGE_POLL_INTERVAL_S = 2.0
+"""The image upload's poll interval when nothing sets it (the setting's and the client's)."""
+
+
 class Settings(BaseSettings):
     """Every knob of the product; each field is `REGBATCH_<FIELD>` in the environment."""
 
@@ -64,7 +68,8 @@ class Settings(BaseSettings):
     step_timeout_scale: float = Field(default=1.0, gt=0)
     """Multiplies every step's timeout (tests use a small value to provoke timeouts)."""
 
-    image_poll_interval_seconds: float = Field(default=2.0, gt=0)
+    image_poll_interval_seconds: float = Field(default=IMAGE_POLL_INTERVAL_S, gt=0)
+    """How often an accepted menu-image upload is polled until the platform has processed it."""
 
     embedded_max_concurrency: int = Field(default=3, ge=1)
     """Cap on concurrent restaurant subflows when Prefect runs on its embedded SQLite server."""

@@ -21,7 +21,7 @@ from regbatch.errors import PermanentPlatformError, PlatformError, TransientPlat
 from regbatch.platform.answers import RETRYING, WRONG_API, Call, read_answer, to_result
 from regbatch.platform.builders import missing_input
 from regbatch.platform.wire import AiohttpWire, HttpxWire, Request, Wire, WireError
-from regbatch.settings import Settings, get_settings
+from regbatch.settings import IMAGE_POLL_INTERVAL_S, Settings, get_settings
 from regbatch.steps import StepKey, step
 
 UPLOAD_PENDING = frozenset({"accepted", "queued", "pending", "processing", "in_progress"})
@@ -36,7 +36,7 @@ class PlatformClient:
         service_key: str,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        poll_interval_s: float = 2.0,
+        poll_interval_s: float = IMAGE_POLL_INTERVAL_S,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._service_key = service_key
