@@ -212,6 +212,12 @@ class Restaurant(Base):
     updated_at: Mapped[datetime] = _updated()
 
 
+def breaker_policy(threshold: Decimal | float, min_finished: int) -> BreakerPolicy:
+    """The breaker policy of a batch's `breaker_threshold` (a NUMERIC) and `breaker_min_finished`
+    columns, as the breaker rules take it."""
+    return BreakerPolicy(threshold=float(threshold), min_finished=min_finished)
+
+
 class Batch(Base):
     __tablename__ = "registration_batch_jobs"
     __table_args__ = (
@@ -290,9 +296,7 @@ class Batch(Base):
     @property
     def breaker(self) -> BreakerPolicy:
         """The batch's breaker settings as the policy the breaker rules take."""
-        return BreakerPolicy(
-            threshold=float(self.breaker_threshold), min_finished=self.breaker_min_finished
-        )
+        return breaker_policy(self.breaker_threshold, self.breaker_min_finished)
 
     jobs: Mapped[list[Job]] = relationship(
         back_populates="batch",
