@@ -11,8 +11,8 @@ import pytest
 from regbatch.db.engine import session_scope
 from regbatch.db.models import JobStep
 from regbatch.flows.restaurant import register_restaurant
-from regbatch.settings import reset_settings
 from tests.flows.conftest import lease_of, new_batch, run
+from tests.settings_env import settings_env
 
 pytestmark = pytest.mark.flow
 
@@ -44,15 +44,11 @@ def _account_times(sandbox) -> list[datetime]:
     )
 
 
-def test_concurrent_runs_never_create_accounts_faster_than_the_limit(
-    org_id, sandbox, monkeypatch
-) -> None:
-    monkeypatch.setenv("REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS", "1.0")
-    reset_settings()
+def test_concurrent_runs_never_create_accounts_faster_than_the_limit(org_id, sandbox) -> None:
     sandbox.set_account_spacing(1.0)  # the platform refuses faster creations with a 429
-    _, job_ids, _ = new_batch(org_id, count=3, settings={})
-    states = _run_concurrently(job_ids)
-    reset_settings()
+    with settings_env({"REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": "1.0"}):
+        _, job_ids, _ = new_batch(org_id, count=3, settings={})
+        states = _run_concurrently(job_ids)
     assert all(state.is_completed() for state in states), states
     accounts = _account_times(sandbox)
     assert len(accounts) == 3
@@ -68,16 +64,14 @@ def test_concurrent_runs_never_create_accounts_faster_than_the_limit(
 
 
 def test_waiting_for_the_turn_longer_than_the_step_timeout_is_not_a_failure(
-    org_id, sandbox, monkeypatch
+    org_id, sandbox
 ) -> None:
     # the account step may take 0.6 s; the fourth restaurant waits about 3 s for its turn
-    monkeypatch.setenv("REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS", "1.0")
-    monkeypatch.setenv("REGBATCH_STEP_TIMEOUT_SCALE", "0.005")
-    reset_settings()
     sandbox.set_account_spacing(1.0)
-    _batch_id, job_ids, _ = new_batch(org_id, count=4, settings={})
-    states = _run_concurrently(job_ids)
-    reset_settings()
+    limit = {"REGBATCH_ACCOUNT_RATE_LIMIT_SECONDS": "1.0", "REGBATCH_STEP_TIMEOUT_SCALE": "0.005"}
+    with settings_env(limit):
+        _batch_id, job_ids, _ = new_batch(org_id, count=4, settings={})
+        states = _run_concurrently(job_ids)
     assert all(state.is_completed() for state in states), states
     with session_scope() as session:
         attempts = [

@@ -20,9 +20,9 @@ from prefect.deployments.runner import EntrypointType
 
 from regbatch.api.running import run_batch
 from regbatch.flows.restaurant import register_restaurant
-from regbatch.settings import reset_settings
 from tests.flows.conftest import new_batch
 from tests.processes import WORKER_GRACE_S, stop_group
+from tests.settings_env import settings_env
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,16 +87,14 @@ def deployment_with_two_workers(sandbox_server, tmp_path_factory) -> Iterator[st
 
 
 def test_distributed_batch_runs_each_restaurant_on_the_pool_beside_a_decoy_project(
-    org_id, sandbox, deployment_with_two_workers, monkeypatch
+    org_id, sandbox, deployment_with_two_workers
 ) -> None:
-    monkeypatch.setenv("REGBATCH_RESTAURANT_DEPLOYMENT", deployment_with_two_workers)
-    reset_settings()
     batch_id, _, restaurant_ids = new_batch(org_id, 6, execution_mode="distributed", concurrency=4)
     sandbox.set_faults(
         [{"restaurant": str(restaurant_ids[3]), "step": "menu_import", "kind": "permanent"}]
     )
-    detail = run_batch(batch_id)
-    reset_settings()
+    with settings_env({"REGBATCH_RESTAURANT_DEPLOYMENT": deployment_with_two_workers}):
+        detail = run_batch(batch_id)
     assert (detail.status, detail.completed, detail.failed) == ("completed", 5, 1)
     assert sandbox.stats()["max_in_flight_restaurants"] <= 4
 

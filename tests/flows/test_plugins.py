@@ -43,7 +43,6 @@ from regbatch.plugins import HandlerRegistry, use_registry
 from regbatch.services.batches import get_batch
 from regbatch.services.exporting import export_batch
 from regbatch.services.lifecycle import resume_batch, retry_failed
-from regbatch.settings import reset_settings
 from regbatch.tasks.artifacts import artifact_key
 from regbatch.views import BatchDetail, StepView
 from tests.cli import REGBATCH, cli, cli_json, recovered_status, run
@@ -54,6 +53,7 @@ from tests.flows.test_batch import side_effects, wait_for
 from tests.flows.test_distributed import deploy
 from tests.flows.test_recovery import lease_expired
 from tests.processes import WORKER_GRACE_S, stop_group
+from tests.settings_env import settings_env
 
 pytestmark = pytest.mark.flow
 
@@ -400,30 +400,27 @@ def test_distributed_a_worker_without_the_plugin_refuses_and_one_with_it_runs_it
     monkeypatch.setattr(dispatch, "MAX_ORCHESTRATION_RETRIES", 1)  # give up on the refusal soon
     monkeypatch.setattr(dispatch, "BACKOFF_S", (0.5,))
     pool = f"regbatch-plugin-{secrets.token_hex(3)}"
-    monkeypatch.setenv("REGBATCH_RESTAURANT_DEPLOYMENT", asyncio.run(deploy(pool, pool, tmp_path)))
-    reset_settings()
-    try:
-        with use_registry(trucks):  # the runner has the plugin; the first worker has not
-            batch_id, (truck,) = make_batch(
-                org_id, [TRUCK], execution_mode="distributed", concurrency=1
-            )
-            with process_worker(pool, tmp_path, {**os.environ}):
-                refused = run_batch(batch_id)
-            assert refused.status == "paused", refused.pause_reason
-            reason = str(refused.pause_reason)
-            assert "could not be run after 1 orchestration retries" in reason
-            assert "needs step handlers this process does not have" in reason
-            assert "install the plugin(s) trucks" in reason
-            steps = steps_of(refused, truck)
-            assert all(s.status == "pending" and s.attempts == 0 for s in steps.values())
-            assert ledger_for(sandbox, truck) == [] and crm.calls(truck) == []
-            # a worker with regbatch-trucks installed takes the resumed restaurant and runs it
-            resume_batch(batch_id)
-            env = {**os.environ, "PYTHONPATH": trucks_path}
-            with process_worker(pool, tmp_path, env):
-                done = run_batch(batch_id)
-    finally:
-        reset_settings()
+    deployment = asyncio.run(deploy(pool, pool, tmp_path))
+    # the runner has the plugin; the first worker has not
+    with settings_env({"REGBATCH_RESTAURANT_DEPLOYMENT": deployment}), use_registry(trucks):
+        batch_id, (truck,) = make_batch(
+            org_id, [TRUCK], execution_mode="distributed", concurrency=1
+        )
+        with process_worker(pool, tmp_path, {**os.environ}):
+            refused = run_batch(batch_id)
+        assert refused.status == "paused", refused.pause_reason
+        reason = str(refused.pause_reason)
+        assert "could not be run after 1 orchestration retries" in reason
+        assert "needs step handlers this process does not have" in reason
+        assert "install the plugin(s) trucks" in reason
+        steps = steps_of(refused, truck)
+        assert all(s.status == "pending" and s.attempts == 0 for s in steps.values())
+        assert ledger_for(sandbox, truck) == [] and crm.calls(truck) == []
+        # a worker with regbatch-trucks installed takes the resumed restaurant and runs it
+        resume_batch(batch_id)
+        env = {**os.environ, "PYTHONPATH": trucks_path}
+        with process_worker(pool, tmp_path, env):
+            done = run_batch(batch_id)
     assert (done.status, done.completed, done.failed) == ("completed", 1, 0)
     steps = steps_of(done, truck)
     assert steps["menu_import"].handler == TRUCK_MENU

@@ -17,7 +17,6 @@ from regbatch.api.running import run_batch
 from regbatch.db.batches import create_batch
 from regbatch.db.engine import session_scope
 from regbatch.services import webhooks as service
-from regbatch.settings import reset_settings
 from regbatch.tasks import webhooks as webhook_tasks
 from regbatch.tasks.webhooks import notify_batch_outcome
 from regbatch.webhooks import verify
@@ -33,6 +32,7 @@ from tests.integration.test_webhooks import (
     stopped_batch,
     webhook_log,
 )
+from tests.settings_env import settings_env
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -167,24 +167,19 @@ def test_redirects_and_slow_receivers_are_failures(
 
 
 def test_the_retry_policy_comes_from_the_environment_when_not_given(
-    org_id: uuid.UUID, receiver: Callable[..., Receiver], monkeypatch: pytest.MonkeyPatch
+    org_id: uuid.UUID, receiver: Callable[..., Receiver]
 ) -> None:
     hook = receiver([503, 503, 503])
     service.create_subscription(org_id, url=hook.url)
     batch_id = stopped_batch(org_id)
-    monkeypatch.setenv("REGBATCH_WEBHOOK_ATTEMPTS", "2")
-    monkeypatch.setenv("REGBATCH_WEBHOOK_BASE_DELAY_SECONDS", "0.01")
-    reset_settings()
-    try:
+    quick = {"REGBATCH_WEBHOOK_ATTEMPTS": "2", "REGBATCH_WEBHOOK_BASE_DELAY_SECONDS": "0.01"}
+    with settings_env(quick):
         [result] = webhook_tasks.deliver_batch_event(batch_id)
-    finally:
-        monkeypatch.undo()
-        reset_settings()
     assert not result.delivered and result.attempts == 2 and len(hook.requests) == 2
 
 
 def test_the_flow_entry_delivers_to_every_subscriber_at_once_and_never_raises(
-    org_id: uuid.UUID, receiver: Callable[..., Receiver], monkeypatch: pytest.MonkeyPatch
+    org_id: uuid.UUID, receiver: Callable[..., Receiver]
 ) -> None:
     # Each receiver answers only once both requests arrived: one after the other, they would not.
     both_arrived = threading.Barrier(2, timeout=5)
@@ -195,14 +190,9 @@ def test_the_flow_entry_delivers_to_every_subscriber_at_once_and_never_raises(
     service.create_subscription(org_id, url=first.url)
     service.create_subscription(org_id, url=second.url)
     batch_id = stopped_batch(org_id, "cancelled")
-    monkeypatch.setenv("REGBATCH_WEBHOOK_BASE_DELAY_SECONDS", str(DELAY))
-    reset_settings()
-    try:
+    with settings_env({"REGBATCH_WEBHOOK_BASE_DELAY_SECONDS": str(DELAY)}):
         results = asyncio.run(notify_batch_outcome(batch_id))
         nobody = asyncio.run(notify_batch_outcome(uuid.uuid4()))  # no such batch: logged
-    finally:
-        monkeypatch.undo()
-        reset_settings()
     assert [(r.event, r.delivered, r.attempts) for r in results] == [
         ("batch.cancelled", True, 1)
     ] * 2
@@ -268,20 +258,15 @@ def test_the_batch_flow_announces_its_outcome(
 
 
 def test_a_name_that_resolves_to_a_private_address_is_refused_at_delivery(
-    org_id: uuid.UUID, receiver: Callable[..., Receiver], monkeypatch: pytest.MonkeyPatch
+    org_id: uuid.UUID, receiver: Callable[..., Receiver]
 ) -> None:
     hook = receiver()
     port = hook.server.server_address[1]
     # Subscribed while private targets were allowed; `localhost` resolves to 127.0.0.1.
     service.create_subscription(org_id, url=f"http://localhost:{port}/hooks?token=t0p")
     batch_id = stopped_batch(org_id, "failed")
-    monkeypatch.setenv("REGBATCH_WEBHOOK_ALLOW_PRIVATE", "0")
-    reset_settings()
-    try:
+    with settings_env({"REGBATCH_WEBHOOK_ALLOW_PRIVATE": "0"}):
         [refused] = webhook_tasks.deliver_batch_event(batch_id, attempts=3, base_delay_s=DELAY)
-    finally:
-        monkeypatch.undo()
-        reset_settings()
 
     assert hook.requests == []  # nothing reached the receiver
     assert not refused.delivered and refused.attempts == 1 and refused.status_code is None

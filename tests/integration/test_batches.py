@@ -20,6 +20,7 @@ from regbatch.statuses import JOB_FINISHED, JobStatus, StepStatus
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import concurrently
 from tests.integration.sql_support import running_batch, sql_sent
+from tests.settings_env import settings_env
 
 
 def new_batch(org_id: uuid.UUID, ids: list[uuid.UUID], **options: Any) -> uuid.UUID:
@@ -260,7 +261,7 @@ def test_cancelling_a_batch_nobody_runs_logs_every_job_it_cancels(org_id: uuid.U
     [("parallel", None, 7), ("distributed", None, 7), ("sequential", None, 1), ("parallel", 4, 4)],
 )
 def test_a_batch_from_the_prefect_form_takes_the_default_concurrency_when_none_is_given(
-    org_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch, mode: str, given: int | None, expected: int
+    org_id: uuid.UUID, mode: str, given: int | None, expected: int
 ) -> None:
     """The batch flow's form (BatchRun) leaves concurrency empty unless the user fills it in:
     a new parallel batch then runs REGBATCH_DEFAULT_CONCURRENCY restaurants at once, as one
@@ -268,11 +269,8 @@ def test_a_batch_from_the_prefect_form_takes_the_default_concurrency_when_none_i
     import asyncio
 
     from regbatch.flow_params import BatchRun
-    from regbatch.settings import reset_settings
     from regbatch.tasks.batches import create_batch_from_run
 
-    monkeypatch.setenv("REGBATCH_DEFAULT_CONCURRENCY", "7")
-    reset_settings()
     with session_scope() as session:
         ids = make_restaurants(session, org_id, 2)
     form: dict[str, Any] = {
@@ -283,11 +281,8 @@ def test_a_batch_from_the_prefect_form_takes_the_default_concurrency_when_none_i
     if given is not None:
         form["concurrency"] = given
     run = BatchRun.model_validate({**form, "execution_mode": mode})
-    try:
+    with settings_env({"REGBATCH_DEFAULT_CONCURRENCY": "7"}):
         batch_id = asyncio.run(create_batch_from_run.fn(run))
-    finally:
-        monkeypatch.delenv("REGBATCH_DEFAULT_CONCURRENCY")
-        reset_settings()
     with session_scope() as session:
         batch = session.get_one(Batch, batch_id)
         assert (batch.execution_mode, batch.concurrency) == (mode, expected)

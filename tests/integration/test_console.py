@@ -19,6 +19,7 @@ from regbatch.db.models import Batch
 from regbatch.services.api_keys import create_api_key, revoke_api_key
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import finish_with_failure, new_draft, row_counts, set_status
+from tests.settings_env import settings_env
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -347,26 +348,20 @@ def test_restaurants_are_filtered_and_a_selection_gets_a_batch_form_with_its_pre
 
 
 def test_the_batch_form_offers_the_servers_default_concurrency_and_its_maximum(
-    browser: TestClient, org_id: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+    browser: TestClient, org_id: uuid.UUID
 ) -> None:
     """The form is filled in as a batch made without a concurrency would run: parallel, at
     REGBATCH_DEFAULT_CONCURRENCY restaurants at once, up to the one maximum."""
     from regbatch.batch_rules import MAX_CONCURRENCY
-    from regbatch.settings import reset_settings
 
     with session_scope() as session:
         ready = make_restaurants(session, org_id, 2)
     csrf = sign_in(browser, create_api_key(org_id, "console").api_key)
-    monkeypatch.setenv("REGBATCH_DEFAULT_CONCURRENCY", "9")
-    reset_settings()
-    try:
+    with settings_env({"REGBATCH_DEFAULT_CONCURRENCY": "9"}):
         form = browser.post(
             "/console/batch-form",
             data={"csrf_token": csrf, "restaurant_id": [str(r) for r in ready]},
         )
-    finally:
-        monkeypatch.delenv("REGBATCH_DEFAULT_CONCURRENCY")
-        reset_settings()
     field = re.search(r'<input id="b-conc"[^>]*>', form.text)
     assert field is not None, form.text
     assert 'value="9"' in field[0] and f'max="{MAX_CONCURRENCY}"' in field[0]

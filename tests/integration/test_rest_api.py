@@ -28,6 +28,7 @@ from tests.integration.rest_support import (
     row_counts,
     set_status,
 )
+from tests.settings_env import settings_env
 
 NOBODY = "00000000-0000-4000-8000-000000000000"
 ROUTES = [
@@ -67,16 +68,11 @@ def client() -> Iterator[TestClient]:
 
 
 @pytest.fixture()
-def missing_deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def missing_deployment() -> Iterator[str]:
     """REGBATCH_BATCH_DEPLOYMENT names a deployment the Prefect server does not have."""
-    from regbatch.settings import reset_settings
-
     name = f"registration-batch/missing-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setenv("REGBATCH_BATCH_DEPLOYMENT", name)
-    reset_settings()
-    yield name
-    monkeypatch.delenv("REGBATCH_BATCH_DEPLOYMENT")
-    reset_settings()
+    with settings_env({"REGBATCH_BATCH_DEPLOYMENT": name}):
+        yield name
 
 
 @pytest.fixture()

@@ -12,17 +12,15 @@ from regbatch.api.rest import create_app
 from regbatch.errors import ConfigurationError
 from regbatch.settings import get_settings, reset_settings
 from tests.integration.rest_support import bearer
+from tests.settings_env import settings_env
 
 ALLOWED = "https://ops.example.com"
 
 
 @pytest.fixture()
-def origins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("REGBATCH_CORS_ORIGINS", f"{ALLOWED}, http://localhost:3000")
-    reset_settings()
-    yield
-    monkeypatch.delenv("REGBATCH_CORS_ORIGINS")
-    reset_settings()
+def origins() -> Iterator[None]:
+    with settings_env({"REGBATCH_CORS_ORIGINS": f"{ALLOWED}, http://localhost:3000"}):
+        yield
 
 
 def _preflight(client: TestClient, origin: str) -> dict[str, str]:
@@ -60,13 +58,10 @@ def test_no_origin_is_allowed_by_default(org_id: uuid.UUID) -> None:
         assert "access-control-allow-origin" not in listed.headers
 
 
-def test_a_wildcard_or_a_path_is_refused_naming_the_variable(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_wildcard_or_a_path_is_refused_naming_the_variable() -> None:
     for value in ("*", "https://ops.example.com/app"):
-        monkeypatch.setenv("REGBATCH_CORS_ORIGINS", value)
-        reset_settings()
-        with pytest.raises(ConfigurationError, match="REGBATCH_CORS_ORIGINS holds"):
+        with (
+            settings_env({"REGBATCH_CORS_ORIGINS": value}),
+            pytest.raises(ConfigurationError, match="REGBATCH_CORS_ORIGINS holds"),
+        ):
             get_settings()
-    monkeypatch.delenv("REGBATCH_CORS_ORIGINS")
-    reset_settings()

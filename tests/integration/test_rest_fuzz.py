@@ -12,7 +12,6 @@ for its real restaurants, so the fuzzing reaches past "not found" into the actio
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ from regbatch.api.rest import create_app
 from regbatch.db.engine import session_scope
 from regbatch.services.templates import create_template
 from regbatch.services.webhooks import create_subscription
-from regbatch.settings import reset_settings
 from tests.factories import make_org, make_restaurants
 from tests.integration.rest_support import (
     batch_deployment,  # noqa: F401 - a fixture
@@ -44,6 +42,7 @@ from tests.integration.rest_support import (
     finish_with_failure,
     new_draft,
 )
+from tests.settings_env import settings_env
 
 WEBHOOK_SETTINGS = {
     "REGBATCH_WEBHOOK_ATTEMPTS": "1",
@@ -108,16 +107,8 @@ def _is_id(kind: str, text: str) -> bool:
 @pytest.fixture(scope="module")
 def quick_webhooks() -> Iterator[None]:
     """One delivery attempt, no backoff: the fuzzer subscribes URLs that never answer."""
-    saved = {name: os.environ.get(name) for name in WEBHOOK_SETTINGS}
-    os.environ.update(WEBHOOK_SETTINGS)
-    reset_settings()
-    yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    reset_settings()
+    with settings_env(WEBHOOK_SETTINGS):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from regbatch.db.models import Base
 from regbatch.restaurant import LeadStage, LeadType, RegistrationStatus, RestaurantType, Theme
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, RequestedAction, StepStatus
 from tests.conftest import drop_schema, make_schema
+from tests.settings_env import settings_env
 
 TABLES = {
     "organisations",
@@ -240,15 +241,12 @@ def test_timestamps_are_timezone_aware(engine: Engine) -> None:
     assert cast(DateTime, started["type"]).timezone is True
 
 
-def test_upgrading_fills_the_breaker_window_from_the_jobs(
-    empty_schema: str, pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_upgrading_fills_the_breaker_window_from_the_jobs(empty_schema: str, pg_url: str) -> None:
     """Revision 0009 adds the breaker's window counters: existing batches get what the breaker
     counted from their job rows (jobs finished since the window opened, all when it never did)."""
     from regbatch.db import batches, lifecycle
     from regbatch.db.engine import dispose_engines, session_scope
     from regbatch.db.jobs import get_job, set_job_status
-    from regbatch.settings import reset_settings
     from tests.factories import make_org, make_restaurants
 
     def windows() -> dict[uuid.UUID, tuple[int, int]]:
@@ -261,46 +259,43 @@ def test_upgrading_fills_the_breaker_window_from_the_jobs(
             )
             return {row[0]: (row[1], row[2]) for row in rows}
 
-    monkeypatch.setenv("REGBATCH_DATABASE_URL", empty_schema)
-    reset_settings()
-    dispose_engines()
-    try:
-        migrate.upgrade(empty_schema)
-        with session_scope() as session:
-            org = make_org(session)
-            made = {}
-            for name, started in (("never started", False), ("resumed", True)):
-                ids = make_restaurants(session, org, 3)
-                made[name] = batches.create_batch(
-                    session, organisation_id=org, name=name, restaurant_ids=ids
-                ).id
-                if started:
-                    lifecycle.begin_run(session, made[name], "tests", lease_seconds=60)
-        for batch_id in made.values():
-            with session_scope() as session:
-                jobs = batches.unfinished_jobs(session, batch_id)
-                job_ids = [j.id for j in jobs[:2]]
-            for job_id, outcome in zip(
-                job_ids, (JobStatus.FAILED, JobStatus.COMPLETED), strict=True
-            ):
-                for status in (JobStatus.IN_PROGRESS, outcome):
-                    with session_scope() as session:
-                        set_job_status(session, get_job(session, job_id), status)
-        with session_scope() as session:  # the resumed one: a new window, then one failure
-            lifecycle.pause_now(session, made["resumed"], "tests", "tests")
-            lifecycle.resume(session, made["resumed"], "tests")
-        with session_scope() as session:
-            last = batches.unfinished_jobs(session, made["resumed"])[0].id
-        for status in (JobStatus.IN_PROGRESS, JobStatus.FAILED):
-            with session_scope() as session:
-                set_job_status(session, get_job(session, last), status)
-        moved = windows()
-        assert moved == {made["never started"]: (2, 1), made["resumed"]: (1, 1)}
+    with settings_env({"REGBATCH_DATABASE_URL": empty_schema}):
         dispose_engines()
-        migrate.downgrade(empty_schema, "0008")
-        migrate.upgrade(empty_schema)
-        assert windows() == moved
-    finally:
-        dispose_engines()
-        monkeypatch.undo()
-        reset_settings()
+        try:
+            migrate.upgrade(empty_schema)
+            with session_scope() as session:
+                org = make_org(session)
+                made = {}
+                for name, started in (("never started", False), ("resumed", True)):
+                    ids = make_restaurants(session, org, 3)
+                    made[name] = batches.create_batch(
+                        session, organisation_id=org, name=name, restaurant_ids=ids
+                    ).id
+                    if started:
+                        lifecycle.begin_run(session, made[name], "tests", lease_seconds=60)
+            for batch_id in made.values():
+                with session_scope() as session:
+                    jobs = batches.unfinished_jobs(session, batch_id)
+                    job_ids = [j.id for j in jobs[:2]]
+                for job_id, outcome in zip(
+                    job_ids, (JobStatus.FAILED, JobStatus.COMPLETED), strict=True
+                ):
+                    for status in (JobStatus.IN_PROGRESS, outcome):
+                        with session_scope() as session:
+                            set_job_status(session, get_job(session, job_id), status)
+            with session_scope() as session:  # the resumed one: a new window, then one failure
+                lifecycle.pause_now(session, made["resumed"], "tests", "tests")
+                lifecycle.resume(session, made["resumed"], "tests")
+            with session_scope() as session:
+                last = batches.unfinished_jobs(session, made["resumed"])[0].id
+            for status in (JobStatus.IN_PROGRESS, JobStatus.FAILED):
+                with session_scope() as session:
+                    set_job_status(session, get_job(session, last), status)
+            moved = windows()
+            assert moved == {made["never started"]: (2, 1), made["resumed"]: (1, 1)}
+            dispose_engines()
+            migrate.downgrade(empty_schema, "0008")
+            migrate.upgrade(empty_schema)
+            assert windows() == moved
+        finally:
+            dispose_engines()

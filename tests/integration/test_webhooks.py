@@ -28,7 +28,6 @@ from regbatch.db.models import Batch, Job, JobStep, OperationLog, WebhookSubscri
 from regbatch.db.types import utcnow
 from regbatch.errors import ConfigurationError, ConflictError, InvalidInputError, NotFoundError
 from regbatch.services import webhooks as service
-from regbatch.settings import reset_settings
 from regbatch.statuses import JobStatus
 from regbatch.tasks import webhooks as webhook_tasks
 from regbatch.tasks.webhooks import Answer, WebhookClient
@@ -36,6 +35,7 @@ from regbatch.webhook_targets import IPAddress
 from regbatch.webhooks import WebhookEvent
 from tests.cli import cli, cli_json
 from tests.factories import make_org, make_restaurants
+from tests.settings_env import settings_env
 
 DELAY = 0.01  # seconds before the first retry (1 s in production)
 
@@ -262,21 +262,17 @@ def test_a_secret_that_cannot_be_decrypted_fails_before_any_attempt(
     assert hook.requests == [] and webhook_log(batch_id) == []
 
 
-def test_the_retry_policy_comes_from_the_environment_when_not_given(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_retry_policy_comes_from_the_environment_when_not_given() -> None:
     assert service.delivery_policy() == service.DeliveryPolicy(4, 1.0, 10.0)
     assert service.delivery_policy(2, 0.5, 3) == service.DeliveryPolicy(2, 0.5, 3)
-    monkeypatch.setenv("REGBATCH_WEBHOOK_ATTEMPTS", "2")
-    monkeypatch.setenv("REGBATCH_WEBHOOK_BASE_DELAY_SECONDS", "0.01")
-    reset_settings()
-    assert service.delivery_policy() == service.DeliveryPolicy(2, 0.01, 10.0)
-    monkeypatch.setenv("REGBATCH_WEBHOOK_ATTEMPTS", "many")
-    reset_settings()
-    with pytest.raises(ConfigurationError, match="REGBATCH_WEBHOOK_ATTEMPTS: "):
+    quick = {"REGBATCH_WEBHOOK_ATTEMPTS": "2", "REGBATCH_WEBHOOK_BASE_DELAY_SECONDS": "0.01"}
+    with settings_env(quick):
+        assert service.delivery_policy() == service.DeliveryPolicy(2, 0.01, 10.0)
+    with (
+        settings_env({"REGBATCH_WEBHOOK_ATTEMPTS": "many"}),
+        pytest.raises(ConfigurationError, match="REGBATCH_WEBHOOK_ATTEMPTS: "),
+    ):
         service.delivery_policy()
-    monkeypatch.undo()
-    reset_settings()
     with pytest.raises(ValueError, match="attempts=0, .* give 1 to 20 attempts"):
         service.delivery_policy(attempts=0)
 
@@ -328,13 +324,10 @@ def test_webhook_commands(org_id: uuid.UUID, receiver: Callable[..., Receiver]) 
 
 
 @pytest.fixture()
-def public_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def public_only() -> Iterator[None]:
     """REGBATCH_WEBHOOK_ALLOW_PRIVATE off, as in production (the tests' receivers need it on)."""
-    monkeypatch.setenv("REGBATCH_WEBHOOK_ALLOW_PRIVATE", "0")
-    reset_settings()
-    yield
-    monkeypatch.undo()
-    reset_settings()
+    with settings_env({"REGBATCH_WEBHOOK_ALLOW_PRIVATE": "0"}):
+        yield
 
 
 @pytest.mark.parametrize(

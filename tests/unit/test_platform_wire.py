@@ -19,8 +19,8 @@ from regbatch.errors import RateLimitedError, TransientPlatformError
 from regbatch.platform import PlatformClient
 from regbatch.platform.wire import KEEPALIVE_S
 from regbatch.runner.platform import platform_client, platform_session
-from regbatch.settings import reset_settings
 from regbatch.steps import StepKey
+from tests.settings_env import settings_env
 
 pytestmark = pytest.mark.anyio
 KEY = "service-key-for-tests"
@@ -144,11 +144,9 @@ async def test_a_platform_that_never_answers_times_out_at_the_steps_timeout(
 
 
 async def test_a_flows_platform_session_closes_only_the_client_it_opened(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    platform: Platform,
 ) -> None:
-    monkeypatch.setenv("REGBATCH_PLATFORM_URL", platform.url)
-    reset_settings()
-    try:
+    with settings_env({"REGBATCH_PLATFORM_URL": platform.url}):
         async with platform_session():  # the batch's flow
             batch_client = platform_client()
             async with platform_session():  # a restaurant's flow in the batch's process
@@ -160,16 +158,12 @@ async def test_a_flows_platform_session_closes_only_the_client_it_opened(
         await asyncio.sleep(0.1)
         assert platform.closed == 1  # closed with the batch's flow
         assert platform.connections == 1
-    finally:
-        reset_settings()
 
 
 async def test_two_restaurants_sessions_on_one_loop_close_the_client_when_both_ended(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    platform: Platform,
 ) -> None:
     """Without a batch's session around them: the first to end leaves the client open."""
-    monkeypatch.setenv("REGBATCH_PLATFORM_URL", platform.url)
-    reset_settings()
     first_ended = asyncio.Event()
 
     async def restaurant(first: bool) -> None:
@@ -181,11 +175,9 @@ async def test_two_restaurants_sessions_on_one_loop_close_the_client_when_both_e
         if first:
             first_ended.set()
 
-    try:
+    with settings_env({"REGBATCH_PLATFORM_URL": platform.url}):
         await asyncio.gather(restaurant(True), restaurant(False))
         await asyncio.sleep(0.1)
-    finally:
-        reset_settings()
     assert len(platform.requests) == 3
     assert platform.closed == platform.connections  # all closed once both had ended
 
