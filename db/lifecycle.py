@@ -19,10 +19,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from regbatch.audit import Operation
-from regbatch.batch_rules import breaker_reason, breaker_trips, final_status
+from regbatch.batch_rules import BreakerPolicy, breaker_reason, breaker_trips, final_status
 from regbatch.db.batches import get_batch, job_counts, recompute_counters
 from regbatch.db.fencing import LockMode, hold
-from regbatch.db.models import Batch, Job, JobStep, OperationLog, breaker_policy
+from regbatch.db.models import Batch, Job, JobStep, OperationLog
 from regbatch.db.oplog import append_log
 from regbatch.db.organisations import find_organisation
 from regbatch.db.types import utcnow
@@ -445,7 +445,7 @@ def breaker_verdict(session: Session, batch_id: uuid.UUID) -> BreakerVerdict | N
 def verdict_of(values: Sequence[Any]) -> BreakerVerdict | None:
     """The breaker's verdict on the values of BREAKER_COLUMNS, in their order."""
     threshold, min_finished, failed, finished = values
-    policy = breaker_policy(threshold, min_finished)
+    policy = BreakerPolicy(threshold=float(threshold), min_finished=min_finished)
     if not breaker_trips(failed, finished, policy):
         return None
     return BreakerVerdict(breaker_reason(failed, finished, policy), failed, finished)

@@ -31,7 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from regbatch.audit import Operation
-from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD, BreakerPolicy
+from regbatch.batch_rules import BREAKER_MIN_FINISHED, BREAKER_THRESHOLD
 from regbatch.db.types import JSONType, UTCDateTime, utcnow
 from regbatch.restaurant import (
     LeadStage,
@@ -212,12 +212,6 @@ class Restaurant(Base):
     updated_at: Mapped[datetime] = _updated()
 
 
-def breaker_policy(threshold: Decimal | float, min_finished: int) -> BreakerPolicy:
-    """The breaker policy of a batch's `breaker_threshold` (a NUMERIC) and `breaker_min_finished`
-    columns, as the breaker rules take it."""
-    return BreakerPolicy(threshold=float(threshold), min_finished=min_finished)
-
-
 class Batch(Base):
     __tablename__ = "registration_batch_jobs"
     __table_args__ = (
@@ -292,11 +286,6 @@ class Batch(Base):
     paused_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
-
-    @property
-    def breaker(self) -> BreakerPolicy:
-        """The batch's breaker settings as the policy the breaker rules take."""
-        return breaker_policy(self.breaker_threshold, self.breaker_min_finished)
 
     jobs: Mapped[list[Job]] = relationship(
         back_populates="batch",
