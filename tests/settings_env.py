@@ -15,9 +15,9 @@ def settings_env(values: Mapping[str, str]) -> Iterator[None]:
     read afresh from them; on the way out, even on an error, the environment as it was and the
     settings read afresh again."""
     saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    reset_settings()
     try:
+        os.environ.update(values)
+        reset_settings()
         yield
     finally:
         for name, value in saved.items():
