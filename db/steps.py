@@ -230,7 +230,8 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: str) -
     ).one()
     results = {
         as_key(step_key): data or {}
-        for step_key, data in connection.execute(sql.results, {"p_job": job_id})
+        for step_key, status, data in connection.execute(sql.results, {"p_job": job_id})
+        if status == StepStatus.COMPLETED
     }
     password = None
     if key == StepKey.ACCOUNT_REGISTRATION or current.handler is not None:

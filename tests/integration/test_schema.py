@@ -299,3 +299,48 @@ def test_upgrading_fills_the_breaker_window_from_the_jobs(empty_schema: str, pg_
             assert windows() == moved
         finally:
             dispose_engines()
+
+
+def test_a_steps_inputs_are_read_through_its_jobs_index_however_stale_the_statistics(
+    empty_schema: str,
+) -> None:
+    """A step's start reads its job's results. Statistics taken when a big batch was made (all
+    of its steps pending) must not make that read scan every completed step of the table, as a
+    filter on the status once did: 44 ms per step's start at 6,000 of 10,000 restaurants."""
+    import json
+
+    from sqlalchemy.orm import Session
+
+    from regbatch.db import batches
+    from regbatch.db.step_statements import step_statements
+    from tests.factories import make_org, make_restaurants
+
+    migrate.upgrade(empty_schema)
+    engine = create_engine(empty_schema)
+    try:
+        with Session(engine) as session, session.begin():
+            org = make_org(session)
+            ids = make_restaurants(session, org, batches.ANALYZE_FROM_JOBS)
+            batch_id = batches.create_batch(
+                session, organisation_id=org, name="big", restaurant_ids=ids
+            ).id
+        with engine.begin() as connection:  # most of it done since: the statistics do not know
+            job_id = connection.scalar(
+                text("SELECT id FROM registration_jobs WHERE batch_id = :b ORDER BY position"),
+                {"b": batch_id},
+            )
+            connection.execute(
+                text(
+                    "UPDATE registration_job_steps SET status = 'completed' WHERE job_id IN "
+                    "(SELECT id FROM registration_jobs WHERE batch_id = :b AND position > 50)"
+                ),
+                {"b": batch_id},
+            )
+            statement = step_statements("postgresql").results.compile(dialect=connection.dialect)
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN (FORMAT JSON) {statement}", {**statement.params, "p_job": job_id}
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    indexes = re.findall(r'"Index Name": "([^"]+)"', json.dumps(plan))
+    assert indexes == ["uq_registration_job_steps_job_step"], json.dumps(plan, indent=1)
