@@ -132,7 +132,8 @@ def step_statements(dialect: str) -> StepStatements:
         .where(JOBS.c.id == bindparam("p_job"), JOBS.c.batch_id == bindparam("p_batch"))
         .values(current_step=bindparam("p_step"))
         .returning(JOBS.c.organisation_id, JOBS.c.restaurant_id, JOBS.c.idempotency_root),
-        # By the job alone, through its (job, step) index; the caller keeps the completed ones.
+        # By the job alone, through the (job_id, step_number) index; the caller keeps the
+        # completed ones.
         # With `status = 'completed'` in the query, PostgreSQL planned a scan of the status index
         # whenever its statistics predated the batch's progress (they are refreshed when a big
         # batch is made, all of its steps pending): every completed step of every batch, 44 ms

@@ -24,6 +24,8 @@ from regbatch.errors import (
     LeaseLostError,
     TransientPlatformError,
 )
+from regbatch.lease import Lease
+from regbatch.ledger import StepInputs
 from regbatch.statuses import JobStatus, StepStatus
 from regbatch.steps import StepKey
 from tests.integration.sql_support import running_batch, sql_sent
@@ -41,13 +43,41 @@ def _step(url: str | None, job_id: uuid.UUID, key: str) -> JobStep:
         return row
 
 
-def test_an_attempt_and_its_outcome_are_recorded_with_the_database_s_duration(
-    url: str | None,
-) -> None:
+def _first_attempt(url: str | None) -> tuple[uuid.UUID, Lease, StepInputs]:
+    """A running batch of one job, begun, its account step's first attempt started."""
     _, [job_id], lease = running_batch(url, 1)
     with session_scope(url) as session:
         ledger.begin_job(session, lease, job_id)
         inputs = ledger.start_attempt(session, lease, job_id, ACCOUNT)
+    return job_id, lease, inputs
+
+
+def test_a_steps_inputs_hold_the_results_of_its_jobs_completed_steps_only(
+    url: str | None,
+) -> None:
+    job_id, lease, _ = _first_attempt(url)
+    with session_scope(url) as session:
+        ledger.record_completed(session, lease, job_id, ACCOUNT, {"account_id": "a-1"})
+    with session_scope(url) as session:  # results left on steps that did not complete
+        for key, status in (
+            (StepKey.CODE_GENERATION, StepStatus.FAILED),
+            (StepKey.IMAGE_UPLOAD, StepStatus.SKIPPED),
+            (StepKey.ONBOARDING_USER, StepStatus.PENDING),
+        ):
+            session.execute(
+                update(JobStep)
+                .where(JobStep.job_id == job_id, JobStep.step_key == str(key))
+                .values(status=status, result_data={"stale": str(key)})
+            )
+    with session_scope(url) as session:
+        inputs = ledger.start_attempt(session, lease, job_id, StepKey.RESTAURANT_REGISTRATION)
+    assert inputs.results == {ACCOUNT: {"account_id": "a-1"}}
+
+
+def test_an_attempt_and_its_outcome_are_recorded_with_the_database_s_duration(
+    url: str | None,
+) -> None:
+    job_id, lease, inputs = _first_attempt(url)
     assert inputs.attempt == 1 and inputs.encrypted_password is not None
     started = _step(url, job_id, ACCOUNT)
     assert started.status == StepStatus.IN_PROGRESS and started.started_at is not None
@@ -75,10 +105,7 @@ def test_an_attempt_and_its_outcome_are_recorded_with_the_database_s_duration(
 
 
 def test_a_retry_keeps_the_first_start_and_counts_the_attempts(url: str | None) -> None:
-    _, [job_id], lease = running_batch(url, 1)
-    with session_scope(url) as session:
-        ledger.begin_job(session, lease, job_id)
-        ledger.start_attempt(session, lease, job_id, ACCOUNT)
+    job_id, lease, _ = _first_attempt(url)
     first = _step(url, job_id, ACCOUNT).started_at
     error = TransientPlatformError("platform busy", status_code=503)
     with session_scope(url) as session:
