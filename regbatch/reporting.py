@@ -55,6 +55,12 @@ def every_restaurant_command(batch_id: uuid.UUID) -> str:
     return f"regbatch batch show {batch_id} --all"
 
 
+def shown_of(shown: int, total: int) -> str:
+    """What a capped list of a batch's restaurants holds, for its caller to follow with
+    `every_restaurant_command`: '100 shown of 10,000, failed first; every one: '."""
+    return f"{shown:,} shown of {total:,}, failed first; every one: "
+
+
 def batch_end(detail: BatchView) -> datetime | None:
     """When the batch stopped: finished, cancelled or (while paused) paused; None if it runs."""
     if detail.status == BatchStatus.PAUSED:
@@ -197,8 +203,7 @@ def _result_lines(detail: BatchDetail) -> list[str]:
     lines = []
     if len(jobs) < detail.total:
         lines += [
-            f"The {len(jobs):,} shown of {detail.total:,}, failed first; every one: "
-            f"`{every_restaurant_command(detail.id)}`",
+            f"The {shown_of(len(jobs), detail.total)}`{every_restaurant_command(detail.id)}`",
             "",
         ]
     lines += ["| Restaurant | Result |", "|---|---|"]

@@ -28,6 +28,7 @@ from regbatch.reporting import (
     counts_text,
     duration_text,
     every_restaurant_command,
+    shown_of,
 )
 from regbatch.selection import RestaurantSelection
 from regbatch.statuses import BatchStatus, ExecutionMode, JobStatus, StepStatus
@@ -253,8 +254,7 @@ def render_detail(detail: BatchDetail) -> None:
     console.print(view)
     if len(detail.jobs) < detail.total:
         console.print(
-            f"the {len(detail.jobs):,} shown of {detail.total:,}, failed first; every one: "
-            f"{every_restaurant_command(detail.id)}",
+            f"the {shown_of(len(detail.jobs), detail.total)}{every_restaurant_command(detail.id)}",
             markup=False,
         )
     for job in detail.jobs:  # the steps plugins ran instead of the built-in ones
