@@ -56,10 +56,10 @@ class StepStatements:
     # moves run these first, then the plain ones only to explain a move that matched nothing
     fenced: dict[StepStatus, Update]
     point_job: Update  # p_job, p_batch, p_step -> organisation_id, restaurant_id, idempotency_root
-    results: Select[Any]  # p_job -> step_key, status, result_data of each of its steps
     password: Select[Any]  # p_restaurant -> account_password_encrypted
     status: Select[Any]  # p_job, p_key -> status
-    job_steps: Select[Any]  # p_job -> what planning and a job's end read of its steps, in order
+    # p_job -> what planning, a job's end and a step's start read of its steps, in order
+    job_steps: Select[Any]
 
 
 def _now() -> Any:
@@ -132,22 +132,18 @@ def step_statements(dialect: str) -> StepStatements:
         .where(JOBS.c.id == bindparam("p_job"), JOBS.c.batch_id == bindparam("p_batch"))
         .values(current_step=bindparam("p_step"))
         .returning(JOBS.c.organisation_id, JOBS.c.restaurant_id, JOBS.c.idempotency_root),
-        # By the job alone, through the (job_id, step_number) index; the caller keeps the
-        # completed ones.
-        # With `status = 'completed'` in the query, PostgreSQL planned a scan of the status index
-        # whenever its statistics predated the batch's progress (they are refreshed when a big
-        # batch is made, all of its steps pending): every completed step of every batch, 44 ms
-        # per step's start at 6,000 of 10,000 restaurants (bench/README, "10,000 restaurants,
-        # fifth run").
-        results=select(STEP_ROWS.c.step_key, STEP_ROWS.c.status, STEP_ROWS.c.result_data).where(
-            STEP_ROWS.c.job_id == bindparam("p_job")
-        ),
         password=select(Restaurant.account_password_encrypted).where(
             Restaurant.id == bindparam("p_restaurant")
         ),
         status=select(STEP_ROWS.c.status).where(
             STEP_ROWS.c.job_id == bindparam("p_job"), STEP_ROWS.c.step_key == bindparam("p_key")
         ),
+        # By the job alone, through the (job_id, step_number) index; a step's start keeps the
+        # completed ones' results. With `status = 'completed'` in that read, PostgreSQL planned a
+        # scan of the status index whenever its statistics predated the batch's progress (they
+        # are refreshed when a big batch is made, all of its steps pending): every completed step
+        # of every batch, 44 ms per step's start at 6,000 of 10,000 restaurants (bench/README,
+        # "10,000 restaurants, fifth run").
         job_steps=select(
             STEP_ROWS.c.step_number,
             STEP_ROWS.c.step_key,
