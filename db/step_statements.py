@@ -58,8 +58,8 @@ class StepStatements:
     point_job: Update  # p_job, p_batch, p_step -> organisation_id, restaurant_id, idempotency_root
     password: Select[Any]  # p_restaurant -> account_password_encrypted
     status: Select[Any]  # p_job, p_key -> status
-    # p_job -> what planning, a job's end and a step's start read of its steps, in order
-    job_steps: Select[Any]
+    job_steps: Select[Any]  # p_job -> what planning and a job's end read of its steps, in order
+    results: Select[Any]  # the same rows, unordered: step_key, status, result_data (a step's start)
 
 
 def _now() -> Any:
@@ -122,6 +122,25 @@ def _moves(dialect: str) -> dict[StepStatus, Update]:
 def step_statements(dialect: str) -> StepStatements:
     """The statements for `dialect` ('postgresql' or 'sqlite'), built on first use."""
     moves = _moves(dialect)
+    # By the job alone, through the (job_id, step_number) index; a step's start keeps the
+    # completed ones' results. With `status = 'completed'` in that read, PostgreSQL planned a
+    # scan of the status index whenever its statistics predated the batch's progress (they
+    # are refreshed when a big batch is made, all of its steps pending): every completed step
+    # of every batch, 44 ms per step's start at 6,000 of 10,000 restaurants (bench/README,
+    # "10,000 restaurants, fifth run").
+    job_steps = (
+        select(
+            STEP_ROWS.c.step_number,
+            STEP_ROWS.c.step_key,
+            STEP_ROWS.c.status,
+            STEP_ROWS.c.result_data,
+            STEP_ROWS.c.blocked_by_step,
+            STEP_ROWS.c.error_message,
+            STEP_ROWS.c.error_details,
+        )
+        .where(STEP_ROWS.c.job_id == bindparam("p_job"))
+        .order_by(STEP_ROWS.c.step_number)
+    )
     return StepStatements(
         moves=moves,
         fenced={
@@ -138,21 +157,8 @@ def step_statements(dialect: str) -> StepStatements:
         status=select(STEP_ROWS.c.status).where(
             STEP_ROWS.c.job_id == bindparam("p_job"), STEP_ROWS.c.step_key == bindparam("p_key")
         ),
-        # By the job alone, through the (job_id, step_number) index; a step's start keeps the
-        # completed ones' results. With `status = 'completed'` in that read, PostgreSQL planned a
-        # scan of the status index whenever its statistics predated the batch's progress (they
-        # are refreshed when a big batch is made, all of its steps pending): every completed step
-        # of every batch, 44 ms per step's start at 6,000 of 10,000 restaurants (bench/README,
-        # "10,000 restaurants, fifth run").
-        job_steps=select(
-            STEP_ROWS.c.step_number,
-            STEP_ROWS.c.step_key,
-            STEP_ROWS.c.status,
-            STEP_ROWS.c.result_data,
-            STEP_ROWS.c.blocked_by_step,
-            STEP_ROWS.c.error_message,
-            STEP_ROWS.c.error_details,
-        )
-        .where(STEP_ROWS.c.job_id == bindparam("p_job"))
-        .order_by(STEP_ROWS.c.step_number),
+        job_steps=job_steps,
+        results=job_steps.with_only_columns(
+            STEP_ROWS.c.step_key, STEP_ROWS.c.status, STEP_ROWS.c.result_data
+        ).order_by(None),
     )

@@ -229,9 +229,9 @@ def start_attempt(session: Session, lease: Lease, job_id: uuid.UUID, key: str) -
         sql.point_job, {"p_job": job_id, "p_batch": lease.batch_id, "p_step": current.step_number}
     ).one()
     results = {
-        as_key(row.step_key): row.result_data or {}
-        for row in _steps(session, job_id)
-        if row.status == StepStatus.COMPLETED
+        as_key(step_key): data or {}
+        for step_key, status, data in connection.execute(sql.results, {"p_job": job_id})
+        if status == StepStatus.COMPLETED
     }
     password = None
     if key == StepKey.ACCOUNT_REGISTRATION or current.handler is not None:

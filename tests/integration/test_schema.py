@@ -336,7 +336,7 @@ def test_a_steps_inputs_are_read_through_its_jobs_index_however_stale_the_statis
                 ),
                 {"b": batch_id},
             )
-            statement = step_statements("postgresql").job_steps.compile(dialect=connection.dialect)
+            statement = step_statements("postgresql").results.compile(dialect=connection.dialect)
             plan = connection.exec_driver_sql(
                 f"EXPLAIN (FORMAT JSON) {statement}", {**statement.params, "p_job": job_id}
             ).scalar_one()
